@@ -1,0 +1,659 @@
+//! The reducer: folds a notebook's log into its state and enforces the rules that make
+//! sharing one log between agents and UIs safe.
+//!
+//! [`NotebookState::apply`] is pure and deterministic: no clock, no randomness, no I/O, so
+//! every replica that folds the same log reaches the same state. Each event either applies
+//! or is ignored with an [`Ignored`] reason that is counted; nothing panics, nothing is
+//! fatal. The rules (see `docs/architecture.md`):
+//!
+//! 1. One active runtime session: `RuntimeSessionStarted` makes a session active and ends
+//!    the previous one (displaced, or expired if its lease had run out by then).
+//! 2. Claims are decided by log order: `ExecutionAssigned` applies only to a pending entry
+//!    from the active session; `ExecutionStarted` only from the session holding the claim.
+//! 3. Fencing: outputs and completions apply only from the session executing the entry.
+//! 4. Leases: an `expired` termination applies only if the lease had run out at its `at`.
+//! 5. When a session ends, its claimed entries return to pending and its running entries
+//!    end `runtime_lost`: never re-run silently.
+//! 6. Terminal states are final and distinct; execution counts are assigned at start.
+//! 7. A repeated request id is ignored.
+//! 8. Malformed, unknown and rule-breaking events are skipped and counted.
+
+mod model;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub use model::*;
+
+use crate::clock::Timestamp;
+use crate::schema::*;
+
+/// Why an event did not change the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ignored {
+    /// Its sequence number is not after the last one applied (a replayed delivery).
+    OutOfOrder,
+    /// It does not decode.
+    Malformed,
+    /// Its type is unknown to this version.
+    Unknown,
+    /// It creates something (a cell, a request, a session, an output) whose id exists.
+    DuplicateId,
+    /// It names a cell, entry, session or output that does not exist.
+    NotFound,
+    /// A claim for an entry that is no longer pending, or by a session that is not active.
+    ClaimRejected,
+    /// A start, output or completion from a session that does not hold the entry:
+    /// late output from a displaced agent, for instance.
+    Fenced,
+    /// A second result for one execution.
+    DuplicateResult,
+    /// It targets a session that has ended or an entry that has completed.
+    AlreadyEnded,
+    /// An expiry for a session whose lease had not run out at the given time.
+    LeaseStillValid,
+}
+
+/// What [`NotebookState::apply`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed.
+    Applied,
+    /// The event was skipped, for this reason.
+    Ignored(Ignored),
+}
+
+/// Counts of what the reducer did, for diagnostics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Events applied.
+    pub applied: u64,
+    /// Events ignored, by reason.
+    pub ignored: BTreeMap<Ignored, u64>,
+}
+
+impl ApplyStats {
+    /// How many events were ignored for `reason`.
+    pub fn ignored(&self, reason: Ignored) -> u64 {
+        self.ignored.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+/// A notebook's state: the fold of its log.
+///
+/// # Example
+///
+/// ```
+/// use runtime_core::{Applied, CellType, EntryState, Event, ExecutionRequested, NotebookState};
+///
+/// let mut state = NotebookState::new();
+/// let request = Event::from(ExecutionRequested {
+///     queue_id: "q1".into(),
+///     cell_id: "c1".into(),
+///     cell_type: CellType::Code,
+///     source: "1 + 1".into(),
+///     requested_by: "alice".into(),
+/// });
+/// assert_eq!(state.apply(1, &request), Applied::Applied);
+/// assert_eq!(state.entry(&"q1".into()).unwrap().state, EntryState::Pending);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NotebookState {
+    last_seq: Seq,
+    cells: HashMap<CellId, Cell>,
+    cell_order: Vec<CellId>,
+    entries: Vec<QueueEntry>,
+    entry_index: HashMap<QueueId, usize>,
+    pending: BTreeSet<usize>,
+    held: BTreeSet<usize>,
+    sessions: Vec<RuntimeSession>,
+    session_index: HashMap<SessionId, usize>,
+    active_session: Option<usize>,
+    execution_count: u64,
+    displays: HashMap<DisplayId, Vec<(usize, OutputId)>>,
+    stats: ApplyStats,
+}
+
+const ABORTED: &str = "aborted: an earlier execution in the queue failed (stop_on_error)";
+
+impl NotebookState {
+    /// An empty notebook.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one event in. `seq` must increase from call to call; a repeated or smaller
+    /// one is ignored, so replaying a delivery is harmless.
+    pub fn apply(&mut self, seq: Seq, event: &Event) -> Applied {
+        let outcome = if seq <= self.last_seq {
+            Err(Ignored::OutOfOrder)
+        } else {
+            self.last_seq = seq;
+            self.apply_event(seq, event)
+        };
+        match outcome {
+            Ok(()) => {
+                self.stats.applied += 1;
+                Applied::Applied
+            }
+            Err(reason) => {
+                *self.stats.ignored.entry(reason).or_default() += 1;
+                Applied::Ignored(reason)
+            }
+        }
+    }
+
+    fn apply_event(&mut self, seq: Seq, event: &Event) -> Result<(), Ignored> {
+        match event {
+            Event::Malformed(_) => Err(Ignored::Malformed),
+            Event::Unknown(_) => Err(Ignored::Unknown),
+            Event::CellCreated(e) => self.create_cell(e),
+            Event::CellSourceChanged(e) => {
+                let cell = self.cells.get_mut(&e.cell_id).ok_or(Ignored::NotFound)?;
+                cell.source.clone_from(&e.source);
+                Ok(())
+            }
+            Event::CellDeleted(e) => self.delete_cell(&e.cell_id),
+            Event::ExecutionRequested(e) => self.request(seq, e),
+            Event::ExecutionAssigned(e) => self.assign(e),
+            Event::ExecutionStarted(e) => self.start(e),
+            Event::ExecutionCompleted(e) => self.complete(e),
+            Event::ExecutionCancelRequested(e) => self.cancel(&e.target),
+            Event::RuntimeSessionStarted(e) => self.start_session(e),
+            Event::RuntimeSessionStatusChanged(e) => {
+                self.active_session_mut(&e.session_id)?.status = e.status;
+                Ok(())
+            }
+            Event::RuntimeSessionRenewed(e) => {
+                let session = self.active_session_mut(&e.session_id)?;
+                let until =
+                    e.at.saturating_add(std::time::Duration::from_millis(e.valid_for_ms));
+                session.lease_until = session.lease_until.max(until);
+                Ok(())
+            }
+            Event::RuntimeSessionTerminated(e) => self.terminate(e),
+            Event::StreamOutputAdded(e) => {
+                let kind = OutputKind::Stream {
+                    name: e.name,
+                    text: e.text.clone(),
+                };
+                self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
+                    .map(drop)
+            }
+            Event::StreamOutputAppended(e) => {
+                let output = self.owned_output(&e.queue_id, &e.session_id, &e.output_id)?;
+                match &mut output.kind {
+                    OutputKind::Stream { text, .. } => text.push_str(&e.text),
+                    _ => return Err(Ignored::NotFound),
+                }
+                Ok(())
+            }
+            Event::MarkdownOutputAdded(e) => {
+                let kind = OutputKind::Markdown {
+                    text: e.text.clone(),
+                };
+                self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
+                    .map(drop)
+            }
+            Event::MarkdownOutputAppended(e) => {
+                let output = self.owned_output(&e.queue_id, &e.session_id, &e.output_id)?;
+                match &mut output.kind {
+                    OutputKind::Markdown { text } => text.push_str(&e.text),
+                    _ => return Err(Ignored::NotFound),
+                }
+                Ok(())
+            }
+            Event::DisplayOutputAdded(e) => {
+                let kind = OutputKind::Display {
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
+                    display_id: e.display_id.clone(),
+                };
+                let index = self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)?;
+                if let Some(display_id) = &e.display_id {
+                    let shown = self.displays.entry(display_id.clone()).or_default();
+                    shown.push((index, e.output_id.clone()));
+                }
+                Ok(())
+            }
+            Event::DisplayOutputUpdated(e) => self.update_display(e),
+            Event::ExecuteResultAdded(e) => {
+                let index = self.owned_entry(&e.queue_id, &e.session_id)?;
+                let has_result = |entry: &QueueEntry| {
+                    entry
+                        .outputs
+                        .iter()
+                        .any(|o| matches!(o.kind, OutputKind::Result { .. }))
+                };
+                if has_result(&self.entries[index]) && !self.entries[index].clear_pending {
+                    return Err(Ignored::DuplicateResult);
+                }
+                let kind = OutputKind::Result {
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
+                    execution_count: e.execution_count,
+                };
+                self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
+                    .map(drop)
+            }
+            Event::ErrorOutputAdded(e) => {
+                let kind = OutputKind::Error {
+                    ename: e.ename.clone(),
+                    evalue: e.evalue.clone(),
+                    traceback: e.traceback.clone(),
+                };
+                self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
+                    .map(drop)
+            }
+            Event::OutputsCleared(e) => {
+                let index = self.owned_entry(&e.queue_id, &e.session_id)?;
+                let entry = &mut self.entries[index];
+                if e.wait {
+                    entry.clear_pending = true;
+                } else {
+                    entry.outputs.clear();
+                    entry.clear_pending = false;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn create_cell(&mut self, e: &CellCreated) -> Result<(), Ignored> {
+        if self.cells.contains_key(&e.cell_id) {
+            return Err(Ignored::DuplicateId);
+        }
+        let cell = Cell {
+            id: e.cell_id.clone(),
+            cell_type: e.cell_type,
+            source: e.source.clone(),
+            shown_execution: None,
+        };
+        self.cells.insert(e.cell_id.clone(), cell);
+        self.cell_order.push(e.cell_id.clone());
+        Ok(())
+    }
+
+    fn delete_cell(&mut self, cell_id: &CellId) -> Result<(), Ignored> {
+        self.cells.remove(cell_id).ok_or(Ignored::NotFound)?;
+        self.cell_order.retain(|id| id != cell_id);
+        let queued: Vec<usize> = self.pending.iter().chain(&self.held).copied().collect();
+        for index in queued {
+            let entry = &self.entries[index];
+            if &entry.cell_id == cell_id && !matches!(entry.state, EntryState::Executing { .. }) {
+                self.finish(
+                    index,
+                    CompletionStatus::Cancelled,
+                    Some("cell deleted".into()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, seq: Seq, e: &ExecutionRequested) -> Result<(), Ignored> {
+        if self.entry_index.contains_key(&e.queue_id) {
+            return Err(Ignored::DuplicateId);
+        }
+        let index = self.entries.len();
+        self.entries.push(QueueEntry {
+            queue_id: e.queue_id.clone(),
+            cell_id: e.cell_id.clone(),
+            cell_type: e.cell_type,
+            source: e.source.clone(),
+            requested_by: e.requested_by.clone(),
+            requested_seq: seq,
+            state: EntryState::Pending,
+            cancel_requested: false,
+            execution_count: None,
+            outputs: Vec::new(),
+            clear_pending: false,
+        });
+        self.entry_index.insert(e.queue_id.clone(), index);
+        self.pending.insert(index);
+        Ok(())
+    }
+
+    fn assign(&mut self, e: &ExecutionAssigned) -> Result<(), Ignored> {
+        let index = self.entry_index(&e.queue_id)?;
+        if !self.is_active(&e.session_id) || self.entries[index].state != EntryState::Pending {
+            return Err(Ignored::ClaimRejected);
+        }
+        self.entries[index].state = EntryState::Assigned {
+            session_id: e.session_id.clone(),
+        };
+        self.pending.remove(&index);
+        self.held.insert(index);
+        Ok(())
+    }
+
+    fn start(&mut self, e: &ExecutionStarted) -> Result<(), Ignored> {
+        let index = self.entry_index(&e.queue_id)?;
+        let entry = &mut self.entries[index];
+        match &entry.state {
+            EntryState::Assigned { session_id } if session_id == &e.session_id => {}
+            EntryState::Completed { .. } => return Err(Ignored::AlreadyEnded),
+            _ => return Err(Ignored::Fenced),
+        }
+        self.execution_count += 1;
+        entry.execution_count = Some(self.execution_count);
+        entry.state = EntryState::Executing {
+            session_id: e.session_id.clone(),
+            started_at: e.at,
+        };
+        if let Some(cell) = self.cells.get_mut(&entry.cell_id) {
+            cell.shown_execution = Some(e.queue_id.clone());
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, e: &ExecutionCompleted) -> Result<(), Ignored> {
+        let index = self.entry_index(&e.queue_id)?;
+        match self.entries[index].state.session_id() {
+            Some(holder) if holder == &e.session_id => {}
+            _ if self.entries[index].is_completed() => return Err(Ignored::AlreadyEnded),
+            _ => return Err(Ignored::Fenced),
+        }
+        self.finish(index, e.status, e.error.clone());
+        if e.abort_pending && e.status == CompletionStatus::Error {
+            for index in std::mem::take(&mut self.pending) {
+                self.finish(index, CompletionStatus::Cancelled, Some(ABORTED.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel(&mut self, target: &CancelTarget) -> Result<(), Ignored> {
+        let targets: Vec<usize> = match target {
+            CancelTarget::Entry { queue_id } => {
+                let index = self.entry_index(queue_id)?;
+                if self.entries[index].is_completed() {
+                    return Err(Ignored::AlreadyEnded);
+                }
+                vec![index]
+            }
+            CancelTarget::All => self.pending.iter().chain(&self.held).copied().collect(),
+        };
+        for index in targets {
+            if let EntryState::Executing { .. } = self.entries[index].state {
+                // The session running it cancels it and reports how it ended.
+                self.entries[index].cancel_requested = true;
+            } else {
+                let reason = Some("cancelled before it started".to_owned());
+                self.finish(index, CompletionStatus::Cancelled, reason);
+            }
+        }
+        Ok(())
+    }
+
+    fn start_session(&mut self, e: &RuntimeSessionStarted) -> Result<(), Ignored> {
+        if self.session_index.contains_key(&e.session_id) {
+            return Err(Ignored::DuplicateId);
+        }
+        if let Some(previous) = self.active_session {
+            let reason = if self.sessions[previous].lease_until <= e.at {
+                TerminationReason::Expired
+            } else {
+                TerminationReason::Displaced
+            };
+            self.end_session(previous, reason);
+        }
+        let index = self.sessions.len();
+        self.sessions.push(RuntimeSession {
+            session_id: e.session_id.clone(),
+            runtime_id: e.runtime_id.clone(),
+            runtime_type: e.runtime_type.clone(),
+            client_id: e.client_id.clone(),
+            capabilities: e.capabilities.clone(),
+            started_at: e.at,
+            lease_until: e
+                .at
+                .saturating_add(std::time::Duration::from_millis(e.valid_for_ms)),
+            status: SessionStatus::Ready,
+            state: SessionState::Active,
+        });
+        self.session_index.insert(e.session_id.clone(), index);
+        self.active_session = Some(index);
+        Ok(())
+    }
+
+    fn terminate(&mut self, e: &RuntimeSessionTerminated) -> Result<(), Ignored> {
+        let index = *self
+            .session_index
+            .get(&e.session_id)
+            .ok_or(Ignored::NotFound)?;
+        let session = &self.sessions[index];
+        if !session.is_active() {
+            return Err(Ignored::AlreadyEnded);
+        }
+        if e.reason == TerminationReason::Expired && e.at < session.lease_until {
+            return Err(Ignored::LeaseStillValid);
+        }
+        self.end_session(index, e.reason);
+        Ok(())
+    }
+
+    /// Ends a session: claimed entries go back to pending, running ones are lost.
+    fn end_session(&mut self, index: usize, reason: TerminationReason) {
+        let session_id = self.sessions[index].session_id.clone();
+        self.sessions[index].state = SessionState::Ended(reason);
+        if self.active_session == Some(index) {
+            self.active_session = None;
+        }
+        let held: Vec<usize> = self.held.iter().copied().collect();
+        for entry_index in held {
+            let entry = &mut self.entries[entry_index];
+            match &entry.state {
+                EntryState::Assigned { session_id: holder } if holder == &session_id => {
+                    entry.state = EntryState::Pending;
+                    self.held.remove(&entry_index);
+                    self.pending.insert(entry_index);
+                }
+                EntryState::Executing {
+                    session_id: holder, ..
+                } if holder == &session_id => {
+                    let reason = format!("the runtime session ended ({reason:?}) while running");
+                    self.finish(entry_index, CompletionStatus::RuntimeLost, Some(reason));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(&mut self, index: usize, status: CompletionStatus, error: Option<String>) {
+        self.entries[index].state = EntryState::Completed { status, error };
+        self.pending.remove(&index);
+        self.held.remove(&index);
+    }
+
+    fn add_output(
+        &mut self,
+        queue_id: &QueueId,
+        session_id: &SessionId,
+        output_id: &OutputId,
+        kind: OutputKind,
+    ) -> Result<usize, Ignored> {
+        let index = self.owned_entry(queue_id, session_id)?;
+        let entry = &mut self.entries[index];
+        if entry.clear_pending {
+            entry.outputs.clear();
+            entry.clear_pending = false;
+        } else if entry
+            .outputs
+            .iter()
+            .any(|output| &output.output_id == output_id)
+        {
+            return Err(Ignored::DuplicateId);
+        }
+        entry.outputs.push(Output {
+            output_id: output_id.clone(),
+            kind,
+        });
+        Ok(index)
+    }
+
+    fn update_display(&mut self, e: &DisplayOutputUpdated) -> Result<(), Ignored> {
+        self.owned_entry(&e.queue_id, &e.session_id)?;
+        let shown = self
+            .displays
+            .get_mut(&e.display_id)
+            .ok_or(Ignored::NotFound)?;
+        let entries = &mut self.entries;
+        shown.retain(|(index, output_id)| {
+            match entries[*index]
+                .output_mut(output_id)
+                .map(|output| &mut output.kind)
+            {
+                Some(OutputKind::Display { data, metadata, .. }) => {
+                    data.clone_from(&e.data);
+                    metadata.clone_from(&e.metadata);
+                    true
+                }
+                // Cleared since: forget it.
+                _ => false,
+            }
+        });
+        Ok(())
+    }
+
+    fn owned_entry(&self, queue_id: &QueueId, session_id: &SessionId) -> Result<usize, Ignored> {
+        let index = self.entry_index(queue_id)?;
+        match &self.entries[index].state {
+            EntryState::Executing {
+                session_id: holder, ..
+            } if holder == session_id => Ok(index),
+            _ => Err(Ignored::Fenced),
+        }
+    }
+
+    fn owned_output(
+        &mut self,
+        queue_id: &QueueId,
+        session_id: &SessionId,
+        output_id: &OutputId,
+    ) -> Result<&mut Output, Ignored> {
+        let index = self.owned_entry(queue_id, session_id)?;
+        let entry = &mut self.entries[index];
+        if entry.clear_pending {
+            // The append is the next output: it clears, and its target goes with the rest.
+            entry.outputs.clear();
+            entry.clear_pending = false;
+        }
+        entry.output_mut(output_id).ok_or(Ignored::NotFound)
+    }
+
+    fn entry_index(&self, queue_id: &QueueId) -> Result<usize, Ignored> {
+        self.entry_index
+            .get(queue_id)
+            .copied()
+            .ok_or(Ignored::NotFound)
+    }
+
+    fn is_active(&self, session_id: &SessionId) -> bool {
+        self.active_session()
+            .is_some_and(|s| &s.session_id == session_id)
+    }
+
+    fn active_session_mut(
+        &mut self,
+        session_id: &SessionId,
+    ) -> Result<&mut RuntimeSession, Ignored> {
+        let index = *self
+            .session_index
+            .get(session_id)
+            .ok_or(Ignored::NotFound)?;
+        let session = &mut self.sessions[index];
+        if session.is_active() {
+            Ok(session)
+        } else {
+            Err(Ignored::AlreadyEnded)
+        }
+    }
+
+    /// The sequence number of the last event folded in (0 before any).
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// What the reducer applied and ignored so far.
+    pub fn stats(&self) -> &ApplyStats {
+        &self.stats
+    }
+
+    /// The last execution count handed out.
+    pub fn execution_count(&self) -> u64 {
+        self.execution_count
+    }
+
+    /// The active runtime session, if any.
+    pub fn active_session(&self) -> Option<&RuntimeSession> {
+        self.active_session.map(|index| &self.sessions[index])
+    }
+
+    /// The active session, if its lease has run out by `now`: an observer should commit
+    /// `RuntimeSessionTerminated { reason: Expired }` for it.
+    pub fn expired_session(&self, now: Timestamp) -> Option<&RuntimeSession> {
+        self.active_session()
+            .filter(|session| session.lease_until <= now)
+    }
+
+    /// A session by id.
+    pub fn session(&self, session_id: &SessionId) -> Option<&RuntimeSession> {
+        self.session_index
+            .get(session_id)
+            .map(|&index| &self.sessions[index])
+    }
+
+    /// Every session, in the order they started.
+    pub fn sessions(&self) -> &[RuntimeSession] {
+        &self.sessions
+    }
+
+    /// A queue entry by id.
+    pub fn entry(&self, queue_id: &QueueId) -> Option<&QueueEntry> {
+        self.entry_index
+            .get(queue_id)
+            .map(|&index| &self.entries[index])
+    }
+
+    /// Every queue entry, in request order.
+    pub fn entries(&self) -> &[QueueEntry] {
+        &self.entries
+    }
+
+    /// The oldest pending entry: the next to claim.
+    pub fn next_pending(&self) -> Option<&QueueEntry> {
+        self.pending.first().map(|&index| &self.entries[index])
+    }
+
+    /// Pending entries, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &QueueEntry> {
+        self.pending.iter().map(|&index| &self.entries[index])
+    }
+
+    /// Entries claimed or running, in request order.
+    pub fn in_progress(&self) -> impl Iterator<Item = &QueueEntry> {
+        self.held.iter().map(|&index| &self.entries[index])
+    }
+
+    /// A cell by id.
+    pub fn cell(&self, cell_id: &CellId) -> Option<&Cell> {
+        self.cells.get(cell_id)
+    }
+
+    /// Every cell, in the order they were created.
+    pub fn cells(&self) -> impl Iterator<Item = &Cell> {
+        self.cell_order.iter().filter_map(|id| self.cells.get(id))
+    }
+
+    /// The outputs a cell shows: those of its most recently started execution.
+    pub fn cell_outputs(&self, cell_id: &CellId) -> &[Output] {
+        self.cells
+            .get(cell_id)
+            .and_then(|cell| cell.shown_execution.as_ref())
+            .and_then(|queue_id| self.entry(queue_id))
+            .map_or(&[], |entry| &entry.outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! What the reducer builds: cells, queue entries, outputs and runtime sessions.
+
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::schema::{
+    Capabilities, CellId, CellType, CompletionStatus, DisplayId, MediaBundle, OutputId, QueueId,
+    SessionId, SessionStatus, StreamName, TerminationReason,
+};
+
+/// Position of an event in a notebook's log. The first event has sequence number 1.
+pub type Seq = u64;
+
+/// A cell of the notebook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Its id.
+    pub id: CellId,
+    /// Its kind.
+    pub cell_type: CellType,
+    /// Its current source.
+    pub source: String,
+    /// The execution whose outputs the cell shows: the one most recently started.
+    pub shown_execution: Option<QueueId>,
+}
+
+/// Where a queue entry is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryState {
+    /// Waiting for a runtime to claim it.
+    Pending,
+    /// Claimed by a session that has not started it yet.
+    Assigned {
+        /// The claiming session.
+        session_id: SessionId,
+    },
+    /// Running in a session.
+    Executing {
+        /// The session running it.
+        session_id: SessionId,
+        /// When it started.
+        started_at: Timestamp,
+    },
+    /// Finished, one way or another. Final.
+    Completed {
+        /// How it ended.
+        status: CompletionStatus,
+        /// Why, for anything but success.
+        error: Option<String>,
+    },
+}
+
+impl EntryState {
+    /// The session holding the entry (assigned or executing), if any.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        match self {
+            EntryState::Assigned { session_id } | EntryState::Executing { session_id, .. } => {
+                Some(session_id)
+            }
+            EntryState::Pending | EntryState::Completed { .. } => None,
+        }
+    }
+
+    /// The final status, once completed.
+    pub fn status(&self) -> Option<CompletionStatus> {
+        match self {
+            EntryState::Completed { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// One execution request and everything that happened to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueEntry {
+    /// Its id.
+    pub queue_id: QueueId,
+    /// The cell it runs.
+    pub cell_id: CellId,
+    /// The cell's kind.
+    pub cell_type: CellType,
+    /// The source snapshot to run.
+    pub source: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// Where the request is in the log; the queue is ordered by it.
+    pub requested_seq: Seq,
+    /// Where it is in its life.
+    pub state: EntryState,
+    /// Someone asked to cancel it while it ran.
+    pub cancel_requested: bool,
+    /// Its execution count, assigned when it started.
+    pub execution_count: Option<u64>,
+    /// Its outputs, in order.
+    pub outputs: Vec<Output>,
+    /// A `clear(wait)` is waiting for the next output.
+    pub clear_pending: bool,
+}
+
+impl QueueEntry {
+    /// `true` once the entry has completed.
+    pub fn is_completed(&self) -> bool {
+        matches!(self.state, EntryState::Completed { .. })
+    }
+
+    pub(crate) fn output_mut(&mut self, output_id: &OutputId) -> Option<&mut Output> {
+        // Appends almost always target one of the last outputs.
+        self.outputs
+            .iter_mut()
+            .rev()
+            .find(|output| &output.output_id == output_id)
+    }
+}
+
+/// One output of an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Its id.
+    pub output_id: OutputId,
+    /// What it is.
+    pub kind: OutputKind,
+}
+
+/// The kinds of output, as Jupyter frontends know them, plus markdown.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputKind {
+    /// Text on stdout or stderr.
+    Stream {
+        /// Which stream.
+        name: StreamName,
+        /// All the text so far.
+        text: String,
+    },
+    /// A rich display.
+    Display {
+        /// The representations.
+        data: MediaBundle,
+        /// Per-MIME metadata.
+        metadata: Map<String, Value>,
+        /// The id updates use.
+        display_id: Option<DisplayId>,
+    },
+    /// The execution's result.
+    Result {
+        /// The representations.
+        data: MediaBundle,
+        /// Per-MIME metadata.
+        metadata: Map<String, Value>,
+        /// The execution count.
+        execution_count: u64,
+    },
+    /// An error.
+    Error {
+        /// Its name.
+        ename: String,
+        /// Its message.
+        evalue: String,
+        /// Its traceback.
+        traceback: Vec<String>,
+    },
+    /// Markdown text.
+    Markdown {
+        /// All the markdown so far.
+        text: String,
+    },
+}
+
+/// Whether a session is the notebook's active one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// The active session: the only one that may claim and run work.
+    Active,
+    /// Ended for good.
+    Ended(TerminationReason),
+}
+
+/// One run of one runtime agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSession {
+    /// Its id.
+    pub session_id: SessionId,
+    /// The runtime it belongs to.
+    pub runtime_id: String,
+    /// The runtime's kind.
+    pub runtime_type: String,
+    /// Who it runs for.
+    pub client_id: String,
+    /// What it can run.
+    pub capabilities: Capabilities,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Its lease runs out at this time unless renewed.
+    pub lease_until: Timestamp,
+    /// What it last reported.
+    pub status: SessionStatus,
+    /// Active or ended.
+    pub state: SessionState,
+}
+
+impl RuntimeSession {
+    /// `true` while it is the active session.
+    pub fn is_active(&self) -> bool {
+        self.state == SessionState::Active
+    }
+}

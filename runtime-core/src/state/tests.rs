@@ -1,0 +1,609 @@
+//! One test per reducer rule. They also run on wasm32.
+
+use serde_json::{Map, json};
+
+use super::*;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// A state plus the next sequence number, so tests read as a log.
+struct Log {
+    state: NotebookState,
+    seq: Seq,
+}
+
+impl Log {
+    fn new() -> Self {
+        Self {
+            state: NotebookState::new(),
+            seq: 0,
+        }
+    }
+
+    fn apply(&mut self, event: impl Into<Event>) -> Applied {
+        self.seq += 1;
+        self.state.apply(self.seq, &event.into())
+    }
+
+    #[track_caller]
+    fn ok(&mut self, event: impl Into<Event>) {
+        assert_eq!(self.apply(event), Applied::Applied);
+    }
+
+    #[track_caller]
+    fn ignored(&mut self, event: impl Into<Event>, reason: Ignored) {
+        assert_eq!(self.apply(event), Applied::Ignored(reason));
+    }
+
+    fn entry(&self, queue_id: &str) -> &QueueEntry {
+        self.state.entry(&queue_id.into()).expect("entry exists")
+    }
+
+    fn status(&self, queue_id: &str) -> Option<CompletionStatus> {
+        self.entry(queue_id).state.status()
+    }
+}
+
+fn request(queue_id: &str) -> ExecutionRequested {
+    ExecutionRequested {
+        queue_id: queue_id.into(),
+        cell_id: format!("cell-{queue_id}").into(),
+        cell_type: CellType::Code,
+        source: format!("source of {queue_id}"),
+        requested_by: "user".into(),
+    }
+}
+
+fn started(session: &str, at: u64) -> RuntimeSessionStarted {
+    RuntimeSessionStarted {
+        session_id: session.into(),
+        runtime_id: "runtime".into(),
+        runtime_type: "echo".into(),
+        client_id: "user".into(),
+        capabilities: Capabilities::code(),
+        at: Timestamp(at),
+        valid_for_ms: 1_000,
+    }
+}
+
+fn assigned(queue_id: &str, session: &str) -> ExecutionAssigned {
+    ExecutionAssigned {
+        queue_id: queue_id.into(),
+        session_id: session.into(),
+    }
+}
+
+fn start(queue_id: &str, session: &str) -> ExecutionStarted {
+    ExecutionStarted {
+        queue_id: queue_id.into(),
+        session_id: session.into(),
+        at: Timestamp(0),
+    }
+}
+
+fn completed(queue_id: &str, session: &str, status: CompletionStatus) -> ExecutionCompleted {
+    ExecutionCompleted {
+        queue_id: queue_id.into(),
+        session_id: session.into(),
+        status,
+        error: None,
+        duration_ms: 1,
+        abort_pending: false,
+    }
+}
+
+fn stdout(queue_id: &str, session: &str, output: &str, text: &str) -> StreamOutputAdded {
+    StreamOutputAdded {
+        queue_id: queue_id.into(),
+        session_id: session.into(),
+        output_id: output.into(),
+        name: StreamName::Stdout,
+        text: text.into(),
+    }
+}
+
+fn terminated(session: &str, reason: TerminationReason, at: u64) -> RuntimeSessionTerminated {
+    RuntimeSessionTerminated {
+        session_id: session.into(),
+        reason,
+        by: "observer".into(),
+        at: Timestamp(at),
+        detail: None,
+    }
+}
+
+/// A log where session `s1` runs `q1`.
+fn running() -> Log {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(request("q1"));
+    log.ok(assigned("q1", "s1"));
+    log.ok(start("q1", "s1"));
+    log
+}
+
+fn texts(entry: &QueueEntry) -> Vec<String> {
+    entry
+        .outputs
+        .iter()
+        .map(|output| match &output.kind {
+            OutputKind::Stream { text, .. } | OutputKind::Markdown { text } => text.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_session_displaces_the_active_one() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(started("s2", 10));
+    let s1 = log.state.session(&"s1".into()).unwrap();
+    assert_eq!(s1.state, SessionState::Ended(TerminationReason::Displaced));
+    assert_eq!(log.state.active_session().unwrap().session_id, "s2".into());
+}
+
+#[test]
+fn a_new_session_after_the_old_lease_ran_out_records_it_as_expired() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(started("s2", 1_000));
+    let s1 = log.state.session(&"s1".into()).unwrap();
+    assert_eq!(s1.state, SessionState::Ended(TerminationReason::Expired));
+}
+
+#[test]
+fn a_reused_session_id_is_refused() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(terminated("s1", TerminationReason::Shutdown, 5));
+    log.ignored(started("s1", 10), Ignored::DuplicateId);
+    assert!(log.state.active_session().is_none());
+}
+
+#[test]
+fn claims_are_decided_by_log_order() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(request("q1"));
+    log.ok(assigned("q1", "s1"));
+    log.ignored(assigned("q1", "s1"), Ignored::ClaimRejected);
+    log.ok(started("s2", 1));
+    // s1 was displaced: its unstarted claim is pending again, and s1 can no longer claim.
+    assert_eq!(log.entry("q1").state, EntryState::Pending);
+    log.ignored(assigned("q1", "s1"), Ignored::ClaimRejected);
+    log.ok(assigned("q1", "s2"));
+    log.ignored(start("q1", "s1"), Ignored::Fenced);
+    log.ok(start("q1", "s2"));
+    assert_eq!(log.state.stats().ignored(Ignored::ClaimRejected), 2);
+}
+
+#[test]
+fn a_claim_for_an_unknown_entry_or_from_no_session_is_ignored() {
+    let mut log = Log::new();
+    log.ok(request("q1"));
+    log.ignored(assigned("q1", "nobody"), Ignored::ClaimRejected);
+    log.ignored(assigned("nope", "nobody"), Ignored::NotFound);
+}
+
+#[test]
+fn the_queue_is_fifo_and_execution_counts_are_assigned_at_start() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    for queue_id in ["q1", "q2", "q3"] {
+        log.ok(request(queue_id));
+    }
+    assert_eq!(log.state.next_pending().unwrap().queue_id, "q1".into());
+    log.ok(assigned("q2", "s1"));
+    assert_eq!(log.entry("q2").execution_count, None);
+    log.ok(start("q2", "s1"));
+    log.ok(assigned("q1", "s1"));
+    log.ok(start("q1", "s1"));
+    assert_eq!(log.entry("q2").execution_count, Some(1));
+    assert_eq!(log.entry("q1").execution_count, Some(2));
+    assert_eq!(log.state.next_pending().unwrap().queue_id, "q3".into());
+    let order: Vec<&str> = log
+        .state
+        .entries()
+        .iter()
+        .map(|e| e.queue_id.as_str())
+        .collect();
+    assert_eq!(order, ["q1", "q2", "q3"]);
+}
+
+#[test]
+fn a_repeated_request_id_is_ignored() {
+    let mut log = Log::new();
+    log.ok(request("q1"));
+    let mut again = request("q1");
+    again.source = "something else".into();
+    log.ignored(again, Ignored::DuplicateId);
+    assert_eq!(log.entry("q1").source, "source of q1");
+    assert_eq!(log.state.pending().count(), 1);
+}
+
+#[test]
+fn outputs_from_a_session_that_does_not_run_the_entry_are_fenced() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "mine"));
+    log.ignored(stdout("q1", "intruder", "o2", "not mine"), Ignored::Fenced);
+    log.ok(started("s2", 5));
+    // The displaced session's late output is dropped.
+    log.ignored(stdout("q1", "s1", "o3", "late"), Ignored::Fenced);
+    log.ignored(
+        completed("q1", "s1", CompletionStatus::Success),
+        Ignored::AlreadyEnded,
+    );
+    assert_eq!(texts(log.entry("q1")), ["mine"]);
+    assert_eq!(log.state.stats().ignored(Ignored::Fenced), 2);
+}
+
+#[test]
+fn no_output_is_accepted_after_completion() {
+    let mut log = running();
+    log.ok(completed("q1", "s1", CompletionStatus::Success));
+    log.ignored(stdout("q1", "s1", "o1", "after"), Ignored::Fenced);
+    log.ignored(
+        completed("q1", "s1", CompletionStatus::Error),
+        Ignored::AlreadyEnded,
+    );
+    assert_eq!(log.status("q1"), Some(CompletionStatus::Success));
+}
+
+#[test]
+fn an_ended_session_returns_claimed_work_and_loses_running_work() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(request("q1"));
+    log.ok(request("q2"));
+    log.ok(assigned("q1", "s1"));
+    log.ok(start("q1", "s1"));
+    log.ok(assigned("q2", "s1"));
+    log.ok(terminated("s1", TerminationReason::Shutdown, 3));
+    assert_eq!(log.status("q1"), Some(CompletionStatus::RuntimeLost));
+    assert_eq!(log.entry("q2").state, EntryState::Pending);
+    assert_eq!(log.state.next_pending().unwrap().queue_id, "q2".into());
+    assert_eq!(log.state.in_progress().count(), 0);
+}
+
+#[test]
+fn an_expiry_applies_only_once_the_lease_has_run_out() {
+    let mut log = running();
+    log.ok(RuntimeSessionRenewed {
+        session_id: "s1".into(),
+        at: Timestamp(900),
+        valid_for_ms: 1_000,
+    });
+    // An observer whose view predates the renewal must not end a live session.
+    log.ignored(
+        terminated("s1", TerminationReason::Expired, 1_500),
+        Ignored::LeaseStillValid,
+    );
+    assert!(log.state.expired_session(Timestamp(1_899)).is_none());
+    assert!(log.state.expired_session(Timestamp(1_900)).is_some());
+    log.ok(terminated("s1", TerminationReason::Expired, 1_900));
+    assert_eq!(log.status("q1"), Some(CompletionStatus::RuntimeLost));
+    log.ignored(
+        terminated("s1", TerminationReason::Shutdown, 2_000),
+        Ignored::AlreadyEnded,
+    );
+    log.ignored(
+        RuntimeSessionRenewed {
+            session_id: "s1".into(),
+            at: Timestamp(2_000),
+            valid_for_ms: 9,
+        },
+        Ignored::AlreadyEnded,
+    );
+}
+
+#[test]
+fn terminal_states_are_distinct_and_final() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    let statuses = [
+        CompletionStatus::Success,
+        CompletionStatus::Error,
+        CompletionStatus::Cancelled,
+        CompletionStatus::TimedOut,
+        CompletionStatus::RuntimeLost,
+    ];
+    for (n, status) in statuses.into_iter().enumerate() {
+        let queue_id = format!("q{n}");
+        log.ok(request(&queue_id));
+        log.ok(assigned(&queue_id, "s1"));
+        log.ok(start(&queue_id, "s1"));
+        log.ok(completed(&queue_id, "s1", status));
+        assert_eq!(log.status(&queue_id), Some(status));
+        log.ignored(
+            ExecutionCancelRequested {
+                target: CancelTarget::Entry {
+                    queue_id: queue_id.as_str().into(),
+                },
+                requested_by: "user".into(),
+            },
+            Ignored::AlreadyEnded,
+        );
+        assert_eq!(log.status(&queue_id), Some(status));
+    }
+}
+
+#[test]
+fn cancel_ends_queued_entries_at_once_and_flags_running_ones() {
+    let mut log = running();
+    log.ok(request("q2"));
+    log.ok(request("q3"));
+    log.ok(ExecutionCancelRequested {
+        target: CancelTarget::Entry {
+            queue_id: "q2".into(),
+        },
+        requested_by: "user".into(),
+    });
+    assert_eq!(log.status("q2"), Some(CompletionStatus::Cancelled));
+    log.ok(ExecutionCancelRequested {
+        target: CancelTarget::All,
+        requested_by: "user".into(),
+    });
+    assert_eq!(log.status("q3"), Some(CompletionStatus::Cancelled));
+    // The running one is flagged; its session decides how it ended.
+    assert!(log.entry("q1").cancel_requested);
+    assert!(!log.entry("q1").is_completed());
+    log.ok(completed("q1", "s1", CompletionStatus::Cancelled));
+    assert_eq!(log.status("q1"), Some(CompletionStatus::Cancelled));
+}
+
+#[test]
+fn an_error_with_abort_pending_cancels_what_was_queued_then_but_not_later_requests() {
+    let mut log = running();
+    log.ok(request("q2"));
+    log.ok(ExecutionCompleted {
+        abort_pending: true,
+        error: Some("boom".into()),
+        ..completed("q1", "s1", CompletionStatus::Error)
+    });
+    assert_eq!(log.status("q2"), Some(CompletionStatus::Cancelled));
+    let EntryState::Completed { error, .. } = &log.entry("q2").state else {
+        unreachable!()
+    };
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stop_on_error")
+    );
+    log.ok(request("q3"));
+    assert_eq!(log.entry("q3").state, EntryState::Pending);
+}
+
+#[test]
+fn streams_append_and_markdown_appends_target_their_output() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "a"));
+    log.ok(StreamOutputAppended {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        output_id: "o1".into(),
+        text: "b".into(),
+    });
+    log.ok(MarkdownOutputAdded {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        output_id: "m1".into(),
+        text: "# x".into(),
+    });
+    log.ok(MarkdownOutputAppended {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        output_id: "m1".into(),
+        text: "y".into(),
+    });
+    log.ignored(
+        StreamOutputAppended {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            output_id: "m1".into(),
+            text: "wrong kind".into(),
+        },
+        Ignored::NotFound,
+    );
+    log.ignored(stdout("q1", "s1", "o1", "same id"), Ignored::DuplicateId);
+    assert_eq!(texts(log.entry("q1")), ["ab", "# xy"]);
+}
+
+#[test]
+fn display_updates_replace_every_output_with_that_display_id() {
+    let mut log = running();
+    let display = |output: &str, text: &str| DisplayOutputAdded {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        output_id: output.into(),
+        data: MediaBundle::plain(text),
+        metadata: Map::new(),
+        display_id: Some("progress".into()),
+    };
+    log.ok(display("o1", "0%"));
+    log.ok(display("o2", "0%"));
+    log.ok(DisplayOutputUpdated {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        display_id: "progress".into(),
+        data: MediaBundle::plain("100%"),
+        metadata: json!({"k": 1}).as_object().cloned().unwrap(),
+    });
+    for output in &log.entry("q1").outputs {
+        let OutputKind::Display { data, metadata, .. } = &output.kind else {
+            panic!()
+        };
+        assert_eq!(data.text(), Some("100%"));
+        assert_eq!(metadata.get("k"), Some(&json!(1)));
+    }
+    log.ignored(
+        DisplayOutputUpdated {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            display_id: "never-shown".into(),
+            data: MediaBundle::plain("x"),
+            metadata: Map::new(),
+        },
+        Ignored::NotFound,
+    );
+}
+
+#[test]
+fn clear_now_empties_and_clear_wait_empties_at_the_next_output() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "old"));
+    let clear = |wait| OutputsCleared {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        wait,
+    };
+    log.ok(clear(true));
+    assert_eq!(
+        texts(log.entry("q1")),
+        ["old"],
+        "kept until the next output"
+    );
+    log.ok(stdout("q1", "s1", "o2", "new"));
+    assert_eq!(texts(log.entry("q1")), ["new"]);
+    log.ok(clear(false));
+    assert!(log.entry("q1").outputs.is_empty());
+}
+
+#[test]
+fn one_result_per_execution() {
+    let mut log = running();
+    let result = |output: &str| ExecuteResultAdded {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        output_id: output.into(),
+        data: MediaBundle::plain("2"),
+        metadata: Map::new(),
+        execution_count: 1,
+    };
+    log.ok(result("r1"));
+    log.ignored(result("r2"), Ignored::DuplicateResult);
+    assert_eq!(log.entry("q1").outputs.len(), 1);
+}
+
+#[test]
+fn a_cell_shows_the_outputs_of_its_latest_started_execution() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0));
+    log.ok(CellCreated {
+        cell_id: "c".into(),
+        cell_type: CellType::Code,
+        source: "1".into(),
+    });
+    for (queue_id, text) in [("q1", "first"), ("q2", "second")] {
+        log.ok(ExecutionRequested {
+            cell_id: "c".into(),
+            ..request(queue_id)
+        });
+        log.ok(assigned(queue_id, "s1"));
+        log.ok(start(queue_id, "s1"));
+        log.ok(stdout(queue_id, "s1", &format!("o-{queue_id}"), text));
+        let shown: Vec<&Output> = log.state.cell_outputs(&"c".into()).iter().collect();
+        assert_eq!(shown.len(), 1);
+        assert!(matches!(&shown[0].kind, OutputKind::Stream { text: t, .. } if t == text));
+    }
+}
+
+#[test]
+fn cells_are_created_edited_and_deleted_and_deletion_cancels_their_queued_runs() {
+    let mut log = Log::new();
+    let create = |id: &str| CellCreated {
+        cell_id: id.into(),
+        cell_type: CellType::Ai,
+        source: "".into(),
+    };
+    log.ok(create("a"));
+    log.ok(create("b"));
+    log.ignored(create("a"), Ignored::DuplicateId);
+    log.ok(CellSourceChanged {
+        cell_id: "a".into(),
+        source: "hello".into(),
+    });
+    log.ignored(
+        CellSourceChanged {
+            cell_id: "zz".into(),
+            source: "x".into(),
+        },
+        Ignored::NotFound,
+    );
+    assert_eq!(log.state.cell(&"a".into()).unwrap().source, "hello");
+    log.ok(ExecutionRequested {
+        cell_id: "a".into(),
+        ..request("q1")
+    });
+    log.ok(CellDeleted {
+        cell_id: "a".into(),
+    });
+    assert_eq!(log.status("q1"), Some(CompletionStatus::Cancelled));
+    let ids: Vec<&str> = log.state.cells().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+}
+
+#[test]
+fn bad_events_are_skipped_and_counted_never_fatal() {
+    let mut log = running();
+    let bad = [
+        json!({"type": "v1.StreamOutputAdded", "queueId": "q1"}),
+        json!({"type": "v1.ExecutionStarted", "queueId": 5, "sessionId": "s1", "at": "x"}),
+        json!("not an object"),
+        json!({"type": "v7.FromTheFuture", "x": 1}),
+    ];
+    for raw in bad {
+        let _ = log.apply(Event::from_json(raw));
+    }
+    log.ok(stdout("q1", "s1", "o1", "still fine"));
+    let stats = log.state.stats();
+    assert_eq!(stats.ignored(Ignored::Malformed), 3);
+    assert_eq!(stats.ignored(Ignored::Unknown), 1);
+}
+
+#[test]
+fn replayed_sequence_numbers_are_ignored() {
+    let mut state = NotebookState::new();
+    let event = Event::from(request("q1"));
+    assert_eq!(state.apply(5, &event), Applied::Applied);
+    assert_eq!(
+        state.apply(5, &Event::from(request("q2"))),
+        Applied::Ignored(Ignored::OutOfOrder)
+    );
+    assert_eq!(
+        state.apply(4, &Event::from(request("q3"))),
+        Applied::Ignored(Ignored::OutOfOrder)
+    );
+    assert_eq!(state.last_seq(), 5);
+    assert_eq!(state.entries().len(), 1);
+}
+
+#[test]
+fn folding_the_same_log_twice_gives_the_same_state() {
+    let events: Vec<Event> = vec![
+        started("s9", 0).into(),
+        request("x").into(),
+        request("y").into(),
+        assigned("x", "s9").into(),
+        start("x", "s9").into(),
+        stdout("x", "s9", "o", "t").into(),
+        started("s10", 5).into(),
+    ];
+    let fold = || {
+        let mut state = NotebookState::new();
+        for (n, event) in events.iter().enumerate() {
+            state.apply(n as Seq + 1, event);
+        }
+        state
+    };
+    let (a, b) = (fold(), fold());
+    assert_eq!(a.entries(), b.entries());
+    assert_eq!(a.sessions(), b.sessions());
+    assert_eq!(a.stats(), b.stats());
+    assert_eq!(
+        a.entries()[0].state.status(),
+        Some(CompletionStatus::RuntimeLost)
+    );
+}

@@ -1,0 +1,1 @@
+//! Consumer-level integration tests live in `tests/`.
