@@ -1,0 +1,337 @@
+//! [`RuntimeAgent`]: takes execution requests from the store, runs them through the
+//! handler, and writes every output back.
+//!
+//! The agent is store-first: the application passes the store it already owns. It is a
+//! future the caller drives ([`RuntimeAgent::run`]) plus a handle ([`AgentHandle`]); the
+//! core spawns nothing itself.
+
+mod execution;
+mod run;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+
+use crate::clock::Clock;
+use crate::handler::ExecutionHandler;
+use crate::maybe_send::{MaybeSend, MaybeSync};
+use crate::schema::{
+    Capabilities, CellId, CompletionStatus, QueueId, SessionId, TerminationReason,
+};
+use crate::store::{Store, StoreError};
+
+/// How an agent is configured. Only the client id is required.
+///
+/// ```
+/// use std::time::Duration;
+/// use runtime_core::AgentOptions;
+///
+/// let options = AgentOptions {
+///     runtime_type: "python".into(),
+///     max_output_bytes: Some(1 << 20),
+///     ..AgentOptions::new("alice")
+/// };
+/// assert_eq!(options.lease_duration, Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// Names the runtime across restarts; a uuid is generated when absent.
+    pub runtime_id: Option<String>,
+    /// The runtime's kind, e.g. `echo` or `python`.
+    pub runtime_type: String,
+    /// The authenticated user the agent runs for. Required.
+    pub client_id: String,
+    /// The session id; a fresh uuid v4 when absent. Must never repeat.
+    pub session_id: Option<SessionId>,
+    /// How often the agent renews its lease.
+    pub renew_interval: Duration,
+    /// How long a lease lasts without renewal; longer than `renew_interval`.
+    pub lease_duration: Duration,
+    /// How long a cancelled handler may take to stop before it is dropped.
+    pub cancel_grace: Duration,
+    /// After an execution fails with an error, cancel every entry still queued
+    /// (Jupyter's `stop_on_error`). Off by default: in a shared notebook, one user's
+    /// error should not cancel another user's request unless asked.
+    pub stop_on_error: bool,
+    /// Most bytes of output one execution may write; the rest is dropped with a visible
+    /// marker. `None`: no limit.
+    pub max_output_bytes: Option<u64>,
+}
+
+impl AgentOptions {
+    /// Defaults for a runtime serving `client_id`: renew every 15 s, lease 30 s, cancel
+    /// grace 5 s, no output limit.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Self {
+            runtime_id: None,
+            runtime_type: "custom".into(),
+            client_id: client_id.into(),
+            session_id: None,
+            renew_interval: Duration::from_secs(15),
+            lease_duration: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+            stop_on_error: false,
+            max_output_bytes: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), AgentError> {
+        if self.client_id.trim().is_empty() {
+            return Err(AgentError::MissingClientId);
+        }
+        if self.renew_interval.is_zero() || self.lease_duration <= self.renew_interval {
+            return Err(AgentError::InvalidOptions(format!(
+                "lease_duration ({:?}) must be longer than renew_interval ({:?}), which must be \
+                 more than zero",
+                self.lease_duration, self.renew_interval
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why an agent could not start or had to stop.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AgentError {
+    /// No client id was given.
+    #[error(
+        "a client id is required: pass the authenticated user's id, e.g. \
+         AgentOptions::new(user_id)"
+    )]
+    MissingClientId,
+    /// The options contradict each other.
+    #[error("invalid agent options: {0}")]
+    InvalidOptions(String),
+    /// `run` was called before `on_execution`.
+    #[error("no execution handler: call on_execution before run")]
+    NoHandler,
+    /// The session id already appears in the log.
+    #[error("session id {0} was used before; every run needs a fresh session id")]
+    SessionIdReused(SessionId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store's subscription ended although the agent was still running.
+    #[error("the store's subscription ended while the agent was running")]
+    SubscriptionEnded,
+}
+
+/// What the agent is doing, as its handle reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Catching up with the log and announcing itself.
+    Starting,
+    /// Active, waiting for work.
+    Idle,
+    /// Running an execution.
+    Busy,
+    /// Finishing its work before it stops.
+    Stopping,
+    /// Stopped; `run` has returned or is returning.
+    Stopped,
+}
+
+/// An execution that did not succeed, as the `on_execution_error` hook sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionFailure {
+    /// The entry.
+    pub queue_id: QueueId,
+    /// Its cell.
+    pub cell_id: CellId,
+    /// How it ended.
+    pub status: CompletionStatus,
+    /// Why.
+    pub error: Option<String>,
+}
+
+/// A lifecycle callback; `Send + Sync` on native targets only.
+#[cfg(not(target_arch = "wasm32"))]
+type Hook<T> = Arc<dyn Fn(&T) + Send + Sync>;
+/// A lifecycle callback; `Send + Sync` on native targets only.
+#[cfg(target_arch = "wasm32")]
+type Hook<T> = Arc<dyn Fn(&T)>;
+
+#[derive(Clone, Default)]
+struct Hooks {
+    startup: Option<Hook<SessionId>>,
+    ready: Option<Hook<SessionId>>,
+    shutdown: Option<Hook<TerminationReason>>,
+    execution_error: Option<Hook<ExecutionFailure>>,
+}
+
+/// Controls a running agent from outside its future. Cheap to clone.
+#[derive(Clone)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    session_id: SessionId,
+    status: Mutex<AgentStatus>,
+    shutdown: AtomicBool,
+    wake: AtomicWaker,
+}
+
+impl AgentHandle {
+    /// Asks the agent to stop: it cancels what it runs (completing it as cancelled within
+    /// the cancel grace), ends its session and returns from `run`. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.wake.wake();
+    }
+
+    /// What the agent is doing now.
+    pub fn status(&self) -> AgentStatus {
+        *self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The agent's session id.
+    pub fn session_id(&self) -> &SessionId {
+        &self.shared.session_id
+    }
+}
+
+impl Shared {
+    fn set_status(&self, status: AgentStatus) {
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+    }
+
+    fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+/// A runtime agent bound to one notebook's store.
+///
+/// # Example
+///
+/// ```
+/// use runtime_core::*;
+///
+/// let store = MemoryStore::new();
+/// let clock = ManualClock::new(Timestamp(0));
+/// let agent = RuntimeAgent::new(store.clone(), clock, Capabilities::code(), AgentOptions::new("alice"))?
+///     .on_execution(|ctx: ExecutionContext| async move {
+///         Ok(MediaBundle::plain(format!("Echo: {}", ctx.source())))
+///     });
+/// let handle = agent.handle();
+/// handle.shutdown(); // ask it to stop before it even starts
+/// let ended = futures::executor::block_on(agent.run())?;
+/// assert_eq!(ended, TerminationReason::Shutdown);
+/// # Ok::<(), AgentError>(())
+/// ```
+pub struct RuntimeAgent {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    capabilities: Capabilities,
+    options: AgentOptions,
+    runtime_id: String,
+    handler: Option<Arc<dyn ExecutionHandler>>,
+    hooks: Hooks,
+    shared: Arc<Shared>,
+}
+
+impl RuntimeAgent {
+    /// An agent for the notebook in `store`. Fails if the client id is missing or the
+    /// options contradict each other.
+    pub fn new(
+        store: impl Store + 'static,
+        clock: impl Clock + 'static,
+        capabilities: Capabilities,
+        options: AgentOptions,
+    ) -> Result<Self, AgentError> {
+        options.validate()?;
+        let session_id = options.session_id.clone().unwrap_or_else(SessionId::random);
+        let runtime_id = options
+            .runtime_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Ok(Self {
+            store: Arc::new(store),
+            clock: Arc::new(clock),
+            capabilities,
+            options,
+            runtime_id,
+            handler: None,
+            hooks: Hooks::default(),
+            shared: Arc::new(Shared {
+                session_id,
+                status: Mutex::new(AgentStatus::Starting),
+                shutdown: AtomicBool::new(false),
+                wake: AtomicWaker::new(),
+            }),
+        })
+    }
+
+    /// Sets the handler that runs executions (replacing any earlier one).
+    pub fn on_execution(mut self, handler: impl ExecutionHandler + 'static) -> Self {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Called once the session is announced, with its id.
+    pub fn on_startup(
+        mut self,
+        hook: impl Fn(&SessionId) + MaybeSend + MaybeSync + 'static,
+    ) -> Self {
+        self.hooks.startup = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called once the agent has observed its session active and takes work.
+    pub fn on_ready(mut self, hook: impl Fn(&SessionId) + MaybeSend + MaybeSync + 'static) -> Self {
+        self.hooks.ready = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called when the agent stops, with why its session ended.
+    pub fn on_shutdown(
+        mut self,
+        hook: impl Fn(&TerminationReason) + MaybeSend + MaybeSync + 'static,
+    ) -> Self {
+        self.hooks.shutdown = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called for every execution that ends in anything but success.
+    pub fn on_execution_error(
+        mut self,
+        hook: impl Fn(&ExecutionFailure) + MaybeSend + MaybeSync + 'static,
+    ) -> Self {
+        self.hooks.execution_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// A handle to stop the agent and watch its status.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The session id this agent will announce.
+    pub fn session_id(&self) -> &SessionId {
+        &self.shared.session_id
+    }
+
+    /// The runtime id (given, or generated).
+    pub fn runtime_id(&self) -> &str {
+        &self.runtime_id
+    }
+
+    /// Runs the agent until it is shut down or its session ends; returns why it ended.
+    /// Dropping this future is a crash: nothing is committed, and the session's lease
+    /// runs out.
+    pub async fn run(self) -> Result<TerminationReason, AgentError> {
+        run::run(self).await
+    }
+}

@@ -1,0 +1,462 @@
+//! The agent loop: fold the log, react, wait, repeat.
+
+use std::collections::BTreeSet;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::{FutureExt, StreamExt, future, select_biased};
+
+use super::execution::{ExecutionReport, ExecutionSetup, run_execution};
+use super::{AgentError, AgentStatus, ExecutionFailure, RuntimeAgent, Shared};
+use crate::clock::{Clock, millis};
+use crate::context::{CancelReason, CancelSignal, ExecutionContext, ExecutionInfo, OutputSink};
+use crate::handler::ExecutionHandler;
+use crate::maybe_send::BoxFuture;
+use crate::schema::*;
+use crate::state::{Applied, EntryState, Ignored, NotebookState, Seq, SessionState};
+use crate::store::{LogEntry, StoreError, Subscription};
+
+/// The execution the agent is running.
+struct Running {
+    queue_id: QueueId,
+    cell_id: CellId,
+    cancel: CancelSignal,
+    future: BoxFuture<'static, ExecutionReport>,
+}
+
+/// A claim committed but not yet folded: once the log reaches `decided_at`, the state
+/// says whether it won.
+struct Claim {
+    queue_id: QueueId,
+    decided_at: Seq,
+}
+
+/// What woke the loop.
+enum Wake {
+    Shutdown,
+    Finished(ExecutionReport),
+    Log(Option<Result<LogEntry, StoreError>>),
+    Renew,
+}
+
+struct Runner {
+    agent: RuntimeAgent,
+    handler: Arc<dyn ExecutionHandler>,
+    shared: Arc<Shared>,
+    session_id: SessionId,
+    state: NotebookState,
+    log: Subscription,
+    running: Option<Running>,
+    claim: Option<Claim>,
+    /// The status last committed for the session.
+    reported: SessionStatus,
+    /// Where the announcement landed, and whether the log accepted it.
+    announced_seq: Seq,
+    announce_applied: bool,
+    /// Ignore reasons already logged at warn level.
+    warned: BTreeSet<Ignored>,
+}
+
+pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentError> {
+    let shared = agent.shared.clone();
+    let Some(handler) = agent.handler.clone() else {
+        shared.set_status(AgentStatus::Stopped);
+        return Err(AgentError::NoHandler);
+    };
+    let span = tracing::info_span!("runtime_agent", session_id = %shared.session_id);
+    let mut runner = Runner {
+        log: agent.store.subscribe(1),
+        handler,
+        session_id: shared.session_id.clone(),
+        shared: shared.clone(),
+        agent,
+        state: NotebookState::new(),
+        running: None,
+        claim: None,
+        reported: SessionStatus::Ready,
+        announced_seq: 0,
+        announce_applied: false,
+        warned: BTreeSet::new(),
+    };
+    let ended = tracing::Instrument::instrument(runner.run(), span).await;
+    shared.set_status(AgentStatus::Stopped);
+    match &ended {
+        Ok(reason) => {
+            if let Some(hook) = &runner.agent.hooks.shutdown {
+                hook(reason);
+            }
+        }
+        Err(error) => tracing::error!(%error, "runtime agent stopped with an error"),
+    }
+    ended
+}
+
+impl Runner {
+    async fn run(&mut self) -> Result<TerminationReason, AgentError> {
+        if self.shared.shutdown_requested() {
+            return Ok(TerminationReason::Shutdown);
+        }
+        self.catch_up()?;
+        self.announce().await?;
+        while self.state.last_seq() < self.announced_seq {
+            self.read_one().await?;
+        }
+        if !self.announce_applied {
+            return Err(AgentError::SessionIdReused(self.session_id.clone()));
+        }
+        self.shared.set_status(AgentStatus::Idle);
+        if let Some(hook) = &self.agent.hooks.ready {
+            hook(&self.session_id);
+        }
+        tracing::info!(runtime_id = %self.agent.runtime_id, "runtime session active");
+
+        let mut renew = self.agent.clock.sleep(self.agent.options.renew_interval);
+        loop {
+            if let Some(reason) = self.session_ended() {
+                return Ok(self.stop_after_session_end(reason).await);
+            }
+            if self.shared.shutdown_requested() {
+                return self.shut_down().await;
+            }
+            self.forward_cancel();
+            self.start_claimed();
+            if self.running.is_none() && self.claim.is_none() {
+                self.claim_next().await?;
+            }
+            let shared = &self.shared;
+            let running = &mut self.running;
+            let log = &mut self.log;
+            let wake = select_biased! {
+                () = poll_fn(|cx| {
+                    shared.wake.register(cx.waker());
+                    if shared.shutdown_requested() { Poll::Ready(()) } else { Poll::Pending }
+                }).fuse() => Wake::Shutdown,
+                report = async {
+                    match running.as_mut() {
+                        Some(running) => running.future.as_mut().await,
+                        None => future::pending().await,
+                    }
+                }.fuse() => Wake::Finished(report),
+                entry = log.next().fuse() => Wake::Log(entry),
+                () = (&mut renew).fuse() => Wake::Renew,
+            };
+            match wake {
+                Wake::Shutdown => {}
+                Wake::Finished(report) => self.finished(report)?,
+                Wake::Log(entry) => {
+                    self.apply(entry)?;
+                    self.catch_up()?;
+                }
+                Wake::Renew => {
+                    renew = self.agent.clock.sleep(self.agent.options.renew_interval);
+                    self.renew().await?;
+                }
+            }
+        }
+    }
+
+    /// Folds every entry the subscription has ready, without waiting.
+    fn catch_up(&mut self) -> Result<(), AgentError> {
+        while let Some(entry) = self.log.next().now_or_never() {
+            self.apply(entry)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for at least one entry, then folds all that are ready.
+    async fn read_one(&mut self) -> Result<(), AgentError> {
+        let entry = self.log.next().await;
+        self.apply(entry)?;
+        self.catch_up()
+    }
+
+    fn apply(&mut self, entry: Option<Result<LogEntry, StoreError>>) -> Result<(), AgentError> {
+        let entry = entry.ok_or(AgentError::SubscriptionEnded)??;
+        let applied = self.state.apply(entry.seq, &entry.event);
+        if entry.seq == self.announced_seq {
+            self.announce_applied = applied == Applied::Applied;
+        }
+        if let Applied::Ignored(reason) = applied {
+            let first = self.warned.insert(reason);
+            let event = entry.event.type_name();
+            if first && matches!(reason, Ignored::Malformed | Ignored::Unknown) {
+                tracing::warn!(
+                    seq = entry.seq,
+                    ?reason,
+                    event,
+                    "skipped an event; later ones like it are counted and logged at debug level"
+                );
+            } else {
+                tracing::debug!(seq = entry.seq, ?reason, event, "ignored an event");
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the session start, first expiring an active session whose lease ran out.
+    async fn announce(&mut self) -> Result<(), AgentError> {
+        let now = self.agent.clock.now();
+        let mut batch: Vec<Event> = Vec::with_capacity(2);
+        if let Some(expired) = self.state.expired_session(now) {
+            tracing::info!(expired = %expired.session_id, "expiring a session whose lease ran out");
+            batch.push(
+                RuntimeSessionTerminated {
+                    session_id: expired.session_id.clone(),
+                    reason: TerminationReason::Expired,
+                    by: self.session_id.to_string(),
+                    at: now,
+                    detail: Some("its lease ran out without renewal".into()),
+                }
+                .into(),
+            );
+        }
+        let options = &self.agent.options;
+        batch.push(
+            RuntimeSessionStarted {
+                session_id: self.session_id.clone(),
+                runtime_id: self.agent.runtime_id.clone(),
+                runtime_type: options.runtime_type.clone(),
+                client_id: options.client_id.clone(),
+                capabilities: self.agent.capabilities.clone(),
+                at: now,
+                valid_for_ms: millis(options.lease_duration),
+            }
+            .into(),
+        );
+        self.announced_seq = self.commit(batch).await?;
+        if let Some(hook) = &self.agent.hooks.startup {
+            hook(&self.session_id);
+        }
+        Ok(())
+    }
+
+    /// Commits a batch; returns the sequence number of its last event.
+    async fn commit(&self, batch: Vec<Event>) -> Result<Seq, AgentError> {
+        let count = batch.len() as Seq;
+        let first = self.agent.store.commit(batch).await?;
+        Ok(first + count - 1)
+    }
+
+    fn session_ended(&self) -> Option<TerminationReason> {
+        match self.state.session(&self.session_id)?.state {
+            SessionState::Ended(reason) => Some(reason),
+            SessionState::Active => None,
+        }
+    }
+
+    fn forward_cancel(&self) {
+        let Some(running) = &self.running else { return };
+        let requested = self
+            .state
+            .entry(&running.queue_id)
+            .is_some_and(|e| e.cancel_requested);
+        if requested && running.cancel.reason().is_none() {
+            tracing::info!(queue_id = %running.queue_id, "cancel requested");
+            running.cancel.cancel(CancelReason::Requested);
+        }
+    }
+
+    /// Takes the claim if the log has decided it; returns the entry if it is ours to run.
+    fn decided_claim(&mut self) -> Option<QueueId> {
+        let last_seq = self.state.last_seq();
+        let claim = self.claim.take_if(|claim| last_seq >= claim.decided_at)?;
+        let entry = self.state.entry(&claim.queue_id)?;
+        match &entry.state {
+            EntryState::Executing { session_id, .. } if session_id == &self.session_id => {
+                Some(claim.queue_id)
+            }
+            _ => {
+                tracing::debug!(queue_id = %claim.queue_id, "claim lost");
+                None
+            }
+        }
+    }
+
+    /// Starts the execution once the log shows this session running it.
+    fn start_claimed(&mut self) {
+        let Some(queue_id) = self.decided_claim() else {
+            return;
+        };
+        let Some(entry) = self.state.entry(&queue_id) else {
+            return;
+        };
+        let EntryState::Executing { started_at, .. } = entry.state else {
+            return;
+        };
+        let options = &self.agent.options;
+        let execution_count = entry.execution_count.unwrap_or_default();
+        let sink = OutputSink::new(
+            queue_id.clone(),
+            self.session_id.clone(),
+            execution_count,
+            options.max_output_bytes,
+        );
+        let cancel = CancelSignal::default();
+        let info = ExecutionInfo {
+            queue_id: queue_id.clone(),
+            cell_id: entry.cell_id.clone(),
+            cell_type: entry.cell_type,
+            source: entry.source.clone(),
+            execution_count,
+            session_id: self.session_id.clone(),
+        };
+        let cell_id = entry.cell_id.clone();
+        let context = ExecutionContext::new(info, sink.clone(), cancel.clone());
+        let future = run_execution(ExecutionSetup {
+            handler: self.handler.clone(),
+            store: self.agent.store.clone(),
+            clock: self.agent.clock.clone(),
+            context,
+            sink,
+            cancel: cancel.clone(),
+            cancel_grace: options.cancel_grace,
+            stop_on_error: options.stop_on_error,
+            started_at,
+        });
+        self.running = Some(Running {
+            queue_id,
+            cell_id,
+            cancel,
+            future,
+        });
+        self.shared.set_status(AgentStatus::Busy);
+    }
+
+    /// Claims and starts the oldest pending entry in one atomic batch: `Started` applies
+    /// only if `Assigned` did, so the handler runs only once the log says it won.
+    async fn claim_next(&mut self) -> Result<(), AgentError> {
+        let Some(entry) = self.state.next_pending() else {
+            return self.report(SessionStatus::Idle).await;
+        };
+        let queue_id = entry.queue_id.clone();
+        let session_id = self.session_id.clone();
+        let mut batch: Vec<Event> = vec![
+            ExecutionAssigned {
+                queue_id: queue_id.clone(),
+                session_id: session_id.clone(),
+            }
+            .into(),
+            ExecutionStarted {
+                queue_id: queue_id.clone(),
+                session_id: session_id.clone(),
+                at: self.agent.clock.now(),
+            }
+            .into(),
+        ];
+        if self.reported != SessionStatus::Busy {
+            self.reported = SessionStatus::Busy;
+            batch.push(
+                RuntimeSessionStatusChanged {
+                    session_id,
+                    status: SessionStatus::Busy,
+                }
+                .into(),
+            );
+        }
+        let decided_at = self.commit(batch).await?;
+        self.claim = Some(Claim {
+            queue_id,
+            decided_at,
+        });
+        Ok(())
+    }
+
+    /// Commits the session's status when it changes ("ready" already means idle).
+    async fn report(&mut self, status: SessionStatus) -> Result<(), AgentError> {
+        let unchanged = self.reported == status
+            || (self.reported == SessionStatus::Ready && status == SessionStatus::Idle);
+        if unchanged {
+            return Ok(());
+        }
+        self.reported = status;
+        let event = RuntimeSessionStatusChanged {
+            session_id: self.session_id.clone(),
+            status,
+        };
+        self.commit(vec![event.into()]).await.map(drop)
+    }
+
+    fn finished(&mut self, report: ExecutionReport) -> Result<(), AgentError> {
+        let Some(running) = self.running.take() else {
+            return Ok(());
+        };
+        self.shared.set_status(AgentStatus::Idle);
+        if let Some(error) = report.store_error {
+            return Err(error.into());
+        }
+        if report.status != CompletionStatus::Success {
+            if let Some(hook) = &self.agent.hooks.execution_error {
+                hook(&ExecutionFailure {
+                    queue_id: running.queue_id,
+                    cell_id: running.cell_id,
+                    status: report.status,
+                    error: report.error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn renew(&mut self) -> Result<(), AgentError> {
+        let renewed = RuntimeSessionRenewed {
+            session_id: self.session_id.clone(),
+            at: self.agent.clock.now(),
+            valid_for_ms: millis(self.agent.options.lease_duration),
+        };
+        self.commit(vec![renewed.into()]).await.map(drop)
+    }
+
+    /// Graceful stop: settle a claim in flight, cancel what runs (it completes as
+    /// cancelled within the grace period), end the session.
+    async fn shut_down(&mut self) -> Result<TerminationReason, AgentError> {
+        self.shared.set_status(AgentStatus::Stopping);
+        tracing::info!("shutting down");
+        while self.claim.is_some() {
+            if let Some(queue_id) = self.decided_claim() {
+                let never_started = ExecutionCompleted {
+                    queue_id,
+                    session_id: self.session_id.clone(),
+                    status: CompletionStatus::Cancelled,
+                    error: Some("cancelled: the runtime shut down before it started".into()),
+                    duration_ms: 0,
+                    abort_pending: false,
+                };
+                self.commit(vec![never_started.into()]).await?;
+            } else if self.claim.is_some() {
+                self.read_one().await?;
+            }
+        }
+        if let Some(mut running) = self.running.take() {
+            running.cancel.cancel(CancelReason::Shutdown);
+            let report = running.future.as_mut().await;
+            if let Some(error) = report.store_error {
+                return Err(error.into());
+            }
+        }
+        if let Some(reason) = self.session_ended() {
+            return Ok(reason);
+        }
+        let terminated = RuntimeSessionTerminated {
+            session_id: self.session_id.clone(),
+            reason: TerminationReason::Shutdown,
+            by: self.session_id.to_string(),
+            at: self.agent.clock.now(),
+            detail: None,
+        };
+        self.commit(vec![terminated.into()]).await?;
+        Ok(TerminationReason::Shutdown)
+    }
+
+    /// The log ended this session (displaced, expired, terminated): stop what runs. Its
+    /// late outputs are fenced off by the log, and the entry already ended `runtime_lost`.
+    async fn stop_after_session_end(&mut self, reason: TerminationReason) -> TerminationReason {
+        self.shared.set_status(AgentStatus::Stopping);
+        tracing::info!(?reason, "runtime session ended; stopping");
+        if let Some(mut running) = self.running.take() {
+            running.cancel.cancel(CancelReason::SessionEnded);
+            running.future.as_mut().await;
+        }
+        reason
+    }
+}

@@ -1,0 +1,123 @@
+//! [`ExecutionHandler`]: the pluggable part that actually runs things.
+//!
+//! Anything that takes an [`ExecutionContext`] and resolves to a
+//! `Result<impl Into<Outcome>, ExecutionError>` is a handler, async closures included.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::context::{ExecutionContext, OutputError};
+use crate::maybe_send::{MaybeSend, MaybeSync};
+use crate::schema::MediaBundle;
+
+/// What a handler returns when it finishes normally.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// A result value to show, committed once (unless the handler already set one).
+    pub result: Option<MediaBundle>,
+}
+
+impl From<()> for Outcome {
+    fn from((): ()) -> Self {
+        Outcome::default()
+    }
+}
+
+impl From<MediaBundle> for Outcome {
+    fn from(result: MediaBundle) -> Self {
+        Outcome {
+            result: Some(result),
+        }
+    }
+}
+
+impl From<Option<MediaBundle>> for Outcome {
+    fn from(result: Option<MediaBundle>) -> Self {
+        Outcome { result }
+    }
+}
+
+/// How a handler reports that an execution did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExecutionError {
+    /// The code failed. Shown as an error output (unless the handler showed one) and
+    /// recorded as status `error`.
+    #[error("{ename}: {evalue}")]
+    Failed {
+        /// The error's name, e.g. `ValueError`.
+        ename: String,
+        /// Its message.
+        evalue: String,
+        /// Traceback lines.
+        traceback: Vec<String>,
+    },
+    /// The handler stopped because it was cancelled; recorded as `cancelled`.
+    #[error("cancelled")]
+    Cancelled,
+    /// The handler ran out of time; recorded as `timed_out`.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    /// Writing an output failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+impl ExecutionError {
+    /// A failure with an error name and message.
+    pub fn new(ename: impl Into<String>, evalue: impl Into<String>) -> Self {
+        ExecutionError::Failed {
+            ename: ename.into(),
+            evalue: evalue.into(),
+            traceback: Vec::new(),
+        }
+    }
+
+    /// A failure with just a message (named `Error`).
+    pub fn msg(evalue: impl Into<String>) -> Self {
+        Self::new("Error", evalue)
+    }
+}
+
+/// Runs one execution.
+///
+/// # Example
+///
+/// ```
+/// use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome, MediaBundle};
+///
+/// struct Echo;
+///
+/// #[async_trait::async_trait]
+/// impl ExecutionHandler for Echo {
+///     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+///         Ok(MediaBundle::plain(format!("Echo: {}", ctx.source())).into())
+///     }
+/// }
+///
+/// // A closure is a handler too.
+/// fn takes(_: impl ExecutionHandler) {}
+/// takes(|ctx: ExecutionContext| async move {
+///     ctx.stdout(ctx.source())?;
+///     Ok(())
+/// });
+/// takes(Echo);
+/// ```
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait ExecutionHandler: MaybeSend + MaybeSync {
+    /// Runs the execution described by `ctx`, writing outputs through it.
+    async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError>;
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<F, Fut, O> ExecutionHandler for F
+where
+    F: Fn(ExecutionContext) -> Fut + MaybeSend + MaybeSync,
+    Fut: Future<Output = Result<O, ExecutionError>> + MaybeSend,
+    O: Into<Outcome>,
+{
+    async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+        (self)(ctx).await.map(Into::into)
+    }
+}

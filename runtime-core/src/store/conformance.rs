@@ -1,0 +1,178 @@
+//! The test suite every [`Store`] must pass, so all backends keep the same contract.
+//!
+//! Call [`run_all`] with a function that makes a fresh, empty store; it panics with a
+//! message naming the broken rule. It needs no particular executor.
+//!
+//! ```
+//! futures::executor::block_on(runtime_core::store::conformance::run_all(
+//!     runtime_core::MemoryStore::new,
+//! ));
+//! ```
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use futures::{StreamExt, future};
+
+use super::{Store, StoreError};
+use crate::schema::{CellDeleted, Event, UnknownEvent};
+use crate::state::Seq;
+
+fn event(n: usize) -> Event {
+    CellDeleted {
+        cell_id: format!("cell-{n}").into(),
+    }
+    .into()
+}
+
+async fn read<S: Store + ?Sized>(store: &S, from: Seq, count: usize) -> Vec<(Seq, Event)> {
+    store
+        .subscribe(from)
+        .take(count)
+        .map(|entry| {
+            let entry = entry.expect("subscription yields entries, not errors");
+            (entry.seq, (*entry.event).clone())
+        })
+        .collect()
+        .await
+}
+
+/// Runs every conformance check, each on a fresh store from `make`.
+pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
+    commits_get_contiguous_sequence_numbers(&make()).await;
+    subscribe_replays_from_any_point_in_order(&make()).await;
+    subscribers_see_live_commits(&make()).await;
+    a_slow_reader_loses_nothing(&make()).await;
+    concurrent_commits_are_totally_ordered_for_every_reader(&make()).await;
+    events_round_trip_unchanged(&make()).await;
+    empty_batches_are_refused(&make()).await;
+}
+
+/// Batches get consecutive sequence numbers starting at 1.
+pub async fn commits_get_contiguous_sequence_numbers<S: Store>(store: &S) {
+    assert_eq!(
+        store.commit(vec![event(0)]).await.unwrap(),
+        1,
+        "the first event is seq 1"
+    );
+    let batch = vec![event(1), event(2), event(3)];
+    assert_eq!(
+        store.commit(batch).await.unwrap(),
+        2,
+        "a batch returns its first seq"
+    );
+    assert_eq!(
+        store.commit(vec![event(4)]).await.unwrap(),
+        5,
+        "no gaps after a batch"
+    );
+}
+
+/// `subscribe(from)` starts exactly at `from` and keeps commit order.
+pub async fn subscribe_replays_from_any_point_in_order<S: Store>(store: &S) {
+    store.commit((0..10).map(event).collect()).await.unwrap();
+    let all = read(store, 1, 10).await;
+    assert_eq!(
+        all.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        (0..10).map(event).collect::<Vec<_>>()
+    );
+    let tail = read(store, 7, 4).await;
+    assert_eq!(
+        tail.first().map(|(seq, _)| *seq),
+        Some(7),
+        "starts at `from`"
+    );
+    assert_eq!(tail.len(), 4, "then continues with live events");
+    let from_zero = read(store, 0, 1).await;
+    assert_eq!(from_zero[0].0, 1, "from 0 means from the start");
+}
+
+/// A caught-up reader gets events committed after it subscribed.
+pub async fn subscribers_see_live_commits<S: Store>(store: &S) {
+    let readers = future::join_all((0..3).map(|_| read(store, 1, 6)));
+    let writer = async {
+        for n in 0..3 {
+            store
+                .commit(vec![event(2 * n), event(2 * n + 1)])
+                .await
+                .unwrap();
+        }
+    };
+    let (seen, ()) = future::join(readers, writer).await;
+    for reader in seen {
+        let seqs: Vec<Seq> = reader.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=6).collect::<Vec<_>>(),
+            "every reader sees every event in order"
+        );
+    }
+}
+
+/// A reader that subscribes and then does not read while much is committed loses nothing.
+pub async fn a_slow_reader_loses_nothing<S: Store>(store: &S) {
+    let mut slow = store.subscribe(1);
+    for chunk in 0..20 {
+        store
+            .commit((0..500).map(|n| event(chunk * 500 + n)).collect())
+            .await
+            .unwrap();
+    }
+    for expected in 1..=10_000 {
+        let entry = slow.next().await.expect("not ended").expect("no error");
+        assert_eq!(
+            entry.seq, expected,
+            "a slow reader gets every event, in order"
+        );
+    }
+}
+
+/// Commits racing from several writers end in one order that every reader sees.
+pub async fn concurrent_commits_are_totally_ordered_for_every_reader<S: Store>(store: &S) {
+    let writers = (0..4).map(|writer| async move {
+        for n in 0..25 {
+            let batch = vec![
+                event(writer * 1_000 + n * 2),
+                event(writer * 1_000 + n * 2 + 1),
+            ];
+            let first = store.commit(batch).await.unwrap();
+            assert!(first >= 1);
+        }
+    });
+    future::join_all(writers).await;
+    let (a, b) = future::join(read(store, 1, 200), read(store, 1, 200)).await;
+    assert_eq!(a, b, "two readers see the same order");
+    for pair in a.chunks(2) {
+        let (Event::CellDeleted(x), Event::CellDeleted(y)) = (&pair[0].1, &pair[1].1) else {
+            panic!("unexpected event");
+        };
+        let n = |id: &str| id.trim_start_matches("cell-").parse::<usize>().unwrap();
+        assert_eq!(
+            n(y.cell_id.as_str()),
+            n(x.cell_id.as_str()) + 1,
+            "batches are not interleaved"
+        );
+    }
+}
+
+/// Events come back exactly as committed, unknown ones included.
+pub async fn events_round_trip_unchanged<S: Store>(store: &S) {
+    let unknown = Event::Unknown(UnknownEvent {
+        raw: serde_json::json!({"type": "v9.Later", "nested": {"a": [1, "b"]}}),
+    });
+    let sent = vec![event(1), unknown];
+    store.commit(sent.clone()).await.unwrap();
+    let got: Vec<Event> = read(store, 1, 2)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(got, sent);
+}
+
+/// An empty batch is an error, not a silent no-op.
+pub async fn empty_batches_are_refused<S: Store>(store: &S) {
+    assert_eq!(store.commit(Vec::new()).await, Err(StoreError::EmptyBatch));
+}

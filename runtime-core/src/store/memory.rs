@@ -1,0 +1,158 @@
+//! The in-memory store: the embedded default, and the one tests and simulations use.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures::Stream;
+
+use super::{LogEntry, Store, StoreError, Subscription};
+use crate::schema::Event;
+use crate::state::Seq;
+
+/// How many entries a subscription takes per lock: bounds the per-reader buffer.
+const READ_CHUNK: usize = 256;
+
+/// An in-memory event log. Clones share the same log.
+///
+/// Commits complete immediately; subscribers read through their own cursor into the shared
+/// log, so a slow reader costs no memory and loses nothing.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    log: Vec<Arc<Event>>,
+    next_reader: u64,
+    /// Readers that caught up and wait for the next commit.
+    waiting: HashMap<u64, Waker>,
+}
+
+impl MemoryStore {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of events committed.
+    pub fn len(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// `true` if nothing was committed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the whole log, for inspection.
+    pub fn entries(&self) -> Vec<LogEntry> {
+        let inner = self.lock();
+        (1..)
+            .zip(&inner.log)
+            .map(|(seq, event)| LogEntry {
+                seq,
+                event: event.clone(),
+            })
+            .collect()
+    }
+
+    /// Appends without waiting; what [`Store::commit`] does.
+    pub fn commit_now(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        let (first, waiting) = {
+            let mut inner = self.lock();
+            let first = inner.log.len() as Seq + 1;
+            inner.log.extend(events.into_iter().map(Arc::new));
+            let waiting: Vec<Waker> = inner.waiting.drain().map(|(_, waker)| waker).collect();
+            (first, waiting)
+        };
+        waiting.into_iter().for_each(Waker::wake);
+        Ok(first)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section leaves the log consistent, so a poisoned lock is usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for MemoryStore {
+    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
+        self.commit_now(events)
+    }
+
+    fn subscribe(&self, from: Seq) -> Subscription {
+        let reader = {
+            let mut inner = self.lock();
+            inner.next_reader += 1;
+            inner.next_reader
+        };
+        Box::pin(MemorySubscription {
+            store: self.clone(),
+            reader,
+            next: from.max(1),
+            buffer: VecDeque::new(),
+        })
+    }
+}
+
+struct MemorySubscription {
+    store: MemoryStore,
+    reader: u64,
+    /// The sequence number of the next entry to read from the log.
+    next: Seq,
+    buffer: VecDeque<LogEntry>,
+}
+
+impl Stream for MemorySubscription {
+    type Item = Result<LogEntry, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(entry) = self.buffer.pop_front() {
+            return Poll::Ready(Some(Ok(entry)));
+        }
+        let this = &mut *self;
+        let mut inner = this.store.lock();
+        let start = usize::try_from(this.next - 1).unwrap_or(usize::MAX);
+        if start >= inner.log.len() {
+            inner.waiting.insert(this.reader, cx.waker().clone());
+            return Poll::Pending;
+        }
+        let end = inner.log.len().min(start + READ_CHUNK);
+        for event in &inner.log[start..end] {
+            this.buffer.push_back(LogEntry {
+                seq: this.next,
+                event: event.clone(),
+            });
+            this.next += 1;
+        }
+        drop(inner);
+        Poll::Ready(this.buffer.pop_front().map(Ok))
+    }
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        self.store.lock().waiting.remove(&self.reader);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn memory_store_passes_the_store_conformance_suite() {
+        futures::executor::block_on(crate::store::conformance::run_all(MemoryStore::new));
+    }
+}
