@@ -1,0 +1,860 @@
+//! The agent on a MemoryStore, driven by the deterministic executor: every behaviour a
+//! user of the agent would notice.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runtime_core::*;
+use serde_json::json;
+use support::{Output, Sim, TaskId, describe, fold, options};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+type Ended = Output<Result<TerminationReason, AgentError>>;
+
+fn spawn_agent(
+    sim: &mut Sim,
+    store: &MemoryStore,
+    options: AgentOptions,
+    handler: impl ExecutionHandler + 'static,
+) -> (TaskId, Ended, AgentHandle) {
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options,
+    )
+    .unwrap()
+    .on_execution(handler);
+    let handle = agent.handle();
+    let (task, ended) = sim.spawn(agent.run());
+    (task, ended, handle)
+}
+
+async fn echo(ctx: ExecutionContext) -> Result<MediaBundle, ExecutionError> {
+    Ok(MediaBundle::plain(format!("Echo: {}", ctx.source())))
+}
+
+/// A handler that sleeps `duration` of virtual time, cooperating with cancel.
+fn sleeper(clock: ManualClock, duration: Duration) -> impl ExecutionHandler {
+    move |ctx: ExecutionContext| {
+        let sleep = clock.sleep(duration);
+        async move {
+            ctx.stdout("started\n")?;
+            futures::select_biased! {
+                _ = futures::FutureExt::fuse(ctx.cancelled()) => Err(ExecutionError::Cancelled),
+                () = futures::FutureExt::fuse(sleep) => Ok(()),
+            }
+        }
+    }
+}
+
+/// Commits a cell run request and returns its queue id once committed.
+fn request(sim: &mut Sim, store: &MemoryStore, source: &str) -> QueueId {
+    let client = NotebookClient::new(store.clone(), "alice");
+    let source = source.to_owned();
+    let (_, requested) =
+        sim.spawn(async move { client.run_cell(CellType::Code, &source).await.unwrap().1 });
+    sim.run_to(&requested)
+}
+
+fn wait_for(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> QueueEntry {
+    let mut watcher = NotebookWatcher::new(store);
+    let queue_id = queue_id.clone();
+    let (_, done) = sim.spawn(async move {
+        watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .unwrap()
+            .clone()
+    });
+    sim.run_to(&done)
+}
+
+fn wait_until_running(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) {
+    let mut watcher = NotebookWatcher::new(store);
+    let queue_id = queue_id.clone();
+    let (_, done) = sim.spawn(async move {
+        let running = |s: &NotebookState| {
+            s.entry(&queue_id)
+                .is_some_and(|e| matches!(e.state, EntryState::Executing { .. }))
+        };
+        watcher.wait_until(running).await.map(drop).unwrap();
+    });
+    sim.run_to(&done);
+}
+
+fn error_of(entry: &QueueEntry) -> String {
+    match &entry.state {
+        EntryState::Completed { error, .. } => error.clone().unwrap_or_default(),
+        other => panic!("not completed: {other:?}"),
+    }
+}
+
+#[test]
+fn echo_end_to_end_then_shutdown_leaves_nothing_running() {
+    let mut sim = Sim::new(1);
+    let store = MemoryStore::new();
+    let (_, ended, handle) = spawn_agent(&mut sim, &store, options("alice"), echo);
+    let first = request(&mut sim, &store, "1 + 1");
+    let second = request(&mut sim, &store, "2 + 2");
+    let entry = wait_for(&mut sim, &store, &second);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    assert_eq!(describe(&entry.outputs), ["result[2]:Echo: 2 + 2"]);
+    assert_eq!(wait_for(&mut sim, &store, &first).execution_count, Some(1));
+    assert_eq!(handle.status(), AgentStatus::Idle);
+
+    handle.shutdown();
+    handle.shutdown(); // idempotent
+    assert_eq!(sim.run_to(&ended), Ok(TerminationReason::Shutdown));
+    assert_eq!(handle.status(), AgentStatus::Stopped);
+    let state = fold(&store);
+    let session = state.session(handle.session_id()).unwrap();
+    assert_eq!(
+        session.state,
+        SessionState::Ended(TerminationReason::Shutdown)
+    );
+    assert_eq!(state.in_progress().count(), 0);
+    assert_eq!(state.pending().count(), 0);
+}
+
+#[test]
+fn outputs_of_every_kind_land_in_order_and_streams_coalesce() {
+    let mut sim = Sim::new(2);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        ctx.stdout("a")?;
+        ctx.stdout("b")?;
+        ctx.stdout("c\n")?;
+        ctx.stderr("warn\n")?;
+        ctx.display(Display::new(MediaBundle::plain("0%")).id("progress"))?;
+        ctx.update_display("progress", MediaBundle::plain("50%"))?;
+        ctx.update_display("progress", MediaBundle::plain("100%"))?;
+        let answer = ctx.markdown("# Answer")?;
+        ctx.append_markdown(&answer, " is")?;
+        ctx.append_markdown(&answer, " 42")?;
+        ctx.stdout("after\n")?;
+        ctx.error("Warning", "just so you know", vec!["line 1".into()])?;
+        ctx.result(MediaBundle::plain("42"))?;
+        Ok(())
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "everything");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(
+        describe(&entry.outputs),
+        [
+            "Stdout:abc\n",
+            "Stderr:warn\n",
+            "display(progress):100%",
+            "md:# Answer is 42",
+            "Stdout:after\n",
+            "error:Warning:just so you know",
+            "result[1]:42",
+        ]
+    );
+    // A handler that returns Ok after showing an error still succeeded.
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    // Consecutive writes became one output event; the two updates collapsed into one.
+    let log: Vec<String> = store
+        .entries()
+        .iter()
+        .map(|e| e.event.type_name().to_owned())
+        .collect();
+    let count = |name: &str| log.iter().filter(|n| *n == name).count();
+    assert_eq!(count("v1.StreamOutputAdded"), 3);
+    assert!(count("v1.DisplayOutputUpdated") <= 1, "{log:?}");
+    let completed_at = log
+        .iter()
+        .position(|n| n == "v1.ExecutionCompleted")
+        .unwrap();
+    assert!(
+        log[..completed_at]
+            .iter()
+            .filter(|n| n.contains("Output") || n.contains("Result"))
+            .count()
+            >= 7
+    );
+}
+
+#[test]
+fn a_streamed_markdown_answer_appends_across_commits() {
+    let mut sim = Sim::new(3);
+    let store = MemoryStore::new();
+    let clock = sim.clock.clone();
+    let handler = move |ctx: ExecutionContext| {
+        let clock = clock.clone();
+        async move {
+            let answer = ctx.markdown("Once")?;
+            for word in [" upon", " a", " time"] {
+                clock.sleep(Duration::from_millis(5)).await;
+                ctx.append_markdown(&answer, word)?;
+            }
+            Ok(())
+        }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "tell me a story");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(describe(&entry.outputs), ["md:Once upon a time"]);
+    let appends = store
+        .entries()
+        .iter()
+        .filter(|e| e.event.type_name() == "v1.MarkdownOutputAppended")
+        .count();
+    assert_eq!(appends, 3, "each word was committed as it came");
+}
+
+#[test]
+fn cancelling_a_pending_entry_never_runs_it() {
+    let mut sim = Sim::new(4);
+    let store = MemoryStore::new();
+    let runs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = runs.clone();
+    let clock = sim.clock.clone();
+    let handler = move |ctx: ExecutionContext| {
+        seen.lock().unwrap().push(ctx.source().to_owned());
+        let sleep = clock.sleep(Duration::from_millis(20));
+        async move {
+            sleep.await;
+            Ok(())
+        }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let first = request(&mut sim, &store, "first");
+    let second = request(&mut sim, &store, "second");
+    wait_until_running(&mut sim, &store, &first);
+    let client = NotebookClient::new(store.clone(), "alice");
+    let target = second.clone();
+    let (_, cancelled) = sim.spawn(async move { client.cancel(&target).await.unwrap() });
+    sim.run_to(&cancelled);
+    let second_entry = wait_for(&mut sim, &store, &second);
+    assert_eq!(
+        second_entry.state.status(),
+        Some(CompletionStatus::Cancelled)
+    );
+    assert_eq!(
+        wait_for(&mut sim, &store, &first).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    sim.settle(Duration::from_secs(1));
+    assert_eq!(*runs.lock().unwrap(), ["first"]);
+}
+
+#[test]
+fn cancelling_a_running_cooperative_handler_ends_it_cancelled_not_failed() {
+    let mut sim = Sim::new(5);
+    let store = MemoryStore::new();
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let seen = failures.clone();
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(sleeper(sim.clock.clone(), Duration::from_secs(3600)))
+    .on_execution_error(move |failure| seen.lock().unwrap().push(failure.status));
+    sim.spawn(agent.run());
+    let queue_id = request(&mut sim, &store, "long");
+    wait_until_running(&mut sim, &store, &queue_id);
+    let before = sim.clock.now();
+    let client = NotebookClient::new(store.clone(), "alice");
+    let target = queue_id.clone();
+    sim.spawn(async move { client.cancel(&target).await.unwrap() });
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    assert_eq!(error_of(&entry), "cancelled on request");
+    assert_eq!(
+        describe(&entry.outputs),
+        ["Stdout:started\n"],
+        "no error output for a cancel"
+    );
+    assert_eq!(
+        sim.clock.now(),
+        before,
+        "a cooperative handler stops without waiting for the grace"
+    );
+    assert_eq!(*failures.lock().unwrap(), [CompletionStatus::Cancelled]);
+}
+
+#[test]
+fn a_handler_that_ignores_cancel_is_dropped_after_the_grace_period() {
+    let mut sim = Sim::new(6);
+    let store = MemoryStore::new();
+    let clock = sim.clock.clone();
+    let stubborn = move |ctx: ExecutionContext| {
+        let sleep = clock.sleep(Duration::from_secs(3600));
+        async move {
+            ctx.stdout("ignoring you\n")?;
+            sleep.await;
+            Ok(())
+        }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), stubborn);
+    let queue_id = request(&mut sim, &store, "stubborn");
+    wait_until_running(&mut sim, &store, &queue_id);
+    let before = sim.clock.now();
+    let client = NotebookClient::new(store.clone(), "alice");
+    sim.spawn(async move { client.cancel_all().await.unwrap() });
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    assert!(
+        error_of(&entry).contains("did not stop within 50ms"),
+        "{}",
+        error_of(&entry)
+    );
+    assert_eq!(
+        sim.clock.now().saturating_since(before),
+        Duration::from_millis(50)
+    );
+    // The agent is free again.
+    let next = request(&mut sim, &store, "next");
+    wait_until_running(&mut sim, &store, &next);
+}
+
+#[test]
+fn shutdown_mid_execution_completes_it_cancelled_and_ends_the_session() {
+    let mut sim = Sim::new(7);
+    let store = MemoryStore::new();
+    let shutdowns = Arc::new(AtomicUsize::new(0));
+    let counted = shutdowns.clone();
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(sleeper(sim.clock.clone(), Duration::from_secs(3600)))
+    .on_shutdown(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let handle = agent.handle();
+    let (_, ended) = sim.spawn(agent.run());
+    let running = request(&mut sim, &store, "long");
+    let queued = request(&mut sim, &store, "queued");
+    wait_until_running(&mut sim, &store, &running);
+    assert_eq!(handle.status(), AgentStatus::Busy);
+    handle.shutdown();
+    assert_eq!(sim.run_to(&ended), Ok(TerminationReason::Shutdown));
+    let state = fold(&store);
+    let entry = state.entry(&running).unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    assert_eq!(error_of(entry), "cancelled: the runtime shut down");
+    assert_eq!(
+        state.entry(&queued).unwrap().state,
+        EntryState::Pending,
+        "left for the next agent"
+    );
+    assert_eq!(state.in_progress().count(), 0);
+    assert!(state.active_session().is_none());
+    assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_new_agent_displaces_the_old_one_which_stops_and_is_fenced_off() {
+    let mut sim = Sim::new(8);
+    let store = MemoryStore::new();
+    let clock = sim.clock.clone();
+    // Keeps writing after it is told to stop: its late outputs must not land.
+    let chatty = move |ctx: ExecutionContext| {
+        let clock = clock.clone();
+        async move {
+            for n in 0.. {
+                let _ = ctx.stdout(format!("{n}\n"));
+                clock.sleep(Duration::from_millis(10)).await;
+            }
+            Ok(())
+        }
+    };
+    let (_, old_ended, old) = spawn_agent(&mut sim, &store, options("alice"), chatty);
+    let queue_id = request(&mut sim, &store, "chatty");
+    wait_until_running(&mut sim, &store, &queue_id);
+    sim.settle(Duration::from_millis(30));
+
+    let (_, _, new) = spawn_agent(&mut sim, &store, options("alice"), echo);
+    assert_eq!(sim.run_to(&old_ended), Ok(TerminationReason::Displaced));
+    let state = fold(&store);
+    assert_eq!(
+        state.active_session().unwrap().session_id,
+        *new.session_id()
+    );
+    let entry = state.entry(&queue_id).unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::RuntimeLost));
+    assert!(
+        state.stats().ignored(Ignored::Fenced) > 0,
+        "late outputs were written and fenced"
+    );
+    let fenced_text: usize = entry.outputs.iter().count();
+    assert_eq!(
+        fenced_text, 1,
+        "one coalesced stream output, nothing after displacement"
+    );
+    assert_eq!(old.status(), AgentStatus::Stopped);
+
+    // The new agent serves the notebook.
+    let next = request(&mut sim, &store, "hello");
+    assert_eq!(
+        describe(&wait_for(&mut sim, &store, &next).outputs),
+        ["result[2]:Echo: hello"]
+    );
+}
+
+#[test]
+fn after_a_crash_the_lease_expires_and_the_next_agent_takes_over_without_rerunning() {
+    let mut sim = Sim::new(9);
+    let store = MemoryStore::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let clock = sim.clock.clone();
+    let handler = move |ctx: ExecutionContext| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let sleep = clock.sleep(Duration::from_secs(10));
+        async move {
+            ctx.stdout("side effect done\n")?;
+            sleep.await;
+            Ok(())
+        }
+    };
+    let handler = Arc::new(handler);
+    let first_handler = handler.clone();
+    let (crashed, _, first) = spawn_agent(&mut sim, &store, options("alice"), move |ctx| {
+        first_handler(ctx)
+    });
+    let lost = request(&mut sim, &store, "lost");
+    let next = request(&mut sim, &store, "next");
+    wait_until_running(&mut sim, &store, &lost);
+    sim.kill(crashed); // no goodbye
+    sim.clock.advance(Duration::from_millis(400)); // past the 300 ms lease
+
+    let (_, _, second) = spawn_agent(&mut sim, &store, options("alice"), move |ctx| handler(ctx));
+    let lost_entry = wait_for(&mut sim, &store, &lost);
+    assert_eq!(
+        lost_entry.state.status(),
+        Some(CompletionStatus::RuntimeLost)
+    );
+    wait_until_running(&mut sim, &store, &next);
+    let state = fold(&store);
+    let crashed_session = state.session(first.session_id()).unwrap();
+    assert_eq!(
+        crashed_session.state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+    assert_eq!(
+        state.active_session().unwrap().session_id,
+        *second.session_id()
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "`lost` ran once and was not re-run; `next` ran"
+    );
+}
+
+#[test]
+fn claimed_but_unstarted_work_of_a_dead_session_is_run_by_the_next_agent() {
+    let mut sim = Sim::new(10);
+    let store = MemoryStore::new();
+    // Another implementation claimed two entries and started one, then died.
+    let dead = SessionId::from("dead");
+    let at = sim.clock.now();
+    store
+        .commit_now(vec![
+            RuntimeSessionStarted {
+                session_id: dead.clone(),
+                runtime_id: "other".into(),
+                runtime_type: "other".into(),
+                client_id: "bob".into(),
+                capabilities: Capabilities::code(),
+                at,
+                valid_for_ms: 100,
+            }
+            .into(),
+        ])
+        .unwrap();
+    let started = request(&mut sim, &store, "started by the dead one");
+    let claimed = request(&mut sim, &store, "claimed by the dead one");
+    store
+        .commit_now(vec![
+            ExecutionAssigned {
+                queue_id: started.clone(),
+                session_id: dead.clone(),
+            }
+            .into(),
+            ExecutionStarted {
+                queue_id: started.clone(),
+                session_id: dead.clone(),
+                at,
+            }
+            .into(),
+            ExecutionAssigned {
+                queue_id: claimed.clone(),
+                session_id: dead.clone(),
+            }
+            .into(),
+        ])
+        .unwrap();
+    sim.clock.advance(Duration::from_millis(500));
+    spawn_agent(&mut sim, &store, options("alice"), echo);
+    let claimed_entry = wait_for(&mut sim, &store, &claimed);
+    assert_eq!(
+        describe(&claimed_entry.outputs),
+        ["result[2]:Echo: claimed by the dead one"]
+    );
+    let state = fold(&store);
+    assert_eq!(
+        state.entry(&started).unwrap().state.status(),
+        Some(CompletionStatus::RuntimeLost)
+    );
+    assert_eq!(
+        state.session(&dead).unwrap().state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+}
+
+#[test]
+fn stop_on_error_cancels_what_was_queued_but_not_later_requests() {
+    let mut sim = Sim::new(11);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        if ctx.source() == "fail" {
+            return Err(ExecutionError::new("ValueError", "bad value"));
+        }
+        Ok(MediaBundle::plain("ok"))
+    };
+    let store_for_requests = store.clone();
+    // Queue all three before the agent starts, as "run all" would.
+    let failing = request(&mut sim, &store_for_requests, "fail");
+    let queued = request(&mut sim, &store_for_requests, "after");
+    spawn_agent(
+        &mut sim,
+        &store,
+        AgentOptions {
+            stop_on_error: true,
+            ..options("alice")
+        },
+        handler,
+    );
+    let failed = wait_for(&mut sim, &store, &failing);
+    assert_eq!(failed.state.status(), Some(CompletionStatus::Error));
+    assert_eq!(error_of(&failed), "ValueError: bad value");
+    assert_eq!(describe(&failed.outputs), ["error:ValueError:bad value"]);
+    let aborted = wait_for(&mut sim, &store, &queued);
+    assert_eq!(aborted.state.status(), Some(CompletionStatus::Cancelled));
+    assert!(error_of(&aborted).contains("stop_on_error"));
+    let later = request(&mut sim, &store, "later");
+    assert_eq!(
+        wait_for(&mut sim, &store, &later).state.status(),
+        Some(CompletionStatus::Success)
+    );
+}
+
+#[test]
+fn without_stop_on_error_the_queue_continues_after_an_error() {
+    let mut sim = Sim::new(12);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        match ctx.source() {
+            "fail" => Err(ExecutionError::msg("boom")),
+            _ => Ok(()),
+        }
+    };
+    let failing = request(&mut sim, &store, "fail");
+    let queued = request(&mut sim, &store, "after");
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    assert_eq!(
+        wait_for(&mut sim, &store, &failing).state.status(),
+        Some(CompletionStatus::Error)
+    );
+    assert_eq!(
+        wait_for(&mut sim, &store, &queued).state.status(),
+        Some(CompletionStatus::Success)
+    );
+}
+
+#[test]
+fn handler_outcomes_map_to_truthful_statuses() {
+    let mut sim = Sim::new(13);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        match ctx.source() {
+            "timeout" => Err(ExecutionError::TimedOut(Duration::from_secs(2))),
+            "self-cancel" => Err(ExecutionError::Cancelled),
+            "shown" => {
+                ctx.error("KeyError", "'x'", vec!["Traceback".into()])?;
+                Err(ExecutionError::new("KeyError", "'x'"))
+            }
+            "bad result" => Ok(MediaBundle::new().with("image/png", json!("not base64!"))),
+            "twice" => {
+                ctx.result(MediaBundle::plain("first"))?;
+                Ok(MediaBundle::plain("second"))
+            }
+            _ => Ok(MediaBundle::plain("fine")),
+        }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let cases = [
+        ("timeout", CompletionStatus::TimedOut, vec![]),
+        ("self-cancel", CompletionStatus::Cancelled, vec![]),
+        ("shown", CompletionStatus::Error, vec!["error:KeyError:'x'"]),
+        ("twice", CompletionStatus::Success, vec!["result[4]:first"]),
+    ];
+    for (source, status, outputs) in cases {
+        let queue_id = request(&mut sim, &store, source);
+        let entry = wait_for(&mut sim, &store, &queue_id);
+        assert_eq!(entry.state.status(), Some(status), "{source}");
+        assert_eq!(describe(&entry.outputs), outputs, "{source}");
+    }
+    let bad = request(&mut sim, &store, "bad result");
+    let entry = wait_for(&mut sim, &store, &bad);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Error));
+    assert!(
+        error_of(&entry).contains("image/png must be a base64 string"),
+        "{}",
+        error_of(&entry)
+    );
+}
+
+#[test]
+fn invalid_bundles_and_duplicate_results_are_clear_errors_to_the_handler() {
+    let mut sim = Sim::new(14);
+    let store = MemoryStore::new();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let handler = move |ctx: ExecutionContext| {
+        let seen = seen.clone();
+        async move {
+            let record =
+                |r: Result<(), OutputError>| seen.lock().unwrap().push(r.unwrap_err().to_string());
+            record(
+                ctx.display(MediaBundle::new().with("text/plain", json!(5)))
+                    .map(drop),
+            );
+            record(ctx.result(MediaBundle::new()));
+            ctx.result(MediaBundle::plain("one"))?;
+            record(ctx.result(MediaBundle::plain("two")));
+            record(ctx.append_markdown(&OutputId::from("nope"), "x"));
+            Ok(())
+        }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "x");
+    assert_eq!(
+        wait_for(&mut sim, &store, &queue_id).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    assert_eq!(
+        *errors.lock().unwrap(),
+        [
+            "invalid media bundle: text/plain must be a string (or a list of strings), got a number",
+            "invalid media bundle: a media bundle needs at least one MIME type",
+            "this execution already has a result; an execution has at most one",
+            "output nope is not a markdown output of this execution",
+        ]
+    );
+}
+
+#[test]
+fn outputs_after_completion_are_refused_not_lost_silently() {
+    let mut sim = Sim::new(15);
+    let store = MemoryStore::new();
+    let leaked: Arc<Mutex<Option<ExecutionContext>>> = Arc::default();
+    let keep = leaked.clone();
+    let handler = move |ctx: ExecutionContext| {
+        *keep.lock().unwrap() = Some(ctx);
+        async { Ok(()) }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "x");
+    wait_for(&mut sim, &store, &queue_id);
+    let ctx = leaked.lock().unwrap().take().unwrap();
+    assert_eq!(ctx.stdout("too late"), Err(OutputError::Finished));
+}
+
+#[test]
+fn the_output_limit_truncates_with_a_visible_marker() {
+    let mut sim = Sim::new(16);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        for _ in 0..100 {
+            ctx.stdout("0123456789")?;
+        }
+        ctx.display(MediaBundle::plain("a picture"))?;
+        Ok(())
+    };
+    let limited = AgentOptions {
+        max_output_bytes: Some(25),
+        ..options("alice")
+    };
+    spawn_agent(&mut sim, &store, limited, handler);
+    let queue_id = request(&mut sim, &store, "flood");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    let outputs = describe(&entry.outputs);
+    assert_eq!(outputs[0], "Stdout:0123456789012345678901234");
+    assert!(
+        outputs[1].starts_with("Stderr:\n[output truncated"),
+        "{outputs:?}"
+    );
+    assert!(outputs[1].contains("limit of 25 bytes"));
+    assert_eq!(
+        outputs.len(),
+        2,
+        "nothing after the marker, the marker only once"
+    );
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+}
+
+#[test]
+fn clear_wait_replaces_output_at_the_next_write() {
+    let mut sim = Sim::new(17);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        ctx.stdout("frame 1")?;
+        ctx.clear(true)?;
+        ctx.stdout("frame 2")?;
+        Ok(())
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "animate");
+    assert_eq!(
+        describe(&wait_for(&mut sim, &store, &queue_id).outputs),
+        ["Stdout:frame 2"]
+    );
+}
+
+#[test]
+fn a_malformed_event_in_the_log_is_skipped_and_counted() {
+    let mut sim = Sim::new(18);
+    let store = MemoryStore::new();
+    store
+        .commit_now(vec![Event::from_json_str(
+            "{\"type\":\"v1.ExecutionRequested\",\"queueId\":1}",
+        )])
+        .unwrap();
+    store
+        .commit_now(vec![Event::from_json_str("not json at all")])
+        .unwrap();
+    spawn_agent(&mut sim, &store, options("alice"), echo);
+    let queue_id = request(&mut sim, &store, "still works");
+    assert_eq!(
+        wait_for(&mut sim, &store, &queue_id).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    assert_eq!(fold(&store).stats().ignored(Ignored::Malformed), 2);
+}
+
+#[test]
+fn the_agent_renews_its_lease_and_reports_busy_and_idle() {
+    let mut sim = Sim::new(19);
+    let store = MemoryStore::new();
+    let busy_for_a_while = sleeper(sim.clock.clone(), Duration::from_millis(250));
+    let (_, _, handle) = spawn_agent(&mut sim, &store, options("alice"), busy_for_a_while);
+    sim.settle(Duration::from_millis(1_000));
+    let state = fold(&store);
+    let session = state.session(handle.session_id()).unwrap();
+    assert!(
+        session.is_active(),
+        "renewals kept it alive past its 300 ms lease"
+    );
+    assert!(session.lease_until > sim.clock.now());
+    let queue_id = request(&mut sim, &store, "busy for a while");
+    wait_until_running(&mut sim, &store, &queue_id);
+    assert_eq!(
+        fold(&store).session(handle.session_id()).unwrap().status,
+        SessionStatus::Busy
+    );
+    wait_for(&mut sim, &store, &queue_id);
+    sim.settle(Duration::ZERO);
+    assert_eq!(
+        fold(&store).session(handle.session_id()).unwrap().status,
+        SessionStatus::Idle
+    );
+}
+
+#[test]
+fn lifecycle_hooks_fire_in_order() {
+    let mut sim = Sim::new(20);
+    let store = MemoryStore::new();
+    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (a, b, c) = (events.clone(), events.clone(), events.clone());
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(echo)
+    .on_startup(move |_| a.lock().unwrap().push("startup".into()))
+    .on_ready(move |_| b.lock().unwrap().push("ready".into()))
+    .on_shutdown(move |reason| c.lock().unwrap().push(format!("shutdown:{reason:?}")));
+    let handle = agent.handle();
+    let (_, ended) = sim.spawn(agent.run());
+    sim.settle(Duration::ZERO);
+    handle.shutdown();
+    sim.run_to(&ended).unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["startup", "ready", "shutdown:Shutdown"]
+    );
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::default();
+    let missing = RuntimeAgent::new(
+        store.clone(),
+        clock.clone(),
+        Capabilities::code(),
+        AgentOptions::new("  "),
+    );
+    let error = missing.err().unwrap();
+    assert_eq!(error, AgentError::MissingClientId);
+    assert!(error.to_string().contains("client id is required"));
+    let contradictory = AgentOptions {
+        lease_duration: Duration::from_secs(1),
+        ..AgentOptions::new("a")
+    };
+    let error = RuntimeAgent::new(
+        store.clone(),
+        clock.clone(),
+        Capabilities::code(),
+        contradictory,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(error, AgentError::InvalidOptions(_)), "{error}");
+    let no_handler =
+        RuntimeAgent::new(store, clock, Capabilities::code(), AgentOptions::new("a")).unwrap();
+    assert_eq!(
+        futures::executor::block_on(no_handler.run()),
+        Err(AgentError::NoHandler)
+    );
+}
+
+#[test]
+fn a_reused_session_id_is_refused() {
+    let mut sim = Sim::new(21);
+    let store = MemoryStore::new();
+    let fixed = AgentOptions {
+        session_id: Some("fixed".into()),
+        ..options("alice")
+    };
+    let (_, ended, handle) = spawn_agent(&mut sim, &store, fixed.clone(), echo);
+    sim.settle(Duration::ZERO);
+    handle.shutdown();
+    sim.run_to(&ended).unwrap();
+    let (_, again, _) = spawn_agent(&mut sim, &store, fixed, echo);
+    assert_eq!(
+        sim.run_to(&again),
+        Err(AgentError::SessionIdReused("fixed".into()))
+    );
+}
