@@ -121,3 +121,41 @@ where
         (self)(ctx).await.map(Into::into)
     }
 }
+
+/// The echo runtime's handler, the reference every adapter demo uses: code (and SQL and
+/// raw) cells answer `Echo: <source>` as a result; AI cells answer in markdown streamed in a
+/// few appends, the way a model's answer arrives.
+///
+/// ```
+/// use runtime_core::handler::echo;
+/// fn takes(_: impl runtime_core::ExecutionHandler) {}
+/// takes(echo);
+/// ```
+pub async fn echo(ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+    if ctx.cell_type() != crate::schema::CellType::Ai {
+        return Ok(MediaBundle::plain(format!("Echo: {}", ctx.source())).into());
+    }
+    let answer = ctx.markdown("**Echo:**")?;
+    let words: Vec<&str> = ctx.source().split_whitespace().collect();
+    for chunk in words.chunks(words.len().div_ceil(3).max(1)) {
+        // Yield so each chunk is committed as it comes, like a streamed answer.
+        yield_now().await;
+        ctx.append_markdown(&answer, format!(" {}", chunk.join(" ")))?;
+    }
+    Ok(Outcome::default())
+}
+
+/// Lets other futures (the output writer) run once.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

@@ -392,9 +392,9 @@ fn a_new_agent_displaces_the_old_one_which_stops_and_is_fenced_off() {
         state.stats().ignored(Ignored::Fenced) > 0,
         "late outputs were written and fenced"
     );
-    let fenced_text: usize = entry.outputs.iter().count();
     assert_eq!(
-        fenced_text, 1,
+        entry.outputs.len(),
+        1,
         "one coalesced stream output, nothing after displacement"
     );
     assert_eq!(old.status(), AgentStatus::Stopped);
@@ -856,5 +856,40 @@ fn a_reused_session_id_is_refused() {
     assert_eq!(
         sim.run_to(&again),
         Err(AgentError::SessionIdReused("fixed".into()))
+    );
+}
+
+#[test]
+fn the_echo_handler_answers_code_with_a_result_and_ai_with_streamed_markdown() {
+    let mut sim = Sim::new(22);
+    let store = MemoryStore::new();
+    spawn_agent(&mut sim, &store, options("alice"), handler::echo);
+    let code = request(&mut sim, &store, "x = 1");
+    assert_eq!(
+        describe(&wait_for(&mut sim, &store, &code).outputs),
+        ["result[1]:Echo: x = 1"]
+    );
+    let client = NotebookClient::new(store.clone(), "alice");
+    let (_, asked) = sim.spawn(async move {
+        client
+            .run_cell(CellType::Ai, "one two three four five six")
+            .await
+            .unwrap()
+            .1
+    });
+    let prompt = sim.run_to(&asked);
+    let entry = wait_for(&mut sim, &store, &prompt);
+    assert_eq!(
+        describe(&entry.outputs),
+        ["md:**Echo:** one two three four five six"]
+    );
+    let appends = store
+        .entries()
+        .iter()
+        .filter(|e| e.event.type_name() == "v1.MarkdownOutputAppended")
+        .count();
+    assert!(
+        appends >= 2,
+        "the answer streamed in several commits, got {appends} appends"
     );
 }

@@ -36,7 +36,8 @@ struct DelayedStore {
     rng: Arc<Mutex<Rng>>,
 }
 
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for DelayedStore {
     async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
         let turns = self.rng.lock().unwrap().below(4);

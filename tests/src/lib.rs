@@ -1,1 +1,2 @@
-//! Consumer-level integration tests live in `tests/`.
+//! Consumer-level tests: the project README's examples compile and run here as doctests.
+#![doc = include_str!("../../README.md")]

@@ -8,7 +8,7 @@
 //!   live ones as they are committed. It never skips, reorders or drops, however slow the
 //!   reader: a reader reads the log at its own pace, with no unbounded queue per reader.
 //!
-//! [`MemoryStore`] is the embedded default. [`conformance`] (feature `conformance`) is the
+//! [`MemoryStore`] is the embedded default. `store::conformance` (feature `conformance`) is the
 //! test suite every store must pass.
 
 mod memory;
