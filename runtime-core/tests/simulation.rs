@@ -408,7 +408,7 @@ fn check_log(store: &MemoryStore, runs: &HashMap<QueueId, u32>) -> Result<(), St
         }
         if event.is_output() {
             let queue_id = queue_id.unwrap();
-            let session = output_session(event);
+            let session = event.session_id().unwrap();
             if owner.get(&queue_id) != Some(session) {
                 return Err(format!(
                     "seq {}: output for {queue_id} accepted from non-owner {session}",
@@ -451,21 +451,6 @@ fn check_log(store: &MemoryStore, runs: &HashMap<QueueId, u32>) -> Result<(), St
         ));
     }
     Ok(())
-}
-
-fn output_session(event: &Event) -> &SessionId {
-    match event {
-        Event::StreamOutputAdded(e) => &e.session_id,
-        Event::StreamOutputAppended(e) => &e.session_id,
-        Event::DisplayOutputAdded(e) => &e.session_id,
-        Event::DisplayOutputUpdated(e) => &e.session_id,
-        Event::ExecuteResultAdded(e) => &e.session_id,
-        Event::ErrorOutputAdded(e) => &e.session_id,
-        Event::MarkdownOutputAdded(e) => &e.session_id,
-        Event::MarkdownOutputAppended(e) => &e.session_id,
-        Event::OutputsCleared(e) => &e.session_id,
-        other => panic!("not an output: {other:?}"),
-    }
 }
 
 fn env_number(name: &str) -> Option<u64> {

@@ -272,17 +272,10 @@ impl OutputSink {
         }
         let text = state.fit(text);
         let coalesced = text.is_empty()
-            || match state.pending.last_mut() {
-                Some(Event::MarkdownOutputAdded(e)) if &e.output_id == output_id => {
-                    e.text.push_str(text);
-                    true
-                }
-                Some(Event::MarkdownOutputAppended(e)) if &e.output_id == output_id => {
-                    e.text.push_str(text);
-                    true
-                }
-                _ => false,
-            };
+            || state
+                .pending_text_of(output_id)
+                .map(|pending| pending.push_str(text))
+                .is_some();
         if !coalesced {
             let append = MarkdownOutputAppended {
                 queue_id: state.queue_id.clone(),
@@ -426,24 +419,29 @@ impl SinkState {
         &text[..kept]
     }
 
+    /// The text of the newest pending event if it adds or appends to `output_id`: more text
+    /// for that output joins it instead of becoming another event.
+    fn pending_text_of(&mut self, output_id: &OutputId) -> Option<&mut String> {
+        match self.pending.last_mut()? {
+            Event::StreamOutputAdded(e) if &e.output_id == output_id => Some(&mut e.text),
+            Event::StreamOutputAppended(e) if &e.output_id == output_id => Some(&mut e.text),
+            Event::MarkdownOutputAdded(e) if &e.output_id == output_id => Some(&mut e.text),
+            Event::MarkdownOutputAppended(e) if &e.output_id == output_id => Some(&mut e.text),
+            _ => None,
+        }
+    }
+
     fn push_stream(&mut self, name: StreamName, text: &str) {
-        if let Some((open_id, open_name)) = &self.open_stream {
-            if *open_name == name {
-                match self.pending.last_mut() {
-                    Some(Event::StreamOutputAdded(e)) if &e.output_id == open_id => {
-                        e.text.push_str(text);
-                        return;
-                    }
-                    Some(Event::StreamOutputAppended(e)) if &e.output_id == open_id => {
-                        e.text.push_str(text);
-                        return;
-                    }
-                    _ => {}
+        if let Some((open_id, open_name)) = self.open_stream.clone() {
+            if open_name == name {
+                if let Some(pending) = self.pending_text_of(&open_id) {
+                    pending.push_str(text);
+                    return;
                 }
                 let append = StreamOutputAppended {
                     queue_id: self.queue_id.clone(),
                     session_id: self.session_id.clone(),
-                    output_id: open_id.clone(),
+                    output_id: open_id,
                     text: text.to_owned(),
                 };
                 self.pending.push(append.into());

@@ -670,6 +670,30 @@ impl Event {
         }
     }
 
+    /// The runtime session the event names, if any: the writer of an output, claim,
+    /// start or completion, or the subject of a session event.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        match self {
+            Event::ExecutionAssigned(e) => Some(&e.session_id),
+            Event::ExecutionStarted(e) => Some(&e.session_id),
+            Event::ExecutionCompleted(e) => Some(&e.session_id),
+            Event::StreamOutputAdded(e) => Some(&e.session_id),
+            Event::StreamOutputAppended(e) => Some(&e.session_id),
+            Event::DisplayOutputAdded(e) => Some(&e.session_id),
+            Event::DisplayOutputUpdated(e) => Some(&e.session_id),
+            Event::ExecuteResultAdded(e) => Some(&e.session_id),
+            Event::ErrorOutputAdded(e) => Some(&e.session_id),
+            Event::MarkdownOutputAdded(e) => Some(&e.session_id),
+            Event::MarkdownOutputAppended(e) => Some(&e.session_id),
+            Event::OutputsCleared(e) => Some(&e.session_id),
+            Event::RuntimeSessionStarted(e) => Some(&e.session_id),
+            Event::RuntimeSessionStatusChanged(e) => Some(&e.session_id),
+            Event::RuntimeSessionRenewed(e) => Some(&e.session_id),
+            Event::RuntimeSessionTerminated(e) => Some(&e.session_id),
+            _ => None,
+        }
+    }
+
     /// `true` for the output events that the reducer fences by queue entry and session.
     pub fn is_output(&self) -> bool {
         matches!(
@@ -927,6 +951,30 @@ mod tests {
             }
         );
         assert_eq!(Event::from(decoded).to_json(), cancel);
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn events_name_their_queue_entry_and_session() {
+        for event in samples() {
+            let name = event.type_name();
+            let names_entry = name.starts_with("v1.Execution") || event.is_output();
+            let cancel_all = matches!(&event, Event::ExecutionCancelRequested(c) if c.target == CancelTarget::All);
+            assert_eq!(
+                event.queue_id().is_some(),
+                names_entry && !cancel_all,
+                "{name}"
+            );
+            let names_session = event.is_output()
+                || name.starts_with("v1.RuntimeSession")
+                || [
+                    "v1.ExecutionAssigned",
+                    "v1.ExecutionStarted",
+                    "v1.ExecutionCompleted",
+                ]
+                .contains(&name);
+            assert_eq!(event.session_id().is_some(), names_session, "{name}");
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
