@@ -76,6 +76,10 @@ fn wait_for(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> QueueEntr
     sim.run_to(&done)
 }
 
+fn status_of(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> Option<CompletionStatus> {
+    wait_for(sim, store, queue_id).state.status()
+}
+
 fn wait_until_running(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) {
     let mut watcher = NotebookWatcher::new(store);
     let queue_id = queue_id.clone();
@@ -239,7 +243,7 @@ fn cancelling_a_pending_entry_never_runs_it() {
         Some(CompletionStatus::Cancelled)
     );
     assert_eq!(
-        wait_for(&mut sim, &store, &first).state.status(),
+        status_of(&mut sim, &store, &first),
         Some(CompletionStatus::Success)
     );
     sim.settle(Duration::from_secs(1));
@@ -447,6 +451,16 @@ fn after_a_crash_the_lease_expires_and_the_next_agent_takes_over_without_rerunni
         crashed_session.state,
         SessionState::Ended(TerminationReason::Expired)
     );
+    // The starting agent committed the expiry itself, before announcing.
+    let expiry = store.entries().into_iter().find_map(|e| match &*e.event {
+        Event::RuntimeSessionTerminated(t) if t.reason == TerminationReason::Expired => {
+            Some(t.clone())
+        }
+        _ => None,
+    });
+    let expiry = expiry.expect("an explicit expiry event");
+    assert_eq!(expiry.session_id, *first.session_id());
+    assert_eq!(expiry.by, second.session_id().to_string());
     assert_eq!(
         state.active_session().unwrap().session_id,
         *second.session_id()
@@ -551,7 +565,7 @@ fn stop_on_error_cancels_what_was_queued_but_not_later_requests() {
     assert!(error_of(&aborted).contains("stop_on_error"));
     let later = request(&mut sim, &store, "later");
     assert_eq!(
-        wait_for(&mut sim, &store, &later).state.status(),
+        status_of(&mut sim, &store, &later),
         Some(CompletionStatus::Success)
     );
 }
@@ -570,11 +584,11 @@ fn without_stop_on_error_the_queue_continues_after_an_error() {
     let queued = request(&mut sim, &store, "after");
     spawn_agent(&mut sim, &store, options("alice"), handler);
     assert_eq!(
-        wait_for(&mut sim, &store, &failing).state.status(),
+        status_of(&mut sim, &store, &failing),
         Some(CompletionStatus::Error)
     );
     assert_eq!(
-        wait_for(&mut sim, &store, &queued).state.status(),
+        status_of(&mut sim, &store, &queued),
         Some(CompletionStatus::Success)
     );
 }
@@ -647,7 +661,7 @@ fn invalid_bundles_and_duplicate_results_are_clear_errors_to_the_handler() {
     spawn_agent(&mut sim, &store, options("alice"), handler);
     let queue_id = request(&mut sim, &store, "x");
     assert_eq!(
-        wait_for(&mut sim, &store, &queue_id).state.status(),
+        status_of(&mut sim, &store, &queue_id),
         Some(CompletionStatus::Success)
     );
     assert_eq!(
@@ -744,7 +758,7 @@ fn a_malformed_event_in_the_log_is_skipped_and_counted() {
     spawn_agent(&mut sim, &store, options("alice"), echo);
     let queue_id = request(&mut sim, &store, "still works");
     assert_eq!(
-        wait_for(&mut sim, &store, &queue_id).state.status(),
+        status_of(&mut sim, &store, &queue_id),
         Some(CompletionStatus::Success)
     );
     assert_eq!(fold(&store).stats().ignored(Ignored::Malformed), 2);

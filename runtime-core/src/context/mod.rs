@@ -41,12 +41,7 @@ pub struct ExecutionContext {
 }
 
 struct ContextInner {
-    queue_id: QueueId,
-    cell_id: CellId,
-    cell_type: CellType,
-    source: String,
-    execution_count: u64,
-    session_id: SessionId,
+    info: ExecutionInfo,
     sink: Arc<OutputSink>,
     cancel: CancelSignal,
 }
@@ -63,56 +58,39 @@ pub(crate) struct ExecutionInfo {
 
 impl ExecutionContext {
     pub(crate) fn new(info: ExecutionInfo, sink: Arc<OutputSink>, cancel: CancelSignal) -> Self {
-        let ExecutionInfo {
-            queue_id,
-            cell_id,
-            cell_type,
-            source,
-            execution_count,
-            session_id,
-        } = info;
         Self {
-            inner: Arc::new(ContextInner {
-                queue_id,
-                cell_id,
-                cell_type,
-                source,
-                execution_count,
-                session_id,
-                sink,
-                cancel,
-            }),
+            inner: Arc::new(ContextInner { info, sink, cancel }),
         }
     }
 
     /// The queue entry being executed.
     pub fn queue_id(&self) -> &QueueId {
-        &self.inner.queue_id
+        &self.inner.info.queue_id
     }
 
     /// The cell it came from.
     pub fn cell_id(&self) -> &CellId {
-        &self.inner.cell_id
+        &self.inner.info.cell_id
     }
 
     /// The cell's kind.
     pub fn cell_type(&self) -> CellType {
-        self.inner.cell_type
+        self.inner.info.cell_type
     }
 
     /// The source to run (a snapshot taken when it was requested).
     pub fn source(&self) -> &str {
-        &self.inner.source
+        &self.inner.info.source
     }
 
     /// The execution count the log assigned when it started.
     pub fn execution_count(&self) -> u64 {
-        self.inner.execution_count
+        self.inner.info.execution_count
     }
 
     /// The runtime session running it.
     pub fn session_id(&self) -> &SessionId {
-        &self.inner.session_id
+        &self.inner.info.session_id
     }
 
     /// Writes text to stdout. Consecutive writes coalesce into one output.
@@ -201,10 +179,10 @@ impl ExecutionContext {
 impl std::fmt::Debug for ExecutionContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecutionContext")
-            .field("queue_id", &self.inner.queue_id)
-            .field("cell_id", &self.inner.cell_id)
-            .field("execution_count", &self.inner.execution_count)
-            .field("session_id", &self.inner.session_id)
+            .field("queue_id", &self.inner.info.queue_id)
+            .field("cell_id", &self.inner.info.cell_id)
+            .field("execution_count", &self.inner.info.execution_count)
+            .field("session_id", &self.inner.info.session_id)
             .finish_non_exhaustive()
     }
 }
