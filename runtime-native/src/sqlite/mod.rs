@@ -1,0 +1,432 @@
+//! [`SqliteStore`]: the durable store. Several processes on one machine share a notebook
+//! through one file.
+//!
+//! - One file holds many notebooks; each is its own log (`notebook`, `seq`) → event JSON.
+//! - `commit` is one `BEGIN IMMEDIATE` transaction on a blocking thread; sequence numbers are
+//!   contiguous per notebook even with several writer processes.
+//! - WAL mode with `synchronous = NORMAL`: an acknowledged commit is in the WAL before
+//!   `commit` returns, so it survives the writer being killed (`kill -9`); a power loss may
+//!   lose the last commits ([`Durability::Full`] closes that gap at one fsync per commit).
+//! - Subscribers read with their own connection at their own pace. A commit in this process
+//!   wakes them directly; a commit in another process wakes them through a watch on the
+//!   file's directory. An idle subscriber does no work but for a safety re-read every 500 ms
+//!   in case a change notification is ever missed.
+
+mod watch;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runtime_core::{Event, LogEntry, Seq, Store, StoreError, Subscription};
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use tokio::sync::Notify;
+
+/// `PRAGMA application_id` of our files ("RTAg").
+const APPLICATION_ID: i32 = 0x5254_4167;
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+/// Rows a subscription reads per query.
+const READ_CHUNK: i64 = 512;
+/// How often an idle subscriber re-reads in case a change notification was missed.
+const SAFETY_POLL: Duration = Duration::from_millis(500);
+
+/// Why a SQLite store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    /// The file exists but is not a store of ours (another SQLite database, or not SQLite).
+    #[error(
+        "{path} is not a runtime-agents store (it is another file or database); choose another path"
+    )]
+    NotOurs {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file was written by a newer version.
+    #[error(
+        "{path} has store schema version {found}, newer than this build supports ({supported}); \
+         upgrade runtime-agents"
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i32,
+        /// The newest this build reads.
+        supported: i32,
+    },
+    /// The directory for the file could not be created.
+    #[error("cannot create the directory for {path}: {source}")]
+    CreateDir {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+}
+
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives the process being killed; a power loss may lose the last commits.
+    #[default]
+    Process,
+    /// Survives a power loss too: one fsync per commit.
+    Full,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a commit waits for another process's write lock before it fails.
+    pub busy_timeout: Duration,
+    /// See [`Durability`].
+    pub durability: Durability,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Process,
+        }
+    }
+}
+
+/// One notebook's log in a SQLite file. Clones share the connection and the file watch.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use runtime_core::{CellDeleted, Store};
+/// use runtime_native::SqliteStore;
+///
+/// let store = SqliteStore::open("notebooks.db", "my-notebook")?;
+/// store.commit(vec![CellDeleted { cell_id: "c1".into() }.into()]).await?;
+/// let other = store.notebook("another-notebook"); // same file, its own log
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+    notebook: Arc<str>,
+}
+
+struct Shared {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Connection>,
+    changed: Arc<Notify>,
+    _watch: Option<watch::FileWatch>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and serves `notebook` from it.
+    pub fn open(path: impl AsRef<Path>, notebook: &str) -> Result<Self, SqliteError> {
+        Self::open_with(path, notebook, SqliteOptions::default())
+    }
+
+    /// [`open`](Self::open) with options.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        notebook: &str,
+        options: SqliteOptions,
+    ) -> Result<Self, SqliteError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SqliteError::CreateDir {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let writer = connect(&path, &options, OpenFlags::default())?;
+        initialise(&writer, &path)?;
+        let changed = Arc::new(Notify::new());
+        let watch = watch::FileWatch::start(&path, changed.clone());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                options,
+                writer: Mutex::new(writer),
+                changed,
+                _watch: watch,
+            }),
+            notebook: notebook.into(),
+        })
+    }
+
+    /// Another notebook in the same file, sharing this store's connection and watch.
+    pub fn notebook(&self, notebook: &str) -> SqliteStore {
+        SqliteStore {
+            shared: self.shared.clone(),
+            notebook: notebook.into(),
+        }
+    }
+
+    /// The notebook this store serves.
+    pub fn notebook_id(&self) -> &str {
+        &self.notebook
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Every notebook in the file with its number of events.
+    pub fn notebooks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let writer = self.shared.lock_writer();
+        let mut statement = writer
+            .prepare("SELECT notebook, MAX(seq) FROM events GROUP BY notebook ORDER BY notebook")
+            .map_err(backend)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(backend)?;
+        rows.map(|row| row.map(|(id, n)| (id, n.max(0) as u64)).map_err(backend))
+            .collect()
+    }
+}
+
+impl Shared {
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A SQLite error while opening `path`: "not a database" means the file is not ours.
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> SqliteError + '_ {
+    move |source| match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => SqliteError::NotOurs {
+            path: path.to_path_buf(),
+        },
+        _ => SqliteError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn connect(
+    path: &Path,
+    options: &SqliteOptions,
+    flags: OpenFlags,
+) -> Result<Connection, SqliteError> {
+    let sqlite = open_error(path);
+    let connection = Connection::open_with_flags(path, flags).map_err(&sqlite)?;
+    connection
+        .busy_timeout(options.busy_timeout)
+        .map_err(&sqlite)?;
+    let synchronous = match options.durability {
+        Durability::Process => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    connection
+        .pragma_update(None, "synchronous", synchronous)
+        .map_err(sqlite)?;
+    Ok(connection)
+}
+
+/// Checks the file is ours (or empty) and at a version we read; creates the schema.
+fn initialise(connection: &Connection, path: &Path) -> Result<(), SqliteError> {
+    let sqlite = open_error(path);
+    let not_ours = || SqliteError::NotOurs {
+        path: path.to_path_buf(),
+    };
+    let application_id: i32 = connection
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(&sqlite)?;
+    let tables: i64 = connection
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(&sqlite)?;
+    if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
+        return Err(not_ours());
+    }
+    let version: i32 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(&sqlite)?;
+    if version > SCHEMA_VERSION {
+        return Err(SqliteError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(&sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "the store could not switch to WAL mode; readers may wait for writers");
+    }
+    connection
+        .execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS events (
+                 notebook TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 event TEXT NOT NULL,
+                 PRIMARY KEY (notebook, seq)
+             ) WITHOUT ROWID;
+             PRAGMA application_id = {APPLICATION_ID};
+             PRAGMA user_version = {SCHEMA_VERSION};
+             COMMIT;"
+        ))
+        .map_err(sqlite)
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    if matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    ) {
+        return StoreError::Backend(
+            "the store file is locked by another writer and stayed locked past the busy timeout"
+                .to_owned(),
+        );
+    }
+    StoreError::Backend(format!("sqlite: {error}"))
+}
+
+/// Appends `events` to `notebook` in one transaction; returns the first sequence number.
+fn append(
+    connection: &mut Connection,
+    notebook: &str,
+    events: &[String],
+) -> Result<Seq, rusqlite::Error> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let last: i64 = transaction.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1",
+        [notebook],
+        |row| row.get(0),
+    )?;
+    {
+        let mut insert = transaction
+            .prepare_cached("INSERT INTO events (notebook, seq, event) VALUES (?1, ?2, ?3)")?;
+        for (offset, event) in (1..).zip(events) {
+            insert.execute(params![notebook, last + offset, event])?;
+        }
+    }
+    transaction.commit()?;
+    Ok(last as Seq + 1)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        let encoded: Vec<String> = events
+            .iter()
+            .map(|event| event.to_json().to_string())
+            .collect();
+        let shared = self.shared.clone();
+        let notebook = self.notebook.clone();
+        let first = tokio::task::spawn_blocking(move || {
+            let mut writer = shared.lock_writer();
+            append(&mut writer, &notebook, &encoded).map_err(backend)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("the commit task failed: {error}")))??;
+        self.shared.changed.notify_waiters();
+        Ok(first)
+    }
+
+    fn subscribe(&self, from: Seq) -> Subscription {
+        let reader = Reader {
+            connection: None,
+            shared: self.shared.clone(),
+            notebook: self.notebook.clone(),
+            next: from.max(1),
+            buffer: VecDeque::new(),
+        };
+        Box::pin(futures::stream::unfold(reader, |mut reader| async move {
+            let item = reader.next_entry().await;
+            Some((item, reader))
+        }))
+    }
+}
+
+/// One subscription: its own read connection and cursor.
+struct Reader {
+    connection: Option<Connection>,
+    shared: Arc<Shared>,
+    notebook: Arc<str>,
+    next: Seq,
+    buffer: VecDeque<LogEntry>,
+}
+
+impl Reader {
+    async fn next_entry(&mut self) -> Result<LogEntry, StoreError> {
+        loop {
+            if let Some(entry) = self.buffer.pop_front() {
+                return Ok(entry);
+            }
+            // Register for the wake-up before reading, so a commit between the read and the
+            // wait is never missed.
+            let changed = self.shared.changed.clone();
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.read_chunk()? > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(SAFETY_POLL) => {}
+            }
+        }
+    }
+
+    fn read_chunk(&mut self) -> Result<usize, StoreError> {
+        if self.connection.is_none() {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let connection = connect(&self.shared.path, &self.shared.options, flags)
+                .map_err(|error| StoreError::Backend(error.to_string()))?;
+            self.connection = Some(connection);
+        }
+        let Some(connection) = &self.connection else {
+            return Ok(0);
+        };
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT seq, event FROM events WHERE notebook = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let rows = statement
+            .query_map(
+                params![&*self.notebook, self.next as i64, READ_CHUNK],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+            )
+            .map_err(backend)?;
+        let before = self.buffer.len();
+        for row in rows {
+            let (seq, text) = row.map_err(backend)?;
+            let seq = seq as Seq;
+            if seq != self.next {
+                return Err(StoreError::Backend(format!(
+                    "notebook {} has a gap in its log: expected seq {}, found {seq}",
+                    self.notebook, self.next
+                )));
+            }
+            self.buffer.push_back(LogEntry {
+                seq,
+                event: Arc::new(Event::from_json_str(&text)),
+            });
+            self.next += 1;
+        }
+        Ok(self.buffer.len() - before)
+    }
+}
