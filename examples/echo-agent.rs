@@ -1,79 +1,140 @@
-//! The echo runtime, end to end, in one process: an agent serves a notebook on the
-//! embedded in-memory store while a client submits three cells and prints their outputs
-//! as the agent writes them.
+//! The echo runtime: serves a notebook from the shared SQLite store. Code cells answer
+//! `Echo: <source>`; AI cells answer in streamed markdown; `%sleep <seconds>` makes a slow
+//! cell to cancel.
 //!
 //! ```text
-//! cargo run --example echo-agent
+//! cargo run --example echo-agent -- --demo      # a notebook end to end, then exit
+//! cargo run --example echo-agent -- --client-id alice   # serve until Ctrl-C
 //! ```
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::error::Error;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::Write;
+use std::process::ExitCode;
 
-use runtime_core::*;
+use clap::Parser;
+use examples::{Follower, output_text, status_word};
+use runtime_core::{
+    AgentHandle, Capabilities, CellType, NotebookClient, RuntimeAgent, StoreError, handler::Echo,
+};
+use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
+use runtime_native::{SqliteStore, TokioClock, run_until_signal};
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let store = MemoryStore::new();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    // The demo is over long before a lease would need renewing; runtime-native brings a
-    // real-time clock for long-running agents.
-    let clock = ManualClock::new(Timestamp(u64::try_from(now)?));
+/// The echo runtime agent: serves a notebook from a SQLite store shared with clients.
+#[derive(Parser)]
+#[command(
+    after_help = "Clients in other processes share the notebook through the same store file: \
+                  try `cargo run --example notebook -- run 'print(1)'` while this runs."
+)]
+struct Cli {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// Submit a few cells as a client would, print their outputs as they arrive, then exit
+    /// (the client id defaults to demo-user)
+    #[arg(long)]
+    demo: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let mut cli = parse_cli::<Cli>();
+    if cli.demo && cli.agent.common.log.is_none() && std::env::var_os("RUST_LOG").is_none() {
+        // Keep the demo's output to the notebook itself.
+        cli.agent.common.log = Some("warn".into());
+    }
+    let config = match cli.agent.clone().resolve("echo") {
+        Err(ConfigError::MissingClientId { .. }) if cli.demo => {
+            cli.agent.common.client_id = Some("demo-user".into());
+            cli.agent.resolve("echo")
+        }
+        other => other,
+    };
+    let config = match config.and_then(|config| init_logging(&config.common.log).map(|()| config)) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(ConfigError::EXIT_CODE as u8);
+        }
+    };
+    let store = match SqliteStore::open(&config.common.store, &config.common.notebook) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let capabilities = Capabilities {
         can_execute_ai: true,
         ..Capabilities::code()
     };
-    let options = AgentOptions {
-        runtime_type: "echo".into(),
-        ..AgentOptions::new("demo-user")
+    let client_id = config.common.client_id.clone();
+    let agent = match RuntimeAgent::new(store.clone(), TokioClock, capabilities, config.options) {
+        Ok(agent) => agent.on_execution(Echo::new(TokioClock)),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(ConfigError::EXIT_CODE as u8);
+        }
     };
-    let agent =
-        RuntimeAgent::new(store.clone(), clock, capabilities, options)?.on_execution(handler::echo);
     let handle = agent.handle();
     println!(
-        "echo agent: session {} on an in-memory notebook",
-        handle.session_id()
+        "echo agent serving notebook `{}` from {}\nsession {} for {client_id}; Ctrl-C stops it",
+        config.common.notebook,
+        store.path().display(),
+        handle.session_id(),
     );
-
-    let client = async {
-        let notebook = NotebookClient::new(store.clone(), "demo-user");
-        let mut watcher = NotebookWatcher::new(&store);
-        let cells = [
-            (CellType::Code, "print('hello, notebook')"),
-            (CellType::Ai, "What does the echo runtime do with a prompt?"),
-            (CellType::Code, "1 + 1"),
-        ];
-        for (cell_type, source) in cells {
-            let (_, queue_id) = notebook.run_cell(cell_type, source).await?;
-            println!("\n[{cell_type:?}] {source}");
-            let entry = watcher.wait_for_completion(&queue_id).await?;
-            for output in &entry.outputs {
-                print_output(output);
+    if cli.demo {
+        let (store, handle) = (store.clone(), handle.clone());
+        tokio::spawn(async move {
+            if let Err(error) = demo(store, client_id, &handle).await {
+                eprintln!("demo client failed: {error}");
             }
-            let count = entry.execution_count.unwrap_or_default();
-            println!(
-                "  -> {:?} (execution {count})",
-                entry.state.status().unwrap_or(CompletionStatus::Error)
-            );
+            handle.shutdown();
+        });
+    }
+    match run_until_signal(agent).await {
+        Ok(reason) => {
+            println!("agent stopped ({reason:?})");
+            ExitCode::SUCCESS
         }
-        handle.shutdown();
-        Ok::<(), StoreError>(())
-    };
-    let (ended, served) = futures::executor::block_on(futures::future::join(agent.run(), client));
-    served?;
-    println!("\nagent stopped: {:?}", ended?);
-    Ok(())
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-fn print_output(output: &Output) {
-    match &output.kind {
-        OutputKind::Stream { name, text } => println!("  {name:?}: {}", text.trim_end()),
-        OutputKind::Markdown { text } => println!("  markdown: {text}"),
-        OutputKind::Result { data, .. } | OutputKind::Display { data, .. } => {
-            println!(
-                "  {}",
-                data.clone().with_text_fallback().text().unwrap_or_default()
-            );
-        }
-        OutputKind::Error { ename, evalue, .. } => println!("  {ename}: {evalue}"),
+/// Runs a few cells as an ordinary client would, printing outputs as they arrive.
+async fn demo(
+    store: SqliteStore,
+    client_id: String,
+    agent: &AgentHandle,
+) -> Result<(), StoreError> {
+    let client = NotebookClient::new(store.clone(), client_id);
+    let mut follower = Follower::new(&store);
+    let cells = [
+        (CellType::Code, "print('hello, notebook')"),
+        (CellType::Ai, "What does a runtime agent do with my prompt?"),
+        (CellType::Code, "%sleep 0.5\n2 + 2"),
+    ];
+    for (cell_type, source) in cells {
+        let (_, queue_id) = client.run_cell(cell_type, source).await?;
+        println!("\n[{cell_type:?} cell] {}", source.replace('\n', " | "));
+        let mut line_open = false;
+        let entry = follower
+            .follow(&queue_id, |event| {
+                if let Some(text) = output_text(event) {
+                    print!("{text}");
+                    line_open = !text.ends_with('\n');
+                    let _ = std::io::stdout().flush();
+                }
+            })
+            .await?;
+        let newline = if line_open { "\n" } else { "" };
+        println!(
+            "{newline}  -> {} (execution {})",
+            status_word(&entry),
+            entry.execution_count.unwrap_or(0)
+        );
     }
+    println!("\ndemo done; session {} shutting down", agent.session_id());
+    Ok(())
 }

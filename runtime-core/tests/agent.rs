@@ -877,7 +877,8 @@ fn a_reused_session_id_is_refused() {
 fn the_echo_handler_answers_code_with_a_result_and_ai_with_streamed_markdown() {
     let mut sim = Sim::new(22);
     let store = MemoryStore::new();
-    spawn_agent(&mut sim, &store, options("alice"), handler::echo);
+    let echo = handler::Echo::new(sim.clock.clone());
+    spawn_agent(&mut sim, &store, options("alice"), echo);
     let code = request(&mut sim, &store, "x = 1");
     assert_eq!(
         describe(&wait_for(&mut sim, &store, &code).outputs),
@@ -905,5 +906,54 @@ fn the_echo_handler_answers_code_with_a_result_and_ai_with_streamed_markdown() {
     assert!(
         appends >= 2,
         "the answer streamed in several commits, got {appends} appends"
+    );
+}
+
+#[test]
+fn the_echo_handler_sleeps_cancellably_on_request() {
+    let mut sim = Sim::new(23);
+    let store = MemoryStore::new();
+    let echo = handler::Echo::new(sim.clock.clone());
+    spawn_agent(&mut sim, &store, options("alice"), echo);
+    let before = sim.clock.now();
+    let slow = request(&mut sim, &store, "%sleep 2\nslow");
+    let entry = wait_for(&mut sim, &store, &slow);
+    assert_eq!(
+        sim.clock.now().saturating_since(before),
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        describe(&entry.outputs),
+        ["Stdout:sleeping 2 s\n", "result[1]:Echo: %sleep 2\nslow"]
+    );
+    let endless = request(&mut sim, &store, "%sleep 3600");
+    wait_until_running(&mut sim, &store, &endless);
+    let client = NotebookClient::new(store.clone(), "alice");
+    let target = endless.clone();
+    sim.spawn(async move { client.cancel(&target).await.unwrap() });
+    assert_eq!(
+        status_of(&mut sim, &store, &endless),
+        Some(CompletionStatus::Cancelled)
+    );
+    let stubborn = request(&mut sim, &store, "%block 3600");
+    wait_until_running(&mut sim, &store, &stubborn);
+    let before = sim.clock.now();
+    let client = NotebookClient::new(store.clone(), "alice");
+    let target = stubborn.clone();
+    sim.spawn(async move { client.cancel(&target).await.unwrap() });
+    assert_eq!(
+        status_of(&mut sim, &store, &stubborn),
+        Some(CompletionStatus::Cancelled)
+    );
+    assert_eq!(
+        sim.clock.now().saturating_since(before),
+        Duration::from_millis(50),
+        "dropped after the grace"
+    );
+    let bad = request(&mut sim, &store, "%sleep forever");
+    let entry = wait_for(&mut sim, &store, &bad);
+    assert_eq!(
+        describe(&entry.outputs),
+        ["error:UsageError:%sleep takes seconds from 0 to 86400, got \"forever\""]
     );
 }

@@ -1,3 +1,43 @@
-//! The tokio adapter for runtime agents.
+//! The tokio adapter for runtime agents: what turns `runtime-core` into something a person
+//! runs from a terminal and an app embeds on a server.
+//!
+//! - [`TokioClock`]: wall-clock time and tokio sleeps.
+//! - [`SqliteStore`]: the durable store; several processes share a notebook through one file.
+//! - [`config`]: clap arguments with environment, configuration-file and default fallbacks.
+//! - [`auth`]: the client id and a secret token from a flag, the environment or a private
+//!   credentials file.
+//! - [`run_until_signal`]: graceful shutdown on SIGINT/SIGTERM.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use runtime_core::{Capabilities, RuntimeAgent, handler::Echo};
+//! use runtime_native::{SqliteStore, TokioClock, config::{AgentArgs, parse_cli}};
+//!
+//! #[derive(clap::Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     agent: AgentArgs,
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = parse_cli::<Cli>().agent.resolve("echo")?;
+//!     let store = SqliteStore::open(&config.common.store, &config.common.notebook)?;
+//!     let agent = RuntimeAgent::new(store, TokioClock, Capabilities::code(), config.options)?
+//!         .on_execution(Echo::new(TokioClock));
+//!     runtime_native::run_until_signal(agent).await?;
+//!     Ok(())
+//! }
+//! ```
+
+pub mod auth;
+mod clock;
+pub mod config;
+mod signals;
 pub mod sqlite;
+
+pub use auth::AuthToken;
+pub use clock::TokioClock;
+pub use signals::{FORCED_EXIT_CODE, RunError, run_until_signal};
 pub use sqlite::{Durability, SqliteError, SqliteOptions, SqliteStore};

@@ -181,6 +181,20 @@ impl SqliteStore {
         &self.shared.path
     }
 
+    /// The sequence number of the notebook's last event (0 if it has none): read up to it
+    /// to see the notebook as it is now.
+    pub fn head(&self) -> Result<Seq, StoreError> {
+        let writer = self.shared.lock_writer();
+        let last: i64 = writer
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1",
+                [&*self.notebook],
+                |row| row.get(0),
+            )
+            .map_err(backend)?;
+        Ok(last as Seq)
+    }
+
     /// Every notebook in the file with its number of events.
     pub fn notebooks(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let writer = self.shared.lock_writer();

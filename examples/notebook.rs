@@ -1,0 +1,348 @@
+//! A small notebook client that shares the store with agents in other processes.
+//!
+//! ```text
+//! cargo run --example notebook -- run "print(1)"      # add a cell, run it, stream its outputs
+//! cargo run --example notebook -- run --type ai "hi"  # an AI cell
+//! cargo run --example notebook -- status              # sessions and the queue
+//! cargo run --example notebook -- show                # every cell with its outputs
+//! cargo run --example notebook -- cancel --all        # cancel what has not finished
+//! ```
+//!
+//! Every command takes `--json` for scripts: one JSON object per line.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use examples::{Follower, output_text, status_word, stored_output_text};
+use runtime_core::{
+    CellDeleted, CellType, CompletionStatus, EntryState, NotebookClient, NotebookState, QueueId,
+    SessionState, Store, StoreError,
+};
+use runtime_native::config::{CommonArgs, ConfigError, init_logging, parse_cli};
+use runtime_native::{SqliteStore, TokioClock};
+use serde_json::json;
+
+/// A notebook client: runs cells, cancels them and shows the notebook, sharing the store with
+/// the agents serving it.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Print JSON lines instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add a cell, run it and print its outputs as they arrive; exits 1 unless it succeeds
+    Run {
+        /// The cell's source
+        source: String,
+        /// The cell's kind
+        #[arg(long = "type", value_enum, default_value = "code")]
+        cell_type: Kind,
+        /// Only queue it: print the queue id and exit
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Cancel one execution, or everything unfinished
+    Cancel {
+        /// The execution's queue id
+        #[arg(required_unless_present = "all")]
+        queue_id: Option<String>,
+        /// Cancel every execution that has not finished
+        #[arg(long, conflicts_with = "queue_id")]
+        all: bool,
+    },
+    /// Show the runtime sessions and the queue
+    Status,
+    /// Show every cell with its latest outputs
+    Show,
+    /// Commit COUNT events one by one, printing each acknowledged sequence number (a load
+    /// and durability tool)
+    #[command(hide = true)]
+    Flood {
+        /// How many events
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Code,
+    Markdown,
+    Sql,
+    Ai,
+    Raw,
+}
+
+impl From<Kind> for CellType {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Code => CellType::Code,
+            Kind::Markdown => CellType::Markdown,
+            Kind::Sql => CellType::Sql,
+            Kind::Ai => CellType::Ai,
+            Kind::Raw => CellType::Raw,
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = parse_cli::<Cli>();
+    let config = match cli
+        .common
+        .resolve()
+        .and_then(|c| init_logging(&c.log).map(|()| c))
+    {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(ConfigError::EXIT_CODE as u8);
+        }
+    };
+    let store = match SqliteStore::open(&config.store, &config.notebook) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = NotebookClient::new(store.clone(), config.client_id);
+    let outcome = match cli.command {
+        Command::Run {
+            source,
+            cell_type,
+            no_wait,
+        } => {
+            run(
+                &store,
+                &client,
+                &source,
+                cell_type.into(),
+                no_wait,
+                cli.json,
+            )
+            .await
+        }
+        Command::Cancel { queue_id, all } => cancel(&client, queue_id, all, cli.json).await,
+        Command::Status => current(&store).await.map(|state| status(&state, cli.json)),
+        Command::Show => current(&store).await.map(|state| show(&state, cli.json)),
+        Command::Flood { count } => flood(&store, count).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    store: &SqliteStore,
+    client: &NotebookClient,
+    source: &str,
+    cell_type: CellType,
+    no_wait: bool,
+    json: bool,
+) -> Result<ExitCode, StoreError> {
+    let mut follower = Follower::new(store);
+    let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
+    if json {
+        println!("{}", json!({"queued": queue_id, "cellId": cell_id}));
+    } else if no_wait {
+        println!("{queue_id}");
+    }
+    if no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let head = store.head()?;
+    let state = follower.catch_up(head).await?;
+    if state.active_session().is_none() && !json {
+        eprintln!(
+            "(no runtime is serving this notebook yet: the cell waits in the queue; start one with `cargo run --example echo-agent`)"
+        );
+    }
+    let entry = follower
+        .follow(&queue_id, |event| {
+            if json {
+                println!("{}", event.to_json());
+            } else if let Some(text) = output_text(event) {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+            }
+        })
+        .await?;
+    let error = match &entry.state {
+        EntryState::Completed { error, .. } => error.clone(),
+        _ => None,
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"queueId": queue_id, "status": entry.state.status(), "error": error})
+        );
+    } else {
+        let why = error.map(|e| format!(": {e}")).unwrap_or_default();
+        eprintln!("[{}{why}]", status_word(&entry));
+    }
+    let succeeded = entry.state.status() == Some(CompletionStatus::Success);
+    Ok(if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn cancel(
+    client: &NotebookClient,
+    queue_id: Option<String>,
+    all: bool,
+    json: bool,
+) -> Result<ExitCode, StoreError> {
+    match queue_id {
+        Some(queue_id) if !all => client.cancel(&QueueId::from(queue_id)).await?,
+        _ => client.cancel_all().await?,
+    }
+    if json {
+        println!("{}", json!({"cancelRequested": true}));
+    } else {
+        println!("cancel requested");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The notebook as it is now.
+async fn current(store: &SqliteStore) -> Result<NotebookState, StoreError> {
+    let head = store.head()?;
+    let mut follower = Follower::new(store);
+    Ok(follower.catch_up(head).await?.clone())
+}
+
+fn status(state: &NotebookState, json: bool) -> ExitCode {
+    let now = runtime_core::Clock::now(&TokioClock);
+    if json {
+        let sessions: Vec<_> = state
+            .sessions()
+            .iter()
+            .map(|s| {
+                json!({"sessionId": s.session_id, "runtimeType": s.runtime_type, "clientId": s.client_id,
+                       "active": s.is_active(), "status": s.status, "leaseUntil": s.lease_until,
+                       "ended": match s.state { SessionState::Ended(reason) => Some(reason), SessionState::Active => None }})
+            })
+            .collect();
+        let queue: Vec<_> = state
+            .entries()
+            .iter()
+            .filter(|e| !e.is_completed())
+            .map(|e| json!({"queueId": e.queue_id, "cellId": e.cell_id, "state": entry_word(&e.state), "session": e.state.session_id()}))
+            .collect();
+        println!("{}", json!({"sessions": sessions, "queue": queue}));
+        return ExitCode::SUCCESS;
+    }
+    match state.active_session() {
+        Some(session) => {
+            let lease = if session.lease_until > now {
+                format!(
+                    "lease valid for {:.1} s",
+                    session.lease_until.saturating_since(now).as_secs_f64()
+                )
+            } else {
+                "lease expired: the runtime is probably gone".to_owned()
+            };
+            println!(
+                "active runtime: {} ({}) for {}, {:?}, {lease}",
+                session.session_id, session.runtime_type, session.client_id, session.status
+            );
+        }
+        None => println!("no active runtime"),
+    }
+    let ended = state.sessions().iter().filter(|s| !s.is_active()).count();
+    println!("{ended} ended session(s)");
+    let unfinished: Vec<_> = state
+        .entries()
+        .iter()
+        .filter(|e| !e.is_completed())
+        .collect();
+    println!(
+        "queue: {} unfinished, {} done",
+        unfinished.len(),
+        state.entries().len() - unfinished.len()
+    );
+    for entry in unfinished {
+        println!(
+            "  {} {} {}",
+            entry.queue_id,
+            entry_word(&entry.state),
+            entry.source.lines().next().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn entry_word(state: &EntryState) -> &'static str {
+    match state {
+        EntryState::Pending => "pending",
+        EntryState::Assigned { .. } => "assigned",
+        EntryState::Executing { .. } => "running",
+        EntryState::Completed { .. } => "completed",
+    }
+}
+
+fn show(state: &NotebookState, json: bool) -> ExitCode {
+    for cell in state.cells() {
+        let outputs: Vec<String> = state
+            .cell_outputs(&cell.id)
+            .iter()
+            .map(|o| stored_output_text(&o.kind))
+            .collect();
+        let execution = cell.shown_execution.as_ref().and_then(|q| state.entry(q));
+        if json {
+            println!(
+                "{}",
+                json!({"cellId": cell.id, "cellType": cell.cell_type, "source": cell.source,
+                       "executionCount": execution.and_then(|e| e.execution_count),
+                       "status": execution.and_then(|e| e.state.status()), "outputs": outputs})
+            );
+            continue;
+        }
+        let count = execution
+            .and_then(|e| e.execution_count)
+            .map_or(" ".to_owned(), |n| n.to_string());
+        println!(
+            "[{count}] {:?}: {}",
+            cell.cell_type,
+            cell.source.replace('\n', "\n    ")
+        );
+        for output in outputs {
+            println!("    {}", output.trim_end().replace('\n', "\n    "));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn flood(store: &SqliteStore, count: usize) -> Result<ExitCode, StoreError> {
+    let mut stdout = std::io::stdout().lock();
+    for n in 0..count {
+        let seq = store
+            .commit(vec![
+                CellDeleted {
+                    cell_id: format!("flood-{n}").into(),
+                }
+                .into(),
+            ])
+            .await?;
+        // Printed only once the commit is acknowledged.
+        let _ = writeln!(stdout, "{seq}");
+        let _ = stdout.flush();
+    }
+    Ok(ExitCode::SUCCESS)
+}

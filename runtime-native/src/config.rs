@@ -1,0 +1,358 @@
+//! Configuration for agents and clients run from a terminal.
+//!
+//! Every setting comes from, in order of precedence: a command-line flag, an environment
+//! variable, the configuration file (`--config`, or `<config dir>/runtime-agents/config.toml`
+//! when it exists), then a default. The client id and token may also come from the
+//! credentials file (see [`crate::auth`]). Invalid values name the flag and the environment
+//! variable; binaries exit with code 2 on them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use runtime_core::AgentOptions;
+use serde::Deserialize;
+
+use crate::auth::{AuthToken, CredentialsError, credentials_path, read_credentials};
+
+/// Where the notebook is and who is asking: what agents and clients share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// The notebook to serve or use [default: default]
+    #[arg(long, env = "RUNTIME_NOTEBOOK", value_name = "ID")]
+    pub notebook: Option<String>,
+    /// The SQLite file holding the notebooks [default: <data dir>/runtime-agents/notebooks.db]
+    #[arg(long, env = "RUNTIME_STORE", value_name = "PATH")]
+    pub store: Option<PathBuf>,
+    /// Who you are: the authenticated user's id (or set it in the credentials file)
+    #[arg(long, env = "RUNTIME_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Token for stores that need one (or set it in the credentials file)
+    #[arg(
+        long,
+        env = "RUNTIME_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<AuthToken>,
+    /// Log filter, e.g. `info` or `runtime_core=debug` [default: $RUST_LOG, else info]
+    #[arg(long, env = "RUNTIME_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Configuration file [default: <config dir>/runtime-agents/config.toml, if present]
+    #[arg(long, env = "RUNTIME_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// Everything an agent process is configured with.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AgentArgs {
+    /// Notebook, store, identity, logging.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Names this runtime across restarts [default: a new uuid]
+    #[arg(long, env = "RUNTIME_ID", value_name = "ID")]
+    pub runtime_id: Option<String>,
+    /// The runtime's kind, shown to users, e.g. echo or python
+    #[arg(long, env = "RUNTIME_TYPE", value_name = "TYPE")]
+    pub runtime_type: Option<String>,
+    /// Seconds the session's lease lasts without renewal [default: 30]
+    #[arg(long, env = "RUNTIME_LEASE_SECS", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub lease_secs: Option<Duration>,
+    /// Seconds between lease renewals; less than the lease [default: 15]
+    #[arg(long, env = "RUNTIME_RENEW_SECS", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub renew_secs: Option<Duration>,
+    /// Seconds a cancelled execution may take to stop before it is dropped [default: 5]
+    #[arg(long, env = "RUNTIME_CANCEL_GRACE_SECS", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub cancel_grace_secs: Option<Duration>,
+    /// Most bytes of output one execution may write [default: no limit]
+    #[arg(long, env = "RUNTIME_MAX_OUTPUT_BYTES", value_name = "BYTES")]
+    pub max_output_bytes: Option<u64>,
+}
+
+/// The configuration file: the same settings as the flags, snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    notebook: Option<String>,
+    store: Option<PathBuf>,
+    client_id: Option<String>,
+    log: Option<String>,
+    runtime_id: Option<String>,
+    runtime_type: Option<String>,
+    lease_secs: Option<f64>,
+    renew_secs: Option<f64>,
+    cancel_grace_secs: Option<f64>,
+    max_output_bytes: Option<u64>,
+}
+
+/// Why the configuration is unusable. Binaries exit with code 2 on these.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is invalid; the message names the key and what was expected.
+    #[error("invalid configuration file {path}: {message}")]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        message: String,
+    },
+    /// The credentials file is refused or invalid.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// No client id anywhere.
+    #[error(
+        "no client id: runtimes and clients act for an authenticated user. Provide the user's \
+         id in one of three ways:\n  --client-id <ID>\n  RUNTIME_CLIENT_ID=<ID>\n  \
+         client_id = \"<ID>\" in {credentials} (readable only by you: chmod 600)"
+    )]
+    MissingClientId {
+        /// Where the credentials file would be.
+        credentials: String,
+    },
+    /// A setting has an unusable value.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The flag and environment variable that set it.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No default place for the store on this system.
+    #[error("no data directory on this system: pass --store <PATH> or set RUNTIME_STORE")]
+    NoStorePath,
+}
+
+impl ConfigError {
+    /// The exit code for configuration errors: 2, as for bad command-line usage.
+    pub const EXIT_CODE: i32 = 2;
+}
+
+/// What [`CommonArgs`] resolve to.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// The notebook.
+    pub notebook: String,
+    /// The SQLite file.
+    pub store: PathBuf,
+    /// The authenticated user's id.
+    pub client_id: String,
+    /// A token, if one was given.
+    pub auth_token: Option<AuthToken>,
+    /// The log filter.
+    pub log: String,
+}
+
+/// What [`AgentArgs`] resolve to.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Notebook, store, identity, logging.
+    pub common: CommonConfig,
+    /// Ready for [`runtime_core::RuntimeAgent::new`].
+    pub options: AgentOptions,
+}
+
+impl CommonArgs {
+    /// Resolves flags and environment against the configuration and credentials files.
+    pub fn resolve(self) -> Result<CommonConfig, ConfigError> {
+        let file = load_file(self.config.as_deref())?;
+        self.resolve_with(&file)
+    }
+
+    fn resolve_with(self, file: &FileConfig) -> Result<CommonConfig, ConfigError> {
+        let mut client_id = self.client_id.or_else(|| file.client_id.clone());
+        let mut auth_token = self.auth_token;
+        if client_id.is_none() || auth_token.is_none() {
+            if let Some(credentials) = credentials_path()
+                .map(|path| read_credentials(&path))
+                .transpose()?
+                .flatten()
+            {
+                client_id = client_id.or(credentials.client_id);
+                auth_token = auth_token.or(credentials.token);
+            }
+        }
+        let client_id = client_id
+            .filter(|id| !id.trim().is_empty())
+            .ok_or_else(|| ConfigError::MissingClientId {
+                credentials: credentials_path().map_or_else(
+                    || "the credentials file".to_owned(),
+                    |p| p.display().to_string(),
+                ),
+            })?;
+        let store = match self.store.or_else(|| file.store.clone()) {
+            Some(store) => store,
+            None => default_store_path().ok_or(ConfigError::NoStorePath)?,
+        };
+        let log = self
+            .log
+            .or_else(|| file.log.clone())
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .unwrap_or_else(|| "info".to_owned());
+        Ok(CommonConfig {
+            notebook: self
+                .notebook
+                .or_else(|| file.notebook.clone())
+                .unwrap_or_else(|| "default".into()),
+            store,
+            client_id,
+            auth_token,
+            log,
+        })
+    }
+}
+
+impl AgentArgs {
+    /// Resolves flags and environment against the configuration and credentials files;
+    /// `default_runtime_type` applies when none of them names one.
+    pub fn resolve(self, default_runtime_type: &str) -> Result<AgentConfig, ConfigError> {
+        let file = load_file(self.common.config.as_deref())?;
+        let common = self.common.resolve_with(&file)?;
+        let seconds = |flag: Option<Duration>, from_file: Option<f64>, setting: &'static str| match (
+            flag, from_file,
+        ) {
+            (Some(duration), _) => Ok(Some(duration)),
+            (None, Some(secs)) => seconds_to_duration(secs)
+                .map(Some)
+                .map_err(|message| ConfigError::Invalid { setting, message }),
+            (None, None) => Ok(None),
+        };
+        let defaults = AgentOptions::new(common.client_id.clone());
+        let lease =
+            seconds(self.lease_secs, file.lease_secs, LEASE)?.unwrap_or(defaults.lease_duration);
+        let renew =
+            seconds(self.renew_secs, file.renew_secs, RENEW)?.unwrap_or(defaults.renew_interval);
+        let grace = seconds(self.cancel_grace_secs, file.cancel_grace_secs, GRACE)?
+            .unwrap_or(defaults.cancel_grace);
+        if renew.is_zero() || renew >= lease {
+            return Err(ConfigError::Invalid {
+                setting: RENEW,
+                message: format!(
+                    "renewals every {renew:?} cannot keep a {lease:?} lease alive; renew more often \
+                     than the lease lasts (--lease-secs / RUNTIME_LEASE_SECS)"
+                ),
+            });
+        }
+        let options = AgentOptions {
+            runtime_id: self.runtime_id.or(file.runtime_id),
+            runtime_type: self
+                .runtime_type
+                .or(file.runtime_type)
+                .unwrap_or_else(|| default_runtime_type.to_owned()),
+            lease_duration: lease,
+            renew_interval: renew,
+            cancel_grace: grace,
+            max_output_bytes: self.max_output_bytes.or(file.max_output_bytes),
+            ..defaults
+        };
+        Ok(AgentConfig { common, options })
+    }
+}
+
+const LEASE: &str = "--lease-secs / RUNTIME_LEASE_SECS";
+const RENEW: &str = "--renew-secs / RUNTIME_RENEW_SECS";
+const GRACE: &str = "--cancel-grace-secs / RUNTIME_CANCEL_GRACE_SECS";
+
+/// Where the store lives by default: `<data dir>/runtime-agents/notebooks.db`.
+pub fn default_store_path() -> Option<PathBuf> {
+    dirs::data_dir().map(|dir| dir.join("runtime-agents").join("notebooks.db"))
+}
+
+fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let (path, required) = match explicit {
+        Some(path) => (path.to_path_buf(), true),
+        None => match dirs::config_dir() {
+            Some(dir) => (dir.join("runtime-agents").join("config.toml"), false),
+            None => return Ok(FileConfig::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileConfig::default());
+        }
+        Err(source) => return Err(ConfigError::ReadFile { path, source }),
+    };
+    toml::from_str(&text).map_err(|error| ConfigError::InvalidFile {
+        path,
+        message: error.to_string(),
+    })
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds, like 30 or 0.5".to_owned())?;
+    seconds_to_duration(secs)
+}
+
+fn seconds_to_duration(secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("expected a positive number of seconds, got {secs}"))
+}
+
+/// Parses the command line like [`Parser::parse`], but a bad value's message also names the
+/// environment variable that can set it; exits with code 2 on errors, as clap does.
+pub fn parse_cli<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            if !matches!(
+                error.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            ) {
+                error.exit();
+            }
+            let flag = match error.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(flag)) => flag
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                _ => String::new(),
+            };
+            let command = T::command();
+            let env = command
+                .get_arguments()
+                .find(|arg| {
+                    arg.get_long()
+                        .is_some_and(|long| flag == format!("--{long}"))
+                })
+                .and_then(|arg| arg.get_env())
+                .map(|env| env.to_string_lossy().into_owned());
+            #[allow(clippy::print_stderr)]
+            if let Some(env) = env {
+                eprint!("{}", error.render().ansi());
+                eprintln!("  (this setting also comes from the environment variable {env})");
+                std::process::exit(ConfigError::EXIT_CODE);
+            }
+            error.exit()
+        }
+    }
+}
+
+/// Sends `tracing` output to stderr, filtered by `filter` (`RUST_LOG` syntax).
+pub fn init_logging(filter: &str) -> Result<(), ConfigError> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).map_err(|error| ConfigError::Invalid {
+            setting: "--log / RUNTIME_LOG",
+            message: format!("not a log filter ({error}); try `info` or `runtime_core=debug`"),
+        })?;
+    // A subscriber set earlier (by an embedding app, or a second call) stays.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}
