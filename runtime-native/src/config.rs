@@ -21,7 +21,7 @@ pub struct CommonArgs {
     /// The notebook to serve or use [default: default]
     #[arg(long, env = "RUNTIME_NOTEBOOK", value_name = "ID")]
     pub notebook: Option<String>,
-    /// The SQLite file holding the notebooks [default: <data dir>/runtime-agents/notebooks.db]
+    /// The SQLite file holding the notebooks [default: runtime-agents/notebooks.db in the user data directory]
     #[arg(long, env = "RUNTIME_STORE", value_name = "PATH")]
     pub store: Option<PathBuf>,
     /// Who you are: the authenticated user's id (or set it in the credentials file)
@@ -38,7 +38,7 @@ pub struct CommonArgs {
     /// Log filter, e.g. `info` or `runtime_core=debug` [default: $RUST_LOG, else info]
     #[arg(long, env = "RUNTIME_LOG", value_name = "FILTER")]
     pub log: Option<String>,
-    /// Configuration file [default: <config dir>/runtime-agents/config.toml, if present]
+    /// Configuration file [default: runtime-agents/config.toml in the user config directory, if present]
     #[arg(long, env = "RUNTIME_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 }

@@ -1,0 +1,616 @@
+//! The example binaries as real processes on real SQLite files, with real signals.
+//!
+//! `cargo test -p examples` builds the examples first; the tests find them next to the test
+//! binary's directory.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use examples::Follower;
+use runtime_core::{
+    CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState, QueueId,
+    SessionState, Store, TerminationReason,
+};
+use runtime_native::SqliteStore;
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run through `cargo test -p examples`",
+        path.display()
+    );
+    path
+}
+
+/// A private home for one test: config and data directories, and the store file.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("notebooks.db")
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config").join("runtime-agents")
+    }
+
+    /// A command for an example binary with nothing inherited that could change it.
+    fn command(&self, name: &str) -> Command {
+        let mut command = Command::new(binary(name));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("RUNTIME_") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data-home"))
+            .env("RUNTIME_STORE", self.store_path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// An echo agent for alice whose cancelled executions get `grace_secs` to stop.
+    fn agent(&self, grace_secs: &str) -> Child {
+        self.command("echo-agent")
+            .args(["--client-id", "alice", "--cancel-grace-secs", grace_secs])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(self.store_path(), "default").unwrap()
+    }
+
+    fn notebook(&self, args: &[&str]) -> Output {
+        self.command("notebook")
+            .args(["--client-id", "bob"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Sends a real signal (`TERM`, `INT`, `HUP`) with the system's `kill`.
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "could not send SIG{name} to {}", child.id());
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            text.push_str(&line.unwrap_or_default());
+            text.push('\n');
+        }
+    }
+    text
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Folds the store until `done` holds, failing after `limit` instead of hanging.
+fn wait_for_state(
+    store: &SqliteStore,
+    limit: Duration,
+    mut done: impl FnMut(&NotebookState) -> bool,
+) -> NotebookState {
+    runtime().block_on(async {
+        let mut follower = Follower::new(store);
+        tokio::time::timeout(limit, async {
+            while !done(&follower.state) {
+                follower.next().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("state not reached within {limit:?}"));
+        follower.state
+    })
+}
+
+fn current_state(store: &SqliteStore) -> NotebookState {
+    let head = store.head().unwrap();
+    wait_for_state(store, Duration::from_secs(10), |state| {
+        state.last_seq() >= head
+    })
+}
+
+fn submit(store: &SqliteStore, source: &str) -> QueueId {
+    let client = NotebookClient::new(store.clone(), "bob");
+    runtime()
+        .block_on(client.run_cell(CellType::Code, source))
+        .unwrap()
+        .1
+}
+
+fn running(state: &NotebookState, queue_id: &QueueId) -> bool {
+    state
+        .entry(queue_id)
+        .is_some_and(|e| matches!(e.state, EntryState::Executing { .. }))
+}
+
+fn completed(state: &NotebookState, queue_id: &QueueId) -> bool {
+    state.entry(queue_id).is_some_and(|e| e.is_completed())
+}
+
+#[test]
+fn sigterm_during_a_long_execution_cancels_it_ends_the_session_and_exits_zero() {
+    let home = Home::new();
+    let mut agent = home.agent("2");
+    let store = home.store();
+    let long = submit(&store, "%sleep 60");
+    wait_for_state(&store, Duration::from_secs(20), |s| running(s, &long));
+    let signalled = Instant::now();
+    signal(&agent, "TERM");
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        stderr_of(&mut agent)
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "within the 2 s grace"
+    );
+    let state = current_state(&store);
+    let entry = state.entry(&long).unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    let session = &state.sessions()[0];
+    assert_eq!(
+        session.state,
+        SessionState::Ended(TerminationReason::Shutdown)
+    );
+}
+
+#[test]
+fn a_handler_that_ignores_cancel_is_dropped_after_the_grace_and_a_second_signal_exits_at_once() {
+    let home = Home::new();
+    let store = home.store();
+    // Graceful: the stubborn cell is dropped after the 2 s grace, and the process exits 0.
+    let mut agent = home.agent("2");
+    let stubborn = submit(&store, "%block 60");
+    wait_for_state(&store, Duration::from_secs(20), |s| running(s, &stubborn));
+    let signalled = Instant::now();
+    signal(&agent, "INT");
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    let waited = signalled.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "it waited for the grace: {waited:?}"
+    );
+    let state = current_state(&store);
+    let EntryState::Completed { status, error } = &state.entry(&stubborn).unwrap().state else {
+        panic!()
+    };
+    assert_eq!(*status, CompletionStatus::Cancelled);
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("did not stop within"),
+        "{error:?}"
+    );
+
+    // Impatient: a second signal during that wait exits at once, non-zero.
+    let mut agent = home.agent("60");
+    let stubborn = submit(&store, "%block 60");
+    wait_for_state(&store, Duration::from_secs(20), |s| running(s, &stubborn));
+    signal(&agent, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "still finishing after the first signal"
+    );
+    signal(&agent, "TERM");
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(runtime_native::FORCED_EXIT_CODE));
+}
+
+#[test]
+fn sighup_is_not_fatal() {
+    let home = Home::new();
+    let mut agent = home.agent("2");
+    let store = home.store();
+    wait_for_state(&store, Duration::from_secs(20), |s| {
+        s.active_session().is_some()
+    });
+    signal(&agent, "HUP");
+    let cell = submit(&store, "still here?");
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| completed(s, &cell));
+    assert_eq!(
+        state.entry(&cell).unwrap().state.status(),
+        Some(CompletionStatus::Success)
+    );
+    assert!(agent.try_wait().unwrap().is_none());
+    signal(&agent, "TERM");
+    assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn after_kill_9_the_next_agent_ends_the_lost_execution_and_serves_the_queue() {
+    let home = Home::new();
+    let mut first = home.agent("2");
+    let store = home.store();
+    let lost = submit(&store, "%sleep 60");
+    let queued = submit(&store, "after the crash");
+    wait_for_state(&store, Duration::from_secs(20), |s| running(s, &lost));
+    first.kill().unwrap(); // SIGKILL: no goodbye
+    first.wait().unwrap();
+
+    let mut second = home.agent("2");
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| {
+        completed(s, &lost) && completed(s, &queued)
+    });
+    assert_eq!(
+        state.entry(&lost).unwrap().state.status(),
+        Some(CompletionStatus::RuntimeLost)
+    );
+    assert_eq!(
+        state.entry(&queued).unwrap().state.status(),
+        Some(CompletionStatus::Success)
+    );
+    let starts = state.sessions().len();
+    assert_eq!(starts, 2);
+    signal(&second, "TERM");
+    assert!(wait_with_timeout(&mut second, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn two_agents_started_together_never_both_run_an_entry() {
+    for round in 0..5 {
+        let home = Home::new();
+        let store = home.store();
+        let cells: Vec<QueueId> = (0..8)
+            .map(|n| submit(&store, &format!("cell {n}")))
+            .collect();
+        let mut agents = [home.agent("2"), home.agent("2")];
+        wait_for_state(&store, Duration::from_secs(30), |s| {
+            cells.iter().all(|q| completed(s, q))
+        });
+        for agent in &mut agents {
+            if agent.try_wait().unwrap().is_none() {
+                signal(agent, "TERM");
+                wait_with_timeout(agent, Duration::from_secs(10));
+            }
+        }
+        let state = current_state(&store);
+        let mut results: HashMap<QueueId, usize> = HashMap::new();
+        let mut starts: HashMap<QueueId, usize> = HashMap::new();
+        let mut replay = NotebookState::new();
+        for entry in runtime().block_on(read_all(&store)) {
+            let applied = replay.apply(entry.0, &entry.1) == runtime_core::Applied::Applied;
+            match &entry.1 {
+                // Every result written, applied or fenced: one means one handler run.
+                Event::ExecuteResultAdded(e) => {
+                    *results.entry(e.queue_id.clone()).or_default() += 1
+                }
+                Event::ExecutionStarted(e) if applied => {
+                    *starts.entry(e.queue_id.clone()).or_default() += 1
+                }
+                _ => {}
+            }
+        }
+        for queue_id in &cells {
+            let ran = results.get(queue_id).copied().unwrap_or(0);
+            assert!(ran <= 1, "round {round}: {queue_id} ran {ran} times");
+            assert!(
+                starts.get(queue_id).copied().unwrap_or(0) <= 1,
+                "round {round}: started twice"
+            );
+            // The loser of the race may have started an entry and been displaced: it is then
+            // runtime_lost, never re-run; everything else succeeded exactly once.
+            match state.entry(queue_id).unwrap().state.status() {
+                Some(CompletionStatus::Success) => assert_eq!(ran, 1),
+                Some(CompletionStatus::RuntimeLost) => {}
+                other => panic!("round {round}: {queue_id} ended {other:?}"),
+            }
+        }
+    }
+}
+
+async fn read_all(store: &SqliteStore) -> Vec<(u64, Event)> {
+    use futures::StreamExt;
+    let head = store.head().unwrap() as usize;
+    store
+        .subscribe(1)
+        .take(head)
+        .map(|e| e.unwrap())
+        .map(|e| (e.seq, (*e.event).clone()))
+        .collect()
+        .await
+}
+
+#[test]
+fn a_credentials_file_others_can_read_is_refused_and_a_private_one_is_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    std::fs::create_dir_all(home.config_dir()).unwrap();
+    let credentials = home.config_dir().join("credentials.toml");
+    std::fs::write(&credentials, "client_id = \"carol\"\ntoken = \"hunter2\"\n").unwrap();
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = home.command("notebook").args(["status"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("readable by other users") && message.contains("chmod 600"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "the secret never shows");
+
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let queued = home
+        .command("notebook")
+        .args(["run", "--no-wait", "x"])
+        .output()
+        .unwrap();
+    assert!(
+        queued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
+    let state = current_state(&home.store());
+    assert_eq!(
+        state.entries()[0].requested_by,
+        "carol",
+        "the client id came from the file"
+    );
+}
+
+#[test]
+fn no_client_id_exits_2_listing_the_three_ways_to_give_one() {
+    let home = Home::new();
+    for binary in ["notebook", "echo-agent"] {
+        let mut command = home.command(binary);
+        if binary == "notebook" {
+            command.arg("status");
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{binary}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        for way in [
+            "--client-id",
+            "RUNTIME_CLIENT_ID",
+            "client_id = ",
+            "credentials.toml",
+        ] {
+            assert!(
+                message.contains(way),
+                "{binary}: {way} missing from: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_flag_and_the_environment_variable() {
+    let home = Home::new();
+    let from_flag = home
+        .command("echo-agent")
+        .args(["--client-id", "a", "--lease-secs", "soon"])
+        .output()
+        .unwrap();
+    let from_env = home
+        .command("echo-agent")
+        .args(["--client-id", "a"])
+        .env("RUNTIME_LEASE_SECS", "-3")
+        .output()
+        .unwrap();
+    for output in [from_flag, from_env] {
+        assert_eq!(output.status.code(), Some(2));
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            message.contains("--lease-secs") && message.contains("RUNTIME_LEASE_SECS"),
+            "{message}"
+        );
+    }
+    let contradictory = home
+        .command("echo-agent")
+        .args([
+            "--client-id",
+            "a",
+            "--lease-secs",
+            "5",
+            "--renew-secs",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(contradictory.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&contradictory.stderr)
+            .contains("--renew-secs / RUNTIME_RENEW_SECS")
+    );
+    std::fs::create_dir_all(home.config_dir()).unwrap();
+    std::fs::write(
+        home.config_dir().join("config.toml"),
+        "lease_secs = \"long\"\n",
+    )
+    .unwrap();
+    let bad_file = home
+        .command("echo-agent")
+        .args(["--client-id", "a"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_file.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&bad_file.stderr);
+    assert!(
+        message.contains("config.toml") && message.contains("lease_secs"),
+        "{message}"
+    );
+}
+
+#[test]
+fn settings_come_from_the_flag_then_the_environment_then_the_file() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.config_dir()).unwrap();
+    std::fs::write(
+        home.config_dir().join("config.toml"),
+        "notebook = \"from-file\"\n",
+    )
+    .unwrap();
+    let queue = |command: &mut Command| {
+        let output = command
+            .args(["--client-id", "bob", "run", "--no-wait", "x"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    queue(&mut home.command("notebook"));
+    queue(home.command("notebook").env("RUNTIME_NOTEBOOK", "from-env"));
+    queue(
+        home.command("notebook")
+            .env("RUNTIME_NOTEBOOK", "from-env")
+            .args(["--notebook", "from-flag"]),
+    );
+    let notebooks: Vec<String> = home
+        .store()
+        .notebooks()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(notebooks, ["from-env", "from-file", "from-flag"]);
+}
+
+#[test]
+fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_another_process() {
+    let home = Home::new();
+    let mut agent = home.agent("2");
+    let ran = home.notebook(&["run", "1 + 1"]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "Echo: 1 + 1\n");
+
+    let json = home.notebook(&["--json", "run", "--type", "ai", "stream this answer to me"]);
+    assert!(json.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "v1.MarkdownOutputAppended"),
+        "streamed: {lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["status"], "success");
+
+    let failed = home.notebook(&["run", "%sleep never"]);
+    assert_eq!(failed.status.code(), Some(1), "a failed cell exits 1");
+
+    let slow = home.notebook(&["run", "--no-wait", "%sleep 60"]);
+    let queue_id = String::from_utf8_lossy(&slow.stdout).trim().to_owned();
+    let store = home.store();
+    wait_for_state(&store, Duration::from_secs(20), |s| {
+        running(s, &QueueId::from(queue_id.as_str()))
+    });
+    let status = home.notebook(&["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["queue"][0]["state"], "running");
+    assert_eq!(status["sessions"][0]["active"], true);
+    assert!(home.notebook(&["cancel", &queue_id]).status.success());
+    let queue_id = QueueId::from(queue_id.as_str());
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| completed(s, &queue_id));
+    assert_eq!(
+        state.entry(&queue_id).unwrap().state.status(),
+        Some(CompletionStatus::Cancelled)
+    );
+
+    let shown = String::from_utf8_lossy(&home.notebook(&["show"]).stdout).into_owned();
+    assert!(
+        shown.contains("[1] Code: 1 + 1\n    Echo: 1 + 1"),
+        "{shown}"
+    );
+    signal(&agent, "TERM");
+    assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn every_acknowledged_commit_survives_kill_9_of_the_writer() {
+    let home = Home::new();
+    drop(home.store()); // create the file
+    let mut writer = home
+        .command("notebook")
+        .args(["--client-id", "bob", "flood", "--count", "1000000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = 0u64;
+    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    while acknowledged < 3_000 {
+        acknowledged = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    }
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    // Lines printed before the kill are acknowledged commits too.
+    for line in lines.map_while(Result::ok) {
+        if let Ok(seq) = line.trim().parse::<u64>() {
+            acknowledged = acknowledged.max(seq);
+        }
+    }
+    let store = home.store();
+    let head = store.head().unwrap();
+    assert!(
+        head >= acknowledged,
+        "{acknowledged} acknowledged, {head} in the file"
+    );
+    let events = runtime().block_on(read_all(&store));
+    assert_eq!(events.len() as u64, head);
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(n, (seq, _))| *seq == n as u64 + 1),
+        "no gaps"
+    );
+}
