@@ -614,3 +614,31 @@ fn every_acknowledged_commit_survives_kill_9_of_the_writer() {
         "no gaps"
     );
 }
+
+#[test]
+fn the_native_bench_runs_and_reports_json() {
+    let bench = binary("native-bench");
+    let latency = Command::new(&bench)
+        .args(["latency", "--count", "5", "--interval-ms", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        latency.status.success(),
+        "{}",
+        String::from_utf8_lossy(&latency.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&latency.stdout).unwrap();
+    assert_eq!(report["n"], 5);
+    assert!(report["median_us"].as_f64().unwrap() > 0.0);
+    let idle = Command::new(&bench)
+        .args(["idle", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        idle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&idle.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&idle.stdout).unwrap();
+    assert!(report["rss_kib"].as_u64().unwrap() > 0);
+}

@@ -176,3 +176,21 @@ async fn a_locked_file_is_retried_then_reported() {
         "works once the lock is gone"
     );
 }
+
+#[test]
+fn processes_creating_one_new_file_at_once_all_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path, "nb").map(drop))
+            })
+            .collect();
+        for open in opens {
+            let opened = open.join().unwrap();
+            assert!(opened.is_ok(), "round {round}: {}", opened.unwrap_err());
+        }
+    }
+}

@@ -147,8 +147,20 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let writer = connect(&path, &options, OpenFlags::default())?;
-        initialise(&writer, &path)?;
+        let mut writer = connect(&path, &options, OpenFlags::default())?;
+        // SQLite does not always wait on its busy handler (switching to WAL, lock upgrades
+        // that could deadlock), so a racing open may be refused at once: retry it.
+        let started = std::time::Instant::now();
+        loop {
+            match initialise(&mut writer, &path) {
+                Err(SqliteError::Sqlite { source, .. })
+                    if is_busy(&source) && started.elapsed() < options.busy_timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        }
         let changed = Arc::new(Notify::new());
         let watch = watch::FileWatch::start(&path, changed.clone());
         Ok(Self {
@@ -252,22 +264,26 @@ fn connect(
     Ok(connection)
 }
 
-/// Checks the file is ours (or empty) and at a version we read; creates the schema.
-fn initialise(connection: &Connection, path: &Path) -> Result<(), SqliteError> {
+/// Checks the file is ours (or empty) and at a version we read, and creates the schema,
+/// all under the write lock: two processes creating one new file at once cannot see each
+/// other half-done.
+fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> {
     let sqlite = open_error(path);
-    let not_ours = || SqliteError::NotOurs {
-        path: path.to_path_buf(),
-    };
-    let application_id: i32 = connection
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&sqlite)?;
+    let application_id: i32 = transaction
         .pragma_query_value(None, "application_id", |row| row.get(0))
         .map_err(&sqlite)?;
-    let tables: i64 = connection
+    let tables: i64 = transaction
         .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
         .map_err(&sqlite)?;
     if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
-        return Err(not_ours());
+        return Err(SqliteError::NotOurs {
+            path: path.to_path_buf(),
+        });
     }
-    let version: i32 = connection
+    let version: i32 = transaction
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(&sqlite)?;
     if version > SCHEMA_VERSION {
@@ -277,33 +293,37 @@ fn initialise(connection: &Connection, path: &Path) -> Result<(), SqliteError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let mode: String = connection
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(&sqlite)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(%mode, "the store could not switch to WAL mode; readers may wait for writers");
-    }
-    connection
+    transaction
         .execute_batch(&format!(
-            "BEGIN IMMEDIATE;
-             CREATE TABLE IF NOT EXISTS events (
+            "CREATE TABLE IF NOT EXISTS events (
                  notebook TEXT NOT NULL,
                  seq INTEGER NOT NULL,
                  event TEXT NOT NULL,
                  PRIMARY KEY (notebook, seq)
              ) WITHOUT ROWID;
              PRAGMA application_id = {APPLICATION_ID};
-             PRAGMA user_version = {SCHEMA_VERSION};
-             COMMIT;"
+             PRAGMA user_version = {SCHEMA_VERSION};"
         ))
-        .map_err(sqlite)
+        .map_err(&sqlite)?;
+    transaction.commit().map_err(&sqlite)?;
+    let mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(&sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "the store could not switch to WAL mode; readers may wait for writers");
+    }
+    Ok(())
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
 
 fn backend(error: rusqlite::Error) -> StoreError {
-    if matches!(
-        error.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    ) {
+    if is_busy(&error) {
         return StoreError::Backend(
             "the store file is locked by another writer and stayed locked past the busy timeout"
                 .to_owned(),
