@@ -23,7 +23,7 @@ use runtime_native::{SqliteStore, TokioClock, run_until_signal};
 #[derive(Parser)]
 #[command(
     after_help = "Clients in other processes share the notebook through the same store file: \
-                  try `cargo run --example notebook -- run 'print(1)'` while this runs."
+                  try `cargo run --example notebook -- --client-id alice run 'print(1)'` while this runs."
 )]
 struct Cli {
     #[command(flatten)]
