@@ -1,0 +1,102 @@
+//! `MemoryStore` for JavaScript: a ready store for apps without one of their own.
+
+use futures::future::{AbortHandle, Abortable};
+use futures::{FutureExt, StreamExt};
+use js_sys::{Array, Function, JSON};
+use runtime_core::Store;
+use wasm_bindgen::prelude::*;
+
+use crate::error::js_message;
+use crate::js_store::event_from_js;
+
+/// An in-memory event log with the `RuntimeStore` interface: hand it to
+/// `createBrowserRuntimeAgent` and render your UI from its `subscribe`.
+#[wasm_bindgen(js_name = MemoryStore)]
+#[derive(Clone, Default)]
+pub struct JsMemoryStore {
+    inner: runtime_core::MemoryStore,
+}
+
+#[wasm_bindgen(js_class = MemoryStore)]
+impl JsMemoryStore {
+    /// An empty log.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> JsMemoryStore {
+        JsMemoryStore::default()
+    }
+
+    /// Appends `events` atomically; returns the first's sequence number. An event that does
+    /// not decode is kept as malformed (agents skip and count it), never refused.
+    pub fn commit(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RuntimeEvent[]")] events: JsValue,
+    ) -> Result<f64, JsError> {
+        let Some(events) = events.dyn_ref::<Array>() else {
+            return Err(JsError::new("MemoryStore.commit takes an array of events"));
+        };
+        let events = events.iter().map(|value| event_from_js(&value)).collect();
+        let first = self
+            .inner
+            .commit_now(events)
+            .map_err(|error| JsError::new(&error.to_string()))?;
+        Ok(first as f64)
+    }
+
+    /// Calls `onEvents(events, firstSeq)` with every event from `fromSeq` on, then with live
+    /// ones (asynchronously, batched); returns a function that stops it.
+    #[wasm_bindgen(
+        unchecked_return_type = "() => void",
+        js_name = subscribe
+    )]
+    pub fn subscribe(
+        &self,
+        from_seq: f64,
+        #[wasm_bindgen(
+            unchecked_param_type = "(events: RuntimeEvent[], firstSeq: number) => void"
+        )]
+        on_events: Function,
+    ) -> Function {
+        let (abort, registration) = AbortHandle::new_pair();
+        let mut log = self.inner.subscribe(from_seq.max(1.0) as u64);
+        let deliver = async move {
+            while let Some(Ok(first)) = log.next().await {
+                let first_seq = first.seq;
+                let batch = Array::new();
+                let mut entry = Some(first);
+                while let Some(current) = entry {
+                    match JSON::parse(&current.event.to_json().to_string()) {
+                        Ok(object) => batch.push(&object),
+                        Err(error) => {
+                            tracing::warn!(error = %js_message(&error), "cannot hand an event to JS");
+                            batch.push(&JsValue::NULL)
+                        }
+                    };
+                    entry = log.next().now_or_never().flatten().and_then(Result::ok);
+                }
+                if let Err(thrown) =
+                    on_events.call2(&JsValue::NULL, &batch, &(first_seq as f64).into())
+                {
+                    tracing::warn!(error = %js_message(&thrown), "a MemoryStore subscriber threw");
+                }
+            }
+        };
+        wasm_bindgen_futures::spawn_local(Abortable::new(deliver, registration).map(drop));
+        Closure::once_into_js(move || abort.abort()).unchecked_into()
+    }
+
+    /// Every event so far, in order.
+    #[wasm_bindgen(unchecked_return_type = "RuntimeEvent[]")]
+    pub fn events(&self) -> Array {
+        self.inner
+            .entries()
+            .iter()
+            .filter_map(|entry| JSON::parse(&entry.event.to_json().to_string()).ok())
+            .collect()
+    }
+
+    /// How many events the log holds.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> f64 {
+        self.inner.len() as f64
+    }
+}
