@@ -13,7 +13,7 @@
 //! await agent.start();
 //! ```
 //!
-//! Everything here is thin: the store bridge ([`JsStore`]), the handler bridge, page
+//! Everything here is thin: the store bridge (`JsStore`), the handler bridge, page
 //! lifecycle, configuration from the page, console logging. The logic is `runtime-core`'s.
 #![cfg(target_arch = "wasm32")]
 

@@ -434,6 +434,8 @@ impl Runner {
                 return Err(error.into());
             }
         }
+        // Someone may have ended the session already (a page closing commits that itself).
+        self.catch_up()?;
         if let Some(reason) = self.session_ended() {
             return Ok(reason);
         }

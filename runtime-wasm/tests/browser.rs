@@ -1,0 +1,211 @@
+//! Page behaviour in headless Chromium: lifecycle events, URL parameters, localStorage.
+#![cfg(target_arch = "wasm32")]
+#![allow(clippy::unwrap_used)]
+
+use js_sys::{Array, JSON, Promise, Reflect};
+use runtime_core::{CompletionStatus, NotebookWatcher, QueueId};
+use runtime_wasm::{JsStore, RuntimeStore, create_browser_runtime_agent};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(inline_js = r##"
+export function plainStore() {
+  const events = [];
+  const subscribers = new Set();
+  return {
+    events,
+    commit(batch) {
+      const first = events.length + 1;
+      events.push(...batch);
+      for (const subscriber of subscribers) subscriber.deliver();
+      return first;
+    },
+    subscribe(fromSeq, onEvents) {
+      const subscriber = {
+        next: fromSeq,
+        deliver() {
+          if (this.next > events.length) return;
+          const first = this.next;
+          this.next = events.length + 1;
+          onEvents(events.slice(first - 1), first);
+        },
+      };
+      subscribers.add(subscriber);
+      subscriber.deliver();
+      return () => subscribers.delete(subscriber);
+    },
+  };
+}
+export function echoHandler() {
+  return async (ctx) => ({ result: { "text/plain": "Echo: " + ctx.source } });
+}
+export function request(store, queueId, source) {
+  store.commit([{ type: "v1.ExecutionRequested", queueId, cellId: "c-" + queueId, cellType: "code", source, requestedBy: "t" }]);
+}
+export function terminations(store) {
+  return store.events.filter((e) => e.type === "v1.RuntimeSessionTerminated");
+}
+export function started(store) {
+  return store.events.find((e) => e.type === "v1.RuntimeSessionStarted");
+}
+export function dispatch(name) { window.dispatchEvent(new Event(name)); }
+export function hideTab() {
+  Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+}
+export function setSearch(search) { history.replaceState(null, "", location.pathname + search); }
+"##)]
+extern "C" {
+    #[wasm_bindgen(js_name = plainStore)]
+    fn plain_store() -> RuntimeStore;
+    #[wasm_bindgen(js_name = echoHandler)]
+    fn echo_handler() -> js_sys::Function;
+    fn request(store: &RuntimeStore, queue_id: &str, source: &str);
+    fn terminations(store: &RuntimeStore) -> Array;
+    fn started(store: &RuntimeStore) -> JsValue;
+    fn dispatch(name: &str);
+    #[wasm_bindgen(js_name = hideTab)]
+    fn hide_tab();
+    #[wasm_bindgen(js_name = setSearch)]
+    fn set_search(search: &str);
+}
+
+fn options(json: &str) -> JsValue {
+    JSON::parse(json).unwrap()
+}
+
+fn capabilities() -> JsValue {
+    JSON::parse(r#"{"canExecuteCode": true}"#).unwrap()
+}
+
+async fn settle(promise: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise).await
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    Reflect::get(value, &name.into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn leaving_the_page_ends_the_session_at_once_and_a_hidden_tab_does_not() {
+    let store = plain_store();
+    let agent = create_browser_runtime_agent(
+        store.clone(),
+        capabilities(),
+        options(r#"{"clientId": "a"}"#),
+    )
+    .unwrap();
+    agent.on_execution(echo_handler());
+    settle(agent.start()).await.unwrap();
+
+    hide_tab();
+    assert_eq!(
+        terminations(&store).length(),
+        0,
+        "a hidden tab keeps its session"
+    );
+    request(&store, "q1", "still serving");
+    let bridge = JsStore::new(store.clone());
+    let mut watcher = NotebookWatcher::new(&bridge);
+    let done = watcher
+        .wait_for_completion(&QueueId::from("q1"))
+        .await
+        .unwrap();
+    assert_eq!(done.state.status(), Some(CompletionStatus::Success));
+
+    dispatch("pagehide");
+    // Synchronously, before anything could be awaited.
+    let ended = terminations(&store);
+    assert_eq!(ended.length(), 1);
+    assert_eq!(field(&ended.get(0), "reason"), "shutdown");
+    assert_eq!(field(&ended.get(0), "detail"), "the page was closed");
+    settle(agent.shutdown()).await.unwrap();
+    assert_eq!(agent.status(), "stopped");
+
+    // The listeners left with the agent.
+    dispatch("beforeunload");
+    dispatch("pagehide");
+    assert_eq!(terminations(&store).length(), 1);
+}
+
+#[wasm_bindgen_test]
+async fn beforeunload_ends_the_session_too() {
+    let store = plain_store();
+    let agent = create_browser_runtime_agent(
+        store.clone(),
+        capabilities(),
+        options(r#"{"clientId": "a"}"#),
+    )
+    .unwrap();
+    agent.on_execution(echo_handler());
+    settle(agent.start()).await.unwrap();
+    dispatch("beforeunload");
+    assert_eq!(terminations(&store).length(), 1);
+    settle(agent.shutdown()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn settings_come_from_the_app_then_the_url_then_local_storage() {
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    storage
+        .set_item("runtimeAgent.runtimeId", "from-storage")
+        .unwrap();
+    storage
+        .set_item("runtimeAgent.runtimeType", "storage-type")
+        .unwrap();
+    set_search("?runtimeType=url-type&leaseMs=60000&clientId=mallory");
+    let store = plain_store();
+    let agent = create_browser_runtime_agent(
+        store.clone(),
+        capabilities(),
+        options(r#"{"clientId": "alice"}"#),
+    )
+    .unwrap();
+    agent.on_execution(echo_handler());
+    settle(agent.start()).await.unwrap();
+    let announced = started(&store);
+    assert_eq!(
+        field(&announced, "runtimeType"),
+        "url-type",
+        "the URL beats localStorage"
+    );
+    assert_eq!(
+        field(&announced, "runtimeId"),
+        "from-storage",
+        "localStorage when the URL is silent"
+    );
+    assert_eq!(field(&announced, "validForMs").as_f64(), Some(60_000.0));
+    assert_eq!(
+        field(&announced, "clientId"),
+        "alice",
+        "the client id never comes from the URL"
+    );
+    settle(agent.shutdown()).await.unwrap();
+
+    let store = plain_store();
+    let app_wins = options(r#"{"clientId": "alice", "runtimeType": "app-type"}"#);
+    let agent = create_browser_runtime_agent(store.clone(), capabilities(), app_wins).unwrap();
+    agent.on_execution(echo_handler());
+    settle(agent.start()).await.unwrap();
+    assert_eq!(
+        field(&started(&store), "runtimeType"),
+        "app-type",
+        "the app's options win"
+    );
+    settle(agent.shutdown()).await.unwrap();
+
+    set_search("?leaseMs=soon");
+    let refused = create_browser_runtime_agent(
+        plain_store(),
+        capabilities(),
+        options(r#"{"clientId": "alice"}"#),
+    );
+    let error: JsValue = refused.err().unwrap().into();
+    let message = field(&error, "message").as_string().unwrap();
+    assert!(message.contains("URL parameter `leaseMs`"), "{message}");
+    set_search("");
+    storage.clear().unwrap();
+}
