@@ -957,3 +957,15 @@ fn the_echo_handler_sleeps_cancellably_on_request() {
         ["error:UsageError:%sleep takes seconds from 0 to 86400, got \"forever\""]
     );
 }
+
+/// `tokio::spawn` and friends need the agent's future to be `Send` natively.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_agent_future_is_send_on_native_targets() {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
+    let agent = RuntimeAgent::new(MemoryStore::new(), ManualClock::default(), Capabilities::code(), options("a"))
+        .unwrap()
+        .on_execution(echo);
+    let run = agent.run();
+    spawnable(&run);
+}

@@ -232,7 +232,9 @@ impl Runner {
     }
 
     /// Commits a batch; returns the sequence number of its last event.
-    async fn commit(&self, batch: Vec<Event>) -> Result<Seq, AgentError> {
+    /// (`&mut self`, not `&self`: a shared borrow held across the await would make the
+    /// agent's future need `Runner: Sync`, and so not `Send`.)
+    async fn commit(&mut self, batch: Vec<Event>) -> Result<Seq, AgentError> {
         let count = batch.len() as Seq;
         let first = self.agent.store.commit(batch).await?;
         Ok(first + count - 1)
