@@ -1,0 +1,181 @@
+//! Scenarios with real processes and SQLite files.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use runtime_core::{
+    Capabilities, CellType, CompletionStatus, Event, ExecutionAssigned, ExecutionCompleted,
+    ExecutionRequested, ExecutionStarted, NotebookClient, NotebookState, NotebookWatcher,
+    RuntimeSessionStarted, Store, StreamName, StreamOutputAdded, Timestamp,
+};
+use runtime_native::SqliteStore;
+use serde_json::Value;
+
+use crate::stats::Summary;
+
+fn spawn_echo_agent(binary: &Path, store: &Path) -> Child {
+    Command::new(binary)
+        .args(["--client-id", "bench", "--notebook", "nb", "--store"])
+        .arg(store)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the echo-agent binary starts")
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// B2: request → completion observed, with the echo agent in another process on SQLite.
+pub async fn cross_process_round_trips(binary: &Path, dir: &Path, samples: usize) -> Summary {
+    let path = dir.join("round-trips.db");
+    let store = SqliteStore::open(&path, "nb").expect("open");
+    let agent = spawn_echo_agent(binary, &path);
+    let mut watcher = NotebookWatcher::new(&store);
+    watcher.wait_until(|s| s.active_session().is_some()).await.expect("the agent starts");
+    let client = NotebookClient::new(store.clone(), "bench");
+    let cell = client.create_cell(CellType::Code, "1").await.expect("commit");
+    let mut took = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let started = Instant::now();
+        let queue_id = client.execute(&cell, CellType::Code, "1").await.expect("commit");
+        let entry = watcher.wait_for_completion(&queue_id).await.expect("completes");
+        let elapsed = started.elapsed();
+        assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+        if i >= samples / 10 {
+            took.push(elapsed);
+        }
+    }
+    stop(agent);
+    Summary::of(&took)
+}
+
+/// B6: echo-agent process spawned → its session start observed in the store.
+pub async fn process_starts(binary: &Path, dir: &Path, samples: usize) -> Summary {
+    let mut took = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let path = dir.join(format!("start-{n}.db"));
+        let store = SqliteStore::open(&path, "nb").expect("open");
+        let mut log = store.subscribe(1);
+        let started = Instant::now();
+        let agent = spawn_echo_agent(binary, &path);
+        loop {
+            let entry = log.next().await.expect("log").expect("entry");
+            if matches!(&*entry.event, Event::RuntimeSessionStarted(_)) {
+                break;
+            }
+        }
+        took.push(started.elapsed());
+        stop(agent);
+    }
+    Summary::of(&took)
+}
+
+/// B7 and the commit latency: `native-bench` measures them; its JSON is returned.
+pub fn native_bench(binary: &Path, args: &[&str]) -> Value {
+    let output = Command::new(binary).args(args).output().expect("native-bench runs");
+    assert!(output.status.success(), "native-bench {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("native-bench prints JSON")
+}
+
+/// A realistic log: a session, then executions of 10 events each (request, claim, start,
+/// six stream outputs, completion).
+fn realistic_batch(first_entry: usize, entries: usize) -> Vec<Event> {
+    let mut events = Vec::with_capacity(entries * 10);
+    for n in first_entry..first_entry + entries {
+        let queue_id = format!("q{n}");
+        let session_id = "s1";
+        events.push(
+            ExecutionRequested {
+                queue_id: queue_id.as_str().into(),
+                cell_id: format!("c{}", n % 50).into(),
+                cell_type: CellType::Code,
+                source: "print('hello')".into(),
+                requested_by: "bench".into(),
+            }
+            .into(),
+        );
+        events.push(ExecutionAssigned { queue_id: queue_id.as_str().into(), session_id: session_id.into() }.into());
+        events.push(
+            ExecutionStarted { queue_id: queue_id.as_str().into(), session_id: session_id.into(), at: Timestamp(n as u64) }
+                .into(),
+        );
+        for line in 0..6 {
+            events.push(
+                StreamOutputAdded {
+                    queue_id: queue_id.as_str().into(),
+                    session_id: session_id.into(),
+                    output_id: format!("o{n}-{line}").into(),
+                    name: StreamName::Stdout,
+                    text: "a line of output of about forty bytes..\n".into(),
+                }
+                .into(),
+            );
+        }
+        events.push(
+            ExecutionCompleted {
+                queue_id: queue_id.as_str().into(),
+                session_id: session_id.into(),
+                status: CompletionStatus::Success,
+                error: None,
+                duration_ms: 1,
+                abort_pending: false,
+            }
+            .into(),
+        );
+    }
+    events
+}
+
+fn session_start() -> Event {
+    RuntimeSessionStarted {
+        session_id: "s1".into(),
+        runtime_id: "r".into(),
+        runtime_type: "bench".into(),
+        client_id: "bench".into(),
+        capabilities: Capabilities::code(),
+        at: Timestamp(0),
+        valid_for_ms: u64::MAX / 2,
+    }
+    .into()
+}
+
+/// B9: batched appends (1,000 events per commit); returns events per second.
+pub async fn sqlite_append(dir: &Path, events: usize) -> f64 {
+    let store = SqliteStore::open(dir.join("append.db"), "nb").expect("open");
+    store.commit(vec![session_start()]).await.expect("commit");
+    let batches: Vec<Vec<Event>> = (0..events / 1_000).map(|b| realistic_batch(b * 100, 100)).collect();
+    let started = Instant::now();
+    for batch in batches {
+        store.commit(batch).await.expect("commit");
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// B9: reopen a file of `events` events and fold them all into a state.
+pub async fn sqlite_fold(dir: &Path, events: usize) -> Duration {
+    let path = dir.join("fold.db");
+    {
+        let store = SqliteStore::open(&path, "nb").expect("open");
+        store.commit(vec![session_start()]).await.expect("commit");
+        for b in 0..events / 10_000 {
+            store.commit(realistic_batch(b * 1_000, 1_000)).await.expect("commit");
+        }
+    }
+    let started = Instant::now();
+    let store = SqliteStore::open(&path, "nb").expect("reopen");
+    let head = store.head().expect("head");
+    let mut state = NotebookState::new();
+    let mut log = store.subscribe(1);
+    while state.last_seq() < head {
+        let entry = log.next().await.expect("log").expect("entry");
+        state.apply(entry.seq, &entry.event);
+    }
+    let took = started.elapsed();
+    assert_eq!(state.entries().len(), events / 10);
+    took
+}
