@@ -4,7 +4,13 @@
 //! scripts/bench                  # everything, with the peer; writes bench-results.json and docs/performance.md
 //! cargo run --release -p bench -- --quick --no-peer   # a smoke run
 //! ```
-#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod processes;
 mod scenarios;
@@ -38,6 +44,9 @@ struct Cli {
     /// Where to write the JSON results
     #[arg(long, default_value = "bench-results.json")]
     out: PathBuf,
+    /// Only these scenarios, e.g. `B2,B5` [default: all]
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// A markdown file whose table (between `<!-- bench:begin -->` and `<!-- bench:end -->`)
     /// is replaced with this run's
     #[arg(long)]
@@ -58,9 +67,35 @@ struct Row {
 
 fn sizes(quick: bool) -> Sizes {
     if quick {
-        Sizes { round_trips: 100, cross: 20, flood: 2_000, slow: 500, cancels: 20, starts: 20, process_starts: 2, agents: 50, append: 5_000, fold: 20_000, scaling: &[1, 10], scaling_samples: 50 }
+        Sizes {
+            round_trips: 100,
+            cross: 20,
+            flood: 2_000,
+            slow: 500,
+            cancels: 20,
+            starts: 20,
+            process_starts: 2,
+            agents: 50,
+            append: 5_000,
+            fold: 20_000,
+            scaling: &[1, 10],
+            scaling_samples: 50,
+        }
     } else {
-        Sizes { round_trips: 2_000, cross: 500, flood: 100_000, slow: 20_000, cancels: 500, starts: 500, process_starts: 20, agents: 1_000, append: 200_000, fold: 1_000_000, scaling: &[1, 10, 100], scaling_samples: 1_000 }
+        Sizes {
+            round_trips: 2_000,
+            cross: 500,
+            flood: 100_000,
+            slow: 20_000,
+            cancels: 500,
+            starts: 500,
+            process_starts: 20,
+            agents: 1_000,
+            append: 200_000,
+            fold: 1_000_000,
+            scaling: &[1, 10, 100],
+            scaling_samples: 1_000,
+        }
     }
 }
 
@@ -82,10 +117,21 @@ struct Sizes {
 fn main() {
     let cli = Cli::parse();
     let size = sizes(cli.quick);
-    let exe_dir = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    let echo_agent = cli.echo_agent.clone().unwrap_or_else(|| exe_dir.join("examples").join("echo-agent"));
+    let exe_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let echo_agent = cli
+        .echo_agent
+        .clone()
+        .unwrap_or_else(|| exe_dir.join("examples").join("echo-agent"));
     let native_bench = echo_agent.with_file_name("native-bench");
-    assert!(echo_agent.exists(), "{} is missing: build the examples first", echo_agent.display());
+    assert!(
+        echo_agent.exists(),
+        "{} is missing: build the examples first",
+        echo_agent.display()
+    );
     let scratch = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
 
@@ -94,8 +140,20 @@ fn main() {
         (None, true) => None,
         (None, false) => panic!("pass --python <venv python> (scripts/bench does) or --no-peer"),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let rows = runtime.block_on(measure(&size, &echo_agent, &native_bench, cli.wasm.as_deref(), &scratch, peer.as_ref()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wants = |id: &str| cli.only.is_empty() || cli.only.iter().any(|only| only == id);
+    let rows = runtime.block_on(measure(
+        &size,
+        &wants,
+        &echo_agent,
+        &native_bench,
+        cli.wasm.as_deref(),
+        &scratch,
+        peer.as_ref(),
+    ));
     let _ = std::fs::remove_dir_all(&scratch);
 
     let table = markdown(&rows);
@@ -118,14 +176,20 @@ fn main() {
 }
 
 fn run_peer(python: &Path, quick: bool) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer").join("jupyter_bench.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peer")
+        .join("jupyter_bench.py");
     let mut command = Command::new(python);
     command.arg(script);
     if quick {
         command.arg("--quick");
     }
     let output = command.output().expect("python runs");
-    assert!(output.status.success(), "the peer failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the peer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
 }
 
@@ -135,11 +199,16 @@ fn peer_summary(peer: Option<&Value>, key: &str) -> Option<Summary> {
 
 fn medians(ours: Summary, theirs: Option<Summary>) -> (String, String, Option<f64>) {
     let show = |s: Summary| format!("{} / {}", human(s.median_us), human(s.p99_us));
-    (show(ours), theirs.map_or("—".into(), show), theirs.map(|t| ours.median_us / t.median_us))
+    (
+        show(ours),
+        theirs.map_or("—".into(), show),
+        theirs.map(|t| ours.median_us / t.median_us),
+    )
 }
 
 async fn measure(
     size: &Sizes,
+    wants: &dyn Fn(&str) -> bool,
     echo_agent: &Path,
     native_bench: &Path,
     wasm: Option<&Path>,
@@ -149,163 +218,353 @@ async fn measure(
     let mut rows = Vec::new();
     let peer_round_trip = peer_summary(peer, "execute_1_round_trip");
 
-    eprintln!("B1: in-process round trips");
     let mut one = scenarios::memory_notebooks(1).await;
-    let b1 = scenarios::round_trips(&mut one, size.round_trips).await;
-    let (ours, theirs, ratio) = medians(b1, peer_round_trip);
-    rows.push(Row { id: "B1", scenario: "echo round trip in process (MemoryStore) vs ipykernel execute \"1\" → idle".into(),
-        ours, peer: theirs, ratio, target: "median ≤ 20 µs", met: Some(b1.median_us <= 20.0), data: b1.to_json() });
+    if wants("B1") {
+        eprintln!("B1: in-process round trips");
+        let b1 = scenarios::round_trips(&mut one, size.round_trips).await;
+        let (ours, theirs, ratio) = medians(b1, peer_round_trip);
+        rows.push(Row {
+            id: "B1",
+            scenario: "echo round trip in process (MemoryStore) vs ipykernel execute \"1\" → idle"
+                .into(),
+            ours,
+            peer: theirs,
+            ratio,
+            target: "median ≤ 20 µs",
+            met: Some(b1.median_us <= 20.0),
+            data: b1.to_json(),
+        });
+    }
 
-    eprintln!("B2: cross-process round trips");
-    let b2 = processes::cross_process_round_trips(echo_agent, scratch, size.cross).await;
-    let (ours, theirs, ratio) = medians(b2, peer_round_trip);
-    rows.push(Row { id: "B2", scenario: "echo round trip across processes (SqliteStore) vs ipykernel execute \"1\" → idle".into(),
-        ours, peer: theirs, ratio, target: "median ≤ 1 ms; ≥ 5× faster",
-        met: Some(b2.median_us <= 1_000.0 && ratio.is_none_or(|r| r <= 0.2)), data: b2.to_json() });
-    let latency = processes::native_bench(native_bench, &["latency", "--count", &size.cross.to_string()]);
-    rows.push(Row { id: "B2b", scenario: "one commit in a process → a subscriber in another (SqliteStore)".into(),
-        ours: format!("{} / {}", human(latency["median_us"].as_f64().unwrap()), human(latency["p99_us"].as_f64().unwrap())),
-        peer: "—".into(), ratio: None, target: "a couple of ms", met: Some(latency["median_us"].as_f64().unwrap() <= 2_000.0), data: latency });
+    if wants("B2") {
+        eprintln!("B2: cross-process round trips");
+        let b2 = processes::cross_process_round_trips(echo_agent, scratch, size.cross).await;
+        let (ours, theirs, ratio) = medians(b2, peer_round_trip);
+        rows.push(Row {
+            id: "B2",
+            scenario:
+                "echo round trip across processes (SqliteStore) vs ipykernel execute \"1\" → idle"
+                    .into(),
+            ours,
+            peer: theirs,
+            ratio,
+            target: "median ≤ 1 ms; ≥ 5× faster",
+            met: Some(b2.median_us <= 1_000.0 && ratio.is_none_or(|r| r <= 0.2)),
+            data: b2.to_json(),
+        });
+        let latency = processes::native_bench(
+            native_bench,
+            &["latency", "--count", &size.cross.to_string()],
+        );
+        rows.push(Row {
+            id: "B2b",
+            scenario: "one commit in a process → a subscriber in another (SqliteStore)".into(),
+            ours: format!(
+                "{} / {}",
+                human(latency["median_us"].as_f64().unwrap()),
+                human(latency["p99_us"].as_f64().unwrap())
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "a couple of ms",
+            met: Some(latency["median_us"].as_f64().unwrap() <= 2_000.0),
+            data: latency,
+        });
+    }
 
-    eprintln!("B3: output flood");
-    let peer_flood = peer.map(|p| &p["flood_flushed"]);
-    let peer_per_line = peer_flood.and_then(|f| f["per_line_us"].as_f64());
-    for (label, kind) in [("yielding after each line", "flood"), ("without yielding", "flood-tight")] {
-        let took = scenarios::flood(&mut one, size.flood, kind).await;
+    if wants("B3") {
+        eprintln!("B3: output flood");
+        let peer_flood = peer.map(|p| &p["flood_flushed"]);
+        let peer_per_line = peer_flood.and_then(|f| f["per_line_us"].as_f64());
+        for (label, kind) in [
+            ("yielding after each line", "flood"),
+            ("without yielding", "flood-tight"),
+        ] {
+            let took = scenarios::flood(&mut one, size.flood, kind).await;
+            let per_line = took.as_secs_f64() * 1e6 / size.flood as f64;
+            let ratio = peer_per_line.map(|p| per_line / p);
+            rows.push(Row { id: "B3", scenario: format!("{} stdout lines in process, {label}, until observed vs ipykernel flushed prints", size.flood),
+                ours: format!("{} total, {} per line", human(took.as_secs_f64() * 1e6), human(per_line)),
+                peer: peer_flood.map_or("—".into(), |f| format!("{} per line ({} lines)", human(f["per_line_us"].as_f64().unwrap_or(0.0)), f["lines"])),
+                ratio, target: "≤ 100 ms; ≥ 20× faster per line",
+                met: Some(took <= Duration::from_millis(100) && ratio.is_none_or(|r| r <= 0.05)),
+                data: json!({"lines": size.flood, "total_us": took.as_secs_f64() * 1e6, "per_line_us": per_line}) });
+        }
+        let sqlite_path = scratch.join("flood.db");
+        let sqlite_store = runtime_native::SqliteStore::open(&sqlite_path, "nb").unwrap();
+        let reader = runtime_native::SqliteStore::open(&sqlite_path, "nb").unwrap();
+        let mut on_sqlite = vec![scenarios::Notebook::start(sqlite_store, &reader).await];
+        let took = scenarios::flood(&mut on_sqlite, size.flood, "flood").await;
         let per_line = took.as_secs_f64() * 1e6 / size.flood as f64;
         let ratio = peer_per_line.map(|p| per_line / p);
-        rows.push(Row { id: "B3", scenario: format!("{} stdout lines in process, {label}, until observed vs ipykernel flushed prints", size.flood),
+        rows.push(Row { id: "B3", scenario: format!("{} stdout lines via SQLite, yielding after each line, until observed by another connection", size.flood),
             ours: format!("{} total, {} per line", human(took.as_secs_f64() * 1e6), human(per_line)),
-            peer: peer_flood.map_or("—".into(), |f| format!("{} per line ({} lines)", human(f["per_line_us"].as_f64().unwrap_or(0.0)), f["lines"])),
-            ratio, target: "≤ 100 ms; ≥ 20× faster per line",
-            met: Some(took <= Duration::from_millis(100) && ratio.is_none_or(|r| r <= 0.05)),
+            peer: peer_flood.map_or("—".into(), |f| format!("{} per line", human(f["per_line_us"].as_f64().unwrap_or(0.0)))),
+            ratio, target: "≤ 1 s; ≥ 20× faster per line", met: Some(took <= Duration::from_secs(1) && ratio.is_none_or(|r| r <= 0.05)),
             data: json!({"lines": size.flood, "total_us": took.as_secs_f64() * 1e6, "per_line_us": per_line}) });
-    }
-    let sqlite_path = scratch.join("flood.db");
-    let sqlite_store = runtime_native::SqliteStore::open(&sqlite_path, "nb").unwrap();
-    let reader = runtime_native::SqliteStore::open(&sqlite_path, "nb").unwrap();
-    let mut on_sqlite = vec![scenarios::Notebook::start(sqlite_store, &reader).await];
-    let took = scenarios::flood(&mut on_sqlite, size.flood, "flood").await;
-    let per_line = took.as_secs_f64() * 1e6 / size.flood as f64;
-    let ratio = peer_per_line.map(|p| per_line / p);
-    rows.push(Row { id: "B3", scenario: format!("{} stdout lines via SQLite, yielding after each line, until observed by another connection", size.flood),
-        ours: format!("{} total, {} per line", human(took.as_secs_f64() * 1e6), human(per_line)),
-        peer: peer_flood.map_or("—".into(), |f| format!("{} per line", human(f["per_line_us"].as_f64().unwrap_or(0.0)))),
-        ratio, target: "≤ 1 s; ≥ 20× faster per line", met: Some(took <= Duration::from_secs(1) && ratio.is_none_or(|r| r <= 0.05)),
-        data: json!({"lines": size.flood, "total_us": took.as_secs_f64() * 1e6, "per_line_us": per_line}) });
-    for notebook in on_sqlite {
-        notebook.stop().await;
+        for notebook in on_sqlite {
+            notebook.stop().await;
+        }
     }
 
-    eprintln!("B4: slow consumer");
-    let (sent, received) = scenarios::slow_consumer(scratch, size.slow).await;
-    let peer_slow = peer.map(|p| &p["slow_consumer"]);
-    rows.push(Row { id: "B4", scenario: format!("slow consumer: {sent} lines, read only after completion"),
-        ours: format!("{received} of {sent} received, {:.1} % lost", 100.0 * (sent - received) as f64 / sent as f64),
-        peer: peer_slow.map_or("—".into(), |s| format!("{} of {} received, {:.1} % lost, final idle {}", s["received"], s["lines"],
-            s["lost_percent"].as_f64().unwrap_or(0.0), if s["idle_seen"].as_bool() == Some(true) { "seen" } else { "lost" })),
-        ratio: None, target: "0 lost", met: Some(received == sent), data: json!({"sent": sent, "received": received, "peer": peer_slow}) });
+    if wants("B4") {
+        eprintln!("B4: slow consumer");
+        let (sent, received) = scenarios::slow_consumer(scratch, size.slow).await;
+        let peer_slow = peer.map(|p| &p["slow_consumer"]);
+        rows.push(Row {
+            id: "B4",
+            scenario: format!("slow consumer: {sent} lines, read only after completion"),
+            ours: format!(
+                "{received} of {sent} received, {:.1} % lost",
+                100.0 * (sent - received) as f64 / sent as f64
+            ),
+            peer: peer_slow.map_or("—".into(), |s| {
+                format!(
+                    "{} of {} received, {:.1} % lost, final idle {}",
+                    s["received"],
+                    s["lines"],
+                    s["lost_percent"].as_f64().unwrap_or(0.0),
+                    if s["idle_seen"].as_bool() == Some(true) {
+                        "seen"
+                    } else {
+                        "lost"
+                    }
+                )
+            }),
+            ratio: None,
+            target: "0 lost",
+            met: Some(received == sent),
+            data: json!({"sent": sent, "received": received, "peer": peer_slow}),
+        });
+    }
 
-    eprintln!("B5: cancel");
-    let b5 = scenarios::cancels(&mut one[0], size.cancels).await;
-    let (ours, theirs, ratio) = medians(b5, peer_summary(peer, "interrupt_to_idle"));
-    rows.push(Row { id: "B5", scenario: "cancel a running cooperative handler → cancelled observed, in process (vs ipykernel interrupt → idle)".into(),
-        ours, peer: theirs, ratio, target: "≤ 1 ms", met: Some(b5.median_us <= 1_000.0), data: b5.to_json() });
+    if wants("B5") {
+        eprintln!("B5: cancel");
+        let b5 = scenarios::cancels(&mut one[0], size.cancels).await;
+        let (ours, theirs, ratio) = medians(b5, peer_summary(peer, "interrupt_to_idle"));
+        rows.push(Row { id: "B5", scenario: "cancel a running cooperative handler → cancelled observed, in process (vs ipykernel interrupt → idle)".into(),
+            ours, peer: theirs, ratio, target: "≤ 1 ms", met: Some(b5.median_us <= 1_000.0), data: b5.to_json() });
+    }
+
     for notebook in one {
         notebook.stop().await;
     }
 
-    eprintln!("B6: start");
-    let b6 = scenarios::starts(size.starts).await;
-    rows.push(Row { id: "B6", scenario: "agent constructed → ready observed, in process".into(),
-        ours: format!("{} / {}", human(b6.median_us), human(b6.p99_us)), peer: "—".into(), ratio: None,
-        target: "≤ 1 ms", met: Some(b6.median_us <= 1_000.0), data: b6.to_json() });
-    let b6p = processes::process_starts(echo_agent, scratch, size.process_starts).await;
-    let (ours, theirs, ratio) = medians(b6p, peer_summary(peer, "start"));
-    rows.push(Row { id: "B6", scenario: "echo-agent process spawned → ready (vs kernel start → ready)".into(),
-        ours, peer: theirs, ratio, target: "≤ 50 ms", met: Some(b6p.median_us <= 50_000.0), data: b6p.to_json() });
-
-    eprintln!("B7: memory");
-    let idle = processes::native_bench(native_bench, &["idle", "--seconds", "3"]);
-    let rss = idle["rss_kib"].as_u64().unwrap();
-    let peer_rss = peer.and_then(|p| p["idle_rss_kib"].as_u64());
-    rows.push(Row { id: "B7", scenario: "echo-agent process idle RSS (vs idle ipykernel)".into(),
-        ours: format!("{:.1} MiB (CPU {:.2} % idle)", rss as f64 / 1024.0, idle["cpu_percent"].as_f64().unwrap_or(0.0)),
-        peer: peer_rss.map_or("—".into(), |r| format!("{:.1} MiB", r as f64 / 1024.0)),
-        ratio: peer_rss.map(|r| rss as f64 / r as f64), target: "≤ 8 MiB", met: Some(rss <= 8 * 1024), data: idle });
-    let before = scenarios::own_rss_kib();
-    let many = scenarios::memory_notebooks(size.agents).await;
-    let after = scenarios::own_rss_kib();
-    for notebook in many {
-        notebook.stop().await;
-    }
-    let total = after.saturating_sub(before);
-    rows.push(Row { id: "B7", scenario: format!("{} agents on {} notebooks in one process (RSS growth)", size.agents, size.agents),
-        ours: format!("{:.1} MiB total, {:.1} KiB each", total as f64 / 1024.0, total as f64 / size.agents as f64),
-        peer: "—".into(), ratio: None, target: "≤ 64 MiB for 1,000", met: Some(total <= 64 * 1024),
-        data: json!({"agents": size.agents, "rss_growth_kib": total}) });
-
-    eprintln!("B8: wasm size");
-    if let Some(wasm) = wasm {
-        let raw = std::fs::metadata(wasm).unwrap().len();
-        let gzip = command_output("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", wasm.display())]).parse::<u64>().unwrap_or(0);
-        rows.push(Row { id: "B8", scenario: "runtime-wasm release .wasm (raw, gzip)".into(),
-            ours: format!("{:.1} KB raw, {:.1} KB gzip", raw as f64 / 1000.0, gzip as f64 / 1000.0), peer: "—".into(),
-            ratio: None, target: "≤ 250 KB raw", met: Some(raw <= 250_000), data: json!({"raw_bytes": raw, "gzip_bytes": gzip}) });
+    if wants("B6") {
+        eprintln!("B6: start");
+        let b6 = scenarios::starts(size.starts).await;
+        rows.push(Row {
+            id: "B6",
+            scenario: "agent constructed → ready observed, in process".into(),
+            ours: format!("{} / {}", human(b6.median_us), human(b6.p99_us)),
+            peer: "—".into(),
+            ratio: None,
+            target: "≤ 1 ms",
+            met: Some(b6.median_us <= 1_000.0),
+            data: b6.to_json(),
+        });
+        let b6p = processes::process_starts(echo_agent, scratch, size.process_starts).await;
+        let (ours, theirs, ratio) = medians(b6p, peer_summary(peer, "start"));
+        rows.push(Row {
+            id: "B6",
+            scenario: "echo-agent process spawned → ready (vs kernel start → ready)".into(),
+            ours,
+            peer: theirs,
+            ratio,
+            target: "≤ 50 ms",
+            met: Some(b6p.median_us <= 50_000.0),
+            data: b6p.to_json(),
+        });
     }
 
-    eprintln!("B9: SQLite throughput");
-    let per_second = processes::sqlite_append(scratch, size.append).await;
-    rows.push(Row { id: "B9", scenario: format!("SqliteStore batched append ({} events, 1,000 per commit)", size.append),
-        ours: format!("{:.0} events/s", per_second), peer: "—".into(), ratio: None, target: "≥ 200,000 events/s",
-        met: Some(per_second >= 200_000.0), data: json!({"events": size.append, "events_per_second": per_second}) });
-    let fold = processes::sqlite_fold(scratch, size.fold).await;
-    rows.push(Row { id: "B9", scenario: format!("reopen and fold {} events", size.fold),
-        ours: human(fold.as_secs_f64() * 1e6), peer: "—".into(), ratio: None, target: "≤ 2 s",
-        met: Some(fold <= Duration::from_secs(2)), data: json!({"events": size.fold, "total_us": fold.as_secs_f64() * 1e6}) });
-
-    eprintln!("B10: scaling");
-    let mut per_execution = Vec::new();
-    let mut per_line = Vec::new();
-    for &count in size.scaling {
-        let mut notebooks = scenarios::memory_notebooks(count).await;
-        let summary = scenarios::round_trips(&mut notebooks, size.scaling_samples).await;
-        let flood = scenarios::flood(&mut notebooks, size.flood, "flood").await;
-        per_execution.push((count, summary.median_us));
-        per_line.push((count, flood.as_secs_f64() * 1e6 / size.flood as f64));
-        for notebook in notebooks {
+    if wants("B7") {
+        eprintln!("B7: memory");
+        let idle = processes::native_bench(native_bench, &["idle", "--seconds", "3"]);
+        let rss = idle["rss_kib"].as_u64().unwrap();
+        let peer_rss = peer.and_then(|p| p["idle_rss_kib"].as_u64());
+        rows.push(Row {
+            id: "B7",
+            scenario: "echo-agent process idle RSS (vs idle ipykernel)".into(),
+            ours: format!(
+                "{:.1} MiB (CPU {:.2} % idle)",
+                rss as f64 / 1024.0,
+                idle["cpu_percent"].as_f64().unwrap_or(0.0)
+            ),
+            peer: peer_rss.map_or("—".into(), |r| format!("{:.1} MiB", r as f64 / 1024.0)),
+            ratio: peer_rss.map(|r| rss as f64 / r as f64),
+            target: "≤ 8 MiB",
+            met: Some(rss <= 8 * 1024),
+            data: idle,
+        });
+        let before = scenarios::own_rss_kib();
+        let many = scenarios::memory_notebooks(size.agents).await;
+        let after = scenarios::own_rss_kib();
+        for notebook in many {
             notebook.stop().await;
         }
+        let total = after.saturating_sub(before);
+        rows.push(Row {
+            id: "B7",
+            scenario: format!(
+                "{} agents on {} notebooks in one process (RSS growth)",
+                size.agents, size.agents
+            ),
+            ours: format!(
+                "{:.1} MiB total, {:.1} KiB each",
+                total as f64 / 1024.0,
+                total as f64 / size.agents as f64
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "≤ 64 MiB for 1,000",
+            met: Some(total <= 64 * 1024),
+            data: json!({"agents": size.agents, "rss_growth_kib": total}),
+        });
     }
-    let spread = |values: &[(usize, f64)]| {
-        let max = values.iter().map(|v| v.1).fold(f64::MIN, f64::max);
-        let min = values.iter().map(|v| v.1).fold(f64::MAX, f64::min);
-        max / min
-    };
-    let show = |values: &[(usize, f64)]| values.iter().map(|(n, v)| format!("{n}: {}", human(*v))).collect::<Vec<_>>().join(", ");
-    rows.push(Row { id: "B10", scenario: "B1 round trip (median) with 1 / 10 / 100 notebooks in one process".into(),
-        ours: format!("{} (spread {:.2}×)", show(&per_execution), spread(&per_execution)), peer: "—".into(), ratio: None,
-        target: "flat within 2×", met: Some(spread(&per_execution) <= 2.0), data: json!({"per_execution_us": per_execution}) });
-    rows.push(Row { id: "B10", scenario: "B3 per-line cost with the flood split over 1 / 10 / 100 notebooks".into(),
-        ours: format!("{} (spread {:.2}×)", show(&per_line), spread(&per_line)), peer: "—".into(), ratio: None,
-        target: "flat within 2×", met: Some(spread(&per_line) <= 2.0), data: json!({"per_line_us": per_line}) });
+
+    if wants("B8") {
+        eprintln!("B8: wasm size");
+        if let Some(wasm) = wasm {
+            let raw = std::fs::metadata(wasm).unwrap().len();
+            let gzip = command_output(
+                "sh",
+                &["-c", &format!("gzip -9 -c '{}' | wc -c", wasm.display())],
+            )
+            .parse::<u64>()
+            .unwrap_or(0);
+            rows.push(Row {
+                id: "B8",
+                scenario: "runtime-wasm release .wasm (raw, gzip)".into(),
+                ours: format!(
+                    "{:.1} KB raw, {:.1} KB gzip",
+                    raw as f64 / 1000.0,
+                    gzip as f64 / 1000.0
+                ),
+                peer: "—".into(),
+                ratio: None,
+                target: "≤ 250 KB raw",
+                met: Some(raw <= 250_000),
+                data: json!({"raw_bytes": raw, "gzip_bytes": gzip}),
+            });
+        }
+    }
+
+    if wants("B9") {
+        eprintln!("B9: SQLite throughput");
+        let per_second = processes::sqlite_append(scratch, size.append).await;
+        rows.push(Row {
+            id: "B9",
+            scenario: format!(
+                "SqliteStore batched append ({} events, 1,000 per commit)",
+                size.append
+            ),
+            ours: format!("{:.0} events/s", per_second),
+            peer: "—".into(),
+            ratio: None,
+            target: "≥ 200,000 events/s",
+            met: Some(per_second >= 200_000.0),
+            data: json!({"events": size.append, "events_per_second": per_second}),
+        });
+        let fold = processes::sqlite_fold(scratch, size.fold).await;
+        rows.push(Row {
+            id: "B9",
+            scenario: format!("reopen and fold {} events", size.fold),
+            ours: human(fold.as_secs_f64() * 1e6),
+            peer: "—".into(),
+            ratio: None,
+            target: "≤ 2 s",
+            met: Some(fold <= Duration::from_secs(2)),
+            data: json!({"events": size.fold, "total_us": fold.as_secs_f64() * 1e6}),
+        });
+    }
+
+    if wants("B10") {
+        eprintln!("B10: scaling");
+        let mut per_execution = Vec::new();
+        let mut per_line = Vec::new();
+        for &count in size.scaling {
+            let mut notebooks = scenarios::memory_notebooks(count).await;
+            let summary = scenarios::round_trips(&mut notebooks, size.scaling_samples).await;
+            let flood = scenarios::flood(&mut notebooks, size.flood, "flood").await;
+            per_execution.push((count, summary.median_us));
+            per_line.push((count, flood.as_secs_f64() * 1e6 / size.flood as f64));
+            for notebook in notebooks {
+                notebook.stop().await;
+            }
+        }
+        let spread = |values: &[(usize, f64)]| {
+            let max = values.iter().map(|v| v.1).fold(f64::MIN, f64::max);
+            let min = values.iter().map(|v| v.1).fold(f64::MAX, f64::min);
+            max / min
+        };
+        let show = |values: &[(usize, f64)]| {
+            values
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", human(*v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        rows.push(Row {
+            id: "B10",
+            scenario: "B1 round trip (median) with 1 / 10 / 100 notebooks in one process".into(),
+            ours: format!(
+                "{} (spread {:.2}×)",
+                show(&per_execution),
+                spread(&per_execution)
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "flat within 2×",
+            met: Some(spread(&per_execution) <= 2.0),
+            data: json!({"per_execution_us": per_execution}),
+        });
+        rows.push(Row {
+            id: "B10",
+            scenario: "B3 per-line cost with the flood split over 1 / 10 / 100 notebooks".into(),
+            ours: format!("{} (spread {:.2}×)", show(&per_line), spread(&per_line)),
+            peer: "—".into(),
+            ratio: None,
+            target: "flat within 2×",
+            met: Some(spread(&per_line) <= 2.0),
+            data: json!({"per_line_us": per_line}),
+        });
+    }
+
     rows
 }
 
 fn markdown(rows: &[Row]) -> String {
-    let mut table = String::from("| id | scenario | ours (median / p99) | ipykernel (median / p99) | ours ÷ theirs | target | met |\n");
+    let mut table = String::from(
+        "| id | scenario | ours (median / p99) | ipykernel (median / p99) | ours ÷ theirs | target | met |\n",
+    );
     table.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for row in rows {
-        let ratio = row.ratio.map_or("—".into(), |r| if r < 1.0 { format!("{r:.4} ({:.0}× faster)", 1.0 / r) } else { format!("{r:.2}") });
-        let met = match row.met { Some(true) => "yes", Some(false) => "**no**", None => "—" };
-        table.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", row.id, row.scenario, row.ours, row.peer, ratio, row.target, met));
+        let ratio = row.ratio.map_or("—".into(), |r| {
+            if r < 1.0 {
+                format!("{r:.4} ({:.0}× faster)", 1.0 / r)
+            } else {
+                format!("{r:.2}")
+            }
+        });
+        let met = match row.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        table.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            row.id, row.scenario, row.ours, row.peer, ratio, row.target, met
+        ));
     }
     table
 }
 
 fn replace_table(doc: &Path, results: &Value, table: &str) {
     let text = std::fs::read_to_string(doc).unwrap_or_default();
-    let (Some(begin), Some(end)) = (text.find("<!-- bench:begin -->"), text.find("<!-- bench:end -->")) else {
+    let (Some(begin), Some(end)) = (
+        text.find("<!-- bench:begin -->"),
+        text.find("<!-- bench:end -->"),
+    ) else {
         eprintln!("{} has no bench markers; left as is", doc.display());
         return;
     };
@@ -321,14 +580,25 @@ fn replace_table(doc: &Path, results: &Value, table: &str) {
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
-    Command::new(program).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
-    format!("{cores} cores, {cpu}, {}", command_output("uname", &["-sr"]))
+    format!(
+        "{cores} cores, {cpu}, {}",
+        command_output("uname", &["-sr"])
+    )
 }

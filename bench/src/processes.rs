@@ -26,7 +26,9 @@ fn spawn_echo_agent(binary: &Path, store: &Path) -> Child {
 }
 
 fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
 
@@ -36,14 +38,26 @@ pub async fn cross_process_round_trips(binary: &Path, dir: &Path, samples: usize
     let store = SqliteStore::open(&path, "nb").expect("open");
     let agent = spawn_echo_agent(binary, &path);
     let mut watcher = NotebookWatcher::new(&store);
-    watcher.wait_until(|s| s.active_session().is_some()).await.expect("the agent starts");
+    watcher
+        .wait_until(|s| s.active_session().is_some())
+        .await
+        .expect("the agent starts");
     let client = NotebookClient::new(store.clone(), "bench");
-    let cell = client.create_cell(CellType::Code, "1").await.expect("commit");
+    let cell = client
+        .create_cell(CellType::Code, "1")
+        .await
+        .expect("commit");
     let mut took = Vec::with_capacity(samples);
     for i in 0..samples + samples / 10 {
         let started = Instant::now();
-        let queue_id = client.execute(&cell, CellType::Code, "1").await.expect("commit");
-        let entry = watcher.wait_for_completion(&queue_id).await.expect("completes");
+        let queue_id = client
+            .execute(&cell, CellType::Code, "1")
+            .await
+            .expect("commit");
+        let entry = watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .expect("completes");
         let elapsed = started.elapsed();
         assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
         if i >= samples / 10 {
@@ -77,8 +91,15 @@ pub async fn process_starts(binary: &Path, dir: &Path, samples: usize) -> Summar
 
 /// B7 and the commit latency: `native-bench` measures them; its JSON is returned.
 pub fn native_bench(binary: &Path, args: &[&str]) -> Value {
-    let output = Command::new(binary).args(args).output().expect("native-bench runs");
-    assert!(output.status.success(), "native-bench {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .expect("native-bench runs");
+    assert!(
+        output.status.success(),
+        "native-bench {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("native-bench prints JSON")
 }
 
@@ -99,10 +120,20 @@ fn realistic_batch(first_entry: usize, entries: usize) -> Vec<Event> {
             }
             .into(),
         );
-        events.push(ExecutionAssigned { queue_id: queue_id.as_str().into(), session_id: session_id.into() }.into());
         events.push(
-            ExecutionStarted { queue_id: queue_id.as_str().into(), session_id: session_id.into(), at: Timestamp(n as u64) }
-                .into(),
+            ExecutionAssigned {
+                queue_id: queue_id.as_str().into(),
+                session_id: session_id.into(),
+            }
+            .into(),
+        );
+        events.push(
+            ExecutionStarted {
+                queue_id: queue_id.as_str().into(),
+                session_id: session_id.into(),
+                at: Timestamp(n as u64),
+            }
+            .into(),
         );
         for line in 0..6 {
             events.push(
@@ -148,7 +179,9 @@ fn session_start() -> Event {
 pub async fn sqlite_append(dir: &Path, events: usize) -> f64 {
     let store = SqliteStore::open(dir.join("append.db"), "nb").expect("open");
     store.commit(vec![session_start()]).await.expect("commit");
-    let batches: Vec<Vec<Event>> = (0..events / 1_000).map(|b| realistic_batch(b * 100, 100)).collect();
+    let batches: Vec<Vec<Event>> = (0..events / 1_000)
+        .map(|b| realistic_batch(b * 100, 100))
+        .collect();
     let started = Instant::now();
     for batch in batches {
         store.commit(batch).await.expect("commit");
@@ -163,7 +196,10 @@ pub async fn sqlite_fold(dir: &Path, events: usize) -> Duration {
         let store = SqliteStore::open(&path, "nb").expect("open");
         store.commit(vec![session_start()]).await.expect("commit");
         for b in 0..events / 10_000 {
-            store.commit(realistic_batch(b * 1_000, 1_000)).await.expect("commit");
+            store
+                .commit(realistic_batch(b * 1_000, 1_000))
+                .await
+                .expect("commit");
         }
     }
     let started = Instant::now();

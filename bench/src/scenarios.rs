@@ -19,7 +19,10 @@ use crate::stats::Summary;
 /// them without yielding; `wait` waits for cancel.
 async fn handler(ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
     let mut words = ctx.source().split_whitespace();
-    match (words.next(), words.next().and_then(|n| n.parse::<usize>().ok())) {
+    match (
+        words.next(),
+        words.next().and_then(|n| n.parse::<usize>().ok()),
+    ) {
         (Some(kind @ ("flood" | "flood-tight")), Some(lines)) => {
             for line in 0..lines {
                 ctx.stdout(format!("line {line}\n"))?;
@@ -52,28 +55,50 @@ impl Notebook {
     pub async fn start(store: impl Store + Clone + 'static, watch: &impl Store) -> Notebook {
         let (ready_tx, ready_rx) = oneshot::channel();
         let ready_tx = std::sync::Mutex::new(Some(ready_tx));
-        let agent = RuntimeAgent::new(store.clone(), TokioClock, Capabilities::code(), AgentOptions::new("bench"))
-            .expect("valid options")
-            .on_execution(handler)
-            .on_ready(move |_| {
-                if let Some(ready) = ready_tx.lock().expect("not poisoned").take() {
-                    let _ = ready.send(());
-                }
-            });
+        let agent = RuntimeAgent::new(
+            store.clone(),
+            TokioClock,
+            Capabilities::code(),
+            AgentOptions::new("bench"),
+        )
+        .expect("valid options")
+        .on_execution(handler)
+        .on_ready(move |_| {
+            if let Some(ready) = ready_tx.lock().expect("not poisoned").take() {
+                let _ = ready.send(());
+            }
+        });
         let handle = agent.handle();
         let agent = tokio::spawn(async move {
             agent.run().await.expect("the bench agent runs");
         });
         ready_rx.await.expect("the agent became ready");
         let client = NotebookClient::new(store, "bench");
-        let cell = client.create_cell(CellType::Code, "1").await.expect("commit");
-        Notebook { client, watcher: NotebookWatcher::new(watch), handle, cell, agent }
+        let cell = client
+            .create_cell(CellType::Code, "1")
+            .await
+            .expect("commit");
+        Notebook {
+            client,
+            watcher: NotebookWatcher::new(watch),
+            handle,
+            cell,
+            agent,
+        }
     }
 
     /// Requests `source` and waits until it completed with all its outputs.
     pub async fn run(&mut self, source: &str) -> QueueEntry {
-        let queue_id = self.client.execute(&self.cell, CellType::Code, source).await.expect("commit");
-        self.watcher.wait_for_completion(&queue_id).await.expect("completes").clone()
+        let queue_id = self
+            .client
+            .execute(&self.cell, CellType::Code, source)
+            .await
+            .expect("commit");
+        self.watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .expect("completes")
+            .clone()
     }
 
     pub async fn stop(self) {
@@ -127,10 +152,20 @@ pub async fn flood(notebooks: &mut [Notebook], total: usize, kind: &str) -> Dura
     let mut requested: Vec<QueueId> = Vec::new();
     for notebook in notebooks.iter() {
         let source = format!("{kind} {each}");
-        requested.push(notebook.client.execute(&notebook.cell, CellType::Code, &source).await.expect("commit"));
+        requested.push(
+            notebook
+                .client
+                .execute(&notebook.cell, CellType::Code, &source)
+                .await
+                .expect("commit"),
+        );
     }
     for (notebook, queue_id) in notebooks.iter_mut().zip(&requested) {
-        let entry = notebook.watcher.wait_for_completion(queue_id).await.expect("completes");
+        let entry = notebook
+            .watcher
+            .wait_for_completion(queue_id)
+            .await
+            .expect("completes");
         assert_eq!(stdout_lines(entry), each, "every line arrived");
     }
     started.elapsed()
@@ -140,14 +175,23 @@ pub async fn flood(notebooks: &mut [Notebook], total: usize, kind: &str) -> Dura
 pub async fn cancels(notebook: &mut Notebook, samples: usize) -> Summary {
     let mut took = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let queue_id = notebook.client.execute(&notebook.cell, CellType::Code, "wait").await.expect("commit");
+        let queue_id = notebook
+            .client
+            .execute(&notebook.cell, CellType::Code, "wait")
+            .await
+            .expect("commit");
         let running = |s: &NotebookState| {
-            s.entry(&queue_id).is_some_and(|e| matches!(e.state, EntryState::Executing { .. }))
+            s.entry(&queue_id)
+                .is_some_and(|e| matches!(e.state, EntryState::Executing { .. }))
         };
         notebook.watcher.wait_until(running).await.expect("runs");
         let started = Instant::now();
         notebook.client.cancel(&queue_id).await.expect("commit");
-        let entry = notebook.watcher.wait_for_completion(&queue_id).await.expect("completes");
+        let entry = notebook
+            .watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .expect("completes");
         took.push(started.elapsed());
         assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
     }
@@ -172,7 +216,11 @@ pub async fn slow_consumer(dir: &Path, lines: usize) -> (usize, usize) {
     let path = dir.join("slow-consumer.db");
     let store = SqliteStore::open(&path, "nb").expect("open");
     let notebook = Notebook::start(store.clone(), &store).await;
-    let queue_id = notebook.client.execute(&notebook.cell, CellType::Code, &format!("flood {lines}")).await.expect("commit");
+    let queue_id = notebook
+        .client
+        .execute(&notebook.cell, CellType::Code, &format!("flood {lines}"))
+        .await
+        .expect("commit");
     // Read none of its outputs while it runs: watch only the log's length until it has
     // stopped growing for 200 ms and the agent is not busy.
     let (mut last, mut quiet) = (store.head().expect("head"), 0);
@@ -184,7 +232,12 @@ pub async fn slow_consumer(dir: &Path, lines: usize) -> (usize, usize) {
     }
     let late_reader = SqliteStore::open(&path, "nb").expect("open");
     let mut watcher = NotebookWatcher::new(&late_reader);
-    let received = stdout_lines(watcher.wait_for_completion(&queue_id).await.expect("completes"));
+    let received = stdout_lines(
+        watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .expect("completes"),
+    );
     notebook.stop().await;
     (lines, received)
 }

@@ -19,7 +19,12 @@ impl Summary {
         let mut micros: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
         micros.sort_by(f64::total_cmp);
         let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
-        Summary { n: micros.len(), median_us: at(0.5), p99_us: at(0.99), min_us: micros[0] }
+        Summary {
+            n: micros.len(),
+            median_us: at(0.5),
+            p99_us: at(0.99),
+            min_us: micros[0],
+        }
     }
 
     /// From the peer's JSON (`{n, median_us, p99_us, min_us}`).

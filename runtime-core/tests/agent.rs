@@ -963,9 +963,14 @@ fn the_echo_handler_sleeps_cancellably_on_request() {
 #[test]
 fn the_agent_future_is_send_on_native_targets() {
     fn spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
-    let agent = RuntimeAgent::new(MemoryStore::new(), ManualClock::default(), Capabilities::code(), options("a"))
-        .unwrap()
-        .on_execution(echo);
+    let agent = RuntimeAgent::new(
+        MemoryStore::new(),
+        ManualClock::default(),
+        Capabilities::code(),
+        options("a"),
+    )
+    .unwrap()
+    .on_execution(echo);
     let run = agent.run();
     spawnable(&run);
 }

@@ -332,6 +332,24 @@ fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("sqlite: {error}"))
 }
 
+impl SqliteStore {
+    /// The fast path: when no one holds the write lock, commit right here (tens of
+    /// microseconds) instead of hopping to a blocking thread and back. With the busy timeout
+    /// at zero it never waits; `None` means the lock is taken, so wait elsewhere.
+    fn commit_uncontended(&self, encoded: &[String]) -> Option<Result<Seq, StoreError>> {
+        let mut writer = self.shared.writer.try_lock().ok()?;
+        writer.busy_timeout(Duration::ZERO).ok()?;
+        let result = append(&mut writer, &self.notebook, encoded);
+        if let Err(error) = writer.busy_timeout(self.shared.options.busy_timeout) {
+            return Some(Err(backend(error)));
+        }
+        match result {
+            Err(error) if is_busy(&error) => None,
+            other => Some(other.map_err(backend)),
+        }
+    }
+}
+
 /// Appends `events` to `notebook` in one transaction; returns the first sequence number.
 fn append(
     connection: &mut Connection,
@@ -366,14 +384,22 @@ impl Store for SqliteStore {
             .iter()
             .map(|event| event.to_json().to_string())
             .collect();
-        let shared = self.shared.clone();
-        let notebook = self.notebook.clone();
-        let first = tokio::task::spawn_blocking(move || {
-            let mut writer = shared.lock_writer();
-            append(&mut writer, &notebook, &encoded).map_err(backend)
-        })
-        .await
-        .map_err(|error| StoreError::Backend(format!("the commit task failed: {error}")))??;
+        let first = match self.commit_uncontended(&encoded) {
+            Some(result) => result?,
+            None => {
+                // Another writer holds the lock: wait for it on a blocking thread.
+                let shared = self.shared.clone();
+                let notebook = self.notebook.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut writer = shared.lock_writer();
+                    append(&mut writer, &notebook, &encoded).map_err(backend)
+                })
+                .await
+                .map_err(|error| {
+                    StoreError::Backend(format!("the commit task failed: {error}"))
+                })??
+            }
+        };
         self.shared.changed.notify_waiters();
         Ok(first)
     }
