@@ -27,6 +27,11 @@ use tokio::sync::Notify;
 const APPLICATION_ID: i32 = 0x5254_4167;
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = 1;
+/// A commit this long after the previous one ended goes inline (see `commit_uncontended`).
+const QUIET: Duration = Duration::from_micros(500);
+/// After a wake-up: how many of the next waits are short, and how short.
+const RECHECKS: usize = 5;
+const RECHECK_DELAY: Duration = Duration::from_millis(1);
 /// Rows a subscription reads per query.
 const READ_CHUNK: i64 = 512;
 /// How often an idle subscriber re-reads in case a change notification was missed.
@@ -124,6 +129,8 @@ struct Shared {
     path: PathBuf,
     options: SqliteOptions,
     writer: Mutex<Connection>,
+    /// When the last commit through this open ended.
+    last_commit: Mutex<Option<std::time::Instant>>,
     changed: Arc<Notify>,
     _watch: Option<watch::FileWatch>,
 }
@@ -168,6 +175,7 @@ impl SqliteStore {
                 path,
                 options,
                 writer: Mutex::new(writer),
+                last_commit: Mutex::new(None),
                 changed,
                 _watch: watch,
             }),
@@ -333,11 +341,23 @@ fn backend(error: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// The fast path: when no one holds the write lock, commit right here (tens of
-    /// microseconds) instead of hopping to a blocking thread and back. With the busy timeout
-    /// at zero it never waits; `None` means the lock is taken, so wait elsewhere.
+    /// The fast path for a commit after a quiet spell: when no one holds the write lock,
+    /// commit right here (tens of microseconds) instead of hopping to a blocking thread and
+    /// back. With the busy timeout at zero it never waits; `None` means "commit elsewhere".
+    ///
+    /// Under load (the previous commit ended less than [`QUIET`] ago) it declines: a commit
+    /// on a blocking thread lets the writer's producers run meanwhile, so the next batch
+    /// grows (group commit), where back-to-back inline commits would each carry one output.
     fn commit_uncontended(&self, encoded: &[String]) -> Option<Result<Seq, StoreError>> {
         let mut writer = self.shared.writer.try_lock().ok()?;
+        let last = *self
+            .shared
+            .last_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|ended| ended.elapsed() < QUIET) {
+            return None;
+        }
         writer.busy_timeout(Duration::ZERO).ok()?;
         let result = append(&mut writer, &self.notebook, encoded);
         if let Err(error) = writer.busy_timeout(self.shared.options.busy_timeout) {
@@ -400,6 +420,11 @@ impl Store for SqliteStore {
                 })??
             }
         };
+        *self
+            .shared
+            .last_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         self.shared.changed.notify_waiters();
         Ok(first)
     }
@@ -430,6 +455,11 @@ struct Reader {
 
 impl Reader {
     async fn next_entry(&mut self) -> Result<LogEntry, StoreError> {
+        // Another process's commit wakes us when its WAL frames are written, which can be a
+        // moment before SQLite publishes the commit (through shared memory, which no file
+        // event reports). So after a wake-up, the next few waits are short: a commit
+        // published a moment late is read within a millisecond, not at the safety re-read.
+        let mut short_waits = 0_usize;
         loop {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
@@ -443,9 +473,15 @@ impl Reader {
             if self.read_chunk()? > 0 {
                 continue;
             }
+            let wait = if short_waits > 0 {
+                RECHECK_DELAY
+            } else {
+                SAFETY_POLL
+            };
+            short_waits = short_waits.saturating_sub(1);
             tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(SAFETY_POLL) => {}
+                () = notified => short_waits = RECHECKS,
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
