@@ -632,6 +632,11 @@ impl Event {
     /// Decodes one event from JSON text. Never fails: text that is not JSON becomes
     /// [`Event::Malformed`] holding the text as a JSON string.
     pub fn from_json_str(text: &str) -> Event {
+        // The common case, a known event, decodes straight from the text; only unknown and
+        // malformed events pay for the JSON tree that keeps them verbatim.
+        if let Ok(known) = serde_json::from_str::<KnownOwned>(text) {
+            return Event::from_known(known);
+        }
         match serde_json::from_str(text) {
             Ok(raw) => Event::from_json(raw),
             Err(error) => malformed(Value::String(text.to_owned()), error.to_string()),
