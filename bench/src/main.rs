@@ -561,7 +561,11 @@ fn markdown(rows: &[Row]) -> String {
         // B7 compares memory; every other ratio compares time.
         let better = if row.id == "B7" { "smaller" } else { "faster" };
         let ratio = row.ratio.map_or("—".into(), |r| {
-            if r < 1.0 { format!("{r:.4} ({:.0}× {better})", 1.0 / r) } else { format!("{r:.2}") }
+            if r < 1.0 {
+                format!("{r:.4} ({:.0}× {better})", 1.0 / r)
+            } else {
+                format!("{r:.2}")
+            }
         });
         let met = match row.met {
             Some(true) => "yes",
