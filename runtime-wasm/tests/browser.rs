@@ -11,39 +11,16 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[wasm_bindgen(inline_js = r##"
-export function plainStore() {
-  const events = [];
-  const subscribers = new Set();
-  return {
-    events,
-    commit(batch) {
-      const first = events.length + 1;
-      events.push(...batch);
-      for (const subscriber of subscribers) subscriber.deliver();
-      return first;
-    },
-    subscribe(fromSeq, onEvents) {
-      const subscriber = {
-        next: fromSeq,
-        deliver() {
-          if (this.next > events.length) return;
-          const first = this.next;
-          this.next = events.length + 1;
-          onEvents(events.slice(first - 1), first);
-        },
-      };
-      subscribers.add(subscriber);
-      subscriber.deliver();
-      return () => subscribers.delete(subscriber);
-    },
-  };
+#[wasm_bindgen(module = "/tests/support.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = plainStore)]
+    fn plain_store() -> RuntimeStore;
+    fn request(store: &RuntimeStore, queue_id: &str, source: &str);
 }
+
+#[wasm_bindgen(inline_js = r##"
 export function echoHandler() {
   return async (ctx) => ({ result: { "text/plain": "Echo: " + ctx.source } });
-}
-export function request(store, queueId, source) {
-  store.commit([{ type: "v1.ExecutionRequested", queueId, cellId: "c-" + queueId, cellType: "code", source, requestedBy: "t" }]);
 }
 export function terminations(store) {
   return store.events.filter((e) => e.type === "v1.RuntimeSessionTerminated");
@@ -59,11 +36,8 @@ export function hideTab() {
 export function setSearch(search) { history.replaceState(null, "", location.pathname + search); }
 "##)]
 extern "C" {
-    #[wasm_bindgen(js_name = plainStore)]
-    fn plain_store() -> RuntimeStore;
     #[wasm_bindgen(js_name = echoHandler)]
     fn echo_handler() -> js_sys::Function;
-    fn request(store: &RuntimeStore, queue_id: &str, source: &str);
     fn terminations(store: &RuntimeStore) -> Array;
     fn started(store: &RuntimeStore) -> JsValue;
     fn dispatch(name: &str);

@@ -12,37 +12,15 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-#[wasm_bindgen(inline_js = r##"
-export function plainStore() {
-  const events = [];
-  const subscribers = new Set();
-  const store = {
-    events,
-    commit(batch) {
-      const first = events.length + 1;
-      events.push(...batch);
-      for (const subscriber of subscribers) subscriber.deliver();
-      return first;
-    },
-    subscribe(fromSeq, onEvents) {
-      const subscriber = {
-        next: fromSeq,
-        deliver() {
-          if (this.next > events.length) return;
-          const first = this.next;
-          this.next = events.length + 1;
-          onEvents(events.slice(first - 1), first);
-        },
-      };
-      subscribers.add(subscriber);
-      subscriber.deliver();
-      return () => subscribers.delete(subscriber);
-    },
-  };
-  return store;
+#[wasm_bindgen(module = "/tests/support.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = plainStore)]
+    fn plain_store() -> RuntimeStore;
+    fn request(store: &RuntimeStore, queue_id: &str, source: &str);
 }
-export function asyncStore() {
-  const inner = plainStore();
+
+#[wasm_bindgen(inline_js = r##"
+export function asyncStore(inner) {
   return {
     events: inner.events,
     commit(batch) { return new Promise((resolve) => setTimeout(() => resolve(inner.commit(batch)), 1)); },
@@ -57,9 +35,6 @@ export function gappyStore() {
     commit() { return 1; },
     subscribe(fromSeq, onEvents) { onEvents([{ type: "v1.CellDeleted", cellId: "x" }], fromSeq + 4); return () => {}; },
   };
-}
-export function request(store, queueId, source) {
-  store.commit([{ type: "v1.ExecutionRequested", queueId, cellId: "cell-" + queueId, cellType: "code", source, requestedBy: "test" }]);
 }
 export function commitRaw(store, events) { return store.commit(events); }
 export function echoHandler() {
@@ -99,15 +74,12 @@ export function everyOutputHandler(log) {
 export function capabilities() { return { canExecuteCode: true, canExecuteAi: true }; }
 "##)]
 extern "C" {
-    #[wasm_bindgen(js_name = plainStore)]
-    fn plain_store() -> RuntimeStore;
     #[wasm_bindgen(js_name = asyncStore)]
-    fn async_store() -> RuntimeStore;
+    fn async_store(inner: &RuntimeStore) -> RuntimeStore;
     #[wasm_bindgen(js_name = throwingStore)]
     fn throwing_store() -> RuntimeStore;
     #[wasm_bindgen(js_name = gappyStore)]
     fn gappy_store() -> RuntimeStore;
-    fn request(store: &RuntimeStore, queue_id: &str, source: &str);
     #[wasm_bindgen(js_name = commitRaw)]
     fn commit_raw(store: &RuntimeStore, events: JsValue) -> JsValue;
     #[wasm_bindgen(js_name = echoHandler)]
@@ -197,7 +169,7 @@ async fn an_echo_agent_serves_a_plain_js_store_end_to_end() {
 
 #[wasm_bindgen_test]
 async fn a_store_whose_commit_returns_a_promise_works_too() {
-    let store = async_store();
+    let store = async_store(&plain_store());
     let agent = create_browser_runtime_agent(
         store.clone(),
         capabilities(),
