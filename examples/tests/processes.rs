@@ -642,3 +642,43 @@ fn the_native_bench_runs_and_reports_json() {
     let report: serde_json::Value = serde_json::from_slice(&idle.stdout).unwrap();
     assert!(report["rss_kib"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn the_readme_first_command_runs_a_notebook_end_to_end_on_the_default_store() {
+    let home = Home::new();
+    let output = home
+        .command("echo-agent")
+        .arg("--demo")
+        .env_remove("RUNTIME_STORE") // the default: the user's data directory
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let default_store = home
+        .dir
+        .path()
+        .join("data-home")
+        .join("runtime-agents")
+        .join("notebooks.db");
+    assert!(
+        shown.contains(&default_store.display().to_string()),
+        "prints the store's path: {shown}"
+    );
+    assert!(shown.contains("Echo: print('hello, notebook')"), "{shown}");
+    assert!(
+        shown.contains("**Echo:** What does a runtime agent do with my prompt?"),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("-> success").count(), 3, "{shown}");
+    assert!(shown.contains("agent stopped (Shutdown)"));
+    assert!(default_store.exists());
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("INFO"),
+        "the demo keeps logs quiet"
+    );
+}
