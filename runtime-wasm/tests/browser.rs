@@ -47,6 +47,19 @@ extern "C" {
     fn set_search(search: &str);
 }
 
+/// An echo agent for a test client serving `store`, started.
+async fn serving(store: &RuntimeStore) -> runtime_wasm::BrowserRuntimeAgent {
+    let agent = create_browser_runtime_agent(
+        store.clone(),
+        capabilities(),
+        options(r#"{"clientId": "a"}"#),
+    )
+    .unwrap();
+    agent.on_execution(echo_handler());
+    settle(agent.start()).await.unwrap();
+    agent
+}
+
 fn options(json: &str) -> JsValue {
     JSON::parse(json).unwrap()
 }
@@ -66,14 +79,7 @@ fn field(value: &JsValue, name: &str) -> JsValue {
 #[wasm_bindgen_test]
 async fn leaving_the_page_ends_the_session_at_once_and_a_hidden_tab_does_not() {
     let store = plain_store();
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(echo_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store).await;
 
     hide_tab();
     assert_eq!(
@@ -108,14 +114,7 @@ async fn leaving_the_page_ends_the_session_at_once_and_a_hidden_tab_does_not() {
 #[wasm_bindgen_test]
 async fn beforeunload_ends_the_session_too() {
     let store = plain_store();
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(echo_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store).await;
     dispatch("beforeunload");
     assert_eq!(terminations(&store).length(), 1);
     settle(agent.shutdown()).await.unwrap();

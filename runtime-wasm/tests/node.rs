@@ -93,6 +93,22 @@ extern "C" {
     fn capabilities() -> JsValue;
 }
 
+/// An agent for a test client serving `store` with `handler`, started.
+async fn serving(
+    store: &RuntimeStore,
+    handler: js_sys::Function,
+) -> runtime_wasm::BrowserRuntimeAgent {
+    let agent = create_browser_runtime_agent(
+        store.clone(),
+        capabilities(),
+        options(r#"{"clientId": "a"}"#),
+    )
+    .unwrap();
+    agent.on_execution(handler);
+    settle(agent.start()).await.unwrap();
+    agent
+}
+
 fn options(json: &str) -> JsValue {
     JSON::parse(json).unwrap()
 }
@@ -170,14 +186,7 @@ async fn an_echo_agent_serves_a_plain_js_store_end_to_end() {
 #[wasm_bindgen_test]
 async fn a_store_whose_commit_returns_a_promise_works_too() {
     let store = async_store(&plain_store());
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "alice"}"#),
-    )
-    .unwrap();
-    agent.on_execution(echo_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store, echo_handler()).await;
     request(&store, "q1", "async");
     assert_eq!(
         texts(&completed(&store, "q1").await),
@@ -272,14 +281,7 @@ async fn malformed_events_from_js_are_skipped_and_counted() {
         JSON::parse(r#"[{"type": "v1.ExecutionRequested", "queueId": 5}, {"no": "type"}, "text"]"#)
             .unwrap(),
     );
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(echo_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store, echo_handler()).await;
     request(&store, "q1", "fine");
     assert_eq!(
         completed(&store, "q1").await.state.status(),
@@ -298,14 +300,7 @@ async fn malformed_events_from_js_are_skipped_and_counted() {
 #[wasm_bindgen_test]
 async fn a_throwing_handler_ends_that_execution_as_an_error_and_the_agent_lives_on() {
     let store = plain_store();
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(throwing_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store, throwing_handler()).await;
     request(&store, "q1", "boom");
     let failed = completed(&store, "q1").await;
     assert_eq!(failed.state.status(), Some(CompletionStatus::Error));
@@ -383,14 +378,7 @@ async fn cancel_aborts_the_signal_and_runs_the_cancellation_callbacks() {
 async fn the_context_mirrors_the_rust_one_and_bad_arguments_throw() {
     let store = plain_store();
     let log = Array::new();
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(every_output_handler(&log));
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store, every_output_handler(&log)).await;
     request(&store, "q1", "all of it");
     let entry = completed(&store, "q1").await;
     assert_eq!(
@@ -443,14 +431,7 @@ async fn the_memory_store_has_the_store_interface() {
         .await;
     assert_eq!(seen, [2]);
     let store_js: RuntimeStore = JsValue::from(store.clone()).unchecked_into();
-    let agent = create_browser_runtime_agent(
-        store_js.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(echo_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving(&store_js, echo_handler()).await;
     request(&store_js, "q1", "on a MemoryStore");
     assert_eq!(
         texts(&completed(&store_js, "q1").await),
