@@ -12,9 +12,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::{Follower, output_text, status_word};
+use examples::{follow, output_text, status_word};
 use runtime_core::{
-    AgentHandle, Capabilities, CellType, NotebookClient, RuntimeAgent, StoreError, handler::Echo,
+    AgentHandle, Capabilities, CellType, NotebookClient, NotebookWatcher, RuntimeAgent, StoreError,
+    handler::Echo,
 };
 use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
 use runtime_native::{SqliteStore, TokioClock, run_until_signal};
@@ -109,7 +110,7 @@ async fn demo(
     agent: &AgentHandle,
 ) -> Result<(), StoreError> {
     let client = NotebookClient::new(store.clone(), client_id);
-    let mut follower = Follower::new(&store);
+    let mut watcher = NotebookWatcher::new(&store);
     let cells = [
         (CellType::Code, "print('hello, notebook')"),
         (CellType::Ai, "What does a runtime agent do with my prompt?"),
@@ -119,15 +120,14 @@ async fn demo(
         let (_, queue_id) = client.run_cell(cell_type, source).await?;
         println!("\n[{cell_type:?} cell] {}", source.replace('\n', " | "));
         let mut line_open = false;
-        let entry = follower
-            .follow(&queue_id, |event| {
-                if let Some(text) = output_text(event) {
-                    print!("{text}");
-                    line_open = !text.ends_with('\n');
-                    let _ = std::io::stdout().flush();
-                }
-            })
-            .await?;
+        let entry = follow(&mut watcher, &queue_id, |event| {
+            if let Some(text) = output_text(event) {
+                print!("{text}");
+                line_open = !text.ends_with('\n');
+                let _ = std::io::stdout().flush();
+            }
+        })
+        .await?;
         let newline = if line_open { "\n" } else { "" };
         println!(
             "{newline}  -> {} (execution {})",

@@ -15,10 +15,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use examples::{Follower, output_text, status_word, stored_output_text};
+use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
-    CellDeleted, CellType, CompletionStatus, EntryState, NotebookClient, NotebookState, QueueId,
-    SessionState, Store, StoreError,
+    CellDeleted, CellType, CompletionStatus, EntryState, NotebookClient, NotebookState,
+    NotebookWatcher, QueueId, SessionState, Store, StoreError,
 };
 use runtime_native::config::{CommonArgs, ConfigError, init_logging, parse_cli};
 use runtime_native::{SqliteStore, TokioClock};
@@ -154,7 +154,7 @@ async fn run(
     no_wait: bool,
     json: bool,
 ) -> Result<ExitCode, StoreError> {
-    let mut follower = Follower::new(store);
+    let mut watcher = NotebookWatcher::new(store);
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
         println!("{}", json!({"queued": queue_id, "cellId": cell_id}));
@@ -165,22 +165,21 @@ async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let head = store.head()?;
-    let state = follower.catch_up(head).await?;
+    let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
     if state.active_session().is_none() && !json {
         eprintln!(
             "(no runtime is serving this notebook yet: the cell waits in the queue; start one with `cargo run --example echo-agent`)"
         );
     }
-    let entry = follower
-        .follow(&queue_id, |event| {
-            if json {
-                println!("{}", event.to_json());
-            } else if let Some(text) = output_text(event) {
-                print!("{text}");
-                let _ = std::io::stdout().flush();
-            }
-        })
-        .await?;
+    let entry = follow(&mut watcher, &queue_id, |event| {
+        if json {
+            println!("{}", event.to_json());
+        } else if let Some(text) = output_text(event) {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    })
+    .await?;
     let error = match &entry.state {
         EntryState::Completed { error, .. } => error.clone(),
         _ => None,
@@ -223,8 +222,8 @@ async fn cancel(
 /// The notebook as it is now.
 async fn current(store: &SqliteStore) -> Result<NotebookState, StoreError> {
     let head = store.head()?;
-    let mut follower = Follower::new(store);
-    Ok(follower.catch_up(head).await?.clone())
+    let mut watcher = NotebookWatcher::new(store);
+    Ok(watcher.wait_until(|s| s.last_seq() >= head).await?.clone())
 }
 
 fn status(state: &NotebookState, json: bool) -> ExitCode {

@@ -1,12 +1,9 @@
 //! What the example binaries share: following a notebook's log and printing outputs as
 //! they arrive.
 
-use futures::StreamExt;
 use runtime_core::{
-    CompletionStatus, Event, NotebookState, OutputKind, QueueEntry, QueueId, Store, StoreError,
-    Subscription,
+    CompletionStatus, Event, NotebookWatcher, OutputKind, QueueEntry, QueueId, StoreError,
 };
-use runtime_native::SqliteStore;
 
 /// The text a person should see for an output event of an execution, as it arrives.
 pub fn output_text(event: &Event) -> Option<String> {
@@ -41,52 +38,20 @@ fn bundle_text(data: &runtime_core::MediaBundle) -> String {
         .to_owned()
 }
 
-/// Follows a notebook's log, folding it into a state.
-pub struct Follower {
-    log: Subscription,
-    /// The state folded so far.
-    pub state: NotebookState,
-}
-
-impl Follower {
-    /// Follows `store` from its first event.
-    pub fn new(store: &SqliteStore) -> Self {
-        Self {
-            log: store.subscribe(1),
-            state: NotebookState::new(),
+/// Calls `on_event` with each event about `queue_id` as the watcher folds it, until the
+/// entry completes; returns its final entry.
+pub async fn follow(
+    watcher: &mut NotebookWatcher,
+    queue_id: &QueueId,
+    mut on_event: impl FnMut(&Event),
+) -> Result<QueueEntry, StoreError> {
+    loop {
+        if let Some(entry) = watcher.state().entry(queue_id).filter(|e| e.is_completed()) {
+            return Ok(entry.clone());
         }
-    }
-
-    /// Folds until the state includes event `seq`.
-    pub async fn catch_up(&mut self, seq: u64) -> Result<&NotebookState, StoreError> {
-        while self.state.last_seq() < seq {
-            self.next().await?;
-        }
-        Ok(&self.state)
-    }
-
-    /// Folds the next event and returns it.
-    pub async fn next(&mut self) -> Result<std::sync::Arc<Event>, StoreError> {
-        let entry = self.log.next().await.ok_or(StoreError::Closed)??;
-        self.state.apply(entry.seq, &entry.event);
-        Ok(entry.event)
-    }
-
-    /// Calls `on_event` with each event about `queue_id` until it completes; returns its
-    /// final entry.
-    pub async fn follow(
-        &mut self,
-        queue_id: &QueueId,
-        mut on_event: impl FnMut(&Event),
-    ) -> Result<QueueEntry, StoreError> {
-        loop {
-            if let Some(entry) = self.state.entry(queue_id).filter(|e| e.is_completed()) {
-                return Ok(entry.clone());
-            }
-            let event = self.next().await?;
-            if event.queue_id() == Some(queue_id) {
-                on_event(&event);
-            }
+        let event = watcher.next().await?;
+        if event.queue_id() == Some(queue_id) {
+            on_event(&event);
         }
     }
 }

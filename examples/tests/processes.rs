@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use examples::Follower;
 use runtime_core::{
-    CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState, QueueId,
-    SessionState, Store, TerminationReason,
+    CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState, NotebookWatcher,
+    QueueId, SessionState, Store, TerminationReason,
 };
 use runtime_native::SqliteStore;
 
@@ -138,15 +137,12 @@ fn wait_for_state(
     mut done: impl FnMut(&NotebookState) -> bool,
 ) -> NotebookState {
     runtime().block_on(async {
-        let mut follower = Follower::new(store);
-        tokio::time::timeout(limit, async {
-            while !done(&follower.state) {
-                follower.next().await.unwrap();
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("state not reached within {limit:?}"));
-        follower.state
+        let mut watcher = NotebookWatcher::new(store);
+        tokio::time::timeout(limit, watcher.wait_until(&mut done))
+            .await
+            .unwrap_or_else(|_| panic!("state not reached within {limit:?}"))
+            .unwrap();
+        watcher.state().clone()
     })
 }
 

@@ -142,14 +142,35 @@ impl NotebookWatcher {
         &self.state
     }
 
+    /// Waits for the next event, folds it in and returns it: for clients that show events
+    /// as they arrive.
+    ///
+    /// ```
+    /// use runtime_core::{CellDeleted, Event, MemoryStore, NotebookWatcher};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let store = MemoryStore::new();
+    /// store.commit_now(vec![CellDeleted { cell_id: "c".into() }.into()])?;
+    /// let mut watcher = NotebookWatcher::new(&store);
+    /// let event = watcher.next().await?;
+    /// assert!(matches!(&*event, Event::CellDeleted(_)));
+    /// assert_eq!(watcher.state().last_seq(), 1);
+    /// # Ok::<(), runtime_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn next(&mut self) -> Result<Arc<Event>, StoreError> {
+        let entry = self.log.next().await.ok_or(StoreError::Closed)??;
+        self.state.apply(entry.seq, &entry.event);
+        Ok(entry.event)
+    }
+
     /// Folds the log until `done` holds for the state; returns the state.
     pub async fn wait_until(
         &mut self,
         mut done: impl FnMut(&NotebookState) -> bool,
     ) -> Result<&NotebookState, StoreError> {
         while !done(&self.state) {
-            let entry = self.log.next().await.ok_or(StoreError::Closed)??;
-            self.state.apply(entry.seq, &entry.event);
+            self.next().await?;
         }
         Ok(&self.state)
     }
