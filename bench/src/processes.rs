@@ -155,6 +155,7 @@ fn realistic_batch(first_entry: usize, entries: usize) -> Vec<Event> {
                 error: None,
                 duration_ms: 1,
                 abort_pending: false,
+                metadata: Default::default(),
             }
             .into(),
         );

@@ -63,7 +63,9 @@ pub use agent::{
 };
 pub use client::{NotebookClient, NotebookWatcher};
 pub use clock::{Clock, ManualClock, Timestamp};
-pub use context::{CancelReason, Cancelled, Display, ExecutionContext, OutputError};
+pub use context::{
+    CancelReason, Cancelled, Display, ExecutionContext, OutputError, OutputLayer, OutputType,
+};
 pub use handler::{ExecutionError, ExecutionHandler, Outcome};
 pub use maybe_send::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 pub use schema::*;

@@ -263,6 +263,7 @@ impl World {
                     error: None,
                     duration_ms: 0,
                     abort_pending: false,
+                    metadata: Default::default(),
                 }
                 .into(),
             ],

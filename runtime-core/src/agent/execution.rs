@@ -72,6 +72,11 @@ pub(crate) fn run_execution(setup: ExecutionSetup) -> BoxFuture<'static, Executi
                     }
                 };
                 let (status, error) = settle(returned, &sink, cancel.reason(), cancel_grace);
+                let metadata = sink.take_annotations();
+                let error = match (error, metadata.get("detail").and_then(|d| d.as_str())) {
+                    (Some(error), Some(detail)) => Some(format!("{error}; {detail}")),
+                    (error, _) => error,
+                };
                 let completion = ExecutionCompleted {
                     queue_id: context.queue_id().clone(),
                     session_id: context.session_id().clone(),
@@ -79,6 +84,7 @@ pub(crate) fn run_execution(setup: ExecutionSetup) -> BoxFuture<'static, Executi
                     error: error.clone(),
                     duration_ms: millis(clock.now().saturating_since(started_at)),
                     abort_pending: stop_on_error && status == CompletionStatus::Error,
+                    metadata,
                 };
                 let dropped = sink.dropped_bytes();
                 if dropped > 0 {
@@ -111,6 +117,8 @@ fn settle(
             CancelReason::Requested => "cancelled on request",
             CancelReason::Shutdown => "cancelled: the runtime shut down",
             CancelReason::SessionEnded => "cancelled: the runtime session ended",
+            // Only a combinator's own scope is cancelled this way, never the agent's.
+            CancelReason::TimedOut => "cancelled: timed out",
         };
         (CompletionStatus::Cancelled, Some(why.to_owned()))
     };
@@ -169,6 +177,7 @@ fn fail(sink: &OutputSink, error: &ExecutionError) -> (CompletionStatus, Option<
                 evalue,
                 traceback,
             } => (ename.as_str(), evalue.clone(), traceback.clone()),
+            ExecutionError::Unavailable(why) => ("Unavailable", why.clone(), Vec::new()),
             other => ("Error", other.to_string(), Vec::new()),
         };
         if let Err(output_error) = sink.error(ename, &evalue, traceback) {

@@ -423,6 +423,7 @@ impl Runner {
                     error: Some("cancelled: the runtime shut down before it started".into()),
                     duration_ms: 0,
                     abort_pending: false,
+                    metadata: Default::default(),
                 };
                 self.commit(vec![never_started.into()]).await?;
             } else if self.claim.is_some() {

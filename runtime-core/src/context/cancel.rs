@@ -14,12 +14,17 @@ pub enum CancelReason {
     Shutdown,
     /// The agent's session ended (displaced or expired); the entry is no longer its own.
     SessionEnded,
+    /// A [`Timeout`](crate::handler::Timeout) around the handler ran out; the execution
+    /// will end `timed_out`.
+    TimedOut,
 }
 
-/// A one-way flag: once raised it stays raised, and every waiter wakes.
+/// A one-way flag: once raised it stays raised, and every waiter wakes. A child flag
+/// (see [`child`](Self::child)) is also raised whenever its parent is.
 #[derive(Clone, Default)]
 pub(crate) struct CancelSignal {
     inner: Arc<Mutex<CancelState>>,
+    parent: Option<Arc<CancelSignal>>,
 }
 
 #[derive(Default)]
@@ -42,14 +47,42 @@ impl CancelSignal {
         waiters.into_iter().for_each(Waker::wake);
     }
 
+    /// A flag raised by its own [`cancel`](Self::cancel) or by this one's.
+    pub(crate) fn child(&self) -> CancelSignal {
+        CancelSignal {
+            inner: Arc::default(),
+            parent: Some(Arc::new(self.clone())),
+        }
+    }
+
+    /// This flag's reason, or the nearest raised ancestor's.
     pub(crate) fn reason(&self) -> Option<CancelReason> {
-        self.lock().reason
+        let own = self.lock().reason;
+        own.or_else(|| self.parent.as_ref().and_then(|parent| parent.reason()))
     }
 
     /// Completes once the flag is raised.
     pub(crate) fn cancelled(&self) -> Cancelled {
         Cancelled {
             signal: self.clone(),
+        }
+    }
+
+    /// Ready with the reason once raised; otherwise registers `waker` here and on every
+    /// ancestor.
+    fn poll_reason(&self, waker: &Waker) -> Poll<CancelReason> {
+        {
+            let mut state = self.lock();
+            if let Some(reason) = state.reason {
+                return Poll::Ready(reason);
+            }
+            if !state.waiters.iter().any(|waiter| waiter.will_wake(waker)) {
+                state.waiters.push(waker.clone());
+            }
+        }
+        match &self.parent {
+            Some(parent) => parent.poll_reason(waker),
+            None => Poll::Pending,
         }
     }
 
@@ -69,19 +102,32 @@ impl Future for Cancelled {
     type Output = CancelReason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CancelReason> {
-        let mut state = self.signal.lock();
-        match state.reason {
-            Some(reason) => Poll::Ready(reason),
-            None => {
-                if !state
-                    .waiters
-                    .iter()
-                    .any(|waiter| waiter.will_wake(cx.waker()))
-                {
-                    state.waiters.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
+        self.signal.poll_reason(cx.waker())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_child_is_raised_by_its_parent_but_not_the_other_way_round() {
+        let parent = CancelSignal::default();
+        let child = parent.child();
+        child.cancel(CancelReason::TimedOut);
+        assert_eq!(parent.reason(), None);
+        assert_eq!(child.reason(), Some(CancelReason::TimedOut));
+
+        let other = parent.child();
+        let mut waiting = other.cancelled();
+        assert!((&mut waiting).now_or_never().is_none());
+        parent.cancel(CancelReason::Requested);
+        assert_eq!(waiting.now_or_never(), Some(CancelReason::Requested));
+        assert_eq!(other.reason(), Some(CancelReason::Requested));
+        // The child's own reason, raised first, wins.
+        assert_eq!(child.reason(), Some(CancelReason::TimedOut));
     }
 }

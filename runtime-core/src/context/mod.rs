@@ -2,14 +2,17 @@
 //! outputs.
 
 mod cancel;
+mod layer;
+pub(crate) use layer::rewrite_bundle;
 mod outputs;
 
 use std::sync::Arc;
 
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 pub(crate) use cancel::CancelSignal;
 pub use cancel::{CancelReason, Cancelled};
+pub use layer::{OutputLayer, OutputType};
 pub(crate) use outputs::OutputSink;
 pub use outputs::{Display, OutputError};
 
@@ -38,12 +41,19 @@ use crate::schema::{
 #[derive(Clone)]
 pub struct ExecutionContext {
     inner: Arc<ContextInner>,
+    cancel: CancelSignal,
+    /// The newest layer first; outputs pass through each in turn.
+    layers: Option<Arc<LayerNode>>,
 }
 
 struct ContextInner {
     info: ExecutionInfo,
     sink: Arc<OutputSink>,
-    cancel: CancelSignal,
+}
+
+struct LayerNode {
+    layer: Arc<dyn OutputLayer>,
+    next: Option<Arc<LayerNode>>,
 }
 
 /// What the agent knows about an execution when it hands it to a handler.
@@ -59,7 +69,111 @@ pub(crate) struct ExecutionInfo {
 impl ExecutionContext {
     pub(crate) fn new(info: ExecutionInfo, sink: Arc<OutputSink>, cancel: CancelSignal) -> Self {
         Self {
-            inner: Arc::new(ContextInner { info, sink, cancel }),
+            inner: Arc::new(ContextInner { info, sink }),
+            cancel,
+            layers: None,
+        }
+    }
+
+    /// A context for a wrapped handler whose outputs pass through `layer` first, then
+    /// through this context's layers.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome, OutputLayer};
+    ///
+    /// struct Upper;
+    /// impl OutputLayer for Upper {
+    ///     fn rewrite(&self, text: &mut String) {
+    ///         *text = text.to_uppercase();
+    ///     }
+    /// }
+    ///
+    /// async fn shouting(inner: &dyn ExecutionHandler, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+    ///     inner.execute(ctx.with_layer(Arc::new(Upper))).await
+    /// }
+    /// ```
+    // On wasm32 layers need not be Send; the Arc only shares them between clones.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub fn with_layer(&self, layer: Arc<dyn OutputLayer>) -> ExecutionContext {
+        ExecutionContext {
+            inner: self.inner.clone(),
+            cancel: self.cancel.clone(),
+            layers: Some(Arc::new(LayerNode {
+                layer,
+                next: self.layers.clone(),
+            })),
+        }
+    }
+
+    /// A context whose cancellation can also be raised on its own (by the returned
+    /// signal), for combinators that stop their inner handler.
+    pub(crate) fn with_cancel_scope(&self) -> (ExecutionContext, CancelSignal) {
+        let cancel = self.cancel.child();
+        let context = ExecutionContext {
+            inner: self.inner.clone(),
+            cancel: cancel.clone(),
+            layers: self.layers.clone(),
+        };
+        (context, cancel)
+    }
+
+    /// Caps this execution's outputs at `bytes` more than it has written so far (or the
+    /// agent's limit, if lower), with the same visible truncation marker.
+    pub(crate) fn limit_output(&self, bytes: u64) {
+        self.inner.sink.tighten_limit(bytes);
+    }
+
+    /// Records `key: value` in the metadata of the execution's completion event, where
+    /// UIs and tools read it (which backend ran, token usage, how a process was stopped).
+    /// A later value for a key replaces the earlier one. The key `detail`, when a string,
+    /// is also appended to the completion's one-line reason.
+    ///
+    /// ```
+    /// # fn f(ctx: runtime_core::ExecutionContext) {
+    /// ctx.annotate("backend", "job");
+    /// ctx.annotate("usage", serde_json::json!({"outputTokens": 12}));
+    /// # }
+    /// ```
+    pub fn annotate(&self, key: impl Into<String>, value: impl Into<Value>) {
+        self.inner.sink.annotate(key.into(), value.into());
+    }
+
+    /// Tells each layer about an output of `kind`; `true` if there are layers.
+    fn observe(&self, kind: OutputType) -> bool {
+        let mut node = self.layers.as_deref();
+        let layered = node.is_some();
+        while let Some(current) = node {
+            current.layer.on_output(kind);
+            node = current.next.as_deref();
+        }
+        layered
+    }
+
+    /// Passes `text` through every layer's rewrite.
+    fn rewrite(&self, text: &mut String) {
+        let mut node = self.layers.as_deref();
+        while let Some(current) = node {
+            current.layer.rewrite(text);
+            node = current.next.as_deref();
+        }
+    }
+
+    fn rewritten(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        self.rewrite(&mut text);
+        text
+    }
+
+    fn rewritten_bundle(&self, bundle: MediaBundle) -> MediaBundle {
+        layer::rewrite_bundle(bundle, &|text| self.rewrite(text))
+    }
+
+    fn stream(&self, name: StreamName, kind: OutputType, text: &str) -> Result<(), OutputError> {
+        if self.observe(kind) {
+            self.inner.sink.stream(name, &self.rewritten(text))
+        } else {
+            self.inner.sink.stream(name, text)
         }
     }
 
@@ -95,18 +209,22 @@ impl ExecutionContext {
 
     /// Writes text to stdout. Consecutive writes coalesce into one output.
     pub fn stdout(&self, text: impl AsRef<str>) -> Result<(), OutputError> {
-        self.inner.sink.stream(StreamName::Stdout, text.as_ref())
+        self.stream(StreamName::Stdout, OutputType::Stdout, text.as_ref())
     }
 
     /// Writes text to stderr. Consecutive writes coalesce into one output.
     pub fn stderr(&self, text: impl AsRef<str>) -> Result<(), OutputError> {
-        self.inner.sink.stream(StreamName::Stderr, text.as_ref())
+        self.stream(StreamName::Stderr, OutputType::Stderr, text.as_ref())
     }
 
     /// Shows a rich display; give it an id ([`Display::id`]) to update it later.
     /// The bundle is validated (see [`MediaBundle::validated`]).
     pub fn display(&self, display: impl Into<Display>) -> Result<OutputId, OutputError> {
-        self.inner.sink.display(display.into())
+        let mut display = display.into();
+        if self.observe(OutputType::Display) {
+            display.data = self.rewritten_bundle(display.data);
+        }
+        self.inner.sink.display(display)
     }
 
     /// Replaces every display shown with `display_id`, in any cell.
@@ -115,6 +233,11 @@ impl ExecutionContext {
         display_id: impl Into<DisplayId>,
         data: MediaBundle,
     ) -> Result<(), OutputError> {
+        let data = if self.observe(OutputType::UpdateDisplay) {
+            self.rewritten_bundle(data)
+        } else {
+            data
+        };
         self.inner
             .sink
             .update_display(display_id.into(), data, Map::new())
@@ -123,6 +246,11 @@ impl ExecutionContext {
     /// Sets the execution's result value. An execution has at most one result: a second
     /// one is refused with [`OutputError::DuplicateResult`].
     pub fn result(&self, data: MediaBundle) -> Result<(), OutputError> {
+        let data = if self.observe(OutputType::Result) {
+            self.rewritten_bundle(data)
+        } else {
+            data
+        };
         self.inner.sink.result(data, Map::new())
     }
 
@@ -134,14 +262,26 @@ impl ExecutionContext {
         evalue: impl AsRef<str>,
         traceback: Vec<String>,
     ) -> Result<(), OutputError> {
+        let (ename, evalue) = (ename.as_ref(), evalue.as_ref());
+        if !self.observe(OutputType::Error) {
+            return self.inner.sink.error(ename, evalue, traceback);
+        }
+        let traceback = traceback
+            .into_iter()
+            .map(|line| self.rewritten(&line))
+            .collect();
         self.inner
             .sink
-            .error(ename.as_ref(), evalue.as_ref(), traceback)
+            .error(&self.rewritten(ename), &self.rewritten(evalue), traceback)
     }
 
     /// Starts a markdown output; returns its id for [`append_markdown`](Self::append_markdown).
     pub fn markdown(&self, text: impl AsRef<str>) -> Result<OutputId, OutputError> {
-        self.inner.sink.markdown(text.as_ref())
+        if self.observe(OutputType::Markdown) {
+            self.inner.sink.markdown(&self.rewritten(text.as_ref()))
+        } else {
+            self.inner.sink.markdown(text.as_ref())
+        }
     }
 
     /// Appends to a markdown output this execution started (AI answers stream this way).
@@ -150,29 +290,35 @@ impl ExecutionContext {
         output_id: &OutputId,
         text: impl AsRef<str>,
     ) -> Result<(), OutputError> {
-        self.inner.sink.append_markdown(output_id, text.as_ref())
+        if self.observe(OutputType::AppendMarkdown) {
+            let text = self.rewritten(text.as_ref());
+            self.inner.sink.append_markdown(output_id, &text)
+        } else {
+            self.inner.sink.append_markdown(output_id, text.as_ref())
+        }
     }
 
     /// Clears this execution's outputs: now, or with `wait`, when the next output arrives
     /// (Jupyter's `clear_output(wait=True)`).
     pub fn clear(&self, wait: bool) -> Result<(), OutputError> {
+        self.observe(OutputType::Clear);
         self.inner.sink.clear(wait)
     }
 
     /// `true` once the execution is being cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancel.reason().is_some()
+        self.cancel.reason().is_some()
     }
 
     /// Why the execution is being cancelled, once it is.
     pub fn cancel_reason(&self) -> Option<CancelReason> {
-        self.inner.cancel.reason()
+        self.cancel.reason()
     }
 
     /// Completes when the execution is cancelled. A handler that does not stop within the
     /// agent's cancel grace period is dropped, and the execution ends cancelled.
     pub fn cancelled(&self) -> Cancelled {
-        self.inner.cancel.cancelled()
+        self.cancel.cancelled()
     }
 }
 

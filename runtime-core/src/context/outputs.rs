@@ -112,6 +112,8 @@ struct SinkState {
     /// The completion is queued: the writer stops once the queue is empty.
     closing: bool,
     failure: Option<StoreError>,
+    /// What [`ExecutionContext::annotate`](crate::ExecutionContext::annotate) recorded.
+    annotations: Map<String, Value>,
 }
 
 /// How much of an output fits in the byte limit.
@@ -145,6 +147,7 @@ impl OutputSink {
                 finished: false,
                 closing: false,
                 failure: None,
+                annotations: Map::new(),
             }),
             writer: AtomicWaker::new(),
         })
@@ -303,6 +306,22 @@ impl OutputSink {
         drop(state);
         self.writer.wake();
         Ok(())
+    }
+
+    /// Lowers the limit to `bytes` more than is used now, unless it is already lower.
+    pub(crate) fn tighten_limit(&self, bytes: u64) {
+        let mut state = self.lock();
+        let limit = state.used.saturating_add(bytes);
+        state.limit = Some(state.limit.map_or(limit, |current| current.min(limit)));
+    }
+
+    pub(crate) fn annotate(&self, key: String, value: Value) {
+        self.lock().annotations.insert(key, value);
+    }
+
+    /// What was annotated so far (for the completion event).
+    pub(crate) fn take_annotations(&self) -> Map<String, Value> {
+        std::mem::take(&mut self.lock().annotations)
     }
 
     pub(crate) fn has_error(&self) -> bool {

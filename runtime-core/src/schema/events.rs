@@ -236,6 +236,11 @@ pub struct ExecutionCompleted {
     /// `stop_on_error`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abort_pending: bool,
+    /// Facts about the run for UIs and tools: which backend ran and whether it fell back,
+    /// how a process was stopped, token usage. Set by handlers through
+    /// [`ExecutionContext::annotate`](crate::ExecutionContext::annotate).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
 }
 
 /// A client asked to cancel executions. Pending entries are cancelled at once; a running
@@ -791,6 +796,10 @@ mod tests {
                 error: Some("slow".into()),
                 duration_ms: 9,
                 abort_pending: true,
+                metadata: serde_json::json!({"backend": "job", "stoppedBy": "SIGTERM"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             }
             .into(),
             ExecutionCancelRequested {
@@ -937,6 +946,7 @@ mod tests {
             error: None,
             duration_ms: 1,
             abort_pending: false,
+            metadata: Default::default(),
         })
         .to_json();
         assert_eq!(

@@ -307,6 +307,7 @@ impl NotebookState {
             execution_count: None,
             outputs: Vec::new(),
             clear_pending: false,
+            metadata: Default::default(),
         });
         self.entry_index.insert(e.queue_id.clone(), index);
         self.pending.insert(index);
@@ -354,6 +355,7 @@ impl NotebookState {
             _ => return Err(Ignored::Fenced),
         }
         self.finish(index, e.status, e.error.clone());
+        self.entries[index].metadata = e.metadata.clone();
         if e.abort_pending && e.status == CompletionStatus::Error {
             for index in std::mem::take(&mut self.pending) {
                 self.finish(index, CompletionStatus::Cancelled, Some(ABORTED.to_owned()));

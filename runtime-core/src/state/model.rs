@@ -95,6 +95,8 @@ pub struct QueueEntry {
     pub outputs: Vec<Output>,
     /// A `clear(wait)` is waiting for the next output.
     pub clear_pending: bool,
+    /// The completion's metadata (which backend ran, how it was stopped, token usage).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 impl QueueEntry {

@@ -90,6 +90,7 @@ fn completed(queue_id: &str, session: &str, status: CompletionStatus) -> Executi
         error: None,
         duration_ms: 1,
         abort_pending: false,
+        metadata: Default::default(),
     }
 }
 
@@ -359,6 +360,7 @@ fn an_error_with_abort_pending_cancels_what_was_queued_then_but_not_later_reques
     log.ok(request("q2"));
     log.ok(ExecutionCompleted {
         abort_pending: true,
+        metadata: Default::default(),
         error: Some("boom".into()),
         ..completed("q1", "s1", CompletionStatus::Error)
     });

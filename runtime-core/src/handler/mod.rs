@@ -1,18 +1,50 @@
-//! [`ExecutionHandler`]: the pluggable part that actually runs things.
+//! [`ExecutionHandler`]: the pluggable part that actually runs things, and combinators
+//! that wrap any handler, in the style of tower layers.
 //!
 //! Anything that takes an [`ExecutionContext`] and resolves to a
 //! `Result<impl Into<Outcome>, ExecutionError>` is a handler, async closures included.
+//!
+//! - [`Timeout`]: ends a handler that runs too long as `timed_out`, cancelling it first.
+//! - [`OutputLimit`]: caps the bytes a handler may write, with a visible marker.
+//! - [`Redact`]: masks secrets in everything a handler writes.
+//! - [`Fallback`]: runs a secondary handler when the primary could not have done anything.
+//! - [`Echo`]: the reference handler.
+//!
+//! [`HandlerExt`] chains them:
+//!
+//! ```
+//! use std::time::Duration;
+//! use runtime_core::handler::{Echo, HandlerExt, Redactor};
+//! use runtime_core::ManualClock;
+//!
+//! let clock = ManualClock::default();
+//! let handler = Echo::new(clock.clone())
+//!     .redact(Redactor::new().literal("hunter2"))
+//!     .limit_output(1 << 20)
+//!     .timeout(Duration::from_secs(30), clock);
+//! # fn takes(_: impl runtime_core::ExecutionHandler) {}
+//! # takes(handler);
+//! ```
+
+mod echo;
+mod fallback;
+mod limit;
+mod redact;
+mod timeout;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
+pub use echo::Echo;
+pub use fallback::{Fallback, FallbackMode, ParseFallbackModeError};
+pub use limit::OutputLimit;
+pub use redact::{Redact, Redactor};
+pub use timeout::Timeout;
 
 use crate::clock::Clock;
 use crate::context::{ExecutionContext, OutputError};
 use crate::maybe_send::{MaybeSend, MaybeSync};
-use crate::schema::{CellType, MediaBundle};
+use crate::schema::MediaBundle;
 
 /// What a handler returns when it finishes normally.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,6 +93,11 @@ pub enum ExecutionError {
     /// The handler ran out of time; recorded as `timed_out`.
     #[error("timed out after {0:?}")]
     TimedOut(Duration),
+    /// The handler could not start (a program that does not exist, a service that refused
+    /// the connection): nothing ran, so nothing had side effects. Recorded as `error`;
+    /// [`Fallback`] may try another handler.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Writing an output failed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -126,96 +163,37 @@ where
     }
 }
 
-/// The echo runtime's handler, the reference every adapter's demo uses.
-///
-/// - Code, SQL and raw cells answer `Echo: <source>` as a result.
-/// - AI cells answer in markdown streamed in a few appends, the way a model's answer arrives.
-/// - A first line `%sleep <seconds>` makes it wait that long first, cancellably: a slow cell
-///   for trying out cancel. `%block <seconds>` waits ignoring cancel, to see the agent's
-///   cancel grace at work.
-///
-/// ```
-/// use runtime_core::{ManualClock, handler::Echo};
-/// fn takes(_: impl runtime_core::ExecutionHandler) {}
-/// takes(Echo::new(ManualClock::default()));
-/// ```
-pub struct Echo {
-    clock: Arc<dyn Clock>,
-}
-
-impl Echo {
-    /// An echo handler that sleeps on `clock`.
-    pub fn new(clock: impl Clock + 'static) -> Self {
-        Echo {
-            clock: Arc::new(clock),
-        }
-    }
-}
-
+/// An `Arc<dyn ExecutionHandler>` is a handler: pick one at run time from configuration.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl ExecutionHandler for Echo {
+impl<H: ExecutionHandler + ?Sized> ExecutionHandler for std::sync::Arc<H> {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
-        if let Some((seconds, cancellable)) = sleep_magic(ctx.source())? {
-            ctx.stdout(format!("sleeping {seconds} s\n"))?;
-            let sleep = self.clock.sleep(Duration::from_secs_f64(seconds)).fuse();
-            let cancelled = ctx.cancelled().fuse();
-            futures::pin_mut!(sleep, cancelled);
-            if !cancellable {
-                sleep.await;
-            } else {
-                futures::select_biased! {
-                    _ = cancelled => return Err(ExecutionError::Cancelled),
-                    () = sleep => {}
-                }
-            }
-        }
-        if ctx.cell_type() != CellType::Ai {
-            return Ok(MediaBundle::plain(format!("Echo: {}", ctx.source())).into());
-        }
-        let answer = ctx.markdown("**Echo:**")?;
-        let words: Vec<&str> = ctx.source().split_whitespace().collect();
-        for chunk in words.chunks(words.len().div_ceil(3).max(1)) {
-            // Yield so each chunk is committed as it comes, like a streamed answer.
-            yield_now().await;
-            ctx.append_markdown(&answer, format!(" {}", chunk.join(" ")))?;
-        }
-        Ok(Outcome::default())
+        (**self).execute(ctx).await
     }
 }
 
-/// The seconds of a leading `%sleep <seconds>` (cancellable) or `%block <seconds>` line.
-fn sleep_magic(source: &str) -> Result<Option<(f64, bool)>, ExecutionError> {
-    let first = source.lines().next().unwrap_or_default().trim();
-    let (magic, rest, cancellable) =
-        match (first.strip_prefix("%sleep"), first.strip_prefix("%block")) {
-            (Some(rest), _) => ("%sleep", rest, true),
-            (_, Some(rest)) => ("%block", rest, false),
-            _ => return Ok(None),
-        };
-    match rest.trim().parse::<f64>() {
-        Ok(seconds) if (0.0..=86_400.0).contains(&seconds) => Ok(Some((seconds, cancellable))),
-        _ => {
-            let message = format!(
-                "{magic} takes seconds from 0 to 86400, got {:?}",
-                rest.trim()
-            );
-            Err(ExecutionError::new("UsageError", message))
-        }
+/// Wraps handlers in the combinators of this module.
+pub trait HandlerExt: ExecutionHandler + Sized {
+    /// See [`Timeout`].
+    fn timeout(self, after: Duration, clock: impl Clock + 'static) -> Timeout<Self> {
+        Timeout::new(self, after, clock)
+    }
+
+    /// See [`OutputLimit`].
+    fn limit_output(self, bytes: u64) -> OutputLimit<Self> {
+        OutputLimit::new(self, bytes)
+    }
+
+    /// See [`Redact`].
+    fn redact(self, redactor: Redactor) -> Redact<Self> {
+        Redact::new(self, redactor)
+    }
+
+    /// See [`Fallback`]: this handler first, `secondary` when this one could not have
+    /// done anything.
+    fn or_fallback<S: ExecutionHandler>(self, secondary: S) -> Fallback<Self, S> {
+        Fallback::new(self, secondary)
     }
 }
 
-/// Lets other futures (the output writer) run once.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-}
+impl<H: ExecutionHandler> HandlerExt for H {}

@@ -1,0 +1,92 @@
+//! Output layers: what a handler combinator sees of the outputs passing through it.
+
+use serde_json::Value;
+
+use crate::maybe_send::{MaybeSend, MaybeSync};
+use crate::schema::{MediaBundle, is_binary_mime};
+
+/// The kind of an output on its way to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputType {
+    /// Text on stdout.
+    Stdout,
+    /// Text on stderr.
+    Stderr,
+    /// A rich display.
+    Display,
+    /// An update of an earlier display.
+    UpdateDisplay,
+    /// The execution's result.
+    Result,
+    /// An error output.
+    Error,
+    /// A new markdown output.
+    Markdown,
+    /// Text appended to a markdown output.
+    AppendMarkdown,
+    /// A clear of the execution's outputs.
+    Clear,
+}
+
+/// Watches, and may rewrite the text of, every output a handler writes through a context
+/// made with [`ExecutionContext::with_layer`](crate::ExecutionContext::with_layer).
+///
+/// Combinators use it: [`Fallback`](crate::handler::Fallback) notes whether its primary
+/// wrote anything, [`Redact`](crate::handler::Redact) masks secrets.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use runtime_core::{OutputType, OutputLayer};
+///
+/// /// Counts outputs and shouts.
+/// #[derive(Default)]
+/// struct Loud(AtomicUsize);
+///
+/// impl OutputLayer for Loud {
+///     fn on_output(&self, _kind: OutputType) {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///     }
+///     fn rewrite(&self, text: &mut String) {
+///         *text = text.to_uppercase();
+///     }
+/// }
+/// ```
+pub trait OutputLayer: MaybeSend + MaybeSync {
+    /// Called once per output, before any of its text is rewritten.
+    fn on_output(&self, kind: OutputType) {
+        let _ = kind;
+    }
+
+    /// May rewrite one piece of an output's text: stream text, markdown, an error's name,
+    /// message and traceback lines, and every string inside the text and JSON entries of a
+    /// media bundle (binary entries such as images are left alone).
+    fn rewrite(&self, text: &mut String) {
+        let _ = text;
+    }
+}
+
+/// Applies `rewrite` to every string of a bundle's text and JSON entries.
+pub(crate) fn rewrite_bundle(bundle: MediaBundle, rewrite: &dyn Fn(&mut String)) -> MediaBundle {
+    let mut rewritten = MediaBundle::new();
+    for (mime, value) in bundle.iter() {
+        let mut value = value.clone();
+        if !is_binary_mime(mime) {
+            rewrite_json(&mut value, rewrite);
+        }
+        rewritten.insert(mime, value);
+    }
+    rewritten
+}
+
+fn rewrite_json(value: &mut Value, rewrite: &dyn Fn(&mut String)) {
+    match value {
+        Value::String(text) => rewrite(text),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| rewrite_json(item, rewrite)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|item| rewrite_json(item, rewrite)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}

@@ -1,0 +1,324 @@
+//! [`Redact`]: masks secrets before anything reaches the store.
+
+use std::sync::Arc;
+
+use super::{ExecutionError, ExecutionHandler, Outcome};
+use crate::context::{ExecutionContext, OutputLayer};
+
+/// What replaces a secret.
+const MASK: &str = "[redacted]";
+
+/// Finds secrets in text: configured literals and, unless turned off, common token shapes
+/// (OpenAI/Anthropic `sk-…`, GitHub `ghp_…`/`github_pat_…`, GitLab `glpat-…`, Slack
+/// `xox?-…`, AWS `AKIA…`, Google `AIza…`, JWTs, and the token after `Bearer `).
+///
+/// Its `Debug` output names how many literals it holds, never the literals.
+///
+/// ```
+/// use runtime_core::handler::Redactor;
+///
+/// let redactor = Redactor::new().literal("hunter2");
+/// assert_eq!(redactor.redact("pw=hunter2"), "pw=[redacted]");
+/// assert_eq!(
+///     redactor.redact("key sk-abcdefghijklmnopqrstuvwx1234 ok"),
+///     "key [redacted] ok"
+/// );
+/// ```
+#[derive(Clone, Default)]
+pub struct Redactor {
+    literals: Vec<String>,
+    no_token_shapes: bool,
+}
+
+/// A token shape: a prefix, then at least `min` characters of its alphabet.
+struct Shape {
+    prefix: &'static str,
+    min: usize,
+    alphabet: fn(char) -> bool,
+    /// Keep the prefix visible (`Bearer `) and mask only what follows.
+    keep_prefix: bool,
+}
+
+fn word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+fn alnum(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+}
+
+fn upper_digit(c: char) -> bool {
+    c.is_ascii_uppercase() || c.is_ascii_digit()
+}
+
+fn jwt(c: char) -> bool {
+    word(c) || c == '.'
+}
+
+fn bearer(c: char) -> bool {
+    word(c) || matches!(c, '.' | '~' | '+' | '/' | '=')
+}
+
+const SHAPES: &[Shape] = &[
+    Shape {
+        prefix: "sk-",
+        min: 20,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "github_pat_",
+        min: 20,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "ghp_",
+        min: 20,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "gho_",
+        min: 20,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "ghu_",
+        min: 20,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "ghs_",
+        min: 20,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "ghr_",
+        min: 20,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "glpat-",
+        min: 20,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "xoxb-",
+        min: 10,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "xoxp-",
+        min: 10,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "xoxa-",
+        min: 10,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "xoxr-",
+        min: 10,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "xoxs-",
+        min: 10,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "AKIA",
+        min: 16,
+        alphabet: upper_digit,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "AIza",
+        min: 30,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "eyJ",
+        min: 20,
+        alphabet: jwt,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "Bearer ",
+        min: 16,
+        alphabet: bearer,
+        keep_prefix: true,
+    },
+];
+
+impl Redactor {
+    /// A redactor for common token shapes and no literals yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also masks `secret` wherever it appears. Empty strings are ignored.
+    pub fn literal(mut self, secret: impl Into<String>) -> Self {
+        let secret = secret.into();
+        if !secret.is_empty() && !self.literals.contains(&secret) {
+            self.literals.push(secret);
+            // Longest first, so a secret containing another is masked whole.
+            self.literals
+                .sort_by_key(|literal| std::cmp::Reverse(literal.len()));
+        }
+        self
+    }
+
+    /// Whether to mask common token shapes (on by default).
+    pub fn token_shapes(mut self, on: bool) -> Self {
+        self.no_token_shapes = !on;
+        self
+    }
+
+    /// `text` with every secret replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        self.redact_in_place(&mut text);
+        text
+    }
+
+    /// Masks secrets in `text`, allocating only when it finds one.
+    pub fn redact_in_place(&self, text: &mut String) {
+        for literal in &self.literals {
+            if text.contains(literal.as_str()) {
+                *text = text.replace(literal.as_str(), MASK);
+            }
+        }
+        if !self.no_token_shapes {
+            if let Some(masked) = mask_shapes(text) {
+                *text = masked;
+            }
+        }
+    }
+}
+
+/// `text` with token shapes masked, or `None` if it has none.
+fn mask_shapes(text: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while at < text.len() {
+        let rest = &text[at..];
+        let boundary = text[..at].chars().next_back().is_none_or(|c| !word(c));
+        let found = boundary
+            .then(|| {
+                SHAPES.iter().find_map(|shape| {
+                    let body = rest.strip_prefix(shape.prefix)?;
+                    let len: usize = body
+                        .chars()
+                        .take_while(|c| (shape.alphabet)(*c))
+                        .map(char::len_utf8)
+                        .sum();
+                    (body[..len].chars().count() >= shape.min).then_some((shape, len))
+                })
+            })
+            .flatten();
+        match found {
+            Some((shape, len)) => {
+                let masked = out.get_or_insert_with(String::new);
+                masked.push_str(&text[copied..at]);
+                if shape.keep_prefix {
+                    masked.push_str(shape.prefix);
+                }
+                masked.push_str(MASK);
+                at += shape.prefix.len() + len;
+                copied = at;
+            }
+            None => at += rest.chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    let mut masked = out?;
+    masked.push_str(&text[copied..]);
+    Some(masked)
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("literals", &self.literals.len())
+            .field("token_shapes", &!self.no_token_shapes)
+            .finish()
+    }
+}
+
+impl OutputLayer for Redactor {
+    fn rewrite(&self, text: &mut String) {
+        self.redact_in_place(text);
+    }
+}
+
+/// Masks secrets (see [`Redactor`]) in everything the inner handler writes, in the result
+/// it returns and in the error it fails with, before any of it reaches the store.
+///
+/// Each output is redacted on its own: a secret split across two writes is not seen.
+/// The process backends write whole lines, which keeps a line's secrets together.
+///
+/// ```
+/// use runtime_core::{ManualClock, handler::{Echo, Redact, Redactor}};
+///
+/// let handler = Redact::new(Echo::new(ManualClock::default()), Redactor::new().literal("hunter2"));
+/// # fn takes(_: impl runtime_core::ExecutionHandler) {}
+/// # takes(handler);
+/// ```
+pub struct Redact<H> {
+    inner: H,
+    redactor: Arc<Redactor>,
+}
+
+impl<H> Redact<H> {
+    /// `inner`, with its outputs passed through `redactor`.
+    pub fn new(inner: H, redactor: Redactor) -> Self {
+        Redact {
+            inner,
+            redactor: Arc::new(redactor),
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<H: ExecutionHandler> ExecutionHandler for Redact<H> {
+    async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+        let redactor = &*self.redactor;
+        let layered = ctx.with_layer(self.redactor.clone());
+        match self.inner.execute(layered).await {
+            Ok(mut outcome) => {
+                outcome.result = outcome.result.map(|result| {
+                    crate::context::rewrite_bundle(result, &|text| redactor.redact_in_place(text))
+                });
+                Ok(outcome)
+            }
+            Err(ExecutionError::Failed {
+                ename,
+                evalue,
+                traceback,
+            }) => Err(ExecutionError::Failed {
+                ename: redactor.redact(&ename),
+                evalue: redactor.redact(&evalue),
+                traceback: traceback.iter().map(|line| redactor.redact(line)).collect(),
+            }),
+            Err(ExecutionError::Unavailable(why)) => {
+                Err(ExecutionError::Unavailable(redactor.redact(&why)))
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
