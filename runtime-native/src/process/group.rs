@@ -1,0 +1,219 @@
+//! A child process in its own process group, stopped by a signal ladder, leaving nothing.
+
+use std::io;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// How a process group is stopped: SIGINT, a grace, SIGTERM, a grace, SIGKILL.
+///
+/// ```
+/// use std::time::Duration;
+/// use runtime_native::process::Ladder;
+///
+/// let ladder = Ladder { interrupt_grace: Duration::from_secs(1), ..Ladder::default() };
+/// assert_eq!(ladder.terminate_grace, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ladder {
+    /// How long the group has after SIGINT before SIGTERM.
+    pub interrupt_grace: Duration,
+    /// How long it has after SIGTERM before SIGKILL.
+    pub terminate_grace: Duration,
+}
+
+impl Default for Ladder {
+    /// Two seconds for each step.
+    fn default() -> Self {
+        Ladder {
+            interrupt_grace: Duration::from_secs(2),
+            terminate_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The step of the ladder that ended a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopStep {
+    /// It exited after SIGINT.
+    Interrupt,
+    /// It ignored SIGINT and exited after SIGTERM.
+    Terminate,
+    /// It ignored both and was killed with SIGKILL.
+    Kill,
+}
+
+impl StopStep {
+    /// The signal's name: `SIGINT`, `SIGTERM` or `SIGKILL`.
+    pub fn signal_name(self) -> &'static str {
+        match self {
+            StopStep::Interrupt => "SIGINT",
+            StopStep::Terminate => "SIGTERM",
+            StopStep::Kill => "SIGKILL",
+        }
+    }
+}
+
+/// A spawned process leading its own process group. Dropping it kills the whole group.
+pub(crate) struct Group {
+    child: Child,
+    pgid: Pid,
+    exited: Option<ExitStatus>,
+}
+
+impl Group {
+    /// Spawns `command` as the leader of a new process group. Also makes this process a
+    /// child subreaper (Linux), so that group members orphaned by their parent's death
+    /// become its children and are reaped here instead of lingering as zombies.
+    pub(crate) fn spawn(command: &mut Command) -> io::Result<Group> {
+        adopt_orphans();
+        command.process_group(0).kill_on_drop(false);
+        let child = command.spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("the process exited before it was seen"))?;
+        let pgid = Pid::from_raw(i32::try_from(pid).map_err(io::Error::other)?);
+        Ok(Group {
+            child,
+            pgid,
+            exited: None,
+        })
+    }
+
+    /// The group leader, to take its pipes.
+    pub(crate) fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// The group's id (the leader's pid).
+    pub(crate) fn id(&self) -> i32 {
+        self.pgid.as_raw()
+    }
+
+    /// Waits for the leader to exit.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Ok(status);
+        }
+        let status = self.child.wait().await?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+
+    /// The leader's exit status, if it has exited.
+    pub(crate) fn exited(&self) -> Option<ExitStatus> {
+        self.exited
+    }
+
+    /// Sends `signal` to every process of the group.
+    pub(crate) fn signal(&self, signal: Signal) {
+        match killpg(self.pgid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(error) => {
+                tracing::warn!(pgid = self.id(), %error, ?signal, "could not signal the process group")
+            }
+        }
+    }
+
+    /// Runs the ladder until the leader exits; says which step ended it. The rest of the
+    /// group is then killed and reaped ([`finish`](Self::finish)).
+    pub(crate) async fn stop(&mut self, ladder: Ladder) -> (StopStep, io::Result<ExitStatus>) {
+        let steps = [
+            (StopStep::Interrupt, Signal::SIGINT, ladder.interrupt_grace),
+            (StopStep::Terminate, Signal::SIGTERM, ladder.terminate_grace),
+        ];
+        for (step, signal, grace) in steps {
+            self.signal(signal);
+            if let Ok(status) = tokio::time::timeout(grace, self.wait()).await {
+                self.finish().await;
+                return (step, status);
+            }
+            tracing::debug!(
+                pgid = self.id(),
+                ?signal,
+                ?grace,
+                "the process group outlived the signal"
+            );
+        }
+        self.signal(Signal::SIGKILL);
+        let status = self.wait().await;
+        self.finish().await;
+        (StopStep::Kill, status)
+    }
+
+    /// After the leader exited: kills what is left of the group and reaps it, so no
+    /// process or zombie stays behind (waits at most a second for the kernel).
+    pub(crate) async fn finish(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.alive_members() {
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    pgid = self.id(),
+                    "members of the process group are still there"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Reaps exited members that are our children; `true` while any member (or zombie)
+    /// of the group exists.
+    fn alive_members(&self) -> bool {
+        if self.exited.is_some() {
+            // Members re-parented to us (the subreaper) are reaped here; never the leader,
+            // which tokio reaped already.
+            loop {
+                match waitpid(Pid::from_raw(-self.id()), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        }
+        // Signal 0 checks existence; a zombie still counts.
+        killpg(self.pgid, None).is_ok()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.exited.is_some() && !self.alive_members() {
+            return;
+        }
+        // Dropped mid-run (an abandoned handler): nothing may outlive it.
+        self.signal(Signal::SIGKILL);
+        // tokio reaps the leader once its `Child` is dropped; the members re-parented to
+        // us are reaped by a short task.
+        let pgid = self.pgid;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for _ in 0..1000 {
+                    let _ = waitpid(Pid::from_raw(-pgid.as_raw()), Some(WaitPidFlag::WNOHANG));
+                    if killpg(pgid, None).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+    }
+}
+
+/// Makes this process a child subreaper once (Linux only).
+fn adopt_orphans() {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+                tracing::warn!(%error, "could not become a child subreaper; orphaned grandchildren may linger as zombies");
+            }
+        });
+    }
+}
