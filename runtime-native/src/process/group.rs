@@ -105,11 +105,6 @@ impl Group {
         Ok(status)
     }
 
-    /// The leader's exit status, if it has exited.
-    pub(crate) fn exited(&self) -> Option<ExitStatus> {
-        self.exited
-    }
-
     /// Sends `signal` to every process of the group.
     pub(crate) fn signal(&self, signal: Signal) {
         match killpg(self.pgid, signal) {
@@ -123,11 +118,22 @@ impl Group {
     /// Runs the ladder until the leader exits; says which step ended it. The rest of the
     /// group is then killed and reaped ([`finish`](Self::finish)).
     pub(crate) async fn stop(&mut self, ladder: Ladder) -> (StopStep, io::Result<ExitStatus>) {
+        self.stop_from(StopStep::Interrupt, ladder).await
+    }
+
+    /// Runs the ladder from `first` on (a caller that already sent SIGINT and waited
+    /// starts at [`StopStep::Terminate`]).
+    pub(crate) async fn stop_from(
+        &mut self,
+        first: StopStep,
+        ladder: Ladder,
+    ) -> (StopStep, io::Result<ExitStatus>) {
         let steps = [
             (StopStep::Interrupt, Signal::SIGINT, ladder.interrupt_grace),
             (StopStep::Terminate, Signal::SIGTERM, ladder.terminate_grace),
         ];
-        for (step, signal, grace) in steps {
+        let skip = usize::from(first != StopStep::Interrupt) + usize::from(first == StopStep::Kill);
+        for (step, signal, grace) in steps.into_iter().skip(skip) {
             self.signal(signal);
             if let Ok(status) = tokio::time::timeout(grace, self.wait()).await {
                 self.finish().await;

@@ -21,7 +21,9 @@
 
 mod group;
 mod job;
+mod live;
 mod pipe;
+mod session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,6 +38,7 @@ use tokio::process::Command;
 
 pub use group::{Ladder, StopStep};
 pub use job::{Input, Job};
+pub use session::{Session, TurnEnd};
 
 pub(crate) use group::Group;
 pub(crate) use pipe::{Line, Pipe};

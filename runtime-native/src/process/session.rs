@@ -1,1 +1,352 @@
-//! placeholder
+//! [`Session`]: one long-lived interactive process, one turn at a time.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
+use tokio::sync::Mutex;
+use tokio::time::sleep_until;
+use tracing::Instrument;
+
+use super::live::{Live, exit_description};
+use super::{Ladder, Program, StopCause, StopStep, stop_detail};
+
+/// How long output may pause before a partial line is passed on.
+const FLUSH: Duration = Duration::from_millis(20);
+
+/// How a [`Session`] knows a turn is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// The process prints a line equal to `marker` (preferred: exact, and a silent long
+    /// command is not cut short). `send`, if set, is written after the source to make it
+    /// print the marker, e.g. `print("<<done>>")` for Python or `echo '<<done>>'` for a
+    /// shell. The marker line itself is not shown.
+    Marker {
+        /// The line that ends a turn.
+        marker: String,
+        /// What to write after the source so that the marker gets printed.
+        send: Option<String>,
+    },
+    /// The turn ends once the process has been silent this long. Simple, but a command
+    /// that is silent for longer is cut short: prefer a marker.
+    Quiet(Duration),
+}
+
+/// Drives one long-lived interactive process (a REPL, a shell, a CLI agent): each
+/// execution writes its source to the process's stdin and streams what it prints until
+/// the end of the turn ([`TurnEnd`]). One turn runs at a time.
+///
+/// - The process starts with the first turn and keeps its state between turns.
+/// - In marker mode, a turn with no output for `inactivity_timeout` (default 10 minutes)
+///   ends `timed_out`.
+/// - Cancel (and the inactivity timeout) send SIGINT to the process group: a REPL that
+///   survives it and prints the marker keeps its state (`sessionKept: true` in the
+///   completion's metadata); otherwise the [`Ladder`] goes on to SIGTERM and SIGKILL.
+/// - A process that dies during a turn fails that turn; the next turn starts a new one
+///   (`restarted: true` in the metadata).
+///
+/// ```
+/// use runtime_native::process::{Program, Session, TurnEnd};
+///
+/// let python = Program::new("python3").args(["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"]);
+/// let session = Session::new(python, TurnEnd::Marker {
+///     marker: "<<done>>".into(),
+///     send: Some("print('<<done>>')".into()),
+/// });
+/// # fn takes(_: impl runtime_core::ExecutionHandler) {}
+/// # takes(session);
+/// ```
+pub struct Session {
+    program: Program,
+    turn_end: TurnEnd,
+    inactivity_timeout: Duration,
+    ladder: Ladder,
+    name: String,
+    live: Mutex<Option<Live>>,
+    /// A process has been started before (the next start is a restart).
+    started_once: std::sync::atomic::AtomicBool,
+}
+
+impl Session {
+    /// A session of `program`, ending turns as `turn_end` says.
+    pub fn new(program: Program, turn_end: TurnEnd) -> Self {
+        Session {
+            program,
+            turn_end,
+            inactivity_timeout: Duration::from_secs(600),
+            ladder: Ladder::default(),
+            name: "session".to_owned(),
+            live: Mutex::new(None),
+            started_once: Default::default(),
+        }
+    }
+
+    /// In marker mode, how long a turn may go without output before it ends `timed_out`.
+    pub fn inactivity_timeout(mut self, timeout: Duration) -> Self {
+        self.inactivity_timeout = timeout;
+        self
+    }
+
+    /// How its process group is stopped.
+    pub fn ladder(mut self, ladder: Ladder) -> Self {
+        self.ladder = ladder;
+        self
+    }
+
+    /// The name logs and the completion's `backend` metadata use (default `session`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("program", &self.program)
+            .field("turn_end", &self.turn_end)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a turn ended.
+enum TurnResult {
+    /// The end of turn was seen.
+    Done,
+    /// Stopped on cancel or inactivity; `kept` if the process survived SIGINT.
+    Stopped {
+        cause: StopCause,
+        step: StopStep,
+        took: Duration,
+        kept: bool,
+    },
+    /// The process died during the turn.
+    Crashed(String),
+}
+
+#[async_trait::async_trait]
+impl ExecutionHandler for Session {
+    async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+        let span = tracing::info_span!("backend", kind = "session", name = %self.name);
+        async {
+            ctx.annotate("backend", self.name.as_str());
+            let mut slot = self.live.lock().await;
+            let live = match &mut *slot {
+                Some(live) => live,
+                None => {
+                    let live = Live::start(&self.program)?;
+                    if self.started_once.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        ctx.annotate("restarted", true);
+                    }
+                    slot.insert(live)
+                }
+            };
+            let mut input = ctx.source().to_owned();
+            if !input.ends_with('\n') {
+                input.push('\n');
+            }
+            if let TurnEnd::Marker { send: Some(send), .. } = &self.turn_end {
+                input.push_str(send);
+                input.push('\n');
+            }
+            let result = if live.write(&input).await {
+                self.turn(live, &ctx).await
+            } else {
+                let status = live.group.wait().await;
+                live.group.finish().await;
+                TurnResult::Crashed(exit_description(&status))
+            };
+            match result {
+                TurnResult::Done => Ok(Outcome::default()),
+                TurnResult::Stopped { cause, step, took, kept } => {
+                    ctx.annotate("stoppedBy", step.signal_name());
+                    ctx.annotate("sessionKept", kept);
+                    let detail = if kept {
+                        "SIGINT interrupted the turn; the session kept its state".to_owned()
+                    } else {
+                        *slot = None;
+                        format!("{}; the session restarts for the next turn", stop_detail(step, took))
+                    };
+                    ctx.annotate("detail", detail);
+                    match cause {
+                        StopCause::TimedOut(after) => Err(ExecutionError::TimedOut(after)),
+                        StopCause::Cancelled | StopCause::Lingered => Err(ExecutionError::Cancelled),
+                    }
+                }
+                TurnResult::Crashed(how) => {
+                    *slot = None;
+                    Err(ExecutionError::new(
+                        "SessionCrashed",
+                        format!("the session process {how} during the turn; the next turn starts a new one"),
+                    ))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Session {
+    /// Streams the turn's output until its end, the process's death, or a stop.
+    async fn turn(&self, live: &mut Live, ctx: &ExecutionContext) -> TurnResult {
+        let mut last_output = Instant::now();
+        // Set once SIGINT was sent: why, and when.
+        let mut stopping: Option<(StopCause, Instant)> = None;
+        let mut stderr_open = true;
+        // A partial line that may be the start of the marker.
+        let mut held = String::new();
+        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let quiet_deadline = match &self.turn_end {
+                TurnEnd::Quiet(quiet) => last_output + *quiet,
+                TurnEnd::Marker { .. } => far(),
+            };
+            let inactivity_deadline = match (&self.turn_end, stopping) {
+                (TurnEnd::Marker { .. }, None) => last_output + self.inactivity_timeout,
+                _ => far(),
+            };
+            let escalate_at = stopping.map_or_else(far, |(_, at)| at + self.ladder.interrupt_grace);
+            let end_now = |stopping: Option<(StopCause, Instant)>| match stopping {
+                None => TurnResult::Done,
+                Some((cause, at)) => TurnResult::Stopped {
+                    cause,
+                    step: StopStep::Interrupt,
+                    took: at.elapsed(),
+                    kept: true,
+                },
+            };
+            tokio::select! {
+                text = live.stdout.next_text(FLUSH) => {
+                    let Some(text) = text else {
+                        return self.after_exit(live, ctx, stopping).await;
+                    };
+                    last_output = Instant::now();
+                    held.push_str(&text);
+                    let piece = std::mem::take(&mut held);
+                    match &self.turn_end {
+                        TurnEnd::Marker { marker, .. } => {
+                            let (shown, ended, rest) = split_at_marker(&piece, marker);
+                            write(ctx, shown, false);
+                            if ended {
+                                return end_now(stopping);
+                            }
+                            held = rest.to_owned();
+                        }
+                        TurnEnd::Quiet(_) => write(ctx, &piece, false),
+                    }
+                }
+                text = live.stderr.next_text(FLUSH), if stderr_open => match text {
+                    Some(text) => {
+                        last_output = Instant::now();
+                        write(ctx, &text, true);
+                    }
+                    None => stderr_open = false,
+                },
+                _ = ctx.cancelled(), if stopping.is_none() => {
+                    live.group.signal(Signal::SIGINT);
+                    stopping = Some((StopCause::Cancelled, Instant::now()));
+                }
+                () = sleep_until(inactivity_deadline.into()) => {
+                    tracing::info!(timeout = ?self.inactivity_timeout, "no output; stopping the turn");
+                    live.group.signal(Signal::SIGINT);
+                    stopping = Some((StopCause::TimedOut(self.inactivity_timeout), Instant::now()));
+                }
+                () = sleep_until(escalate_at.into()) => {
+                    let Some((cause, at)) = stopping else { continue };
+                    let (step, _) = live.group.stop_from(StopStep::Terminate, self.ladder).await;
+                    return TurnResult::Stopped { cause, step, took: at.elapsed(), kept: false };
+                }
+                () = sleep_until(quiet_deadline.into()) => {
+                    write(ctx, &std::mem::take(&mut held), false);
+                    return end_now(stopping);
+                }
+            }
+        }
+    }
+
+    /// Its stdout closed: the process is ending. Reads what is left of stderr briefly,
+    /// reaps it and says how the turn ended.
+    async fn after_exit(
+        &self,
+        live: &mut Live,
+        ctx: &ExecutionContext,
+        stopping: Option<(StopCause, Instant)>,
+    ) -> TurnResult {
+        let drain = async {
+            while let Some(text) = live.stderr.next_text(FLUSH).await {
+                write(ctx, &text, true);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
+        let status = live.group.wait().await;
+        live.group.finish().await;
+        match stopping {
+            Some((cause, at)) => TurnResult::Stopped {
+                cause,
+                step: StopStep::Interrupt,
+                took: at.elapsed(),
+                kept: false,
+            },
+            None => TurnResult::Crashed(exit_description(&status)),
+        }
+    }
+}
+
+/// Splits `text` at a line equal to `marker`: (text before it, whether it was found,
+/// a trailing partial line that may still become the marker).
+fn split_at_marker<'t>(text: &'t str, marker: &str) -> (&'t str, bool, &'t str) {
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.len();
+        if line.ends_with('\n') {
+            if line.trim_end_matches(['\n', '\r']) == marker {
+                return (&text[..start], true, "");
+            }
+        } else if marker.starts_with(line) {
+            return (&text[..start], false, line);
+        }
+        start = end;
+    }
+    (text, false, "")
+}
+
+fn write(ctx: &ExecutionContext, text: &str, stderr: bool) {
+    if text.is_empty() {
+        return;
+    }
+    let written = if stderr {
+        ctx.stderr(text)
+    } else {
+        ctx.stdout(text)
+    };
+    if let Err(error) = written {
+        tracing::debug!(%error, "output not recorded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_at_marker;
+
+    #[test]
+    fn the_marker_line_ends_the_turn_and_a_partial_one_is_held() {
+        assert_eq!(
+            split_at_marker("a\n<<done>>\n", "<<done>>"),
+            ("a\n", true, "")
+        );
+        assert_eq!(
+            split_at_marker("a\n<<do", "<<done>>"),
+            ("a\n", false, "<<do")
+        );
+        assert_eq!(
+            split_at_marker("a <<done>>\n", "<<done>>"),
+            ("a <<done>>\n", false, "")
+        );
+        assert_eq!(
+            split_at_marker("x\r\n<<done>>\r\n", "<<done>>"),
+            ("x\r\n", true, "")
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! A long-lived process shared by the turns of [`Session`](super::Session) and
+//! [`Adapter`](super::Adapter): started on first use, restarted after it dies.
+
+use std::process::Stdio;
+
+use runtime_core::ExecutionError;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+
+use super::{Group, Pipe, Program};
+
+/// The running process and its pipes.
+pub(crate) struct Live {
+    pub(crate) group: Group,
+    stdin: Option<ChildStdin>,
+    pub(crate) stdout: Pipe<ChildStdout>,
+    pub(crate) stderr: Pipe<ChildStderr>,
+}
+
+impl Live {
+    /// Starts `program` with all three pipes.
+    pub(crate) fn start(program: &Program) -> Result<Live, ExecutionError> {
+        let mut command = program.command(Stdio::piped());
+        let mut group = program.spawn(&mut command)?;
+        let child = group.child();
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ExecutionError::Unavailable(
+                "the process has no pipes".to_owned(),
+            ));
+        };
+        tracing::info!(pgid = group.id(), program = %program.program, "started a long-lived process");
+        Ok(Live {
+            group,
+            stdin: Some(stdin),
+            stdout: Pipe::new(stdout),
+            stderr: Pipe::new(stderr),
+        })
+    }
+
+    /// Writes `text` to its stdin; `false` if it no longer reads (it died).
+    pub(crate) async fn write(&mut self, text: &str) -> bool {
+        let Some(stdin) = &mut self.stdin else {
+            return false;
+        };
+        let written = async {
+            stdin.write_all(text.as_bytes()).await?;
+            stdin.flush().await
+        };
+        match written.await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "the process no longer reads its input");
+                self.stdin = None;
+                false
+            }
+        }
+    }
+}
+
+/// Describes how a long-lived process ended, for the failed turn.
+pub(crate) fn exit_description(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            (None, None) => "exited".to_owned(),
+        },
+        Err(error) => format!("could not be waited for: {error}"),
+    }
+}

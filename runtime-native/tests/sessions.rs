@@ -1,0 +1,142 @@
+//! The interactive session backend with a real python3 REPL: marker and quiet-period
+//! turns, state kept between turns, cancel that keeps or restarts the session, crash and
+//! restart, the inactivity timeout.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use runtime_core::CompletionStatus;
+use runtime_native::process::{Program, Session, TurnEnd};
+use support::{describe, ended, quick_ladder, serve, text_of};
+
+const MARKER: &str = "<<turn done>>";
+
+fn python() -> Program {
+    // No prompts: `-i` after `-c` keeps reading stdin as a REPL.
+    Program::new("python3").args(["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"])
+}
+
+fn marker_session() -> Session {
+    Session::new(
+        python(),
+        TurnEnd::Marker {
+            marker: MARKER.into(),
+            send: Some(format!("print({MARKER:?})")),
+        },
+    )
+    .ladder(quick_ladder())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marker_turns_share_one_process_and_its_state() {
+    let served = serve(marker_session());
+    let first = served.run("x = 41\nprint('set')").await;
+    assert_eq!(ended(&first).0, CompletionStatus::Success);
+    assert_eq!(describe(&first.outputs), ["Stdout:set\n"]);
+    // A turn silent for longer than any quiet period still ends only on the marker.
+    let second = served
+        .run("import time; time.sleep(0.5); print(x + 1)")
+        .await;
+    assert_eq!(describe(&second.outputs), ["Stdout:42\n"]);
+    assert_eq!(second.metadata["backend"], "session");
+    assert!(second.metadata.get("restarted").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_period_turns_end_after_silence() {
+    let served = serve(Session::new(
+        python(),
+        TurnEnd::Quiet(Duration::from_millis(300)),
+    ));
+    let entry = served.run("print('hi')").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    assert_eq!(text_of(&entry.outputs), "hi\n");
+    let entry = served.run("print('again')").await;
+    assert_eq!(text_of(&entry.outputs), "again\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_interrupts_the_turn_and_keeps_a_repl_that_survives_sigint() {
+    let served = serve(marker_session());
+    served.run("kept = 'yes'").await;
+    let queue_id = served
+        .request("import time; print('sleeping'); time.sleep(30)")
+        .await;
+    served
+        .wait_for_output(&queue_id, |text| text.contains("sleeping"))
+        .await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
+    assert_eq!(entry.metadata["stoppedBy"], "SIGINT");
+    assert_eq!(entry.metadata["sessionKept"], true);
+    assert!(text_of(&entry.outputs).contains("KeyboardInterrupt"));
+    let after = served.run("print(kept)").await;
+    assert_eq!(text_of(&after.outputs), "yes\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_escalates_when_the_repl_ignores_sigint_and_the_next_turn_restarts() {
+    let served = serve(marker_session());
+    let queue_id = served
+        .request("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('deaf'); time.sleep(30)")
+        .await;
+    served
+        .wait_for_output(&queue_id, |text| text.contains("deaf"))
+        .await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    let (status, reason) = ended(&entry);
+    assert_eq!(status, CompletionStatus::Cancelled);
+    assert_eq!(entry.metadata["stoppedBy"], "SIGTERM");
+    assert_eq!(entry.metadata["sessionKept"], false);
+    assert!(reason.contains("restarts for the next turn"), "{reason}");
+    let next = served.run("print('fresh')").await;
+    assert_eq!(text_of(&next.outputs), "fresh\n");
+    assert_eq!(next.metadata["restarted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_fails_the_running_turn_and_the_next_one_restarts() {
+    let served = serve(marker_session());
+    served.run("state = 1").await;
+    let crashed = served
+        .run("import os, sys; print('bye'); sys.stderr.write('dying\\n'); os._exit(3)")
+        .await;
+    let (status, reason) = ended(&crashed);
+    assert_eq!(status, CompletionStatus::Error);
+    assert!(
+        reason.starts_with("SessionCrashed: the session process exited with code 3"),
+        "{reason}"
+    );
+    assert!(text_of(&crashed.outputs).contains("bye\n"));
+    assert!(text_of(&crashed.outputs).contains("dying\n"));
+    let next = served.run("print('state' in globals())").await;
+    assert_eq!(text_of(&next.outputs), "False\n");
+    assert_eq!(next.metadata["restarted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_turn_past_the_inactivity_timeout_ends_timed_out() {
+    let served = serve(marker_session().inactivity_timeout(Duration::from_millis(300)));
+    let entry = served.run("import time; time.sleep(30)").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::TimedOut);
+    // Python survives SIGINT, prints the marker, and keeps its state.
+    assert_eq!(entry.metadata["sessionKept"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_cannot_start_is_unavailable() {
+    let served = serve(Session::new(
+        Program::new("/nonexistent/repl"),
+        TurnEnd::Quiet(Duration::from_millis(100)),
+    ));
+    let entry = served.run("1").await;
+    assert!(
+        ended(&entry).1.starts_with("unavailable:"),
+        "{:?}",
+        ended(&entry)
+    );
+}
