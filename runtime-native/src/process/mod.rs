@@ -19,6 +19,7 @@
 //! [`HandlerExt::redact`](runtime_core::handler::HandlerExt::redact)); the
 //! [`backends`](crate::backends) configuration applies them to every backend.
 
+mod adapter;
 mod group;
 mod job;
 mod live;
@@ -36,6 +37,7 @@ use runtime_core::{ExecutionContext, ExecutionError, Outcome};
 use serde::Deserialize;
 use tokio::process::Command;
 
+pub use adapter::Adapter;
 pub use group::{Ladder, StopStep};
 pub use job::{Input, Job};
 pub use session::{Session, TurnEnd};
