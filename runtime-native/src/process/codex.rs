@@ -1,1 +1,444 @@
-//! placeholder
+//! [`Codex`]: drives `codex exec --json`, one process per turn, one thread per cell.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use runtime_core::{
+    CellId, Display, ExecutionContext, ExecutionError, ExecutionHandler, MediaBundle, Outcome,
+};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use super::{Ended, Ladder, Line, Pipe, Program, StopCause, settle, supervise};
+
+/// What codex prints when asked to resume a thread it no longer has.
+const STALE_THREAD: &str = "no rollout found for thread id";
+/// The most of codex's stderr kept for an error message.
+const STDERR_TAIL: usize = 4096;
+
+/// Runs an AI coding agent turn per execution with `codex exec --json` (the binary is
+/// configurable) and maps its events into the cell:
+///
+/// | codex event | in the cell |
+/// | --- | --- |
+/// | `agent_message` item | markdown |
+/// | `command_execution` item | stdout: `$ command`, its output, `[exit code N]` |
+/// | `file_change` item | a display: the changed paths as text, the changes as JSON |
+/// | `todo_list` item | markdown checklist |
+/// | `mcp_tool_call`, `web_search` items | a stdout line |
+/// | `error` item or event | stderr |
+/// | `turn.completed` `usage` | completion metadata `usage` |
+/// | `turn.failed` | status `error` with its message |
+///
+/// The prompt (the cell's source) goes on stdin. The thread id from `thread.started` is
+/// kept per cell, so the cell's next execution resumes it (`exec --json resume <id>`); a
+/// stale thread (`no rollout found for thread id`) is retried once on a fresh thread,
+/// which is safe because that attempt never started a turn. The turn ends on
+/// `turn.completed` or `turn.failed`, never on silence; codex then has `exit_grace`
+/// (5 s unless set) to exit before the [`Ladder`] stops it. Cancel and `max_runtime` stop
+/// the process group with the ladder too (an interrupted turn emits no `turn.*` event).
+///
+/// Codex's own stderr is not shown in the cell; its tail explains a failed run.
+///
+/// ```
+/// use runtime_native::process::Codex;
+///
+/// let codex = Codex::new().binary("/usr/local/bin/codex").args(["--sandbox", "read-only"]);
+/// # fn takes(_: impl runtime_core::ExecutionHandler) {}
+/// # takes(codex);
+/// ```
+pub struct Codex {
+    program: Program,
+    exit_grace: Duration,
+    max_runtime: Option<Duration>,
+    ladder: Ladder,
+    name: String,
+    threads: Mutex<HashMap<CellId, String>>,
+}
+
+impl Default for Codex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Codex {
+    /// `codex` from `PATH`, no extra arguments.
+    pub fn new() -> Self {
+        Codex {
+            program: Program::new("codex"),
+            exit_grace: Duration::from_secs(5),
+            max_runtime: None,
+            ladder: Ladder::default(),
+            name: "codex".to_owned(),
+            threads: Mutex::default(),
+        }
+    }
+
+    /// The program to run instead of `codex` from `PATH`.
+    pub fn binary(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.program.program = binary.into().to_string_lossy().into_owned();
+        self
+    }
+
+    /// Arguments passed after `exec --json` (model, sandbox, profile...).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.program = self.program.args(args);
+        self
+    }
+
+    /// The program, environment and working directory (the repository codex works in);
+    /// its arguments come after `exec --json`.
+    pub fn program(mut self, program: Program) -> Self {
+        self.program = program;
+        self
+    }
+
+    /// How long codex may take to exit after its turn ended.
+    pub fn exit_grace(mut self, grace: Duration) -> Self {
+        self.exit_grace = grace;
+        self
+    }
+
+    /// The longest a turn may run before it is stopped and ends `timed_out`.
+    pub fn max_runtime(mut self, max_runtime: Duration) -> Self {
+        self.max_runtime = Some(max_runtime);
+        self
+    }
+
+    /// How its process group is stopped.
+    pub fn ladder(mut self, ladder: Ladder) -> Self {
+        self.ladder = ladder;
+        self
+    }
+
+    /// The name logs and the completion's `backend` metadata use (default `codex`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    fn thread_of(&self, cell: &CellId) -> Option<String> {
+        self.lock_threads().get(cell).cloned()
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, HashMap<CellId, String>> {
+        self.threads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Codex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codex")
+            .field("program", &self.program)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one codex run showed.
+#[derive(Default)]
+struct Run {
+    thread_id: Option<String>,
+    turn_started: bool,
+    /// `Ok(())` after `turn.completed`, the message after `turn.failed`.
+    turn_ended: Option<Result<(), String>>,
+    fatal: Option<String>,
+    stale: bool,
+    stderr_tail: String,
+}
+
+#[async_trait::async_trait]
+impl ExecutionHandler for Codex {
+    async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+        let span = tracing::info_span!("backend", kind = "codex", name = %self.name);
+        async {
+            ctx.annotate("backend", self.name.as_str());
+            let resume = self.thread_of(ctx.cell_id());
+            let (ended, run) = self.run(&ctx, resume.as_deref()).await?;
+            let (ended, run) = if resume.is_some() && run.stale && !run.turn_started {
+                tracing::warn!("the cell's codex thread is gone; retrying once on a fresh thread");
+                self.lock_threads().remove(ctx.cell_id());
+                ctx.annotate("staleThreadRetried", true);
+                self.run(&ctx, None).await?
+            } else {
+                (ended, run)
+            };
+            if let Some(thread_id) = &run.thread_id {
+                self.lock_threads()
+                    .insert(ctx.cell_id().clone(), thread_id.clone());
+                ctx.annotate("threadId", thread_id.as_str());
+            }
+            match (run.turn_ended, ended) {
+                // Stopped before its turn ended: cancelled or timed out.
+                (None, ended @ Ended::Stopped { .. }) => settle(&ctx, ended),
+                (Some(Ok(())), ended) => {
+                    if let Ended::Stopped { .. } = ended {
+                        // It lingered after its turn and was stopped; the turn stands.
+                        let _ = settle(&ctx, ended);
+                    }
+                    Ok(Outcome::default())
+                }
+                (Some(Err(message)), _) => Err(ExecutionError::new("CodexTurnFailed", message)),
+                (None, Ended::Exited(status)) => {
+                    let why = run
+                        .fatal
+                        .or_else(|| last_line(&run.stderr_tail))
+                        .unwrap_or_else(|| "no turn.completed or turn.failed event".to_owned());
+                    let how = match status {
+                        Ok(status) => status.code().map_or_else(
+                            || "was killed".to_owned(),
+                            |code| format!("exited with code {code}"),
+                        ),
+                        Err(error) => format!("could not be waited for ({error})"),
+                    };
+                    Err(ExecutionError::new(
+                        "CodexError",
+                        format!("codex {how} before its turn ended: {why}"),
+                    ))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Codex {
+    /// One `codex exec --json` process for this turn, until it is gone.
+    async fn run(
+        &self,
+        ctx: &ExecutionContext,
+        resume: Option<&str>,
+    ) -> Result<(Ended, Run), ExecutionError> {
+        let mut command = self.program.command(Stdio::piped());
+        command.args(["exec", "--json"]);
+        if let Some(thread_id) = resume {
+            command.args(["resume", thread_id]);
+        }
+        let mut group = self.program.spawn(&mut command)?;
+        let child = group.child();
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let mut run = Run::default();
+        let turn_over = Notify::new();
+        let output = async {
+            let feed = async {
+                if let Some(mut stdin) = stdin {
+                    let _ = stdin.write_all(ctx.source().as_bytes()).await;
+                }
+            };
+            let events = async {
+                let Some(stdout) = stdout else { return };
+                let mut pipe = Pipe::new(stdout);
+                while let Some(line) = pipe.next_line(1024 * 1024).await {
+                    let Line::Text(line) = line else {
+                        tracing::warn!("skipped a codex event line over 1 MiB");
+                        continue;
+                    };
+                    let ended_before = run.turn_ended.is_some();
+                    on_event(ctx, &mut run, &line);
+                    if !ended_before && run.turn_ended.is_some() {
+                        turn_over.notify_one();
+                    }
+                }
+            };
+            let errors = async {
+                let Some(stderr) = stderr else {
+                    return String::new();
+                };
+                let mut pipe = Pipe::new(stderr);
+                let mut tail = String::new();
+                while let Some(text) = pipe.next_text(Duration::from_millis(20)).await {
+                    tracing::debug!(bytes = text.len(), "codex stderr");
+                    tail.push_str(&text);
+                    if tail.len() > STDERR_TAIL {
+                        let cut = tail.len() - STDERR_TAIL;
+                        let cut = (cut..tail.len())
+                            .find(|&i| tail.is_char_boundary(i))
+                            .unwrap_or(0);
+                        tail.drain(..cut);
+                    }
+                }
+                tail
+            };
+            let ((), (), tail) = tokio::join!(feed, events, errors);
+            tail
+        };
+        let exit_grace = self.exit_grace;
+        let linger = async {
+            turn_over.notified().await;
+            tokio::time::sleep(exit_grace).await;
+        };
+        let mut tail = String::new();
+        let output = async { tail = output.await };
+        let ended = supervise(
+            &mut group,
+            ctx,
+            self.ladder,
+            self.max_runtime,
+            output,
+            linger,
+        )
+        .await;
+        if let Ended::Stopped {
+            cause: StopCause::Lingered,
+            ..
+        } = ended
+        {
+            tracing::info!(grace = ?exit_grace, "codex did not exit after its turn; stopped it");
+        }
+        run.stale |= tail.contains(STALE_THREAD);
+        run.stderr_tail = tail;
+        Ok((ended, run))
+    }
+}
+
+/// Applies one codex event line.
+fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
+    let Ok(event) = serde_json::from_str::<Value>(line) else {
+        tracing::warn!(
+            bytes = line.len(),
+            "skipped a line that is not a codex event"
+        );
+        return;
+    };
+    let text = |key: &str, value: &Value| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
+        "thread.started" => {
+            run.thread_id = event
+                .get("thread_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }
+        "turn.started" => run.turn_started = true,
+        "turn.completed" => {
+            if let Some(usage) = event.get("usage") {
+                ctx.annotate("usage", usage.clone());
+            }
+            run.turn_ended = Some(Ok(()));
+        }
+        "turn.failed" => {
+            let message = event
+                .get("error")
+                .map(|error| text("message", error))
+                .unwrap_or_default();
+            run.turn_ended = Some(Err(message));
+        }
+        "error" => {
+            let message = text("message", &event);
+            run.stale |= message.contains(STALE_THREAD);
+            show(ctx.stderr(format!("{message}\n")));
+            run.fatal = Some(message);
+        }
+        "item.completed" => {
+            if let Some(item) = event.get("item") {
+                show_item(ctx, item);
+            }
+        }
+        other => tracing::trace!(event = other, "codex event"),
+    }
+}
+
+/// Shows a completed item in the cell.
+fn show_item(ctx: &ExecutionContext, item: &Value) {
+    let text = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or_default();
+    let written = match text("type") {
+        "agent_message" => ctx.markdown(text("text")).map(drop),
+        "command_execution" => {
+            let mut shown = format!("$ {}\n{}", text("command"), text("aggregated_output"));
+            if !shown.ends_with('\n') {
+                shown.push('\n');
+            }
+            match item.get("exit_code").and_then(Value::as_i64) {
+                Some(code) => shown.push_str(&format!("[exit code {code}]\n")),
+                None => shown.push_str(&format!("[{}]\n", text("status"))),
+            }
+            ctx.stdout(shown)
+        }
+        "file_change" => {
+            let changes = item
+                .get("changes")
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()));
+            let listed: Vec<String> = changes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|change| {
+                    let field = |key| change.get(key).and_then(Value::as_str).unwrap_or("?");
+                    format!("{} {}", field("kind"), field("path"))
+                })
+                .collect();
+            let data = MediaBundle::plain(listed.join("\n")).with(
+                "application/json",
+                json!({"changes": changes, "status": item.get("status")}),
+            );
+            ctx.display(Display::new(data)).map(drop)
+        }
+        "todo_list" => {
+            let items: Vec<String> = item
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|todo| {
+                    let done = todo
+                        .get("completed")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let what = todo.get("text").and_then(Value::as_str).unwrap_or_default();
+                    format!("- [{}] {what}", if done { "x" } else { " " })
+                })
+                .collect();
+            ctx.markdown(items.join("\n")).map(drop)
+        }
+        "mcp_tool_call" => ctx.stdout(format!(
+            "[tool {}.{}: {}]\n",
+            text("server"),
+            text("tool"),
+            text("status")
+        )),
+        "web_search" => ctx.stdout(format!("[web search: {}]\n", text("query"))),
+        "error" => ctx.stderr(format!("{}\n", text("message"))),
+        other => {
+            tracing::trace!(item = other, "codex item not shown");
+            Ok(())
+        }
+    };
+    show(written);
+}
+
+fn show(written: Result<(), runtime_core::OutputError>) {
+    if let Err(error) = written {
+        tracing::debug!(%error, "codex output not recorded");
+    }
+}
+
+fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| line.trim().to_owned())
+}

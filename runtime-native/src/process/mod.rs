@@ -20,6 +20,7 @@
 //! [`backends`](crate::backends) configuration applies them to every backend.
 
 mod adapter;
+mod codex;
 mod group;
 mod job;
 mod live;
@@ -38,6 +39,7 @@ use serde::Deserialize;
 use tokio::process::Command;
 
 pub use adapter::Adapter;
+pub use codex::Codex;
 pub use group::{Ladder, StopStep};
 pub use job::{Input, Job};
 pub use session::{Session, TurnEnd};

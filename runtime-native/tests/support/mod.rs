@@ -87,6 +87,20 @@ impl Served {
             .unwrap();
     }
 
+    /// Waits until the entry has any output.
+    pub(crate) async fn wait_for_output_kind(&self, queue_id: &QueueId) {
+        let mut watcher = NotebookWatcher::new(&self.store);
+        let seen = watcher.wait_until(|state| {
+            state
+                .entry(queue_id)
+                .is_some_and(|entry| !entry.outputs.is_empty())
+        });
+        tokio::time::timeout(Duration::from_secs(30), seen)
+            .await
+            .expect("an output arrives within 30 s")
+            .unwrap();
+    }
+
     /// The entry as the log has it now.
     pub(crate) fn completion_or_running(&self, queue_id: &QueueId) -> QueueEntry {
         let mut state = NotebookState::new();

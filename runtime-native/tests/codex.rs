@@ -1,0 +1,156 @@
+//! The codex backend against a fake `codex` (`tests/fixtures/codex.py`) that emits the
+//! real `exec --json` event format: the mapping, per-cell resume, the stale-thread retry,
+//! turn ends, lingering and cancel.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use runtime_core::CompletionStatus;
+use runtime_native::process::{Codex, Program};
+use serde_json::json;
+use support::{describe, ended, group_exists, quick_ladder, serve};
+
+/// A codex backend on the fake, with its thread store in `dir`.
+fn fake_codex(dir: &tempfile::TempDir) -> Codex {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/codex.py");
+    let program = Program::new("python3").args(["-u", script]).env(
+        "FAKE_CODEX_STATE",
+        dir.path().join("threads").to_string_lossy(),
+    );
+    Codex::new()
+        .program(program)
+        .ladder(quick_ladder())
+        .exit_grace(Duration::from_millis(300))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_map_to_outputs_and_the_next_run_of_a_cell_resumes_its_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let (cell, first) = served.request_cell("hello").await;
+    let entry = served.completion(&first).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    assert_eq!(
+        describe(&entry.outputs),
+        [
+            "Stdout:$ bash -lc ls\nREADME.md\nsrc\n[exit code 0]\n",
+            "display:update src/lib.rs\nadd NOTES.md",
+            "md:- [x] read the code\n- [ ] write tests",
+            "md:Done (new thread).",
+        ]
+    );
+    assert_eq!(
+        entry.metadata["usage"],
+        json!({"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 35})
+    );
+    assert_eq!(entry.metadata["backend"], "codex");
+    let thread = entry.metadata["threadId"].as_str().unwrap().to_owned();
+
+    let again = served
+        .completion(&served.request_in(&cell, "hello").await)
+        .await;
+    assert_eq!(
+        describe(&again.outputs).last().unwrap(),
+        &format!("md:Done (resumed {thread}).")
+    );
+    // Another cell has its own thread.
+    let other = served.run("hello").await;
+    assert_eq!(
+        describe(&other.outputs).last().unwrap(),
+        "md:Done (new thread)."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_thread_is_retried_once_on_a_fresh_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    // The fake forgets this thread at once, as codex does when its rollout is gone.
+    let (cell, first) = served.request_cell("stale").await;
+    let stale = served.completion(&first).await.metadata["threadId"].clone();
+    let entry = served
+        .completion(&served.request_in(&cell, "hello").await)
+        .await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    assert_eq!(entry.metadata["staleThreadRetried"], true);
+    assert_ne!(entry.metadata["threadId"], stale);
+    assert_eq!(
+        describe(&entry.outputs).last().unwrap(),
+        "md:Done (new thread)."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_turn_and_a_fatal_error_are_errors_with_their_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let failed = served.run("fail").await;
+    assert_eq!(
+        ended(&failed),
+        (
+            CompletionStatus::Error,
+            "CodexTurnFailed: model overloaded".into()
+        )
+    );
+    let fatal = served.run("fatal").await;
+    assert_eq!(
+        ended(&fatal),
+        (
+            CompletionStatus::Error,
+            "CodexError: codex exited with code 1 before its turn ended: stream disconnected before completion".into()
+        )
+    );
+    assert_eq!(
+        describe(&fatal.outputs)[0],
+        "Stderr:stream disconnected before completion\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_turn_ends_on_turn_completed_and_a_lingering_process_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let entry = served.run("linger").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    // It ignored SIGINT after its turn; SIGTERM ended it after the exit grace.
+    assert_eq!(entry.metadata["stoppedBy"], "SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_turn_with_the_ladder_even_when_signals_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let queue_id = served.request("slow").await;
+    served.wait_for_output_kind(&queue_id).await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
+    assert_eq!(entry.metadata["stoppedBy"], "SIGINT");
+
+    let queue_id = served.request("deaf").await;
+    served.wait_for_output_kind(&queue_id).await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
+    assert_eq!(entry.metadata["stoppedBy"], "SIGKILL");
+    let shown = describe(&entry.outputs);
+    let pid: i32 = shown[0]
+        .trim_start_matches("md:thinking (pid ")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!(!group_exists(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_codex_binary_is_unavailable() {
+    let served = serve(Codex::new().binary("/nonexistent/codex"));
+    let entry = served.run("hello").await;
+    assert!(
+        ended(&entry).1.starts_with("unavailable: could not start"),
+        "{:?}",
+        ended(&entry)
+    );
+}
