@@ -34,6 +34,7 @@
 pub mod auth;
 mod clock;
 pub mod config;
+pub mod http;
 pub mod process;
 mod signals;
 pub mod sqlite;
