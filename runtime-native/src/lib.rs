@@ -32,6 +32,7 @@
 //! ```
 
 pub mod auth;
+pub mod backends;
 mod clock;
 pub mod config;
 pub mod http;

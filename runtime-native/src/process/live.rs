@@ -39,6 +39,11 @@ impl Live {
         })
     }
 
+    /// Closes its stdin.
+    pub(crate) fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
     /// Writes `text` to its stdin; `false` if it no longer reads (it died).
     pub(crate) async fn write(&mut self, text: &str) -> bool {
         let Some(stdin) = &mut self.stdin else {

@@ -98,6 +98,22 @@ impl Session {
         self.name = name.into();
         self
     }
+
+    /// Ends a running process: closes its input (a REPL exits on end of file), waits the
+    /// ladder's first grace, then runs the ladder. Dropping a `Session` kills its process
+    /// group instead.
+    pub async fn shutdown(&self) {
+        let Some(mut live) = self.live.lock().await.take() else {
+            return;
+        };
+        live.close_input();
+        match tokio::time::timeout(self.ladder.interrupt_grace, live.group.wait()).await {
+            Ok(_) => live.group.finish().await,
+            Err(_) => {
+                let _ = live.group.stop(self.ladder).await;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Session {

@@ -1,0 +1,666 @@
+//! Named backends from a TOML file, and the handler they make: the chosen backend, its
+//! fallback, limits and redaction.
+//!
+//! ```toml
+//! use = "shell"             # the backend that serves the notebook
+//! fallback = "python"       # optional: runs when `use` could not have done anything
+//! mode = "auto"             # auto | primary-only | secondary-only
+//! empty_is_failure = false  # count a run without output as failed (for fallback)
+//!
+//! [redact]                  # the agent's own auth token is always masked
+//! literals = ["hunter2"]
+//! token_shapes = true
+//!
+//! [backends.shell]
+//! kind = "job"              # job | session | adapter | http | codex
+//! program = "bash"
+//! args = ["-c"]
+//! input = "argument"        # stdin (default) | argument
+//! max_runtime = "30s"
+//! max_output_bytes = 1048576
+//!
+//! [backends.python]
+//! kind = "session"
+//! program = "python3"
+//! args = ["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"]
+//! marker = "<<done>>"
+//! send_after = "print('<<done>>')"
+//! ```
+//!
+//! Every backend takes `max_output_bytes`, `max_runtime`, `interrupt_grace` and
+//! `terminate_grace` (the [`Ladder`]); process backends take `program`, `args`, `env`
+//! and `cwd`. The backend guide (`docs/backends.md`) lists every key. A bad file is
+//! reported with its path, the key, what was expected and what was found.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtime_core::handler::{Fallback, FallbackMode, HandlerExt, Redactor};
+use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
+use toml::{Table, Value};
+
+use crate::AuthToken;
+use crate::TokioClock;
+use crate::http::Http;
+use crate::process::{Adapter, Codex, Input, Job, Ladder, Program, Session, TurnEnd};
+
+/// Why a backends file is unusable: which file, which key, what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendConfigError {
+    /// The file could not be read.
+    #[error("cannot read the backends file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key has a bad value, is missing, or is unknown.
+    #[error("{path}: {key}: expected {expected}; {found}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted: `backends.shell.max_runtime`.
+        key: String,
+        /// What it must be.
+        expected: String,
+        /// What is there instead.
+        found: String,
+    },
+}
+
+/// A parsed backends file.
+#[derive(Debug)]
+pub struct BackendsConfig {
+    path: PathBuf,
+    primary: String,
+    fallback: Option<String>,
+    mode: FallbackMode,
+    empty_is_failure: bool,
+    redactor: Redactor,
+    backends: BTreeMap<String, BackendSpec>,
+}
+
+/// One named backend as configured.
+#[derive(Debug)]
+struct BackendSpec {
+    kind: Kind,
+    max_output_bytes: Option<u64>,
+    max_runtime: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Job(Job),
+    Session(Session),
+    Adapter(Adapter),
+    Http(Http),
+    Codex(Codex),
+}
+
+/// The handler a [`BackendsConfig`] makes, and what to shut down at exit.
+pub struct Backends {
+    handler: Arc<dyn ExecutionHandler>,
+    adapters: Vec<Arc<Adapter>>,
+    sessions: Vec<Arc<Session>>,
+    /// The backend serving the notebook.
+    pub name: String,
+}
+
+impl Backends {
+    /// The handler to give the agent.
+    pub fn handler(&self) -> Arc<dyn ExecutionHandler> {
+        self.handler.clone()
+    }
+
+    /// Stops long-lived processes (adapters get a `shutdown` request first).
+    pub async fn shutdown(&self) {
+        for adapter in &self.adapters {
+            adapter.shutdown().await;
+        }
+        for session in &self.sessions {
+            session.shutdown().await;
+        }
+    }
+}
+
+impl BackendsConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, BackendConfigError> {
+        let path = path.as_ref().to_path_buf();
+        let text = std::fs::read_to_string(&path).map_err(|source| BackendConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (which errors name).
+    pub fn parse(text: &str, path: impl Into<PathBuf>) -> Result<Self, BackendConfigError> {
+        let path = path.into();
+        let table: Table =
+            text.parse()
+                .map_err(|error: toml::de::Error| BackendConfigError::Syntax {
+                    path: path.clone(),
+                    message: error.to_string().trim().to_owned(),
+                })?;
+        let mut top = Section::new(&path, "", &table);
+        let backends_table = top.table("backends")?.ok_or_else(|| {
+            top.error(
+                "backends",
+                "a [backends.<name>] table for each backend",
+                "there is none".into(),
+            )
+        })?;
+        let mut backends = BTreeMap::new();
+        for (name, value) in backends_table {
+            let key = format!("backends.{name}");
+            let Value::Table(table) = value else {
+                return Err(top.error(&key, "a table", found(value)));
+            };
+            backends.insert(
+                name.clone(),
+                BackendSpec::parse(Section::new(&path, &key, table), name)?,
+            );
+        }
+        let names = || {
+            backends
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let primary = match top.string("use")? {
+            Some(name) => name,
+            None if backends.len() == 1 => backends.keys().next().cloned().unwrap_or_default(),
+            None => {
+                return Err(top.error(
+                    "use",
+                    &format!("the backend to use, one of: {}", names()),
+                    "it is missing".into(),
+                ));
+            }
+        };
+        let fallback = top.string("fallback")?;
+        for (key, name) in [("use", Some(&primary)), ("fallback", fallback.as_ref())] {
+            if let Some(name) = name.filter(|name| !backends.contains_key(*name)) {
+                return Err(top.error(
+                    key,
+                    &format!("one of the backends: {}", names()),
+                    format!("got the string {name:?}"),
+                ));
+            }
+        }
+        let mode = match top.string("mode")? {
+            Some(mode) => mode.parse().map_err(|_| {
+                top.error(
+                    "mode",
+                    "auto, primary-only or secondary-only",
+                    format!("got the string {mode:?}"),
+                )
+            })?,
+            None => FallbackMode::Auto,
+        };
+        let empty_is_failure = top.bool("empty_is_failure")?.unwrap_or(false);
+        let redactor = match top.table("redact")? {
+            Some(redact) => {
+                let mut section = Section::new(&path, "redact", redact);
+                let mut redactor =
+                    Redactor::new().token_shapes(section.bool("token_shapes")?.unwrap_or(true));
+                for literal in section.strings("literals")?.unwrap_or_default() {
+                    redactor = redactor.literal(literal);
+                }
+                section.finish()?;
+                redactor
+            }
+            None => Redactor::new(),
+        };
+        top.finish()?;
+        Ok(BackendsConfig {
+            path,
+            primary,
+            fallback,
+            mode,
+            empty_is_failure,
+            redactor,
+            backends,
+        })
+    }
+
+    /// The names of the configured backends.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.backends.keys().map(String::as_str)
+    }
+
+    /// Serve with backend `name` instead of the file's `use`.
+    pub fn select(mut self, name: &str) -> Result<Self, BackendConfigError> {
+        if !self.backends.contains_key(name) {
+            let names = self.names().collect::<Vec<_>>().join(", ");
+            return Err(BackendConfigError::Key {
+                path: self.path,
+                key: "use".to_owned(),
+                expected: format!("one of the backends: {names}"),
+                found: format!("--backend asked for {name:?}"),
+            });
+        }
+        self.primary = name.to_owned();
+        Ok(self)
+    }
+
+    /// Builds the handler: the chosen backend (and its fallback), each with its limits,
+    /// all behind redaction of the configured literals, token shapes and `token`.
+    pub fn build(mut self, token: Option<&AuthToken>) -> Backends {
+        let mut adapters = Vec::new();
+        let mut sessions = Vec::new();
+        let mut take = |name: &str| {
+            let spec = self.backends.remove(name);
+            spec.map(|spec| spec.into_handler(&mut adapters, &mut sessions))
+        };
+        let primary = take(&self.primary);
+        let secondary = self.fallback.as_deref().and_then(&mut take);
+        let handler: Arc<dyn ExecutionHandler> = match (primary, secondary) {
+            (Some(primary), Some(secondary)) => Arc::new(
+                Fallback::new(primary, secondary)
+                    .mode(self.mode)
+                    .names(
+                        self.primary.clone(),
+                        self.fallback.clone().unwrap_or_default(),
+                    )
+                    .empty_is_failure(self.empty_is_failure),
+            ),
+            (Some(primary), None) => primary,
+            (None, _) => Arc::new(|_ctx: ExecutionContext| async {
+                Err::<Outcome, _>(ExecutionError::Unavailable(
+                    "no backend configured".to_owned(),
+                ))
+            }),
+        };
+        let mut redactor = self.redactor;
+        if let Some(token) = token {
+            redactor = redactor.literal(token.expose());
+        }
+        Backends {
+            handler: Arc::new(handler.redact(redactor)),
+            adapters,
+            sessions,
+            name: self.primary,
+        }
+    }
+}
+
+impl BackendSpec {
+    fn parse(mut s: Section<'_>, name: &str) -> Result<Self, BackendConfigError> {
+        let kind_name = s.string("kind")?.ok_or_else(|| {
+            s.error(
+                "kind",
+                "one of job, session, adapter, http, codex",
+                "it is missing".into(),
+            )
+        })?;
+        let ladder = Ladder {
+            interrupt_grace: s
+                .duration("interrupt_grace")?
+                .unwrap_or(Ladder::default().interrupt_grace),
+            terminate_grace: s
+                .duration("terminate_grace")?
+                .unwrap_or(Ladder::default().terminate_grace),
+        };
+        let max_output_bytes = s.u64("max_output_bytes")?;
+        let max_runtime = s.duration("max_runtime")?;
+        let kind = match kind_name.as_str() {
+            "job" => {
+                let input = match s.string("input")?.as_deref() {
+                    None | Some("stdin") => Input::Stdin,
+                    Some("argument") => Input::Argument,
+                    Some(other) => {
+                        return Err(s.error(
+                            "input",
+                            "stdin or argument",
+                            format!("got the string {other:?}"),
+                        ));
+                    }
+                };
+                let mut job = Job::new(s.program()?)
+                    .input(input)
+                    .ladder(ladder)
+                    .name(name);
+                if let Some(max_runtime) = max_runtime {
+                    job = job.max_runtime(max_runtime);
+                }
+                Kind::Job(job)
+            }
+            "session" => {
+                let program = s.program()?;
+                let marker = s.string("marker")?;
+                let send = s.string("send_after")?;
+                let quiet = s.duration("quiet_period")?;
+                let turn_end = match (marker, quiet) {
+                    (Some(marker), None) => TurnEnd::Marker { marker, send },
+                    (None, Some(quiet)) if send.is_none() => TurnEnd::Quiet(quiet),
+                    (None, Some(_)) => {
+                        return Err(s.error(
+                            "send_after",
+                            "no send_after without a marker",
+                            "it is set".into(),
+                        ));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(s.error(
+                            "quiet_period",
+                            "either marker or quiet_period, not both",
+                            "both are set".into(),
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(s.error(
+                            "marker",
+                            "a marker line (preferred) or a quiet_period",
+                            "neither is set".into(),
+                        ));
+                    }
+                };
+                let mut session = Session::new(program, turn_end).ladder(ladder).name(name);
+                if let Some(timeout) = s.duration("inactivity_timeout")? {
+                    session = session.inactivity_timeout(timeout);
+                }
+                Kind::Session(session)
+            }
+            "adapter" => Kind::Adapter(Adapter::new(s.program()?).ladder(ladder).name(name)),
+            "http" => {
+                let url = s.string("url")?.ok_or_else(|| {
+                    s.error(
+                        "url",
+                        "the URL to POST to, http://host:port/path",
+                        "it is missing".into(),
+                    )
+                })?;
+                let mut http = Http::new(&url)
+                    .map_err(|error| s.error("url", "an http:// URL", error.to_string()))?
+                    .name(name);
+                if let Some(timeout) = s.duration("timeout")?.or(max_runtime) {
+                    http = http.timeout(timeout);
+                }
+                for (header, value) in s.string_table("headers")?.unwrap_or_default() {
+                    http = http.header(header, value);
+                }
+                Kind::Http(http)
+            }
+            "codex" => {
+                let mut program = s.program_or("codex")?;
+                let args = std::mem::take(&mut program.args);
+                let mut codex = Codex::new()
+                    .program(program)
+                    .args(args)
+                    .ladder(ladder)
+                    .name(name);
+                if let Some(grace) = s.duration("exit_grace")? {
+                    codex = codex.exit_grace(grace);
+                }
+                if let Some(max_runtime) = max_runtime {
+                    codex = codex.max_runtime(max_runtime);
+                }
+                Kind::Codex(codex)
+            }
+            other => {
+                return Err(s.error(
+                    "kind",
+                    "one of job, session, adapter, http, codex",
+                    format!("got the string {other:?}"),
+                ));
+            }
+        };
+        s.finish()?;
+        Ok(BackendSpec {
+            kind,
+            max_output_bytes,
+            max_runtime,
+        })
+    }
+
+    fn into_handler(
+        self,
+        adapters: &mut Vec<Arc<Adapter>>,
+        sessions: &mut Vec<Arc<Session>>,
+    ) -> Arc<dyn ExecutionHandler> {
+        // Jobs, codex and http enforce their runtime themselves (with the ladder or by
+        // closing the connection); long-lived backends get the Timeout combinator.
+        let (handler, own_timeout): (Arc<dyn ExecutionHandler>, bool) = match self.kind {
+            Kind::Job(job) => (Arc::new(job), true),
+            Kind::Codex(codex) => (Arc::new(codex), true),
+            Kind::Http(http) => (Arc::new(http), true),
+            Kind::Session(session) => {
+                let session = Arc::new(session);
+                sessions.push(session.clone());
+                (session, false)
+            }
+            Kind::Adapter(adapter) => {
+                let adapter = Arc::new(adapter);
+                adapters.push(adapter.clone());
+                (adapter, false)
+            }
+        };
+        let handler = match (self.max_runtime, own_timeout) {
+            (Some(after), false) => {
+                Arc::new(handler.timeout(after, TokioClock)) as Arc<dyn ExecutionHandler>
+            }
+            _ => handler,
+        };
+        match self.max_output_bytes {
+            Some(bytes) => Arc::new(handler.limit_output(bytes)),
+            None => handler,
+        }
+    }
+}
+
+/// One table of the file, read key by key; unknown keys are an error at the end.
+struct Section<'a> {
+    path: &'a Path,
+    prefix: String,
+    table: &'a Table,
+    read: Vec<&'static str>,
+}
+
+const DURATION: &str = "a duration like \"30s\", \"500ms\", \"2m\" or \"1h\"";
+
+impl<'a> Section<'a> {
+    fn new(path: &'a Path, prefix: &str, table: &'a Table) -> Self {
+        Section {
+            path,
+            prefix: prefix.to_owned(),
+            table,
+            read: Vec::new(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn error(&self, key: &str, expected: &str, found: String) -> BackendConfigError {
+        BackendConfigError::Key {
+            path: self.path.to_path_buf(),
+            key: self.key(key),
+            expected: expected.to_owned(),
+            found,
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.read.push(key);
+        self.table.get(key)
+    }
+
+    fn string(&mut self, key: &'static str) -> Result<Option<String>, BackendConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(other) => Err(self.error(key, "a string", found(other))),
+        }
+    }
+
+    fn bool(&mut self, key: &'static str) -> Result<Option<bool>, BackendConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Boolean(value)) => Ok(Some(*value)),
+            Some(other) => Err(self.error(key, "true or false", found(other))),
+        }
+    }
+
+    fn u64(&mut self, key: &'static str) -> Result<Option<u64>, BackendConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Integer(value)) if *value > 0 => Ok(Some(*value as u64)),
+            Some(other) => Err(self.error(key, "a positive whole number", found(other))),
+        }
+    }
+
+    fn duration(&mut self, key: &'static str) -> Result<Option<Duration>, BackendConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => parse_duration(text)
+                .map(Some)
+                .ok_or_else(|| self.error(key, DURATION, format!("got the string {text:?}"))),
+            Some(other) => Err(self.error(key, DURATION, found(other))),
+        }
+    }
+
+    fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, BackendConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text.clone()),
+                    other => Err(self.error(
+                        key,
+                        "a list of strings",
+                        format!("one item is {}", found(other)),
+                    )),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(other) => Err(self.error(key, "a list of strings", found(other))),
+        }
+    }
+
+    fn table(&mut self, key: &'static str) -> Result<Option<&'a Table>, BackendConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Table(table)) => Ok(Some(table)),
+            Some(other) => Err(self.error(key, "a table", found(other))),
+        }
+    }
+
+    fn string_table(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<BTreeMap<String, String>>, BackendConfigError> {
+        let Some(table) = self.table(key)? else {
+            return Ok(None);
+        };
+        table
+            .iter()
+            .map(|(name, value)| match value {
+                Value::String(text) => Ok((name.clone(), text.clone())),
+                other => Err(self.error(
+                    key,
+                    "a table of strings",
+                    format!("{name} is {}", found(other)),
+                )),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    fn program(&mut self) -> Result<Program, BackendConfigError> {
+        let program = self.string("program")?.ok_or_else(|| {
+            self.error(
+                "program",
+                "the program to run: a name on PATH or a path",
+                "it is missing".into(),
+            )
+        })?;
+        self.program_or(&program)
+    }
+
+    fn program_or(&mut self, default: &str) -> Result<Program, BackendConfigError> {
+        let program = self
+            .string("program")?
+            .unwrap_or_else(|| default.to_owned());
+        Ok(Program {
+            program,
+            args: self.strings("args")?.unwrap_or_default(),
+            env: self.string_table("env")?.unwrap_or_default(),
+            cwd: self.string("cwd")?.map(PathBuf::from),
+        })
+    }
+
+    /// Refuses keys nobody read (typos).
+    fn finish(&self) -> Result<(), BackendConfigError> {
+        match self
+            .table
+            .keys()
+            .find(|key| !self.read.contains(&key.as_str()))
+        {
+            None => Ok(()),
+            Some(unknown) => {
+                let mut known = self.read.clone();
+                known.sort_unstable();
+                known.dedup();
+                Err(BackendConfigError::Key {
+                    path: self.path.to_path_buf(),
+                    key: self.key(unknown),
+                    expected: format!("one of the known keys here: {}", known.join(", ")),
+                    found: "this key is unknown".to_owned(),
+                })
+            }
+        }
+    }
+}
+
+/// `"30s"`, `"500ms"`, `"2m"`, `"1h"`, or a bare number of seconds (`"1.5"`).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
+/// How a TOML value is described in an error.
+fn found(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("got the string {text:?}"),
+        Value::Integer(number) => format!("got the number {number}"),
+        Value::Float(number) => format!("got the number {number}"),
+        Value::Boolean(value) => format!("got {value}"),
+        Value::Datetime(_) => "got a date".to_owned(),
+        Value::Array(_) => "got a list".to_owned(),
+        Value::Table(_) => "got a table".to_owned(),
+    }
+}

@@ -1,0 +1,171 @@
+//! Backends from a TOML file: errors that name the file, the key and the expectation; the
+//! handler it builds, with fallback, limits and redaction of the agent's own token.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use runtime_core::CompletionStatus;
+use runtime_native::AuthToken;
+use runtime_native::backends::BackendsConfig;
+use serde_json::json;
+use support::{describe, ended, serve, text_of};
+
+fn error_of(text: &str) -> String {
+    BackendsConfig::parse(text, "agents.toml")
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
+    let cases = [
+        (
+            "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtime = \"30 seconds\"\n",
+            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\"; got the string \"30 seconds\"",
+        ),
+        (
+            "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtim = \"30s\"\n",
+            "agents.toml: backends.shell.max_runtim: expected one of the known keys here:",
+        ),
+        (
+            "[backends.shell]\nkind = \"cron\"\n",
+            "agents.toml: backends.shell.kind: expected one of job, session, adapter, http, codex; got the string \"cron\"",
+        ),
+        (
+            "[backends.shell]\nkind = \"job\"\n",
+            "agents.toml: backends.shell.program: expected the program to run: a name on PATH or a path; it is missing",
+        ),
+        (
+            "use = \"python\"\n[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\n",
+            "agents.toml: use: expected one of the backends: shell; got the string \"python\"",
+        ),
+        (
+            "[backends.api]\nkind = \"http\"\nurl = \"https://example.test/\"\n",
+            "agents.toml: backends.api.url: expected an http:// URL; https is not supported",
+        ),
+        (
+            "[backends.repl]\nkind = \"session\"\nprogram = \"python3\"\n",
+            "agents.toml: backends.repl.marker: expected a marker line (preferred) or a quiet_period; neither is set",
+        ),
+        (
+            "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nargs = [\"-c\", 3]\n",
+            "agents.toml: backends.shell.args: expected a list of strings; one item is got the number 3",
+        ),
+        (
+            "mode = \"sdk\"\n[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\n",
+            "agents.toml: mode: expected auto, primary-only or secondary-only; got the string \"sdk\"",
+        ),
+        (
+            "use = \"x\"\n",
+            "agents.toml: backends: expected a [backends.<name>] table",
+        ),
+        ("[backends.shell\n", "agents.toml: not valid TOML:"),
+    ];
+    for (text, expected) in cases {
+        let error = error_of(text);
+        assert!(
+            error.starts_with(expected),
+            "\n{error}\ndoes not start with\n{expected}"
+        );
+    }
+    let missing = BackendsConfig::load("/nonexistent/agents.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(missing.starts_with("cannot read the backends file /nonexistent/agents.toml"));
+}
+
+const CONFIG: &str = r#"
+use = "broken"
+fallback = "shell"
+
+[redact]
+literals = ["hunter2"]
+
+[backends.broken]
+kind = "job"
+program = "/nonexistent/interpreter"
+
+[backends.shell]
+kind = "job"
+program = "bash"
+args = ["-c"]
+input = "argument"
+max_runtime = "10s"
+max_output_bytes = 200
+interrupt_grace = "500ms"
+env = { GREETING = "hello" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_handler_falls_back_limits_and_redacts_the_agents_token() {
+    let config = BackendsConfig::parse(CONFIG, "agents.toml").unwrap();
+    assert_eq!(config.names().collect::<Vec<_>>(), ["broken", "shell"]);
+    let token: AuthToken = "tok-0123456789abcdef".parse().unwrap();
+    let backends = config.build(Some(&token));
+    assert_eq!(backends.name, "broken");
+    let served = serve(backends.handler());
+    let entry = served
+        .run("echo $GREETING hunter2 tok-0123456789abcdef; yes | head -c 1000")
+        .await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    assert_eq!(entry.metadata["fallback"]["ran"], "shell");
+    assert_eq!(entry.metadata["fallback"]["fellBack"], true);
+    let shown = describe(&entry.outputs);
+    assert!(
+        shown[0].starts_with("Stdout:hello [redacted] [redacted]\ny\n"),
+        "{shown:?}"
+    );
+    assert_eq!(text_of(&entry.outputs[..1]).len(), 200);
+    assert!(shown[1].contains("output limit of 200 bytes"), "{shown:?}");
+
+    // Pinned to the primary, nothing falls back.
+    let pinned = BackendsConfig::parse(
+        &CONFIG.replace(
+            "fallback = \"shell\"",
+            "fallback = \"shell\"\nmode = \"primary-only\"",
+        ),
+        "agents.toml",
+    )
+    .unwrap()
+    .build(None);
+    let entry = serve(pinned.handler()).run("echo hi").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Error);
+    assert_eq!(
+        entry.metadata["fallback"],
+        json!({"ran": "broken", "fellBack": false})
+    );
+    backends.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_overrides_use_and_long_lived_backends_get_max_runtime() {
+    let text = r#"
+use = "shell"
+[backends.shell]
+kind = "job"
+program = "bash"
+[backends.repl]
+kind = "session"
+program = "python3"
+args = ["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"]
+marker = "<<done>>"
+send_after = "print('<<done>>')"
+max_runtime = "300ms"
+"#;
+    let config = BackendsConfig::parse(text, "agents.toml").unwrap();
+    let error = BackendsConfig::parse(text, "agents.toml")
+        .unwrap()
+        .select("nope")
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "agents.toml: use: expected one of the backends: repl, shell; --backend asked for \"nope\""
+    );
+    let backends = config.select("repl").unwrap().build(None);
+    let served = serve(backends.handler());
+    let entry = served.run("print(1 + 1)").await;
+    assert_eq!(text_of(&entry.outputs), "2\n");
+    let entry = served.run("import time; time.sleep(30)").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::TimedOut);
+    backends.shutdown().await;
+}
