@@ -678,3 +678,93 @@ fn the_readme_first_command_runs_a_notebook_end_to_end_on_the_default_store() {
         "the demo keeps logs quiet"
     );
 }
+
+/// A backends file in the test's home: a bash job with short ladder graces.
+fn backends_file(home: &Home) -> PathBuf {
+    let path = home.dir.path().join("backends.toml");
+    std::fs::write(
+        &path,
+        "use = \"shell\"\n\
+         [backends.shell]\n\
+         kind = \"job\"\n\
+         program = \"bash\"\n\
+         args = [\"-c\"]\n\
+         input = \"argument\"\n\
+         interrupt_grace = \"300ms\"\n\
+         terminate_grace = \"300ms\"\n",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_process_agent_runs_cells_as_jobs_and_stops_them_with_the_ladder() {
+    let home = Home::new();
+    let mut agent = home
+        .command("process-agent")
+        .args(["--client-id", "alice", "--backends"])
+        .arg(backends_file(&home))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = home.store();
+    let ok = submit(&store, "echo \"hello from $0\"; exit 3");
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| completed(s, &ok));
+    let entry = state.entry(&ok).unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Error));
+    assert_eq!(entry.metadata["exitCode"], 3);
+    let text: String = entry
+        .outputs
+        .iter()
+        .map(|output| examples::stored_output_text(&output.kind))
+        .collect();
+    assert!(text.starts_with("hello from bash\n"), "{text}");
+
+    let stubborn = submit(&store, "trap '' INT; echo ready; sleep 60");
+    // Cancel once the trap is set, that is once it said so.
+    wait_for_state(&store, Duration::from_secs(20), |s| {
+        running(s, &stubborn) && !s.entry(&stubborn).unwrap().outputs.is_empty()
+    });
+    runtime()
+        .block_on(NotebookClient::new(store.clone(), "bob").cancel(&stubborn))
+        .unwrap();
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| completed(s, &stubborn));
+    let entry = state.entry(&stubborn).unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    assert_eq!(entry.metadata["stoppedBy"], "SIGTERM");
+
+    signal(&agent, "TERM");
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        stderr_of(&mut agent)
+    );
+}
+
+#[test]
+fn a_bad_backends_file_exits_2_naming_the_file_and_the_key() {
+    let home = Home::new();
+    let path = home.dir.path().join("backends.toml");
+    std::fs::write(
+        &path,
+        "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtime = \"soon\"\n",
+    )
+    .unwrap();
+    let output = home
+        .command("process-agent")
+        .args(["--client-id", "alice", "--backends"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: backends.shell.max_runtime: expected a duration",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -46,6 +46,12 @@ use crate::TokioClock;
 use crate::http::Http;
 use crate::process::{Adapter, Codex, Input, Job, Ladder, Program, Session, TurnEnd};
 
+/// Where a backends file is looked for by default:
+/// `<config dir>/runtime-agents/backends.toml`.
+pub fn default_backends_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|dir| dir.join("runtime-agents").join("backends.toml"))
+}
+
 /// Why a backends file is unusable: which file, which key, what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendConfigError {
@@ -240,6 +246,11 @@ impl BackendsConfig {
     /// The names of the configured backends.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.backends.keys().map(String::as_str)
+    }
+
+    /// The backend that will serve: the file's `use`, or what [`select`](Self::select) chose.
+    pub fn selected(&self) -> &str {
+        &self.primary
     }
 
     /// Serve with backend `name` instead of the file's `use`.

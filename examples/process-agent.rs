@@ -1,0 +1,103 @@
+//! A runtime agent whose cells run in real programs: a shell job per cell, a long-lived
+//! REPL, a JSON-lines adapter, a web service or `codex`, as a backends file declares.
+//!
+//! ```text
+//! cargo run --example process-agent -- --backends examples/backends.toml --client-id alice
+//! cargo run --example process-agent -- --backends examples/backends.toml --backend python --client-id alice
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use runtime_core::{Capabilities, RuntimeAgent};
+use runtime_native::backends::{BackendsConfig, default_backends_path};
+use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
+use runtime_native::{SqliteStore, TokioClock, run_until_signal};
+
+/// Serves a notebook with a process backend chosen in a backends file.
+#[derive(Parser)]
+#[command(
+    after_help = "docs/backends.md describes the backends file; examples/backends.toml is a start."
+)]
+struct Cli {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// The backends file (TOML) [default: runtime-agents/backends.toml in the user config directory]
+    #[arg(long, env = "RUNTIME_BACKENDS", value_name = "PATH")]
+    backends: Option<PathBuf>,
+    /// Serve with this backend instead of the file's `use`
+    #[arg(long, env = "RUNTIME_BACKEND", value_name = "NAME")]
+    backend: Option<String>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = parse_cli::<Cli>();
+    let usage_error = |error: &dyn std::fmt::Display| {
+        eprintln!("error: {error}");
+        ExitCode::from(ConfigError::EXIT_CODE as u8)
+    };
+    let Some(path) = cli.backends.clone().or_else(default_backends_path) else {
+        return usage_error(
+            &"no backends file: pass --backends <PATH> (examples/backends.toml is a start)",
+        );
+    };
+    let backends = BackendsConfig::load(&path).and_then(|config| match &cli.backend {
+        Some(name) => config.select(name),
+        None => Ok(config),
+    });
+    let backends = match backends {
+        Ok(backends) => backends,
+        Err(error) => return usage_error(&error),
+    };
+    // The runtime type defaults to the backend's name.
+    let runtime_type = backends.selected().to_owned();
+    let (config, backends) = match cli.agent.resolve(&runtime_type) {
+        Ok(config) => {
+            let backends = backends.build(config.common.auth_token.as_ref());
+            (config, backends)
+        }
+        Err(error) => return usage_error(&error),
+    };
+    if let Err(error) = init_logging(&config.common.log) {
+        return usage_error(&error);
+    }
+    let options = config.options;
+    let store = match SqliteStore::open(&config.common.store, &config.common.notebook) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let capabilities = Capabilities {
+        can_execute_ai: true,
+        ..Capabilities::code()
+    };
+    let agent = match RuntimeAgent::new(store.clone(), TokioClock, capabilities, options) {
+        Ok(agent) => agent.on_execution(backends.handler()),
+        Err(error) => return usage_error(&error),
+    };
+    println!(
+        "process agent serving notebook `{}` from {} with backend `{}` ({})\nsession {}; Ctrl-C stops it",
+        config.common.notebook,
+        store.path().display(),
+        backends.name,
+        path.display(),
+        agent.handle().session_id(),
+    );
+    let ended = run_until_signal(agent).await;
+    backends.shutdown().await;
+    match ended {
+        Ok(reason) => {
+            println!("agent stopped ({reason:?})");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
