@@ -368,6 +368,35 @@ async fn measure(
         notebook.stop().await;
     }
 
+    if wants("B11") {
+        eprintln!("B11: cancel a process job");
+        let grace = std::time::Duration::from_millis(100);
+        let samples = size.cancels.min(30);
+        let cases = [
+            (
+                "a bash job that honours SIGINT",
+                "echo ready; sleep 60",
+                "SIGINT",
+            ),
+            (
+                "a bash job that ignores SIGINT and SIGTERM",
+                "trap '' INT TERM; echo ready; sleep 60 & wait",
+                "SIGKILL",
+            ),
+        ];
+        for (what, source, step) in cases {
+            let b11 = scenarios::process_cancels(source, grace, samples).await;
+            let interrupt = peer_summary(peer, "interrupt_to_idle");
+            let (ours, theirs, ratio) = medians(b11, interrupt);
+            let met = match step {
+                "SIGINT" => b11.median_us <= 20_000.0,
+                _ => b11.median_us <= 2.0 * 100_000.0 + 20_000.0,
+            };
+            rows.push(Row { id: "B11", scenario: format!("cancel {what} → cancelled observed; ends at {step}; ladder graces 100 ms (vs ipykernel interrupt → idle)"),
+                ours, peer: theirs, ratio, target: if step == "SIGINT" { "≤ 20 ms" } else { "≤ both graces + 20 ms" }, met: Some(met), data: b11.to_json() });
+        }
+    }
+
     if wants("B6") {
         eprintln!("B6: start");
         let b6 = scenarios::starts(size.starts).await;

@@ -53,6 +53,15 @@ impl Notebook {
     /// Starts an agent on `store` and waits until it is ready; `watch` is the client's view
     /// (the same store, or another open of the same file).
     pub async fn start(store: impl Store + Clone + 'static, watch: &impl Store) -> Notebook {
+        Self::serving(store, watch, handler).await
+    }
+
+    /// Like [`start`](Self::start), with `handler` serving it.
+    pub async fn serving(
+        store: impl Store + Clone + 'static,
+        watch: &impl Store,
+        handler: impl runtime_core::ExecutionHandler + 'static,
+    ) -> Notebook {
         let (ready_tx, ready_rx) = oneshot::channel();
         let ready_tx = std::sync::Mutex::new(Some(ready_tx));
         let agent = RuntimeAgent::new(
@@ -195,6 +204,42 @@ pub async fn cancels(notebook: &mut Notebook, samples: usize) -> Summary {
         took.push(started.elapsed());
         assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
     }
+    Summary::of(&took)
+}
+
+/// B11: cancel a bash job that printed `ready` → cancelled observed, through the
+/// process backend's ladder (SIGINT, then SIGTERM, then SIGKILL, `grace` apart).
+/// `source` decides which step ends it.
+pub async fn process_cancels(source: &str, grace: Duration, samples: usize) -> Summary {
+    use runtime_native::process::{Input, Job, Ladder, Program};
+    let job = Job::new(Program::new("bash").args(["-c"]))
+        .input(Input::Argument)
+        .ladder(Ladder {
+            interrupt_grace: grace,
+            terminate_grace: grace,
+        });
+    let store = MemoryStore::new();
+    let mut notebook = Notebook::serving(store.clone(), &store, job).await;
+    let mut took = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let queue_id = notebook
+            .client
+            .execute(&notebook.cell, CellType::Code, source)
+            .await
+            .expect("commit");
+        let ready = |s: &NotebookState| s.entry(&queue_id).is_some_and(|e| !e.outputs.is_empty());
+        notebook.watcher.wait_until(ready).await.expect("runs");
+        let started = Instant::now();
+        notebook.client.cancel(&queue_id).await.expect("commit");
+        let entry = notebook
+            .watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .expect("completes");
+        took.push(started.elapsed());
+        assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    }
+    notebook.stop().await;
     Summary::of(&took)
 }
 
