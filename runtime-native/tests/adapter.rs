@@ -145,3 +145,73 @@ async fn shutdown_asks_the_adapter_to_exit() {
     // A second shutdown, with nothing running, is fine.
     adapter.shutdown().await;
 }
+
+/// Every message example in docs/adapter-protocol.md, replayed by a real adapter, is
+/// understood: shown as an output, never counted malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_example_in_the_protocol_doc_is_understood() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/adapter-protocol.md"
+    ))
+    .unwrap();
+    let mut examples = Vec::new();
+    let mut in_json = false;
+    for line in doc.lines() {
+        match line.trim() {
+            "```json" => in_json = true,
+            "```" => in_json = false,
+            text if in_json => {
+                examples.push(serde_json::from_str::<serde_json::Value>(text).unwrap())
+            }
+            _ => {}
+        }
+    }
+    let messages: Vec<_> = examples
+        .into_iter()
+        .filter(|example| {
+            !["execute", "cancel", "shutdown", "done"].contains(&example["type"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        messages.len(),
+        6,
+        "stdout, stderr, display, markdown, result, error"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("lines.jsonl");
+    let text: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    std::fs::write(&lines, text).unwrap();
+    // Replays the doc's lines with the request's id, then says done.
+    let replay = "import json, sys\n\
+        lines = [json.loads(l) for l in open(sys.argv[1])]\n\
+        for request in map(json.loads, sys.stdin):\n\
+        \x20   if request['type'] != 'execute': break\n\
+        \x20   for m in lines:\n\
+        \x20       m['id'] = request['id']; print(json.dumps(m), flush=True)\n\
+        \x20   print(json.dumps({'type': 'done', 'id': request['id'], 'status': 'ok'}), flush=True)\n";
+    let served = serve(Adapter::new(Program::new("python3").args([
+        "-u",
+        "-c",
+        replay,
+        &lines.to_string_lossy(),
+    ])));
+    let entry = served.run("anything").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    assert!(
+        entry.metadata.get("malformedLines").is_none(),
+        "{:?}",
+        entry.metadata
+    );
+    assert_eq!(
+        describe(&entry.outputs),
+        [
+            "Stdout:1\n",
+            "Stderr:warning: slow\n",
+            "display:a table",
+            "md:**Done.** Two files changed.",
+            "result:42",
+            "error:ValueError:bad value",
+        ]
+    );
+}
