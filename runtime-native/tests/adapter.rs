@@ -71,7 +71,9 @@ async fn malformed_stale_and_huge_lines_are_skipped_counted_and_not_fatal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_is_sent_as_a_request_and_answered() {
-    let served = serve(adapter());
+    // The default ladder: the adapter has 2 s to answer, however loaded the machine.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/adapter.py");
+    let served = serve(Adapter::new(Program::new("python3").args(["-u", script])));
     let queue_id = served.request("slow").await;
     served
         .wait_for_output(&queue_id, |t| t.contains("working"))

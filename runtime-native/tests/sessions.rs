@@ -121,6 +121,8 @@ async fn a_crash_fails_the_running_turn_and_the_next_one_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_turn_past_the_inactivity_timeout_ends_timed_out() {
     let served = serve(marker_session().inactivity_timeout(Duration::from_millis(300)));
+    // Started first, so the SIGINT reaches a REPL, not an interpreter still starting.
+    served.run("print('up')").await;
     let entry = served.run("import time; time.sleep(30)").await;
     assert_eq!(ended(&entry).0, CompletionStatus::TimedOut);
     // Python survives SIGINT, prints the marker, and keeps its state.

@@ -219,7 +219,11 @@ impl ExecutionHandler for Adapter {
             };
             let mut counts = Counts::default();
             let result = if live.write(&line(&request)).await {
-                self.turn(live, &ctx, &mut counts).await
+                let result = self.turn(live, &ctx, &mut counts).await;
+                if let TurnResult::Done(..) = result {
+                    live.drain_stderr(&ctx).await;
+                }
+                result
             } else {
                 let status = live.group.wait().await;
                 live.group.finish().await;

@@ -39,6 +39,23 @@ impl Live {
         })
     }
 
+    /// Shows what its stderr already holds, at the end of a turn: text a process wrote
+    /// before its end-of-turn signal may still sit in the other pipe. Stops after 20 ms
+    /// without more (and after 200 ms in all).
+    pub(crate) async fn drain_stderr(&mut self, ctx: &runtime_core::ExecutionContext) {
+        let quiet = std::time::Duration::from_millis(20);
+        let drain = async {
+            while let Ok(Some(text)) =
+                tokio::time::timeout(quiet, self.stderr.next_text(quiet)).await
+            {
+                if let Err(error) = ctx.stderr(text) {
+                    tracing::debug!(%error, "output not recorded");
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), drain).await;
+    }
+
     /// Closes its stdin.
     pub(crate) fn close_input(&mut self) {
         self.stdin = None;

@@ -167,7 +167,11 @@ impl ExecutionHandler for Session {
                 input.push('\n');
             }
             let result = if live.write(&input).await {
-                self.turn(live, &ctx).await
+                let result = self.turn(live, &ctx).await;
+                if let TurnResult::Done | TurnResult::Stopped { kept: true, .. } = result {
+                    live.drain_stderr(&ctx).await;
+                }
+                result
             } else {
                 let status = live.group.wait().await;
                 live.group.finish().await;
