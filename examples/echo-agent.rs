@@ -56,12 +56,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(ConfigError::EXIT_CODE as u8);
         }
     };
-    let store = match SqliteStore::open(&config.common.store, &config.common.notebook) {
+    let store = match examples::open_store(&config.common) {
         Ok(store) => store,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let capabilities = Capabilities {
         can_execute_ai: true,
@@ -91,16 +88,7 @@ async fn main() -> ExitCode {
             handle.shutdown();
         });
     }
-    match run_until_signal(agent).await {
-        Ok(reason) => {
-            println!("agent stopped ({reason:?})");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    examples::exit_code(run_until_signal(agent).await)
 }
 
 /// Runs a few cells as an ordinary client would, printing outputs as they arrive.

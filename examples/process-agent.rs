@@ -14,7 +14,7 @@ use clap::Parser;
 use runtime_core::{Capabilities, RuntimeAgent};
 use runtime_native::backends::{BackendsConfig, default_backends_path};
 use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
-use runtime_native::{SqliteStore, TokioClock, run_until_signal};
+use runtime_native::{TokioClock, run_until_signal};
 
 /// Serves a notebook with a process backend chosen in a backends file.
 #[derive(Parser)]
@@ -65,12 +65,9 @@ async fn main() -> ExitCode {
         return usage_error(&error);
     }
     let options = config.options;
-    let store = match SqliteStore::open(&config.common.store, &config.common.notebook) {
+    let store = match examples::open_store(&config.common) {
         Ok(store) => store,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let capabilities = Capabilities {
         can_execute_ai: true,
@@ -90,14 +87,5 @@ async fn main() -> ExitCode {
     );
     let ended = run_until_signal(agent).await;
     backends.shutdown().await;
-    match ended {
-        Ok(reason) => {
-            println!("agent stopped ({reason:?})");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    examples::exit_code(ended)
 }

@@ -1,9 +1,38 @@
-//! What the example binaries share: following a notebook's log and printing outputs as
-//! they arrive.
+//! What the example binaries share: opening the store, exit codes, following a notebook's
+//! log and printing outputs as they arrive.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use runtime_core::TerminationReason;
+use runtime_native::config::CommonConfig;
+use runtime_native::{RunError, SqliteStore};
 
 use runtime_core::{
     CompletionStatus, Event, NotebookWatcher, OutputKind, QueueEntry, QueueId, StoreError,
 };
+
+/// Opens the configured notebook's store, or says why not (and exits 1).
+pub fn open_store(common: &CommonConfig) -> Result<SqliteStore, ExitCode> {
+    SqliteStore::open(&common.store, &common.notebook).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The exit code for how an agent's run ended, said on the terminal.
+pub fn exit_code(ended: Result<TerminationReason, RunError>) -> ExitCode {
+    match ended {
+        Ok(reason) => {
+            println!("agent stopped ({reason:?})");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// The text a person should see for an output event of an execution, as it arrives.
 pub fn output_text(event: &Event) -> Option<String> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use runtime_core::*;
 use serde_json::json;
-use support::{Output, Sim, TaskId, describe, fold, options};
+use support::{Output, Sim, TaskId, describe, fold, options, request, wait_for};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -52,28 +52,6 @@ fn sleeper(clock: ManualClock, duration: Duration) -> impl ExecutionHandler {
             }
         }
     }
-}
-
-/// Commits a cell run request and returns its queue id once committed.
-fn request(sim: &mut Sim, store: &MemoryStore, source: &str) -> QueueId {
-    let client = NotebookClient::new(store.clone(), "alice");
-    let source = source.to_owned();
-    let (_, requested) =
-        sim.spawn(async move { client.run_cell(CellType::Code, &source).await.unwrap().1 });
-    sim.run_to(&requested)
-}
-
-fn wait_for(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> QueueEntry {
-    let mut watcher = NotebookWatcher::new(store);
-    let queue_id = queue_id.clone();
-    let (_, done) = sim.spawn(async move {
-        watcher
-            .wait_for_completion(&queue_id)
-            .await
-            .unwrap()
-            .clone()
-    });
-    sim.run_to(&done)
 }
 
 fn status_of(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> Option<CompletionStatus> {

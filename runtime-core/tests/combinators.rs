@@ -11,7 +11,7 @@ use std::time::Duration;
 use runtime_core::handler::{Fallback, FallbackMode, HandlerExt, Redactor};
 use runtime_core::*;
 use serde_json::json;
-use support::{Sim, describe, options};
+use support::{Sim, describe, options, request, wait_for};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -19,44 +19,12 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 /// Runs one cell through `handler` on a fresh agent and returns its entry once completed.
 fn run_one(handler: impl ExecutionHandler + 'static) -> QueueEntry {
     let (mut sim, store, _handle) = serve(handler);
-    let queue_id = request(&mut sim, &store);
+    let queue_id = request(&mut sim, &store, "go");
     wait_for(&mut sim, &store, &queue_id)
 }
 
 fn serve(handler: impl ExecutionHandler + 'static) -> (Sim, MemoryStore, AgentHandle) {
-    let mut sim = Sim::new(7);
-    let store = MemoryStore::new();
-    let agent = RuntimeAgent::new(
-        store.clone(),
-        sim.clock.clone(),
-        Capabilities::code(),
-        options("alice"),
-    )
-    .unwrap()
-    .on_execution(handler);
-    let handle = agent.handle();
-    sim.spawn(agent.run());
-    (sim, store, handle)
-}
-
-fn request(sim: &mut Sim, store: &MemoryStore) -> QueueId {
-    let client = NotebookClient::new(store.clone(), "alice");
-    let (_, requested) =
-        sim.spawn(async move { client.run_cell(CellType::Code, "go").await.unwrap().1 });
-    sim.run_to(&requested)
-}
-
-fn wait_for(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> QueueEntry {
-    let mut watcher = NotebookWatcher::new(store);
-    let queue_id = queue_id.clone();
-    let (_, done) = sim.spawn(async move {
-        watcher
-            .wait_for_completion(&queue_id)
-            .await
-            .unwrap()
-            .clone()
-    });
-    sim.run_to(&done)
+    serve_with_clock(|_| handler)
 }
 
 fn ended(entry: &QueueEntry) -> (CompletionStatus, String) {
@@ -92,7 +60,7 @@ fn timeout_cancels_the_inner_handler_and_ends_timed_out() {
     let (mut sim, store, _handle) = serve_with_clock(|clock| {
         sleeper(clock.clone(), Duration::from_secs(10), true).timeout(Duration::from_secs(1), clock)
     });
-    let queue_id = request(&mut sim, &store);
+    let queue_id = request(&mut sim, &store, "go");
     let entry = wait_for(&mut sim, &store, &queue_id);
     assert_eq!(
         ended(&entry),
@@ -129,7 +97,7 @@ fn timeout_drops_a_handler_that_ignores_it_after_the_grace() {
             .timeout(Duration::from_secs(1), clock)
             .grace(Duration::from_millis(200))
     });
-    let queue_id = request(&mut sim, &store);
+    let queue_id = request(&mut sim, &store, "go");
     let started = sim.clock.now();
     let entry = wait_for(&mut sim, &store, &queue_id);
     assert_eq!(ended(&entry).0, CompletionStatus::TimedOut);
@@ -143,7 +111,7 @@ fn timeout_lets_a_fast_handler_succeed_and_a_cancel_stays_a_cancel() {
         sleeper(clock.clone(), Duration::from_millis(500), true)
             .timeout(Duration::from_secs(1), clock)
     });
-    let fast = request(&mut sim, &store);
+    let fast = request(&mut sim, &store, "go");
     assert_eq!(
         ended(&wait_for(&mut sim, &store, &fast)).0,
         CompletionStatus::Success
@@ -152,7 +120,7 @@ fn timeout_lets_a_fast_handler_succeed_and_a_cancel_stays_a_cancel() {
     let (mut sim, store, _handle) = serve_with_clock(|clock| {
         sleeper(clock.clone(), Duration::from_secs(10), true).timeout(Duration::from_secs(1), clock)
     });
-    let slow = request(&mut sim, &store);
+    let slow = request(&mut sim, &store, "go");
     sim.settle(Duration::from_millis(100));
     let client = NotebookClient::new(store.clone(), "alice");
     let target = slow.clone();
@@ -204,7 +172,7 @@ fn redaction_masks_every_output_the_result_and_the_error_before_the_store() {
     };
     let (mut sim, store, _handle) =
         serve(writes_secrets.redact(Redactor::new().literal("hunter2")));
-    let queue_id = request(&mut sim, &store);
+    let queue_id = request(&mut sim, &store, "go");
     let entry = wait_for(&mut sim, &store, &queue_id);
     let (status, error) = ended(&entry);
     assert_eq!(status, CompletionStatus::Error);

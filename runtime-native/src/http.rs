@@ -10,9 +10,8 @@ use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tracing::Instrument;
 
-use crate::process::{Pipe, stream_text};
+use crate::process::{Pipe, in_backend_span, stream_text};
 
 /// The most of an error response's body shown.
 const ERROR_BODY: usize = 1024;
@@ -202,9 +201,7 @@ impl std::fmt::Debug for Http {
 #[async_trait::async_trait]
 impl ExecutionHandler for Http {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
-        let span = tracing::info_span!("backend", kind = "http", name = %self.name);
-        async {
-            ctx.annotate("backend", self.name.as_str());
+        in_backend_span(&ctx, "http", &self.name, async {
             let deadline = async {
                 match self.timeout {
                     Some(timeout) => tokio::time::sleep(timeout).await,
@@ -216,8 +213,7 @@ impl ExecutionHandler for Http {
                 _ = ctx.cancelled() => Err(ExecutionError::Cancelled),
                 () = deadline => Err(ExecutionError::TimedOut(self.timeout.unwrap_or_default())),
             }
-        }
-        .instrument(span)
+        })
         .await
     }
 }

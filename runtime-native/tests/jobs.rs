@@ -17,6 +17,18 @@ fn bash() -> Job {
         .ladder(quick_ladder())
 }
 
+/// Runs `source` as a bash job, cancels it once it printed its first line (its traps are
+/// set by then), and returns the completed entry.
+async fn cancelled_once_running(source: &str) -> runtime_core::QueueEntry {
+    let served = serve(bash());
+    let queue_id = served.request(source).await;
+    served
+        .wait_for_output(&queue_id, |text| text.contains('\n'))
+        .await;
+    served.cancel(&queue_id).await;
+    served.completion(&queue_id).await
+}
+
 /// The pid the script printed first (its own, so its process group's id).
 fn printed_pid(text: &str) -> i32 {
     text.lines().next().unwrap().trim().parse().unwrap()
@@ -146,15 +158,7 @@ async fn max_runtime_ends_the_job_timed_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_escalates_to_sigterm_when_sigint_is_ignored() {
-    let served = serve(bash());
-    let queue_id = served
-        .request("trap '' INT; echo $$; sleep 30 & wait")
-        .await;
-    served
-        .wait_for_output(&queue_id, |text| text.contains('\n'))
-        .await;
-    served.cancel(&queue_id).await;
-    let entry = served.completion(&queue_id).await;
+    let entry = cancelled_once_running("trap '' INT; echo $$; sleep 30 & wait").await;
     let (status, reason) = ended(&entry);
     assert_eq!(status, CompletionStatus::Cancelled);
     assert!(
@@ -167,16 +171,9 @@ async fn cancel_escalates_to_sigterm_when_sigint_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_sigkill_and_leaves_no_process_or_zombie_in_the_group() {
-    let served = serve(bash());
     // Two background children and the shell itself ignore SIGINT and SIGTERM.
-    let queue_id = served
-        .request("trap '' INT TERM; echo $$; sleep 30 & sleep 30 & wait")
-        .await;
-    served
-        .wait_for_output(&queue_id, |text| text.contains('\n'))
-        .await;
-    served.cancel(&queue_id).await;
-    let entry = served.completion(&queue_id).await;
+    let entry =
+        cancelled_once_running("trap '' INT TERM; echo $$; sleep 30 & sleep 30 & wait").await;
     assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
     assert_eq!(entry.metadata["stoppedBy"], "SIGKILL");
     assert!(

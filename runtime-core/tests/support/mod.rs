@@ -239,3 +239,25 @@ pub fn describe(outputs: &[runtime_core::Output]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Commits a cell run request and returns its queue id once committed.
+pub fn request(sim: &mut Sim, store: &MemoryStore, source: &str) -> QueueId {
+    let client = NotebookClient::new(store.clone(), "alice");
+    let source = source.to_owned();
+    let (_, requested) =
+        sim.spawn(async move { client.run_cell(CellType::Code, &source).await.unwrap().1 });
+    sim.run_to(&requested)
+}
+
+pub fn wait_for(sim: &mut Sim, store: &MemoryStore, queue_id: &QueueId) -> QueueEntry {
+    let mut watcher = NotebookWatcher::new(store);
+    let queue_id = queue_id.clone();
+    let (_, done) = sim.spawn(async move {
+        watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .unwrap()
+            .clone()
+    });
+    sim.run_to(&done)
+}

@@ -10,10 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 use tokio::time::sleep_until;
-use tracing::Instrument;
 
 use super::live::{Live, exit_description};
-use super::{Ladder, Line, Program, stop_detail};
+use super::{Ladder, Line, Program, in_backend_span, recorded, stop_detail};
 
 /// The longest protocol line read; a longer one is skipped and counted.
 const MAX_LINE: usize = 1024 * 1024;
@@ -201,9 +200,7 @@ struct Counts {
 #[async_trait::async_trait]
 impl ExecutionHandler for Adapter {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
-        let span = tracing::info_span!("backend", kind = "adapter", name = %self.name);
-        async {
-            ctx.annotate("backend", self.name.as_str());
+        in_backend_span(&ctx, "adapter", &self.name, async {
             let mut slot = self.live.lock().await;
             let live = match &mut *slot {
                 Some(live) => live,
@@ -270,8 +267,7 @@ impl ExecutionHandler for Adapter {
                     ))
                 }
             }
-        }
-        .instrument(span)
+        })
         .await
     }
 }
@@ -301,7 +297,7 @@ impl Adapter {
                     Some(Line::Overlong(bytes)) => {
                         counts.overlong += 1;
                         tracing::warn!(bytes, "skipped a protocol line over 1 MiB");
-                        show(ctx.stderr(format!(
+                        recorded(ctx.stderr(format!(
                             "[adapter: skipped a protocol line of {bytes} bytes, over the 1 MiB limit]\n"
                         )));
                     }
@@ -323,7 +319,7 @@ impl Adapter {
                     },
                 },
                 text = live.stderr.next_text(Duration::from_millis(20)), if stderr_open => match text {
-                    Some(text) => show(ctx.stderr(text)),
+                    Some(text) => recorded(ctx.stderr(text)),
                     None => stderr_open = false,
                 },
                 _ = ctx.cancelled(), if cancelled_at.is_none() => {
@@ -369,11 +365,5 @@ fn apply(ctx: &ExecutionContext, message: Message) {
         } => ctx.error(ename, evalue, traceback),
         Message::Done { .. } => Ok(()),
     };
-    show(written);
-}
-
-fn show(written: Result<(), runtime_core::OutputError>) {
-    if let Err(error) = written {
-        tracing::warn!(%error, "an adapter output was refused");
-    }
+    recorded(written);
 }

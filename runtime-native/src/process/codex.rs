@@ -12,9 +12,10 @@ use runtime_core::{
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
-use tracing::Instrument;
 
-use super::{Ended, Ladder, Line, Pipe, Program, StopCause, settle, supervise};
+use super::{
+    Ended, Ladder, Line, Pipe, Program, StopCause, in_backend_span, recorded, settle, supervise,
+};
 
 /// What codex prints when asked to resume a thread it no longer has.
 const STALE_THREAD: &str = "no rollout found for thread id";
@@ -162,9 +163,7 @@ struct Run {
 #[async_trait::async_trait]
 impl ExecutionHandler for Codex {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
-        let span = tracing::info_span!("backend", kind = "codex", name = %self.name);
-        async {
-            ctx.annotate("backend", self.name.as_str());
+        in_backend_span(&ctx, "codex", &self.name, async {
             let resume = self.thread_of(ctx.cell_id());
             let (ended, run) = self.run(&ctx, resume.as_deref()).await?;
             let (ended, run) = if resume.is_some() && run.stale && !run.turn_started {
@@ -209,8 +208,7 @@ impl ExecutionHandler for Codex {
                     ))
                 }
             }
-        }
-        .instrument(span)
+        })
         .await
     }
 }
@@ -349,7 +347,7 @@ fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
         "error" => {
             let message = text("message", &event);
             run.stale |= message.contains(STALE_THREAD);
-            show(ctx.stderr(format!("{message}\n")));
+            recorded(ctx.stderr(format!("{message}\n")));
             run.fatal = Some(message);
         }
         "item.completed" => {
@@ -427,13 +425,7 @@ fn show_item(ctx: &ExecutionContext, item: &Value) {
             Ok(())
         }
     };
-    show(written);
-}
-
-fn show(written: Result<(), runtime_core::OutputError>) {
-    if let Err(error) = written {
-        tracing::debug!(%error, "codex output not recorded");
-    }
+    recorded(written);
 }
 
 fn last_line(text: &str) -> Option<String> {

@@ -6,9 +6,8 @@ use std::time::Duration;
 use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use tracing::Instrument;
 
-use super::{Ladder, Pipe, Program, settle, stream_text, supervise};
+use super::{Ladder, Pipe, Program, in_backend_span, settle, stream_text, supervise};
 
 /// How a job receives the cell's source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -88,9 +87,7 @@ impl Job {
 #[async_trait::async_trait]
 impl ExecutionHandler for Job {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
-        let span = tracing::info_span!("backend", kind = "job", name = %self.name);
-        async {
-            ctx.annotate("backend", self.name.as_str());
+        in_backend_span(&ctx, "job", &self.name, async {
             let stdin = match self.input {
                 Input::Stdin => Stdio::piped(),
                 Input::Argument => Stdio::null(),
@@ -135,8 +132,7 @@ impl ExecutionHandler for Job {
             .await;
             tracing::debug!(?ended, "ended");
             settle(&ctx, ended)
-        }
-        .instrument(span)
+        })
         .await
     }
 }

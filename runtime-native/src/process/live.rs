@@ -48,9 +48,7 @@ impl Live {
             while let Ok(Some(text)) =
                 tokio::time::timeout(quiet, self.stderr.next_text(quiet)).await
             {
-                if let Err(error) = ctx.stderr(text) {
-                    tracing::debug!(%error, "output not recorded");
-                }
+                super::recorded(ctx.stderr(text));
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), drain).await;

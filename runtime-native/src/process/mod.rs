@@ -287,6 +287,28 @@ pub(crate) fn stop_detail(step: StopStep, took: Duration) -> String {
     }
 }
 
+/// Runs one execution of a backend inside its tracing span (`backend{kind, name}`), with
+/// the completion's `backend` metadata set to its name.
+pub(crate) async fn in_backend_span<F: Future>(
+    ctx: &ExecutionContext,
+    kind: &'static str,
+    name: &str,
+    work: F,
+) -> F::Output {
+    use tracing::Instrument;
+    ctx.annotate("backend", name);
+    work.instrument(tracing::info_span!("backend", kind, name = %name))
+        .await
+}
+
+/// Logs an output the execution refused (it finished, or the store failed): a backend
+/// keeps draining its process either way.
+pub(crate) fn recorded(written: Result<(), runtime_core::OutputError>) {
+    if let Err(error) = written {
+        tracing::debug!(%error, "output not recorded");
+    }
+}
+
 /// Writes every piece of text from `pipe` to the context with `write`, until end of file.
 pub(crate) async fn stream_text<R>(
     mut pipe: Pipe<R>,
@@ -296,8 +318,6 @@ pub(crate) async fn stream_text<R>(
     R: tokio::io::AsyncRead + Unpin,
 {
     while let Some(text) = pipe.next_text(Duration::from_millis(20)).await {
-        if let Err(error) = write(ctx, &text) {
-            tracing::debug!(%error, "output not recorded");
-        }
+        recorded(write(ctx, &text));
     }
 }

@@ -6,10 +6,9 @@ use nix::sys::signal::Signal;
 use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
 use tokio::sync::Mutex;
 use tokio::time::sleep_until;
-use tracing::Instrument;
 
 use super::live::{Live, exit_description};
-use super::{Ladder, Program, StopCause, StopStep, stop_detail};
+use super::{Ladder, Program, StopCause, StopStep, in_backend_span, recorded, stop_detail};
 
 /// How long output may pause before a partial line is passed on.
 const FLUSH: Duration = Duration::from_millis(20);
@@ -144,9 +143,7 @@ enum TurnResult {
 #[async_trait::async_trait]
 impl ExecutionHandler for Session {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
-        let span = tracing::info_span!("backend", kind = "session", name = %self.name);
-        async {
-            ctx.annotate("backend", self.name.as_str());
+        in_backend_span(&ctx, "session", &self.name, async {
             let mut slot = self.live.lock().await;
             let live = match &mut *slot {
                 Some(live) => live,
@@ -202,8 +199,7 @@ impl ExecutionHandler for Session {
                     ))
                 }
             }
-        }
-        .instrument(span)
+        })
         .await
     }
 }
@@ -333,16 +329,12 @@ fn split_at_marker<'t>(text: &'t str, marker: &str) -> (&'t str, bool, &'t str) 
 }
 
 fn write(ctx: &ExecutionContext, text: &str, stderr: bool) {
-    if text.is_empty() {
-        return;
-    }
-    let written = if stderr {
-        ctx.stderr(text)
-    } else {
-        ctx.stdout(text)
-    };
-    if let Err(error) = written {
-        tracing::debug!(%error, "output not recorded");
+    if !text.is_empty() {
+        recorded(if stderr {
+            ctx.stderr(text)
+        } else {
+            ctx.stdout(text)
+        });
     }
 }
 
