@@ -205,21 +205,20 @@ pub(crate) async fn supervise(
         }
     };
     let output = output.fuse();
-    let control = control.fuse();
     futures::pin_mut!(output, control);
-    let mut ended = None;
     let mut drained = false;
-    while ended.is_none() || !drained {
+    // The output is read while the group runs...
+    let ended = loop {
         tokio::select! {
-            result = &mut control, if ended.is_none() => ended = Some(result),
+            ended = &mut control => break ended,
             () = &mut output, if !drained => drained = true,
-            () = tokio::time::sleep(DRAIN), if ended.is_some() => {
-                tracing::warn!("output is still open after the process group ended; leaving it");
-                break;
-            }
         }
+    };
+    // ...and for a bounded time after it is gone.
+    if !drained && tokio::time::timeout(DRAIN, output).await.is_err() {
+        tracing::warn!("output is still open after the process group ended; leaving it");
     }
-    ended.unwrap_or(Ended::Exited(Err(std::io::Error::other("unreachable"))))
+    ended
 }
 
 /// Turns how a process ended into the execution's result, annotating the completion with
