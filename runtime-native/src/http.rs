@@ -75,21 +75,25 @@ impl Http {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || port.is_empty() => {
-                (host, port.parse().map_err(|_| invalid())?)
-            }
-            _ => (authority, 80),
+        let port_of = |text: &str| text.parse::<u16>().map_err(|_| invalid());
+        let (host, port) = match authority.strip_prefix('[') {
+            // An IPv6 address: `[::1]` or `[::1]:8080`.
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((host, "")) => (host, 80),
+                Some((host, rest)) => (host, port_of(rest.strip_prefix(':').ok_or_else(invalid)?)?),
+                None => return Err(invalid()),
+            },
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, port_of(port)?),
+                None => (authority, 80),
+            },
         };
         if host.is_empty() || path.contains(char::is_whitespace) {
             return Err(invalid());
         }
         Ok(Http {
             url: url.to_owned(),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: host.to_owned(),
             port,
             path: path.to_owned(),
             timeout: None,
@@ -126,11 +130,16 @@ impl Http {
             "executionCount": ctx.execution_count(),
         })
         .to_string();
+        // An IPv6 address goes back in brackets.
+        let host = match self.host.contains(':') {
+            true => format!("[{}]", self.host),
+            false => self.host.clone(),
+        };
         let mut head = format!(
             "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n",
             self.path,
-            self.host,
+            host,
             self.port,
             body.len()
         );
@@ -355,6 +364,15 @@ mod tests {
         );
         let http = Http::new("http://localhost").unwrap();
         assert_eq!((http.port, http.path.as_str()), (80, "/"));
+        let http = Http::new("http://[::1]:8080/run").unwrap();
+        assert_eq!(
+            (http.host.as_str(), http.port, http.path.as_str()),
+            ("::1", 8080, "/run")
+        );
+        let http = Http::new("http://[::1]/").unwrap();
+        assert_eq!((http.host.as_str(), http.port), ("::1", 80));
+        assert!(Http::new("http://[::1/").is_err());
+        assert!(Http::new("http://[::1]x/").is_err());
         assert_eq!(
             Http::new("https://example.test/").unwrap_err().to_string(),
             "https is not supported (\"https://example.test/\"); use an http:// URL, e.g. a local TLS proxy"

@@ -15,8 +15,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// A loopback server that answers every request with `respond`, and reports each
-/// request body it received.
-async fn server<F, Fut>(respond: F) -> (String, mpsc::UnboundedReceiver<serde_json::Value>)
+/// request it received: its head and its JSON body.
+async fn server<F, Fut>(
+    respond: F,
+) -> (String, mpsc::UnboundedReceiver<(String, serde_json::Value)>)
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -31,6 +33,7 @@ where
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
                 let mut length = 0;
+                let mut head = String::new();
                 let mut line = String::new();
                 loop {
                     line.clear();
@@ -38,13 +41,14 @@ where
                     if line == "\r\n" {
                         break;
                     }
+                    head.push_str(&line);
                     if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = value.trim().parse().unwrap();
                     }
                 }
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).await.unwrap();
-                let _ = bodies.send(serde_json::from_slice(&body).unwrap());
+                let _ = bodies.send((head, serde_json::from_slice(&body).unwrap()));
                 respond(reader.into_inner()).await;
             });
         }
@@ -64,7 +68,11 @@ async fn a_chunked_body_streams_into_the_cell_as_it_arrives() {
         let _ = stream.write_all(b"4\r\ntwo\n\r\n0\r\n\r\n").await;
     })
     .await;
-    let served = serve(Http::new(&url).unwrap());
+    let served = serve(
+        Http::new(&url)
+            .unwrap()
+            .header("Authorization", "Bearer t0ken"),
+    );
     let queue_id = served.request("print('hi')").await;
     served
         .wait_for_output(&queue_id, |text| text == "one\n")
@@ -74,7 +82,15 @@ async fn a_chunked_body_streams_into_the_cell_as_it_arrives() {
     assert_eq!(text_of(&entry.outputs), "one\ntwo\n");
     assert_eq!(entry.metadata["httpStatus"], 200);
     assert_eq!(entry.metadata["backend"], "http");
-    let request = received.recv().await.unwrap();
+    let (head, request) = received.recv().await.unwrap();
+    let authority = url.trim_start_matches("http://").trim_end_matches("/run");
+    assert!(head.starts_with("POST /run HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains(&format!("Host: {authority}\r\n")), "{head}");
+    assert!(
+        head.contains("Content-Type: application/json\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Authorization: Bearer t0ken\r\n"), "{head}");
     assert_eq!(request["source"], "print('hi')");
     assert_eq!(request["queueId"], queue_id.as_str());
     assert_eq!(request["cellType"], "code");
