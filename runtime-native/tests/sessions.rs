@@ -142,3 +142,16 @@ async fn a_program_that_cannot_start_is_unavailable() {
         ended(&entry)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_session_process_and_its_group() {
+    let session = std::sync::Arc::new(marker_session());
+    let served = serve(session.clone());
+    let entry = served.run("import os; print(os.getpid())").await;
+    let pid: i32 = text_of(&entry.outputs).trim().parse().unwrap();
+    assert!(support::group_exists(pid));
+    session.shutdown().await;
+    assert!(!support::group_exists(pid));
+    // Nothing running: a second shutdown does nothing.
+    session.shutdown().await;
+}
