@@ -182,18 +182,27 @@ pub async fn flood(notebooks: &mut [Notebook], total: usize, kind: &str) -> Dura
 
 /// B5: cancel requested → the client observes `cancelled`.
 pub async fn cancels(notebook: &mut Notebook, samples: usize) -> Summary {
+    let running = |entry: &QueueEntry| matches!(entry.state, EntryState::Executing { .. });
+    cancels_once(notebook, "wait", running, samples).await
+}
+
+/// Runs `source` `samples` times, cancelling each once `ready` holds for its entry;
+/// measures cancel committed → cancelled observed.
+async fn cancels_once(
+    notebook: &mut Notebook,
+    source: &str,
+    ready: impl Fn(&QueueEntry) -> bool,
+    samples: usize,
+) -> Summary {
     let mut took = Vec::with_capacity(samples);
     for _ in 0..samples {
         let queue_id = notebook
             .client
-            .execute(&notebook.cell, CellType::Code, "wait")
+            .execute(&notebook.cell, CellType::Code, source)
             .await
             .expect("commit");
-        let running = |s: &NotebookState| {
-            s.entry(&queue_id)
-                .is_some_and(|e| matches!(e.state, EntryState::Executing { .. }))
-        };
-        notebook.watcher.wait_until(running).await.expect("runs");
+        let is_ready = |s: &NotebookState| s.entry(&queue_id).is_some_and(&ready);
+        notebook.watcher.wait_until(is_ready).await.expect("runs");
         let started = Instant::now();
         notebook.client.cancel(&queue_id).await.expect("commit");
         let entry = notebook
@@ -220,27 +229,10 @@ pub async fn process_cancels(source: &str, grace: Duration, samples: usize) -> S
         });
     let store = MemoryStore::new();
     let mut notebook = Notebook::serving(store.clone(), &store, job).await;
-    let mut took = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let queue_id = notebook
-            .client
-            .execute(&notebook.cell, CellType::Code, source)
-            .await
-            .expect("commit");
-        let ready = |s: &NotebookState| s.entry(&queue_id).is_some_and(|e| !e.outputs.is_empty());
-        notebook.watcher.wait_until(ready).await.expect("runs");
-        let started = Instant::now();
-        notebook.client.cancel(&queue_id).await.expect("commit");
-        let entry = notebook
-            .watcher
-            .wait_for_completion(&queue_id)
-            .await
-            .expect("completes");
-        took.push(started.elapsed());
-        assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
-    }
+    let printed = |entry: &QueueEntry| !entry.outputs.is_empty();
+    let summary = cancels_once(&mut notebook, source, printed, samples).await;
     notebook.stop().await;
-    Summary::of(&took)
+    summary
 }
 
 /// B6 (in process): agent constructed → ready observed.
