@@ -23,12 +23,17 @@ fn spawn_agent(
     options: AgentOptions,
     handler: impl ExecutionHandler + 'static,
 ) -> (TaskId, Ended, AgentHandle) {
-    let agent = RuntimeAgent::new(
-        store.clone(),
-        sim.clock.clone(),
-        Capabilities::code(),
-        options,
-    )
+    spawn_agent_with(sim, store, Capabilities::code(), options, handler)
+}
+
+fn spawn_agent_with(
+    sim: &mut Sim,
+    store: &MemoryStore,
+    capabilities: Capabilities,
+    options: AgentOptions,
+    handler: impl ExecutionHandler + 'static,
+) -> (TaskId, Ended, AgentHandle) {
+    let agent = RuntimeAgent::new(store.clone(), sim.clock.clone(), capabilities, options)
     .unwrap()
     .on_execution(handler);
     let handle = agent.handle();
@@ -856,7 +861,11 @@ fn the_echo_handler_answers_code_with_a_result_and_ai_with_streamed_markdown() {
     let mut sim = Sim::new(22);
     let store = MemoryStore::new();
     let echo = handler::Echo::new(sim.clock.clone());
-    spawn_agent(&mut sim, &store, options("alice"), echo);
+    let capabilities = Capabilities {
+        can_execute_ai: true,
+        ..Capabilities::code()
+    };
+    spawn_agent_with(&mut sim, &store, capabilities, options("alice"), echo);
     let code = request(&mut sim, &store, "x = 1");
     assert_eq!(
         describe(&wait_for(&mut sim, &store, &code).outputs),
@@ -951,4 +960,32 @@ fn the_agent_future_is_send_on_native_targets() {
     .on_execution(echo);
     let run = agent.run();
     spawnable(&run);
+}
+
+#[test]
+fn an_agent_claims_only_cell_types_its_capabilities_cover() {
+    let mut sim = Sim::new(31);
+    let store = MemoryStore::new();
+    spawn_agent(&mut sim, &store, options("alice"), echo); // code only
+    let client = NotebookClient::new(store.clone(), "alice");
+    let (_, asked) = sim.spawn(async move {
+        let ai = client.run_cell(CellType::Ai, "explain").await.unwrap().1;
+        let sql = client.run_cell(CellType::Sql, "select 1").await.unwrap().1;
+        let markdown = client.run_cell(CellType::Markdown, "# hi").await.unwrap().1;
+        (ai, sql, markdown)
+    });
+    let (ai, sql, markdown) = sim.run_to(&asked);
+    let code = request(&mut sim, &store, "x = 1");
+    let entry = wait_for(&mut sim, &store, &code);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    sim.settle(Duration::from_secs(1));
+    let state = fold(&store);
+    for skipped in [&ai, &sql, &markdown] {
+        assert_eq!(state.entry(skipped).unwrap().state, EntryState::Pending);
+    }
+    assert_eq!(
+        state.why_pending(&ai).unwrap(),
+        "no runtime here runs ai cells (the active runtime, test, does not)"
+    );
+    assert_eq!(state.stats().ignored(Ignored::NotCapable), 0, "it never even tried");
 }

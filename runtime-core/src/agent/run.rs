@@ -71,7 +71,8 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
         session_id: shared.session_id.clone(),
         shared: shared.clone(),
         agent,
-        state: NotebookState::new(),
+        // An agent needs ids and states, never output bodies.
+        state: NotebookState::lean(),
         running: None,
         claim: None,
         reported: SessionStatus::Ready,
@@ -328,7 +329,7 @@ impl Runner {
     /// Claims and starts the oldest pending entry in one atomic batch: `Started` applies
     /// only if `Assigned` did, so the handler runs only once the log says it won.
     async fn claim_next(&mut self) -> Result<(), AgentError> {
-        let Some(entry) = self.state.next_pending() else {
+        let Some(entry) = self.state.next_pending_for(&self.agent.capabilities) else {
             return self.report(SessionStatus::Idle).await;
         };
         let queue_id = entry.queue_id.clone();

@@ -33,6 +33,19 @@ pub enum CellType {
     Raw,
 }
 
+impl CellType {
+    /// Its name on the wire (`code`, `markdown`, `sql`, `ai`, `raw`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellType::Code => "code",
+            CellType::Markdown => "markdown",
+            CellType::Sql => "sql",
+            CellType::Ai => "ai",
+            CellType::Raw => "raw",
+        }
+    }
+}
+
 /// How an execution ended. Each outcome is distinct: a cancel is not a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,6 +142,12 @@ pub struct Capabilities {
     /// Runs AI cells.
     #[serde(default)]
     pub can_execute_ai: bool,
+    /// Renders markdown cells. Markdown cells are not executions unless a runtime says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_execute_markdown: bool,
+    /// Runs raw cells. Raw cells are not executions unless a runtime says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_execute_raw: bool,
     /// Models available to AI cells.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub available_ai_models: Vec<AiModel>,
@@ -140,6 +159,24 @@ impl Capabilities {
         Self {
             can_execute_code: true,
             ..Self::default()
+        }
+    }
+
+    /// `true` if a runtime with these capabilities may run a cell of `cell_type`.
+    ///
+    /// ```
+    /// use runtime_core::{Capabilities, CellType};
+    ///
+    /// assert!(Capabilities::code().covers(CellType::Code));
+    /// assert!(!Capabilities::code().covers(CellType::Ai));
+    /// ```
+    pub fn covers(&self, cell_type: CellType) -> bool {
+        match cell_type {
+            CellType::Code => self.can_execute_code,
+            CellType::Sql => self.can_execute_sql,
+            CellType::Ai => self.can_execute_ai,
+            CellType::Markdown => self.can_execute_markdown,
+            CellType::Raw => self.can_execute_raw,
         }
     }
 }
@@ -702,6 +739,30 @@ impl Event {
             Event::RuntimeSessionTerminated(e) => Some(&e.session_id),
             _ => None,
         }
+    }
+
+    /// `true` if any id the event carries is empty (ids are non-empty strings).
+    pub fn has_empty_id(&self) -> bool {
+        let empty = |id: &str| id.is_empty();
+        let own = match self {
+            Event::CellCreated(e) => empty(e.cell_id.as_str()),
+            Event::CellSourceChanged(e) => empty(e.cell_id.as_str()),
+            Event::CellDeleted(e) => empty(e.cell_id.as_str()),
+            Event::ExecutionRequested(e) => empty(e.cell_id.as_str()),
+            Event::StreamOutputAdded(e) => empty(e.output_id.as_str()),
+            Event::StreamOutputAppended(e) => empty(e.output_id.as_str()),
+            Event::DisplayOutputAdded(e) => {
+                empty(e.output_id.as_str()) || e.display_id.as_ref().is_some_and(|d| empty(d.as_str()))
+            }
+            Event::DisplayOutputUpdated(e) => empty(e.display_id.as_str()),
+            Event::ExecuteResultAdded(e) => empty(e.output_id.as_str()),
+            Event::ErrorOutputAdded(e) => empty(e.output_id.as_str()),
+            Event::MarkdownOutputAdded(e) => empty(e.output_id.as_str()),
+            Event::MarkdownOutputAppended(e) => empty(e.output_id.as_str()),
+            _ => false,
+        };
+        own || self.queue_id().is_some_and(|id| empty(id.as_str()))
+            || self.session_id().is_some_and(|id| empty(id.as_str()))
     }
 
     /// `true` for the output events that the reducer fences by queue entry and session.

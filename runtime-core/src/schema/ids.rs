@@ -10,9 +10,24 @@ use serde::{Deserialize, Serialize};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
+
+        /// Decoding refuses an empty id, so an event carrying one becomes malformed.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let id = String::deserialize(deserializer)?;
+                if id.is_empty() {
+                    return Err(serde::de::Error::custom(concat!(
+                        "an empty ",
+                        stringify!($name),
+                        " (ids are non-empty strings)"
+                    )));
+                }
+                Ok(Self(id))
+            }
+        }
 
         impl $name {
             /// A fresh random id (uuid v4).

@@ -15,12 +15,20 @@
 //! 5. When a session ends, its claimed entries return to pending and its running entries
 //!    end `runtime_lost`: never re-run silently.
 //! 6. Terminal states are final and distinct; execution counts are assigned at start.
-//! 7. A repeated request id is ignored.
-//! 8. Malformed, unknown and rule-breaking events are skipped and counted.
+//! 7. A repeated request id is ignored; an id (cell, output) is never used twice, even
+//!    after the thing it named was deleted or cleared.
+//! 8. Malformed, unknown and rule-breaking events are skipped and counted, and an event
+//!    that is skipped changes nothing.
+//! 9. Capabilities route work: a claim applies only if the claiming session's capabilities
+//!    cover the entry's cell type.
+//!
+//! A UI folds with [`NotebookState::new`] and keeps every output. An agent folds with
+//! [`NotebookState::lean`]: the same decisions and statistics, but no output bodies and
+//! nothing of an entry once it has completed but its id and final state.
 
 mod model;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use model::*;
 
@@ -32,7 +40,7 @@ use crate::schema::*;
 pub enum Ignored {
     /// Its sequence number is not after the last one applied (a replayed delivery).
     OutOfOrder,
-    /// It does not decode.
+    /// It does not decode, or breaks the schema (an empty id).
     Malformed,
     /// Its type is unknown to this version.
     Unknown,
@@ -51,6 +59,8 @@ pub enum Ignored {
     AlreadyEnded,
     /// An expiry for a session whose lease had not run out at the given time.
     LeaseStillValid,
+    /// A claim by a session whose capabilities do not cover the entry's cell type.
+    NotCapable,
 }
 
 /// What [`NotebookState::apply`] did with an event.
@@ -83,9 +93,11 @@ impl ApplyStats {
 /// # Example
 ///
 /// ```
-/// use runtime_core::{Applied, CellType, EntryState, Event, ExecutionRequested, NotebookState};
+/// use runtime_core::*;
 ///
 /// let mut state = NotebookState::new();
+/// let cell = Event::from(CellCreated { cell_id: "c1".into(), cell_type: CellType::Code, source: "1 + 1".into() });
+/// assert_eq!(state.apply(1, &cell), Applied::Applied);
 /// let request = Event::from(ExecutionRequested {
 ///     queue_id: "q1".into(),
 ///     cell_id: "c1".into(),
@@ -93,13 +105,17 @@ impl ApplyStats {
 ///     source: "1 + 1".into(),
 ///     requested_by: "alice".into(),
 /// });
-/// assert_eq!(state.apply(1, &request), Applied::Applied);
+/// assert_eq!(state.apply(2, &request), Applied::Applied);
 /// assert_eq!(state.entry(&"q1".into()).unwrap().state, EntryState::Pending);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct NotebookState {
+    /// Keep output bodies (a UI) or only ids and states (an agent).
+    lean: bool,
     last_seq: Seq,
     cells: HashMap<CellId, Cell>,
+    /// Ids of deleted cells: never created again.
+    deleted_cells: HashSet<CellId>,
     cell_order: Vec<CellId>,
     entries: Vec<QueueEntry>,
     entry_index: HashMap<QueueId, usize>,
@@ -116,9 +132,33 @@ pub struct NotebookState {
 const ABORTED: &str = "aborted: an earlier execution in the queue failed (stop_on_error)";
 
 impl NotebookState {
-    /// An empty notebook.
+    /// An empty notebook that keeps everything: what a UI folds.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty notebook that keeps what an agent needs: ids, states, sessions and the
+    /// queue, but no output bodies and no source or outputs of completed entries. It makes
+    /// the same decisions and counts the same events as [`new`](Self::new), in memory that
+    /// does not grow with the output ever written.
+    ///
+    /// ```
+    /// use runtime_core::{NotebookState, CellCreated, CellType};
+    ///
+    /// let mut state = NotebookState::lean();
+    /// state.apply(1, &CellCreated { cell_id: "c".into(), cell_type: CellType::Code, source: "x = 1".into() }.into());
+    /// assert_eq!(state.cell(&"c".into()).unwrap().source, ""); // bodies are not kept
+    /// ```
+    pub fn lean() -> Self {
+        Self {
+            lean: true,
+            ..Self::default()
+        }
+    }
+
+    /// `true` for a state made with [`lean`](Self::lean).
+    pub fn is_lean(&self) -> bool {
+        self.lean
     }
 
     /// Folds one event in. `seq` must increase from call to call; a repeated or smaller
@@ -128,7 +168,11 @@ impl NotebookState {
             Err(Ignored::OutOfOrder)
         } else {
             self.last_seq = seq;
-            self.apply_event(seq, event)
+            if event.has_empty_id() {
+                Err(Ignored::Malformed)
+            } else {
+                self.apply_event(seq, event)
+            }
         };
         match outcome {
             Ok(()) => {
@@ -149,7 +193,9 @@ impl NotebookState {
             Event::CellCreated(e) => self.create_cell(e),
             Event::CellSourceChanged(e) => {
                 let cell = self.cells.get_mut(&e.cell_id).ok_or(Ignored::NotFound)?;
-                cell.source.clone_from(&e.source);
+                if !self.lean {
+                    cell.source.clone_from(&e.source);
+                }
                 Ok(())
             }
             Event::CellDeleted(e) => self.delete_cell(&e.cell_id),
@@ -174,38 +220,42 @@ impl NotebookState {
             Event::StreamOutputAdded(e) => {
                 let kind = OutputKind::Stream {
                     name: e.name,
-                    text: e.text.clone(),
+                    text: self.body(&e.text),
                 };
                 self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
                     .map(drop)
             }
             Event::StreamOutputAppended(e) => {
+                let lean = self.lean;
                 let output = self.owned_output(&e.queue_id, &e.session_id, &e.output_id)?;
                 match &mut output.kind {
-                    OutputKind::Stream { text, .. } => text.push_str(&e.text),
+                    OutputKind::Stream { text, .. } if !lean => text.push_str(&e.text),
+                    OutputKind::Stream { .. } => {}
                     _ => return Err(Ignored::NotFound),
                 }
                 Ok(())
             }
             Event::MarkdownOutputAdded(e) => {
                 let kind = OutputKind::Markdown {
-                    text: e.text.clone(),
+                    text: self.body(&e.text),
                 };
                 self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
                     .map(drop)
             }
             Event::MarkdownOutputAppended(e) => {
+                let lean = self.lean;
                 let output = self.owned_output(&e.queue_id, &e.session_id, &e.output_id)?;
                 match &mut output.kind {
-                    OutputKind::Markdown { text } => text.push_str(&e.text),
+                    OutputKind::Markdown { text } if !lean => text.push_str(&e.text),
+                    OutputKind::Markdown { .. } => {}
                     _ => return Err(Ignored::NotFound),
                 }
                 Ok(())
             }
             Event::DisplayOutputAdded(e) => {
                 let kind = OutputKind::Display {
-                    data: e.data.clone(),
-                    metadata: e.metadata.clone(),
+                    data: self.body(&e.data),
+                    metadata: self.body(&e.metadata),
                     display_id: e.display_id.clone(),
                 };
                 let index = self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)?;
@@ -218,18 +268,13 @@ impl NotebookState {
             Event::DisplayOutputUpdated(e) => self.update_display(e),
             Event::ExecuteResultAdded(e) => {
                 let index = self.owned_entry(&e.queue_id, &e.session_id)?;
-                let has_result = |entry: &QueueEntry| {
-                    entry
-                        .outputs
-                        .iter()
-                        .any(|o| matches!(o.kind, OutputKind::Result { .. }))
-                };
-                if has_result(&self.entries[index]) && !self.entries[index].clear_pending {
+                let entry = &self.entries[index];
+                if entry.has_result && !entry.clear_pending {
                     return Err(Ignored::DuplicateResult);
                 }
                 let kind = OutputKind::Result {
-                    data: e.data.clone(),
-                    metadata: e.metadata.clone(),
+                    data: self.body(&e.data),
+                    metadata: self.body(&e.metadata),
                     execution_count: e.execution_count,
                 };
                 self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
@@ -238,8 +283,8 @@ impl NotebookState {
             Event::ErrorOutputAdded(e) => {
                 let kind = OutputKind::Error {
                     ename: e.ename.clone(),
-                    evalue: e.evalue.clone(),
-                    traceback: e.traceback.clone(),
+                    evalue: self.body(&e.evalue),
+                    traceback: self.body(&e.traceback),
                 };
                 self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
                     .map(drop)
@@ -250,22 +295,30 @@ impl NotebookState {
                 if e.wait {
                     entry.clear_pending = true;
                 } else {
-                    entry.outputs.clear();
-                    entry.clear_pending = false;
+                    entry.clear_outputs();
                 }
                 Ok(())
             }
         }
     }
 
+    /// A copy of `body` to keep, or its empty value in a lean state.
+    fn body<T: Clone + Default>(&self, body: &T) -> T {
+        if self.lean {
+            T::default()
+        } else {
+            body.clone()
+        }
+    }
+
     fn create_cell(&mut self, e: &CellCreated) -> Result<(), Ignored> {
-        if self.cells.contains_key(&e.cell_id) {
+        if self.cells.contains_key(&e.cell_id) || self.deleted_cells.contains(&e.cell_id) {
             return Err(Ignored::DuplicateId);
         }
         let cell = Cell {
             id: e.cell_id.clone(),
             cell_type: e.cell_type,
-            source: e.source.clone(),
+            source: self.body(&e.source),
             shown_execution: None,
         };
         self.cells.insert(e.cell_id.clone(), cell);
@@ -275,6 +328,7 @@ impl NotebookState {
 
     fn delete_cell(&mut self, cell_id: &CellId) -> Result<(), Ignored> {
         self.cells.remove(cell_id).ok_or(Ignored::NotFound)?;
+        self.deleted_cells.insert(cell_id.clone());
         self.cell_order.retain(|id| id != cell_id);
         let queued: Vec<usize> = self.pending.iter().chain(&self.held).copied().collect();
         for index in queued {
@@ -294,6 +348,9 @@ impl NotebookState {
         if self.entry_index.contains_key(&e.queue_id) {
             return Err(Ignored::DuplicateId);
         }
+        if !self.cells.contains_key(&e.cell_id) {
+            return Err(Ignored::NotFound);
+        }
         let index = self.entries.len();
         self.entries.push(QueueEntry {
             queue_id: e.queue_id.clone(),
@@ -308,6 +365,8 @@ impl NotebookState {
             outputs: Vec::new(),
             clear_pending: false,
             metadata: Default::default(),
+            output_ids: HashMap::new(),
+            has_result: false,
         });
         self.entry_index.insert(e.queue_id.clone(), index);
         self.pending.insert(index);
@@ -318,6 +377,13 @@ impl NotebookState {
         let index = self.entry_index(&e.queue_id)?;
         if !self.is_active(&e.session_id) || self.entries[index].state != EntryState::Pending {
             return Err(Ignored::ClaimRejected);
+        }
+        let cell_type = self.entries[index].cell_type;
+        if !self
+            .active_session()
+            .is_some_and(|session| session.capabilities.covers(cell_type))
+        {
+            return Err(Ignored::NotCapable);
         }
         self.entries[index].state = EntryState::Assigned {
             session_id: e.session_id.clone(),
@@ -354,8 +420,8 @@ impl NotebookState {
             _ if self.entries[index].is_completed() => return Err(Ignored::AlreadyEnded),
             _ => return Err(Ignored::Fenced),
         }
+        self.entries[index].metadata = self.body(&e.metadata);
         self.finish(index, e.status, e.error.clone());
-        self.entries[index].metadata = e.metadata.clone();
         if e.abort_pending && e.status == CompletionStatus::Error {
             for index in std::mem::take(&mut self.pending) {
                 self.finish(index, CompletionStatus::Cancelled, Some(ABORTED.to_owned()));
@@ -462,7 +528,11 @@ impl NotebookState {
     }
 
     fn finish(&mut self, index: usize, status: CompletionStatus, error: Option<String>) {
-        self.entries[index].state = EntryState::Completed { status, error };
+        let entry = &mut self.entries[index];
+        entry.state = EntryState::Completed { status, error };
+        if self.lean {
+            entry.forget_bodies();
+        }
         self.pending.remove(&index);
         self.held.remove(&index);
     }
@@ -476,17 +546,13 @@ impl NotebookState {
     ) -> Result<usize, Ignored> {
         let index = self.owned_entry(queue_id, session_id)?;
         let entry = &mut self.entries[index];
-        if entry.clear_pending {
-            entry.outputs.clear();
-            entry.clear_pending = false;
-        } else if entry
-            .outputs
-            .iter()
-            .any(|output| &output.output_id == output_id)
-        {
+        if entry.output_ids.contains_key(output_id) {
             return Err(Ignored::DuplicateId);
         }
-        entry.outputs.push(Output {
+        if entry.clear_pending {
+            entry.clear_outputs();
+        }
+        entry.push_output(Output {
             output_id: output_id.clone(),
             kind,
         });
@@ -500,17 +566,24 @@ impl NotebookState {
             .get_mut(&e.display_id)
             .ok_or(Ignored::NotFound)?;
         let entries = &mut self.entries;
+        let lean = self.lean;
         shown.retain(|(index, output_id)| {
             match entries[*index]
                 .output_mut(output_id)
                 .map(|output| &mut output.kind)
             {
-                Some(OutputKind::Display { data, metadata, .. }) => {
-                    data.clone_from(&e.data);
-                    metadata.clone_from(&e.metadata);
+                Some(OutputKind::Display {
+                    data,
+                    metadata,
+                    display_id: Some(shown_as),
+                }) if shown_as == &e.display_id => {
+                    if !lean {
+                        data.clone_from(&e.data);
+                        metadata.clone_from(&e.metadata);
+                    }
                     true
                 }
-                // Cleared since: forget it.
+                // Cleared since (or forgotten by a lean state): forget it.
                 _ => false,
             }
         });
@@ -536,9 +609,9 @@ impl NotebookState {
         let index = self.owned_entry(queue_id, session_id)?;
         let entry = &mut self.entries[index];
         if entry.clear_pending {
-            // The append is the next output: it clears, and its target goes with the rest.
-            entry.outputs.clear();
-            entry.clear_pending = false;
+            // Its target is about to be cleared: an append cannot be the next output (the
+            // writer starts a new one after a clear), so it is ignored and changes nothing.
+            return Err(Ignored::NotFound);
         }
         entry.output_mut(output_id).ok_or(Ignored::NotFound)
     }
@@ -625,6 +698,51 @@ impl NotebookState {
     /// The oldest pending entry: the next to claim.
     pub fn next_pending(&self) -> Option<&QueueEntry> {
         self.pending.first().map(|&index| &self.entries[index])
+    }
+
+    /// The oldest pending entry that a runtime with `capabilities` may claim.
+    pub fn next_pending_for(&self, capabilities: &Capabilities) -> Option<&QueueEntry> {
+        self.pending()
+            .find(|entry| capabilities.covers(entry.cell_type))
+    }
+
+    /// Why a pending entry is still waiting, in words a client can show: no runtime is
+    /// active, the active one cannot run its cell type, or it is queued behind others.
+    /// `None` when the entry is not pending.
+    ///
+    /// ```
+    /// use runtime_core::*;
+    ///
+    /// let mut state = NotebookState::new();
+    /// state.apply(1, &CellCreated { cell_id: "c".into(), cell_type: CellType::Ai, source: "hi".into() }.into());
+    /// state.apply(2, &ExecutionRequested { queue_id: "q".into(), cell_id: "c".into(), cell_type: CellType::Ai, source: "hi".into(), requested_by: "u".into() }.into());
+    /// assert_eq!(state.why_pending(&"q".into()).unwrap(), "no runtime is serving this notebook");
+    /// ```
+    pub fn why_pending(&self, queue_id: &QueueId) -> Option<String> {
+        let entry = self.entry(queue_id)?;
+        if entry.state != EntryState::Pending {
+            return None;
+        }
+        let Some(session) = self.active_session() else {
+            return Some("no runtime is serving this notebook".to_owned());
+        };
+        if !session.capabilities.covers(entry.cell_type) {
+            return Some(format!(
+                "no runtime here runs {} cells (the active runtime, {}, does not)",
+                entry.cell_type.as_str(),
+                session.runtime_type
+            ));
+        }
+        let ahead = self
+            .pending()
+            .take_while(|other| other.queue_id != *queue_id)
+            .filter(|other| session.capabilities.covers(other.cell_type))
+            .count()
+            + self.held.len();
+        Some(match ahead {
+            0 => format!("waiting for the {} runtime to take it", session.runtime_type),
+            n => format!("queued behind {n} other execution(s)"),
+        })
     }
 
     /// Pending entries, oldest first.

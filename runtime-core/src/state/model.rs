@@ -1,5 +1,7 @@
 //! What the reducer builds: cells, queue entries, outputs and runtime sessions.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
@@ -97,6 +99,12 @@ pub struct QueueEntry {
     pub clear_pending: bool,
     /// The completion's metadata (which backend ran, how it was stopped, token usage).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Every output id the entry has used: `Some(position in outputs)` while shown, `None`
+    /// once cleared. An id is never used twice, so appends and updates cannot reach a
+    /// newer output that reused it, and lookups are O(1) however many outputs there are.
+    pub(crate) output_ids: HashMap<OutputId, Option<usize>>,
+    /// The entry shows a result (one per execution).
+    pub(crate) has_result: bool,
 }
 
 impl QueueEntry {
@@ -106,11 +114,34 @@ impl QueueEntry {
     }
 
     pub(crate) fn output_mut(&mut self, output_id: &OutputId) -> Option<&mut Output> {
-        // Appends almost always target one of the last outputs.
-        self.outputs
-            .iter_mut()
-            .rev()
-            .find(|output| &output.output_id == output_id)
+        let position = (*self.output_ids.get(output_id)?)?;
+        self.outputs.get_mut(position)
+    }
+
+    /// Removes every shown output; their ids stay used.
+    pub(crate) fn clear_outputs(&mut self) {
+        for output in self.outputs.drain(..) {
+            self.output_ids.insert(output.output_id, None);
+        }
+        self.has_result = false;
+        self.clear_pending = false;
+    }
+
+    /// Shows `output` after the others; the caller checked its id is new.
+    pub(crate) fn push_output(&mut self, output: Output) {
+        self.output_ids
+            .insert(output.output_id.clone(), Some(self.outputs.len()));
+        self.has_result |= matches!(output.kind, OutputKind::Result { .. });
+        self.outputs.push(output);
+    }
+
+    /// Forgets outputs and bodies no one can change any more (a lean state's completed
+    /// entry: later outputs are fenced, so only its id and final state matter).
+    pub(crate) fn forget_bodies(&mut self) {
+        self.outputs = Vec::new();
+        self.output_ids = HashMap::new();
+        self.source = String::new();
+        self.metadata = Map::new();
     }
 }
 

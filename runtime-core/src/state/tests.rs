@@ -8,9 +8,14 @@ use super::*;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// A state plus the next sequence number, so tests read as a log.
+///
+/// A request for a cell the log never mentioned creates that cell first (as clients do in
+/// one batch), unless the log is `strict`.
 struct Log {
     state: NotebookState,
     seq: Seq,
+    strict: bool,
+    mentioned: std::collections::HashSet<CellId>,
 }
 
 impl Log {
@@ -18,12 +23,43 @@ impl Log {
         Self {
             state: NotebookState::new(),
             seq: 0,
+            strict: false,
+            mentioned: Default::default(),
+        }
+    }
+
+    fn strict() -> Self {
+        Self {
+            strict: true,
+            ..Self::new()
+        }
+    }
+
+    fn lean() -> Self {
+        Self {
+            state: NotebookState::lean(),
+            ..Self::new()
         }
     }
 
     fn apply(&mut self, event: impl Into<Event>) -> Applied {
+        let event = event.into();
+        if let Event::ExecutionRequested(request) = &event {
+            if !self.strict && self.mentioned.insert(request.cell_id.clone()) {
+                self.seq += 1;
+                let cell = CellCreated {
+                    cell_id: request.cell_id.clone(),
+                    cell_type: request.cell_type,
+                    source: request.source.clone(),
+                };
+                assert_eq!(self.state.apply(self.seq, &cell.into()), Applied::Applied);
+            }
+        }
+        if let Event::CellCreated(cell) = &event {
+            self.mentioned.insert(cell.cell_id.clone());
+        }
         self.seq += 1;
-        self.state.apply(self.seq, &event.into())
+        self.state.apply(self.seq, &event)
     }
 
     #[track_caller]
@@ -52,6 +88,15 @@ fn request(queue_id: &str) -> ExecutionRequested {
         cell_type: CellType::Code,
         source: format!("source of {queue_id}"),
         requested_by: "user".into(),
+    }
+}
+
+/// The cell `request(queue_id)` runs.
+fn cell_of(queue_id: &str) -> CellCreated {
+    CellCreated {
+        cell_id: format!("cell-{queue_id}").into(),
+        cell_type: CellType::Code,
+        source: String::new(),
     }
 }
 
@@ -568,6 +613,9 @@ fn bad_events_are_skipped_and_counted_never_fatal() {
 #[test]
 fn replayed_sequence_numbers_are_ignored() {
     let mut state = NotebookState::new();
+    for (seq, queue_id) in [(1, "q1"), (2, "q2"), (3, "q3")] {
+        assert_eq!(state.apply(seq, &cell_of(queue_id).into()), Applied::Applied);
+    }
     let event = Event::from(request("q1"));
     assert_eq!(state.apply(5, &event), Applied::Applied);
     assert_eq!(
@@ -586,7 +634,9 @@ fn replayed_sequence_numbers_are_ignored() {
 fn folding_the_same_log_twice_gives_the_same_state() {
     let events: Vec<Event> = vec![
         started("s9", 0).into(),
+        cell_of("x").into(),
         request("x").into(),
+        cell_of("y").into(),
         request("y").into(),
         assigned("x", "s9").into(),
         start("x", "s9").into(),
@@ -608,4 +658,240 @@ fn folding_the_same_log_twice_gives_the_same_state() {
         a.entries()[0].state.status(),
         Some(CompletionStatus::RuntimeLost)
     );
+}
+
+fn display(output: &str, text: &str, display_id: Option<&str>) -> DisplayOutputAdded {
+    DisplayOutputAdded {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        output_id: output.into(),
+        data: MediaBundle::plain(text),
+        metadata: Map::new(),
+        display_id: display_id.map(Into::into),
+    }
+}
+
+fn update(display_id: &str, text: &str) -> DisplayOutputUpdated {
+    DisplayOutputUpdated {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        display_id: display_id.into(),
+        data: MediaBundle::plain(text),
+        metadata: Map::new(),
+    }
+}
+
+fn clear(wait: bool) -> OutputsCleared {
+    OutputsCleared {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        wait,
+    }
+}
+
+#[test]
+fn a_display_update_never_rewrites_an_output_that_is_not_that_display() {
+    let mut log = running();
+    log.ok(display("o1", "0%", Some("progress")));
+    log.ok(clear(false));
+    // The id of a cleared output is spent: a new output cannot take it over...
+    log.ignored(display("o1", "unrelated", None), Ignored::DuplicateId);
+    log.ok(display("o2", "unrelated", None));
+    // ...so an update of the old display id reaches nothing it should not.
+    log.ok(update("progress", "100%"));
+    assert_eq!(
+        texts(log.entry("q1")),
+        [format!("{:?}", display_kind("unrelated", None))]
+    );
+}
+
+fn display_kind(text: &str, display_id: Option<&str>) -> OutputKind {
+    OutputKind::Display {
+        data: MediaBundle::plain(text),
+        metadata: Map::new(),
+        display_id: display_id.map(Into::into),
+    }
+}
+
+#[test]
+fn output_ids_are_never_reused_after_a_clear() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "first"));
+    log.ok(clear(false));
+    log.ignored(stdout("q1", "s1", "o1", "again"), Ignored::DuplicateId);
+    log.ok(clear(true));
+    log.ignored(stdout("q1", "s1", "o1", "again"), Ignored::DuplicateId);
+    assert!(log.entry("q1").clear_pending, "an ignored output clears nothing");
+}
+
+#[test]
+fn an_ignored_append_changes_nothing() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "kept"));
+    log.ok(clear(true));
+    log.ignored(
+        StreamOutputAppended {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            output_id: "o1".into(),
+            text: " more".into(),
+        },
+        Ignored::NotFound,
+    );
+    assert_eq!(texts(log.entry("q1")), ["kept"], "the pending clear waits on");
+    assert!(log.entry("q1").clear_pending);
+    log.ignored(
+        StreamOutputAppended {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            output_id: "nope".into(),
+            text: "x".into(),
+        },
+        Ignored::NotFound,
+    );
+    assert_eq!(texts(log.entry("q1")), ["kept"]);
+}
+
+#[test]
+fn a_deleted_cell_id_is_never_created_again() {
+    let mut log = Log::strict();
+    log.ok(cell_of("q1"));
+    log.ok(CellDeleted {
+        cell_id: "cell-q1".into(),
+    });
+    log.ignored(cell_of("q1"), Ignored::DuplicateId);
+    assert!(log.state.cell(&"cell-q1".into()).is_none());
+}
+
+#[test]
+fn a_request_for_a_cell_that_does_not_exist_is_refused() {
+    let mut log = Log::strict();
+    log.ok(started("s1", 0));
+    log.ignored(request("q1"), Ignored::NotFound);
+    assert!(log.state.entry(&"q1".into()).is_none());
+    log.ok(cell_of("q1"));
+    log.ok(request("q1"));
+    log.ok(CellDeleted {
+        cell_id: "cell-q1".into(),
+    });
+    log.ignored(request("q2-for-deleted"), Ignored::NotFound);
+}
+
+#[test]
+fn empty_ids_are_refused_by_the_decoder_and_skipped_by_the_reducer() {
+    let decoded = Event::from_json(json!({"type": "v1.CellCreated", "cellId": "", "cellType": "code"}));
+    let Event::Malformed(malformed) = &decoded else {
+        panic!("{decoded:?}")
+    };
+    assert!(malformed.error.contains("empty CellId"), "{}", malformed.error);
+    let mut log = Log::strict();
+    log.ignored(
+        CellCreated {
+            cell_id: "".into(),
+            cell_type: CellType::Code,
+            source: String::new(),
+        },
+        Ignored::Malformed,
+    );
+    log.ok(started("s1", 0));
+    log.ok(cell_of("q1"));
+    log.ignored(request(""), Ignored::Malformed);
+    log.ok(request("q1"));
+    log.ignored(assigned("q1", ""), Ignored::Malformed);
+    log.ok(assigned("q1", "s1"));
+    log.ok(start("q1", "s1"));
+    log.ignored(stdout("q1", "s1", "", "x"), Ignored::Malformed);
+    log.ignored(update("", "x"), Ignored::Malformed);
+    assert!(log.entry("q1").outputs.is_empty());
+}
+
+#[test]
+fn a_claim_needs_capabilities_that_cover_the_cell_type() {
+    let mut log = Log::new();
+    log.ok(started("s1", 0)); // code only
+    let ai = ExecutionRequested {
+        cell_type: CellType::Ai,
+        ..request("ai")
+    };
+    log.ok(ai);
+    log.ok(request("code"));
+    assert_eq!(
+        log.state.next_pending_for(&Capabilities::code()).unwrap().queue_id,
+        "code".into(),
+        "the agent skips what it cannot run"
+    );
+    log.ignored(assigned("ai", "s1"), Ignored::NotCapable);
+    assert_eq!(log.entry("ai").state, EntryState::Pending);
+    assert_eq!(
+        log.state.why_pending(&"ai".into()).unwrap(),
+        "no runtime here runs ai cells (the active runtime, echo, does not)"
+    );
+    assert_eq!(
+        log.state.why_pending(&"code".into()).unwrap(),
+        "waiting for the echo runtime to take it"
+    );
+    let mut markdown = started("s2", 1);
+    markdown.capabilities.can_execute_markdown = true;
+    log.ok(markdown);
+    let md = ExecutionRequested {
+        cell_type: CellType::Markdown,
+        ..request("md")
+    };
+    log.ok(md);
+    log.ok(assigned("md", "s2"));
+}
+
+#[test]
+fn a_lean_fold_decides_and_counts_alike_but_keeps_no_bodies() {
+    let events: Vec<Event> = vec![
+        started("s1", 0).into(),
+        cell_of("q1").into(),
+        request("q1").into(),
+        cell_of("q2").into(),
+        request("q2").into(),
+        assigned("q1", "s1").into(),
+        start("q1", "s1").into(),
+        stdout("q1", "s1", "o1", "a large body").into(),
+        StreamOutputAppended {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            output_id: "o1".into(),
+            text: " and more".into(),
+        }
+        .into(),
+        display("d1", "0%", Some("p")).into(),
+        update("p", "50%").into(),
+        stdout("q1", "s1", "o1", "duplicate").into(),
+        clear(true).into(),
+        stdout("q1", "s1", "o2", "after").into(),
+        completed("q1", "s1", CompletionStatus::Success).into(),
+        stdout("q1", "s1", "o3", "late").into(),
+        update("p", "late").into(),
+        assigned("q2", "s1").into(),
+        start("q2", "s1").into(),
+        DisplayOutputAdded {
+            queue_id: "q2".into(),
+            ..display("d2", "x", Some("p"))
+        }
+        .into(),
+    ];
+    let fold = |mut state: NotebookState| {
+        for (seq, event) in (1..).zip(&events) {
+            state.apply(seq, event);
+        }
+        state
+    };
+    let (full, lean) = (fold(NotebookState::new()), fold(NotebookState::lean()));
+    assert_eq!(full.stats(), lean.stats());
+    for (a, b) in full.entries().iter().zip(lean.entries()) {
+        assert_eq!(a.state, b.state);
+        assert_eq!(a.execution_count, b.execution_count);
+    }
+    assert_eq!(texts(&full.entries()[0]), ["after"]);
+    assert!(lean.entries()[0].outputs.is_empty(), "completed: forgotten");
+    assert!(lean.entries()[0].source.is_empty());
+    let OutputKind::Display { data, .. } = &lean.entries()[1].outputs[0].kind else {
+        panic!()
+    };
+    assert!(data.is_empty(), "running: ids and kinds, no bodies");
 }
