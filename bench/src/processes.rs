@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runtime_core::{
-    Capabilities, CellType, CompletionStatus, Event, ExecutionAssigned, ExecutionCompleted,
-    ExecutionRequested, ExecutionStarted, NotebookClient, NotebookState, NotebookWatcher,
-    RuntimeSessionStarted, Store, StreamName, StreamOutputAdded, Timestamp,
+    Capabilities, CellCreated, CellType, CompletionStatus, Event, ExecutionAssigned,
+    ExecutionCompleted, ExecutionRequested, ExecutionStarted, NotebookClient, NotebookState,
+    NotebookWatcher, RuntimeSessionStarted, Store, StreamName, StreamOutputAdded, Timestamp,
 };
 use runtime_native::SqliteStore;
 use serde_json::Value;
@@ -110,6 +110,16 @@ fn realistic_batch(first_entry: usize, entries: usize) -> Vec<Event> {
     for n in first_entry..first_entry + entries {
         let queue_id = format!("q{n}");
         let session_id = "s1";
+        if n < 50 {
+            events.push(
+                CellCreated {
+                    cell_id: format!("c{n}").into(),
+                    cell_type: CellType::Code,
+                    source: String::new(),
+                }
+                .into(),
+            );
+        }
         events.push(
             ExecutionRequested {
                 queue_id: queue_id.as_str().into(),

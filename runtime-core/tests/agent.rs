@@ -34,8 +34,8 @@ fn spawn_agent_with(
     handler: impl ExecutionHandler + 'static,
 ) -> (TaskId, Ended, AgentHandle) {
     let agent = RuntimeAgent::new(store.clone(), sim.clock.clone(), capabilities, options)
-    .unwrap()
-    .on_execution(handler);
+        .unwrap()
+        .on_execution(handler);
     let handle = agent.handle();
     let (task, ended) = sim.spawn(agent.run());
     (task, ended, handle)
@@ -987,5 +987,9 @@ fn an_agent_claims_only_cell_types_its_capabilities_cover() {
         state.why_pending(&ai).unwrap(),
         "no runtime here runs ai cells (the active runtime, test, does not)"
     );
-    assert_eq!(state.stats().ignored(Ignored::NotCapable), 0, "it never even tried");
+    assert_eq!(
+        state.stats().ignored(Ignored::NotCapable),
+        0,
+        "it never even tried"
+    );
 }

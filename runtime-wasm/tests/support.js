@@ -31,5 +31,9 @@ export function plainStore() {
 
 /** Commits a request to run `source`. */
 export function request(store, queueId, source) {
-  store.commit([{ type: "v1.ExecutionRequested", queueId, cellId: "cell-" + queueId, cellType: "code", source, requestedBy: "test" }]);
+  const cellId = "cell-" + queueId;
+  store.commit([
+    { type: "v1.CellCreated", cellId, cellType: "code", source },
+    { type: "v1.ExecutionRequested", queueId, cellId, cellType: "code", source, requestedBy: "test" },
+  ]);
 }

@@ -740,7 +740,10 @@ impl NotebookState {
             .count()
             + self.held.len();
         Some(match ahead {
-            0 => format!("waiting for the {} runtime to take it", session.runtime_type),
+            0 => format!(
+                "waiting for the {} runtime to take it",
+                session.runtime_type
+            ),
             n => format!("queued behind {n} other execution(s)"),
         })
     }

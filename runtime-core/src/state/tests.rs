@@ -614,7 +614,10 @@ fn bad_events_are_skipped_and_counted_never_fatal() {
 fn replayed_sequence_numbers_are_ignored() {
     let mut state = NotebookState::new();
     for (seq, queue_id) in [(1, "q1"), (2, "q2"), (3, "q3")] {
-        assert_eq!(state.apply(seq, &cell_of(queue_id).into()), Applied::Applied);
+        assert_eq!(
+            state.apply(seq, &cell_of(queue_id).into()),
+            Applied::Applied
+        );
     }
     let event = Event::from(request("q1"));
     assert_eq!(state.apply(5, &event), Applied::Applied);
@@ -721,7 +724,10 @@ fn output_ids_are_never_reused_after_a_clear() {
     log.ignored(stdout("q1", "s1", "o1", "again"), Ignored::DuplicateId);
     log.ok(clear(true));
     log.ignored(stdout("q1", "s1", "o1", "again"), Ignored::DuplicateId);
-    assert!(log.entry("q1").clear_pending, "an ignored output clears nothing");
+    assert!(
+        log.entry("q1").clear_pending,
+        "an ignored output clears nothing"
+    );
 }
 
 #[test]
@@ -738,7 +744,11 @@ fn an_ignored_append_changes_nothing() {
         },
         Ignored::NotFound,
     );
-    assert_eq!(texts(log.entry("q1")), ["kept"], "the pending clear waits on");
+    assert_eq!(
+        texts(log.entry("q1")),
+        ["kept"],
+        "the pending clear waits on"
+    );
     assert!(log.entry("q1").clear_pending);
     log.ignored(
         StreamOutputAppended {
@@ -779,11 +789,16 @@ fn a_request_for_a_cell_that_does_not_exist_is_refused() {
 
 #[test]
 fn empty_ids_are_refused_by_the_decoder_and_skipped_by_the_reducer() {
-    let decoded = Event::from_json(json!({"type": "v1.CellCreated", "cellId": "", "cellType": "code"}));
+    let decoded =
+        Event::from_json(json!({"type": "v1.CellCreated", "cellId": "", "cellType": "code"}));
     let Event::Malformed(malformed) = &decoded else {
         panic!("{decoded:?}")
     };
-    assert!(malformed.error.contains("empty CellId"), "{}", malformed.error);
+    assert!(
+        malformed.error.contains("empty CellId"),
+        "{}",
+        malformed.error
+    );
     let mut log = Log::strict();
     log.ignored(
         CellCreated {
@@ -816,7 +831,10 @@ fn a_claim_needs_capabilities_that_cover_the_cell_type() {
     log.ok(ai);
     log.ok(request("code"));
     assert_eq!(
-        log.state.next_pending_for(&Capabilities::code()).unwrap().queue_id,
+        log.state
+            .next_pending_for(&Capabilities::code())
+            .unwrap()
+            .queue_id,
         "code".into(),
         "the agent skips what it cannot run"
     );
