@@ -993,3 +993,72 @@ fn an_agent_claims_only_cell_types_its_capabilities_cover() {
         "it never even tried"
     );
 }
+
+#[test]
+fn the_output_limit_counts_every_byte_and_never_fails_the_execution() {
+    let mut sim = Sim::new(32);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        ctx.stdout("0123456789")?;
+        // Dropped whole: later appends to it are dropped too, not an error.
+        let notes = ctx.markdown(&"m".repeat(2_000))?;
+        ctx.append_markdown(&notes, "more")?;
+        // Metadata counts: a tiny bundle with huge metadata does not get through.
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("blob".into(), "x".repeat(20_000).into());
+        ctx.display(Display::new(MediaBundle::plain("tiny")).metadata(metadata))?;
+        ctx.display(Display::new(MediaBundle::plain("p")).id("progress"))?;
+        for n in 0..1_000 {
+            ctx.update_display("progress", MediaBundle::plain(format!("{n}%")))?;
+        }
+        Ok(MediaBundle::plain("done"))
+    };
+    let limited = AgentOptions {
+        max_output_bytes: Some(1_000),
+        ..options("alice")
+    };
+    spawn_agent(&mut sim, &store, limited, handler);
+    let queue_id = request(&mut sim, &store, "flood");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    let stored: usize = store
+        .entries()
+        .iter()
+        .filter(|e| e.event.is_output())
+        .map(|e| e.event.to_json().to_string().len())
+        .sum();
+    assert!(stored < 8_000, "{stored} bytes of output events stored");
+    let outputs = describe(&entry.outputs);
+    assert!(
+        outputs.iter().any(|o| o.contains("[output truncated")),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|o| o.contains("[output truncated"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn outputs_are_limited_by_default() {
+    assert_eq!(
+        AgentOptions::new("alice").max_output_bytes,
+        Some(AgentOptions::DEFAULT_MAX_OUTPUT_BYTES)
+    );
+}
+
+#[test]
+fn a_lease_shorter_than_the_minimum_is_refused() {
+    let store = MemoryStore::new();
+    let hasty = AgentOptions {
+        lease_duration: Duration::from_micros(400),
+        renew_interval: Duration::from_micros(100),
+        ..AgentOptions::new("alice")
+    };
+    let refused = RuntimeAgent::new(store, ManualClock::default(), Capabilities::code(), hasty);
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("at least 100ms"), "{message}");
+}

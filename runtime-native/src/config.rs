@@ -64,7 +64,7 @@ pub struct AgentArgs {
     /// Seconds a cancelled execution may take to stop before it is dropped [default: 5]
     #[arg(long, env = "RUNTIME_CANCEL_GRACE_SECS", value_name = "SECONDS", value_parser = parse_seconds)]
     pub cancel_grace_secs: Option<Duration>,
-    /// Most bytes of output one execution may write [default: no limit]
+    /// Most bytes of output one execution may write [default: 16777216 (16 MiB)]
     #[arg(long, env = "RUNTIME_MAX_OUTPUT_BYTES", value_name = "BYTES")]
     pub max_output_bytes: Option<u64>,
 }
@@ -231,6 +231,24 @@ impl AgentArgs {
             seconds(self.renew_secs, file.renew_secs, RENEW)?.unwrap_or(defaults.renew_interval);
         let grace = seconds(self.cancel_grace_secs, file.cancel_grace_secs, GRACE)?
             .unwrap_or(defaults.cancel_grace);
+        if lease < AgentOptions::MIN_LEASE {
+            return Err(ConfigError::Invalid {
+                setting: LEASE,
+                message: format!(
+                    "a {lease:?} lease is too short; it must last at least {:?}",
+                    AgentOptions::MIN_LEASE
+                ),
+            });
+        }
+        if renew < AgentOptions::MIN_RENEW_INTERVAL {
+            return Err(ConfigError::Invalid {
+                setting: RENEW,
+                message: format!(
+                    "renewing every {renew:?} is too often; renew at most every {:?}",
+                    AgentOptions::MIN_RENEW_INTERVAL
+                ),
+            });
+        }
         if renew.is_zero() || renew >= lease {
             return Err(ConfigError::Invalid {
                 setting: RENEW,
@@ -249,7 +267,10 @@ impl AgentArgs {
             lease_duration: lease,
             renew_interval: renew,
             cancel_grace: grace,
-            max_output_bytes: self.max_output_bytes.or(file.max_output_bytes),
+            max_output_bytes: self
+                .max_output_bytes
+                .or(file.max_output_bytes)
+                .or(defaults.max_output_bytes),
             ..defaults
         };
         Ok(AgentConfig { common, options })

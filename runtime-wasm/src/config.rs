@@ -112,7 +112,8 @@ pub(crate) fn resolve(options: &JsValue) -> Result<BrowserConfig, String> {
             .unwrap_or(false),
         max_output_bytes: from_app(options, "maxOutputBytes")
             .and_then(|v| v.as_f64())
-            .map(|n| n as u64),
+            .map(|n| n as u64)
+            .or(defaults.max_output_bytes),
         ..defaults
     };
     Ok(BrowserConfig {

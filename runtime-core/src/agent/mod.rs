@@ -55,14 +55,24 @@ pub struct AgentOptions {
     /// (Jupyter's `stop_on_error`). Off by default: in a shared notebook, one user's
     /// error should not cancel another user's request unless asked.
     pub stop_on_error: bool,
-    /// Most bytes of output one execution may write; the rest is dropped with a visible
-    /// marker. `None`: no limit.
+    /// Most bytes of output one execution may write (text, bundles, metadata, updates);
+    /// the rest is dropped with a visible marker. Defaults to
+    /// [`DEFAULT_MAX_OUTPUT_BYTES`](Self::DEFAULT_MAX_OUTPUT_BYTES); `None`: no limit.
     pub max_output_bytes: Option<u64>,
 }
 
 impl AgentOptions {
+    /// The default limit on one execution's output: 16 MiB. A runaway cell ends with a
+    /// visible truncation marker instead of filling the log and every reader's memory.
+    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 << 20;
+    /// The shortest lease an agent accepts: shorter ones would make it renew many times a
+    /// second and expire at the first hiccup.
+    pub const MIN_LEASE: Duration = Duration::from_millis(100);
+    /// The shortest renewal interval an agent accepts.
+    pub const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(50);
+
     /// Defaults for a runtime serving `client_id`: renew every 15 s, lease 30 s, cancel
-    /// grace 5 s, no output limit.
+    /// grace 5 s, outputs limited to 16 MiB per execution.
     pub fn new(client_id: impl Into<String>) -> Self {
         Self {
             runtime_id: None,
@@ -73,13 +83,34 @@ impl AgentOptions {
             lease_duration: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(5),
             stop_on_error: false,
-            max_output_bytes: None,
+            max_output_bytes: Some(Self::DEFAULT_MAX_OUTPUT_BYTES),
         }
     }
 
-    fn validate(&self) -> Result<(), AgentError> {
+    /// Checks the options: a client id, a lease and renewal interval no shorter than
+    /// [`MIN_LEASE`](Self::MIN_LEASE) and [`MIN_RENEW_INTERVAL`](Self::MIN_RENEW_INTERVAL),
+    /// and renewals more often than the lease lasts. [`RuntimeAgent::new`] calls it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runtime_core::AgentOptions;
+    ///
+    /// let hasty = AgentOptions { lease_duration: Duration::from_micros(400), ..AgentOptions::new("alice") };
+    /// assert!(hasty.validate().unwrap_err().to_string().contains("at least 100ms"));
+    /// ```
+    pub fn validate(&self) -> Result<(), AgentError> {
         if self.client_id.trim().is_empty() {
             return Err(AgentError::MissingClientId);
+        }
+        if self.lease_duration < Self::MIN_LEASE || self.renew_interval < Self::MIN_RENEW_INTERVAL {
+            return Err(AgentError::InvalidOptions(format!(
+                "the lease ({:?}) must last at least {:?} and renewals ({:?}) come at least {:?} \
+                 apart",
+                self.lease_duration,
+                Self::MIN_LEASE,
+                self.renew_interval,
+                Self::MIN_RENEW_INTERVAL
+            )));
         }
         if self.renew_interval.is_zero() || self.lease_duration <= self.renew_interval {
             return Err(AgentError::InvalidOptions(format!(

@@ -6,8 +6,12 @@
 //!   output coalesce; pending updates of one display id collapse into the newest.
 //! - The completion is queued behind every pending output, so "completed" means "all
 //!   outputs are in the log".
-//! - A per-execution byte limit truncates with a visible marker, never silently.
+//! - A per-execution byte limit truncates with a visible marker, never silently. Every byte
+//!   a handler writes counts (text, bundles, metadata, display ids, updates); an output the
+//!   limit dropped still gets its id, and later appends or updates to it are counted as
+//!   dropped too, so the handler never sees an error it did not cause.
 
+use std::collections::HashSet;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
@@ -100,7 +104,9 @@ struct SinkState {
     pending: Vec<Event>,
     /// The newest output of the execution, if it is a stream: the next write appends to it.
     open_stream: Option<(OutputId, StreamName)>,
-    markdown_outputs: Vec<OutputId>,
+    markdown_outputs: HashSet<OutputId>,
+    /// Outputs the limit dropped: appends to them are dropped (and counted) too.
+    dropped_outputs: HashSet<OutputId>,
     has_result: bool,
     has_error: bool,
     limit: Option<u64>,
@@ -137,7 +143,8 @@ impl OutputSink {
                 execution_count,
                 pending: Vec::new(),
                 open_stream: None,
-                markdown_outputs: Vec::new(),
+                markdown_outputs: HashSet::new(),
+                dropped_outputs: HashSet::new(),
                 has_result: false,
                 has_error: false,
                 limit,
@@ -171,7 +178,13 @@ impl OutputSink {
     pub(crate) fn display(&self, display: Display) -> Result<OutputId, OutputError> {
         let data = display.data.validated()?;
         let output_id = OutputId::random();
-        self.add(json_size_of_bundle(&data), |state| DisplayOutputAdded {
+        let size = json_size_of_bundle(&data)
+            + json_size_of_map(&display.metadata)
+            + display
+                .display_id
+                .as_ref()
+                .map_or(0, |id| id.as_str().len() as u64);
+        self.add(&output_id, size, |state| DisplayOutputAdded {
             queue_id: state.queue_id.clone(),
             session_id: state.session_id.clone(),
             output_id: output_id.clone(),
@@ -190,6 +203,16 @@ impl OutputSink {
     ) -> Result<(), OutputError> {
         let data = data.validated()?;
         let mut state = self.open()?;
+        let size = json_size_of_bundle(&data)
+            + json_size_of_map(&metadata)
+            + display_id.as_str().len() as u64;
+        if !matches!(state.budget(size), Budget::All) {
+            state.dropped += size;
+            state.mark_truncation_if_over();
+            drop(state);
+            self.writer.wake();
+            return Ok(());
+        }
         // Only the newest update of a display matters: drop a pending older one.
         state.pending.retain(|event| {
             !matches!(event, Event::DisplayOutputUpdated(update) if update.display_id == display_id)
@@ -216,12 +239,14 @@ impl OutputSink {
         if self.lock().has_result {
             return Err(OutputError::DuplicateResult);
         }
-        self.add(json_size_of_bundle(&data), |state| {
+        let size = json_size_of_bundle(&data) + json_size_of_map(&metadata);
+        let output_id = OutputId::random();
+        self.add(&output_id.clone(), size, |state| {
             state.has_result = true;
             ExecuteResultAdded {
                 queue_id: state.queue_id.clone(),
                 session_id: state.session_id.clone(),
-                output_id: OutputId::random(),
+                output_id,
                 data,
                 metadata,
                 execution_count: state.execution_count,
@@ -237,12 +262,13 @@ impl OutputSink {
     ) -> Result<(), OutputError> {
         let size =
             (ename.len() + evalue.len() + traceback.iter().map(String::len).sum::<usize>()) as u64;
-        self.add(size, |state| {
+        let output_id = OutputId::random();
+        self.add(&output_id.clone(), size, |state| {
             state.has_error = true;
             ErrorOutputAdded {
                 queue_id: state.queue_id.clone(),
                 session_id: state.session_id.clone(),
-                output_id: OutputId::random(),
+                output_id,
                 ename: ename.to_owned(),
                 evalue: evalue.to_owned(),
                 traceback,
@@ -252,8 +278,8 @@ impl OutputSink {
 
     pub(crate) fn markdown(&self, text: &str) -> Result<OutputId, OutputError> {
         let output_id = OutputId::random();
-        self.add(text.len() as u64, |state| {
-            state.markdown_outputs.push(output_id.clone());
+        self.add(&output_id, text.len() as u64, |state| {
+            state.markdown_outputs.insert(output_id.clone());
             MarkdownOutputAdded {
                 queue_id: state.queue_id.clone(),
                 session_id: state.session_id.clone(),
@@ -270,6 +296,10 @@ impl OutputSink {
         text: &str,
     ) -> Result<(), OutputError> {
         let mut state = self.open()?;
+        if state.dropped_outputs.contains(output_id) {
+            state.dropped += text.len() as u64;
+            return Ok(());
+        }
         if !state.markdown_outputs.contains(output_id) {
             return Err(OutputError::UnknownOutput(output_id.clone()));
         }
@@ -370,8 +400,11 @@ impl OutputSink {
         }
     }
 
+    /// Queues the output `make` builds if `size` bytes fit; otherwise drops it whole (a
+    /// rich output is shown whole or not at all) and remembers `output_id` as dropped.
     fn add<E: Into<Event>>(
         &self,
+        output_id: &OutputId,
         size: u64,
         make: impl FnOnce(&mut SinkState) -> E,
     ) -> Result<(), OutputError> {
@@ -381,8 +414,8 @@ impl OutputSink {
             let event = make(&mut state).into();
             state.pending.push(event);
         } else {
-            // A rich output is shown whole or not at all.
             state.dropped += size;
+            state.dropped_outputs.insert(output_id.clone());
             state.mark_truncation_if_over();
         }
         drop(state);
@@ -503,6 +536,14 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
     at
 }
 
+/// An estimate of a metadata map's size on the wire, for the output limit.
+fn json_size_of_map(map: &Map<String, Value>) -> u64 {
+    map.iter()
+        .map(|(k, v)| k.len() as u64 + 3 + json_size(v))
+        .sum::<u64>()
+        + 2
+}
+
 /// An estimate of a bundle's size on the wire, for the output limit.
 fn json_size_of_bundle(bundle: &MediaBundle) -> u64 {
     bundle
@@ -516,11 +557,6 @@ fn json_size(value: &Value) -> u64 {
         Value::Null | Value::Bool(_) | Value::Number(_) => 8,
         Value::String(text) => text.len() as u64 + 2,
         Value::Array(items) => items.iter().map(json_size).sum::<u64>() + 2,
-        Value::Object(map) => {
-            map.iter()
-                .map(|(k, v)| k.len() as u64 + 3 + json_size(v))
-                .sum::<u64>()
-                + 2
-        }
+        Value::Object(map) => json_size_of_map(map),
     }
 }
