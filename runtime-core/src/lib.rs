@@ -70,4 +70,6 @@ pub use handler::{ExecutionError, ExecutionHandler, Outcome};
 pub use maybe_send::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 pub use schema::*;
 pub use state::*;
-pub use store::{LogEntry, MemoryStore, Store, StoreError, Subscription};
+pub use store::{
+    Batch, LogEntry, MemoryStore, RetryPolicy, Retrying, Store, StoreError, Subscription,
+};

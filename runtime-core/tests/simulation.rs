@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::StreamExt;
 use runtime_core::*;
 use support::{Output, Rng, Sim, TaskId, options};
 
@@ -29,26 +30,50 @@ use support::{Output, Rng, Sim, TaskId, options};
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// A MemoryStore whose commits take a random number of scheduler turns, so agents act on
-/// stale views and race for claims.
+/// stale views and race for claims, and which fails now and then as a network store
+/// would: a commit refused, a commit that landed but reported failure, a subscription that
+/// breaks. Agents must retry and resume without losing or duplicating anything.
 #[derive(Clone)]
 struct DelayedStore {
     inner: MemoryStore,
     rng: Arc<Mutex<Rng>>,
 }
 
+fn flaky() -> StoreError {
+    StoreError::Unavailable("simulated outage".into())
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for DelayedStore {
-    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
-        let turns = self.rng.lock().unwrap().below(4);
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        let (turns, refuse, hide_success) = {
+            let mut rng = self.rng.lock().unwrap();
+            (rng.below(4), rng.chance(3), rng.chance(3))
+        };
         for _ in 0..turns {
             YieldNow(false).await;
         }
-        self.inner.commit_now(events)
+        if refuse {
+            return Err(flaky());
+        }
+        let first = self.inner.commit_batch_now(batch)?;
+        if hide_success {
+            Err(flaky())
+        } else {
+            Ok(first)
+        }
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {
-        self.inner.subscribe(from)
+        let rng = self.rng.clone();
+        Box::pin(self.inner.subscribe(from).map(move |entry| {
+            if rng.lock().unwrap().chance(1) {
+                Err(flaky())
+            } else {
+                entry
+            }
+        }))
     }
 }
 
@@ -145,7 +170,12 @@ impl World {
     }
 
     fn commit(&mut self, events: Vec<Event>) {
-        let store = self.store.clone();
+        // Clients ride out the store's outages the way agents do.
+        let store = Retrying::new(
+            self.store.clone(),
+            self.sim.clock.clone(),
+            RetryPolicy::giving_up_after(Duration::from_secs(3600)),
+        );
         let (_, committed) = self
             .sim
             .spawn(async move { store.commit(events).await.unwrap() });
@@ -158,14 +188,20 @@ impl World {
         let source = format!("{kind} {} {}", rng.below(4), 1 + rng.below(80));
         let queue_id = QueueId::random();
         self.requests.push(queue_id.clone());
+        let cell_id = CellId::random();
+        let cell = CellCreated {
+            cell_id: cell_id.clone(),
+            cell_type: CellType::Code,
+            source: source.clone(),
+        };
         let request = ExecutionRequested {
             queue_id,
-            cell_id: CellId::random(),
+            cell_id,
             cell_type: CellType::Code,
             source,
             requested_by: "client".into(),
         };
-        self.commit(vec![request.into()]);
+        self.commit(vec![cell.into(), request.into()]);
     }
 
     fn cancel(&mut self) {
@@ -357,8 +393,11 @@ fn simulate(seed: u64) -> Result<(), String> {
         }
     }
     for agent in &world.agents {
-        if let Some(Err(error)) = agent.ended.take() {
-            return Err(format!("an agent failed: {error}"));
+        match agent.ended.take() {
+            // An outage that outlasts the lease (the clock jumps) ends an agent: allowed.
+            Some(Err(AgentError::Store(error))) if error.is_retriable() => {}
+            Some(Err(error)) => return Err(format!("an agent failed: {error}")),
+            _ => {}
         }
     }
     world.sim.clock.advance(Duration::from_secs(10));
@@ -384,11 +423,19 @@ fn simulate(seed: u64) -> Result<(), String> {
     let ended = &world.agents[last].ended;
     world.sim.run_until(|| ended.is_ready());
 
-    check_log(&world.store.inner, &world.runs.lock().unwrap())
+    check_log(
+        &world.store.inner,
+        &world.runs.lock().unwrap(),
+        &world.requests,
+    )
 }
 
 /// Checks the invariants over the whole log, replaying it independently.
-fn check_log(store: &MemoryStore, runs: &HashMap<QueueId, u32>) -> Result<(), String> {
+fn check_log(
+    store: &MemoryStore,
+    runs: &HashMap<QueueId, u32>,
+    requests: &[QueueId],
+) -> Result<(), String> {
     let mut state = NotebookState::new();
     let mut starts: HashMap<QueueId, u32> = HashMap::new();
     let mut owner: HashMap<QueueId, SessionId> = HashMap::new();
@@ -450,6 +497,31 @@ fn check_log(store: &MemoryStore, runs: &HashMap<QueueId, u32>) -> Result<(), St
             "{} left {:?} after every agent stopped",
             entry.queue_id, entry.state
         ));
+    }
+    if let Some(lost) = requests.iter().find(|q| state.entry(q).is_none()) {
+        return Err(format!("the request {lost} never reached the log"));
+    }
+    // A successful execution shows every line it wrote, once, in order, then its result.
+    for entry in state.entries() {
+        if entry.state.status() != Some(CompletionStatus::Success) {
+            continue;
+        }
+        let writes: usize = entry.source.split(' ').nth(1).unwrap().parse().unwrap();
+        let expected: String = (0..writes).map(|n| format!("line {n}\n")).collect();
+        let shown: String = entry
+            .outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::Stream { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        if shown != expected {
+            return Err(format!(
+                "{} succeeded showing {shown:?}, not {expected:?}",
+                entry.queue_id
+            ));
+        }
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::maybe_send::{MaybeSend, MaybeSync};
 use crate::schema::{
     Capabilities, CellId, CompletionStatus, QueueId, SessionId, TerminationReason,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{RetryPolicy, Retrying, Store, StoreError};
 
 /// How an agent is configured. Only the client id is required.
 ///
@@ -59,6 +59,10 @@ pub struct AgentOptions {
     /// the rest is dropped with a visible marker. Defaults to
     /// [`DEFAULT_MAX_OUTPUT_BYTES`](Self::DEFAULT_MAX_OUTPUT_BYTES); `None`: no limit.
     pub max_output_bytes: Option<u64>,
+    /// How long the agent keeps retrying a store that fails transiently (a busy lock, a
+    /// dropped connection) before it gives up and stops. `None`: as long as the lease,
+    /// after which another agent may take over anyway.
+    pub store_retry_limit: Option<Duration>,
 }
 
 impl AgentOptions {
@@ -84,6 +88,7 @@ impl AgentOptions {
             cancel_grace: Duration::from_secs(5),
             stop_on_error: false,
             max_output_bytes: Some(Self::DEFAULT_MAX_OUTPUT_BYTES),
+            store_retry_limit: None,
         }
     }
 
@@ -261,7 +266,7 @@ impl Shared {
 /// # Ok::<(), AgentError>(())
 /// ```
 pub struct RuntimeAgent {
-    store: Arc<dyn Store>,
+    store: Arc<Retrying>,
     clock: Arc<dyn Clock>,
     capabilities: Capabilities,
     options: AgentOptions,
@@ -286,9 +291,13 @@ impl RuntimeAgent {
             .runtime_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        let retry = RetryPolicy::giving_up_after(
+            options.store_retry_limit.unwrap_or(options.lease_duration),
+        );
         Ok(Self {
-            store: Arc::new(store),
-            clock: Arc::new(clock),
+            store: Arc::new(Retrying::new(store, clock.clone(), retry)),
+            clock,
             capabilities,
             options,
             runtime_id,

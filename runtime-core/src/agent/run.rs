@@ -15,7 +15,7 @@ use crate::handler::ExecutionHandler;
 use crate::maybe_send::BoxFuture;
 use crate::schema::*;
 use crate::state::{Applied, EntryState, Ignored, NotebookState, Seq, SessionState};
-use crate::store::{LogEntry, StoreError, Subscription};
+use crate::store::{LogEntry, Store, StoreError, Subscription};
 
 /// The execution the agent is running.
 struct Running {
@@ -80,16 +80,19 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
         announce_applied: false,
         warned: BTreeSet::new(),
     };
-    let ended = tracing::Instrument::instrument(runner.run(), span).await;
-    shared.set_status(AgentStatus::Stopped);
+    let ended = tracing::Instrument::instrument(runner.run(), span.clone()).await;
     match &ended {
         Ok(reason) => {
             if let Some(hook) = &runner.agent.hooks.shutdown {
                 hook(reason);
             }
         }
-        Err(error) => tracing::error!(%error, "runtime agent stopped with an error"),
+        Err(error) => {
+            tracing::error!(parent: &span, %error, "runtime agent stopped with an error");
+            tracing::Instrument::instrument(runner.abandon(error), span).await;
+        }
     }
+    shared.set_status(AgentStatus::Stopped);
     ended
 }
 
@@ -452,6 +455,33 @@ impl Runner {
         };
         self.commit(vec![terminated.into()]).await?;
         Ok(TerminationReason::Shutdown)
+    }
+
+    /// The agent cannot go on (the store failed for good): drop what runs, and try once to
+    /// end the session in the log, so its running entry ends `runtime_lost` now and no one
+    /// waits for the lease to run out.
+    async fn abandon(&mut self, error: &AgentError) {
+        self.running = None;
+        if self.announced_seq == 0 || self.session_ended().is_some() {
+            return;
+        }
+        let terminated = RuntimeSessionTerminated {
+            session_id: self.session_id.clone(),
+            reason: TerminationReason::Error,
+            by: self.session_id.to_string(),
+            at: self.agent.clock.now(),
+            detail: Some(format!("the runtime agent stopped: {error}")),
+        };
+        match self
+            .agent
+            .store
+            .inner()
+            .commit(vec![terminated.into()])
+            .await
+        {
+            Ok(_) => tracing::info!("ended the session in the log"),
+            Err(error) => tracing::warn!(%error, "could not end the session in the log"),
+        }
     }
 
     /// The log ended this session (displaced, expired, terminated): stop what runs. Its

@@ -81,3 +81,8 @@ id_type!(
     /// Names a display that later `DisplayUpdated` events replace, wherever it is shown.
     DisplayId
 );
+id_type!(
+    /// Names one committed batch, so a store recognises a retry of a batch it already
+    /// committed and does not commit it twice.
+    BatchId
+);

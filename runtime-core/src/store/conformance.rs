@@ -12,7 +12,7 @@
 
 use futures::{StreamExt, future};
 
-use super::{Store, StoreError};
+use super::{Batch, Store, StoreError};
 use crate::schema::{CellDeleted, Event, UnknownEvent};
 use crate::state::Seq;
 
@@ -44,6 +44,46 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     concurrent_commits_are_totally_ordered_for_every_reader(&make()).await;
     events_round_trip_unchanged(&make()).await;
     empty_batches_are_refused(&make()).await;
+    a_retried_batch_lands_once(&make()).await;
+    racing_retries_of_one_batch_land_once(&make()).await;
+}
+
+/// A batch committed again (a retry after an error that hid its success) is not appended
+/// twice: the store returns the sequence number it got the first time.
+pub async fn a_retried_batch_lands_once<S: Store>(store: &S) {
+    let first = Batch::new(vec![event(0), event(1)]);
+    assert_eq!(store.commit_batch(&first).await.unwrap(), 1);
+    store.commit(vec![event(2)]).await.unwrap();
+    assert_eq!(
+        store.commit_batch(&first).await.unwrap(),
+        1,
+        "a retry returns the original sequence number"
+    );
+    let other = Batch::new(vec![event(0), event(1)]);
+    assert_eq!(
+        store.commit_batch(&other).await.unwrap(),
+        4,
+        "equal events under another id are another batch"
+    );
+    store.commit(vec![event(9)]).await.unwrap();
+    let seqs: Vec<Seq> = read(store, 1, 6)
+        .await
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>(), "nothing landed twice");
+    let all = read(store, 1, 6).await;
+    assert_eq!(all[5].1, event(9), "the log holds each batch once");
+}
+
+/// Retries of one batch racing each other land once, and all get its sequence number.
+pub async fn racing_retries_of_one_batch_land_once<S: Store>(store: &S) {
+    let batch = Batch::new(vec![event(0), event(1), event(2)]);
+    let seqs = future::join_all((0..4).map(|_| store.commit_batch(&batch))).await;
+    for seq in seqs {
+        assert_eq!(seq.unwrap(), 1);
+    }
+    assert_eq!(store.commit(vec![event(3)]).await.unwrap(), 4);
 }
 
 /// Batches get consecutive sequence numbers starting at 1.

@@ -7,8 +7,8 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 
-use super::{LogEntry, Store, StoreError, Subscription};
-use crate::schema::Event;
+use super::{Batch, LogEntry, Store, StoreError, Subscription};
+use crate::schema::{BatchId, Event};
 use crate::state::Seq;
 
 /// How many entries a subscription takes per lock: bounds the per-reader buffer.
@@ -26,6 +26,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     log: Vec<Arc<Event>>,
+    /// The first sequence number of every batch committed, by id.
+    batches: HashMap<BatchId, Seq>,
     next_reader: u64,
     /// Readers that caught up and wait for the next commit.
     waiting: HashMap<u64, Waker>,
@@ -61,13 +63,22 @@ impl MemoryStore {
 
     /// Appends without waiting; what [`Store::commit`] does.
     pub fn commit_now(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
-        if events.is_empty() {
+        self.commit_batch_now(&Batch::new(events))
+    }
+
+    /// Appends a batch without waiting; what [`Store::commit_batch`] does.
+    pub fn commit_batch_now(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        if batch.events.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
         let (first, waiting) = {
             let mut inner = self.lock();
+            if let Some(&first) = inner.batches.get(&batch.id) {
+                return Ok(first);
+            }
             let first = inner.log.len() as Seq + 1;
-            inner.log.extend(events.into_iter().map(Arc::new));
+            inner.log.extend(batch.events.iter().cloned());
+            inner.batches.insert(batch.id.clone(), first);
             let waiting: Vec<Waker> = inner.waiting.drain().map(|(_, waker)| waker).collect();
             (first, waiting)
         };
@@ -86,8 +97,8 @@ impl MemoryStore {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for MemoryStore {
-    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
-        self.commit_now(events)
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        self.commit_batch_now(batch)
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {

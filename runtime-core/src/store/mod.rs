@@ -2,16 +2,22 @@
 //!
 //! The application owns the store and passes it in; agents and UIs share it.
 //!
-//! - [`Store::commit`] appends a batch atomically and returns the sequence number of its
-//!   first event. Sequence numbers start at 1 and have no gaps.
+//! - [`Store::commit_batch`] appends a [`Batch`] atomically and returns the sequence number
+//!   of its first event. Sequence numbers start at 1 and have no gaps. A batch id the store
+//!   has committed before is not committed again: the store returns the first sequence
+//!   number it got then, so a retry after an error that hid a success never lands twice.
 //! - [`Store::subscribe`] yields every committed event with `seq >= from`, in order, then
 //!   live ones as they are committed. It never skips, reorders or drops, however slow the
 //!   reader: a reader reads the log at its own pace, with no unbounded queue per reader.
+//! - Errors are [retriable](StoreError::is_retriable) (a busy lock, a dropped connection:
+//!   try again, with the same batch id) or permanent.
 //!
-//! [`MemoryStore`] is the embedded default. `store::conformance` (feature `conformance`) is the
-//! test suite every store must pass.
+//! [`MemoryStore`] is the embedded default. [`Retrying`] wraps any store with retries and
+//! resumed subscriptions, as agents use it. `store::conformance` (feature `conformance`) is
+//! the test suite every store must pass.
 
 mod memory;
+mod retry;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -19,9 +25,10 @@ pub mod conformance;
 use std::sync::Arc;
 
 pub use memory::MemoryStore;
+pub use retry::{RetryPolicy, Retrying};
 
 use crate::maybe_send::{BoxStream, MaybeSend, MaybeSync};
-use crate::schema::Event;
+use crate::schema::{BatchId, Event};
 use crate::state::Seq;
 
 /// Why a store operation failed. Messages never contain secrets.
@@ -33,9 +40,53 @@ pub enum StoreError {
     /// The store was closed; nothing more can be committed or read.
     #[error("the store is closed")]
     Closed,
-    /// The backend failed; the message says how.
+    /// The backend failed for now (a lock held too long, a dropped connection); the same
+    /// call may succeed later. A commit that failed this way may still have landed: retry
+    /// it with the same batch id.
+    #[error("store temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed for good; the message says how.
     #[error("store backend failed: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// `true` if the same call may succeed later ([`StoreError::Unavailable`]).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Events to commit together, under an id that makes a retry harmless.
+///
+/// ```
+/// use runtime_core::{Batch, CellDeleted, Store, MemoryStore};
+///
+/// # futures::executor::block_on(async {
+/// let store = MemoryStore::new();
+/// let batch = Batch::new(vec![CellDeleted { cell_id: "c".into() }.into()]);
+/// assert_eq!(store.commit_batch(&batch).await?, 1);
+/// assert_eq!(store.commit_batch(&batch).await?, 1, "a retry lands once");
+/// assert_eq!(store.len(), 1);
+/// # Ok::<(), runtime_core::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The batch's id: a fresh uuid v4 from [`Batch::new`].
+    pub id: BatchId,
+    /// The events, in order.
+    pub events: Vec<Arc<Event>>,
+}
+
+impl Batch {
+    /// A batch of `events` with a fresh id.
+    pub fn new(events: Vec<Event>) -> Self {
+        Self {
+            id: BatchId::random(),
+            events: events.into_iter().map(Arc::new).collect(),
+        }
+    }
 }
 
 /// One committed event and its place in the log.
@@ -70,18 +121,28 @@ pub type Subscription = BoxStream<'static, Result<LogEntry, StoreError>>;
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait Store: MaybeSend + MaybeSync {
-    /// Appends `events` atomically, in order; returns the sequence number of the first.
-    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError>;
+    /// Appends the batch's events atomically, in order; returns the sequence number of the
+    /// first. A batch whose id was committed before is not appended again: the call returns
+    /// the sequence number it got the first time.
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError>;
 
     /// Every committed event with `seq >= from`, in order, then live ones.
     fn subscribe(&self, from: Seq) -> Subscription;
+
+    /// Commits `events` as a new [`Batch`].
+    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        self.commit_batch(&Batch::new(events)).await
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl<S: Store + ?Sized> Store for Arc<S> {
-    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
-        (**self).commit(events).await
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        (**self).commit_batch(batch).await
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {
