@@ -1001,7 +1001,7 @@ fn the_output_limit_counts_every_byte_and_never_fails_the_execution() {
     let handler = |ctx: ExecutionContext| async move {
         ctx.stdout("0123456789")?;
         // Dropped whole: later appends to it are dropped too, not an error.
-        let notes = ctx.markdown(&"m".repeat(2_000))?;
+        let notes = ctx.markdown("m".repeat(2_000))?;
         ctx.append_markdown(&notes, "more")?;
         // Metadata counts: a tiny bundle with huge metadata does not get through.
         let mut metadata = serde_json::Map::new();

@@ -43,4 +43,4 @@ pub mod sqlite;
 pub use auth::AuthToken;
 pub use clock::TokioClock;
 pub use signals::{FORCED_EXIT_CODE, RunError, run_until_signal};
-pub use sqlite::{Durability, SqliteError, SqliteOptions, SqliteStore};
+pub use sqlite::{Durability, GAP_FILLER_TYPE, SqliteError, SqliteOptions, SqliteStore};

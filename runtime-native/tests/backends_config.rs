@@ -150,7 +150,7 @@ program = "python3"
 args = ["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"]
 marker = "<<done>>"
 send_after = "print('<<done>>')"
-max_runtime = "300ms"
+max_runtime = "5s"
 "#;
     let config = BackendsConfig::parse(text, "agents.toml").unwrap();
     let error = BackendsConfig::parse(text, "agents.toml")

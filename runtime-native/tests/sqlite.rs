@@ -139,7 +139,7 @@ fn a_newer_schema_is_a_clear_error() {
             error,
             SqliteError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -166,9 +166,10 @@ async fn a_locked_file_is_retried_then_reported() {
         "it waited before giving up"
     );
     assert!(
-        matches!(&error, StoreError::Backend(message) if message.contains("locked")),
+        matches!(&error, StoreError::Unavailable(message) if message.contains("locked")),
         "{error}"
     );
+    assert!(error.is_retriable());
     holder.execute_batch("COMMIT").unwrap();
     assert_eq!(
         store.commit(vec![event(1)]).await.unwrap(),
@@ -193,4 +194,268 @@ fn processes_creating_one_new_file_at_once_all_succeed() {
             assert!(opened.is_ok(), "round {round}: {}", opened.unwrap_err());
         }
     }
+}
+
+/// Inserts a raw row as another program (or a bug, or a damaged disk) might.
+fn insert_raw(path: &std::path::Path, seq: i64, value: rusqlite::types::Value) {
+    let raw = rusqlite::Connection::open(path).unwrap();
+    raw.execute(
+        "INSERT INTO events (notebook, seq, event) VALUES ('nb', ?1, ?2)",
+        rusqlite::params![seq, value],
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_are_not_utf8_text_read_as_malformed_events_and_readers_go_on() {
+    use rusqlite::types::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bytes.db");
+    let store = SqliteStore::open(&path, "nb").unwrap();
+    let mut live = store.subscribe(1);
+    store.commit(vec![event(1)]).await.unwrap();
+    insert_raw(&path, 2, Value::Blob(vec![0xff]));
+    insert_raw(&path, 3, Value::Text(String::new()));
+    {
+        // Text that is not UTF-8, as another program can write it.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "INSERT INTO events (notebook, seq, event) VALUES ('nb', 4, CAST(X'C328' AS TEXT))",
+            [],
+        )
+        .unwrap();
+    }
+    insert_raw(&path, 5, Value::Integer(7));
+    assert_eq!(store.commit(vec![event(6)]).await.unwrap(), 6);
+    for (expected, reason) in [
+        (2, "BLOB"),
+        (3, "EOF"),
+        (4, "not UTF-8"),
+        (5, "JSON object"), // TEXT affinity stored the number as text
+    ] {
+        let entry = if expected == 2 {
+            live.next().await.unwrap().unwrap(); // event 1
+            live.next().await.unwrap().unwrap()
+        } else {
+            live.next().await.unwrap().unwrap()
+        };
+        assert_eq!(entry.seq, expected);
+        let Event::Malformed(malformed) = &*entry.event else {
+            panic!("seq {expected}: {:?}", entry.event)
+        };
+        assert!(malformed.error.contains(reason), "{}", malformed.error);
+    }
+    let last = live.next().await.unwrap().unwrap();
+    assert_eq!((last.seq, (*last.event).clone()), (6, event(6)));
+    // A fresh reader folds the whole log, skipping and counting the bad rows.
+    let mut state = runtime_core::NotebookState::new();
+    let mut fresh = store.subscribe(1);
+    for _ in 0..6 {
+        let entry = fresh.next().await.unwrap().unwrap();
+        state.apply(entry.seq, &entry.event);
+    }
+    assert_eq!(state.stats().ignored(runtime_core::Ignored::Malformed), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_the_log_is_refused_with_a_repair_and_repair_lets_readers_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gap.db");
+    let store = SqliteStore::open(&path, "nb").unwrap();
+    store.commit((1..=5).map(event).collect()).await.unwrap();
+    store
+        .notebook("other")
+        .commit(vec![event(1)])
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "DELETE FROM events WHERE notebook = 'nb' AND seq IN (2, 3)",
+            [],
+        )
+        .unwrap();
+    let mut reader = store.subscribe(1);
+    assert_eq!(reader.next().await.unwrap().unwrap().seq, 1);
+    let error = reader.next().await.unwrap().unwrap_err();
+    assert!(
+        !error.is_retriable(),
+        "a broken log does not heal by waiting"
+    );
+    let message = error.to_string();
+    assert!(message.contains("event 2 is missing"), "{message}");
+    assert!(message.contains("notebook repair --store"), "{message}");
+
+    assert_eq!(store.repair().unwrap(), 2);
+    assert_eq!(store.repair().unwrap(), 0, "nothing left to repair");
+    let seqs: Vec<u64> = store
+        .subscribe(1)
+        .take(5)
+        .map(|e| e.unwrap().seq)
+        .collect()
+        .await;
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    let filler = store.subscribe(2).next().await.unwrap().unwrap();
+    assert!(
+        matches!(&*filler.event, Event::Unknown(u) if u.type_name() == runtime_native::GAP_FILLER_TYPE)
+    );
+    assert_eq!(store.commit(vec![event(6)]).await.unwrap(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_upgraded_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "CREATE TABLE events (notebook TEXT NOT NULL, seq INTEGER NOT NULL, \
+                 event TEXT NOT NULL, PRIMARY KEY (notebook, seq)) WITHOUT ROWID;
+             PRAGMA application_id = 1381253479;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        raw.execute(
+            "INSERT INTO events VALUES ('nb', 1, ?1)",
+            [event(1).to_json().to_string()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, "nb").unwrap();
+    let batch = runtime_core::Batch::new(vec![event(2)]);
+    assert_eq!(store.commit_batch(&batch).await.unwrap(), 2);
+    assert_eq!(store.commit_batch(&batch).await.unwrap(), 2, "deduplicated");
+    let events: Vec<Event> = store
+        .subscribe(1)
+        .take(2)
+        .map(|e| (*e.unwrap().event).clone())
+        .collect()
+        .await;
+    assert_eq!(events, [event(1), event(2)]);
+    assert_eq!(store.head().unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_and_notebooks_answer_while_another_commit_waits_for_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let store = SqliteStore::open(&path, "nb").unwrap();
+    store.commit(vec![event(1)]).await.unwrap();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit(vec![event(2)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await; // the commit now waits on the lock
+    assert_eq!(
+        store.head().unwrap(),
+        1,
+        "head does not queue behind the commit"
+    );
+    assert_eq!(store.notebooks().unwrap(), [("nb".to_owned(), 1)]);
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), 2);
+}
+
+/// The issue's repro: another process holds the write lock past the busy timeout while a
+/// cell writes. The agent must retry, not exit, and every line must reach the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_rides_out_a_write_lock_held_past_the_busy_timeout() {
+    use runtime_core::{
+        AgentOptions, AgentStatus, Capabilities, CellType, CompletionStatus, ExecutionContext,
+        NotebookClient, NotebookWatcher, OutputKind, RuntimeAgent,
+    };
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.db");
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_millis(200),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, "nb", options).unwrap();
+    let (running, locked) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let handler = {
+        let (running, locked) = (running.clone(), locked.clone());
+        move |ctx: ExecutionContext| {
+            let (running, locked) = (running.clone(), locked.clone());
+            async move {
+                ctx.stdout("line 0\n")?;
+                running.notify_one();
+                locked.notified().await;
+                for n in 1..=80 {
+                    ctx.stdout(format!("line {n}\n"))?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(())
+            }
+        }
+    };
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new("tester"),
+    )
+    .unwrap()
+    .on_execution(handler);
+    let handle = agent.handle();
+    let served = tokio::spawn(agent.run());
+    let client = NotebookClient::new(store.clone(), "tester");
+    let (_, queue_id) = client.run_cell(CellType::Code, "x").await.unwrap();
+    running.notified().await;
+
+    // Another process takes the write lock and keeps it well past the busy timeout.
+    let script = format!(
+        "import sqlite3, sys, time\n\
+         c = sqlite3.connect({path:?}, isolation_level=None)\n\
+         c.execute('begin immediate')\n\
+         print('locked', flush=True)\n\
+         time.sleep(1.5)\n\
+         c.execute('commit')\n",
+        path = path.to_str().unwrap()
+    );
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    locked.notify_one();
+
+    let mut watcher = NotebookWatcher::new(&store);
+    let entry = tokio::time::timeout(
+        Duration::from_secs(60),
+        watcher.wait_for_completion(&queue_id),
+    )
+    .await
+    .expect("the cell completes once the lock is released")
+    .unwrap()
+    .clone();
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    let text: String = entry
+        .outputs
+        .iter()
+        .map(|o| match &o.kind {
+            OutputKind::Stream { text, .. } => text.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    let expected: String = (0..=80).map(|n| format!("line {n}\n")).collect();
+    assert_eq!(text, expected, "every line, once, in order");
+    assert_ne!(
+        handle.status(),
+        AgentStatus::Stopped,
+        "the agent is still serving"
+    );
+    handle.shutdown();
+    served.await.unwrap().unwrap();
 }

@@ -264,7 +264,7 @@ fn leave_page(store: &JsStore, handle: &AgentHandle) {
         at: runtime_core::Clock::now(&BrowserClock),
         detail: Some("the page was closed".into()),
     };
-    if let Err(error) = store.commit_without_waiting(&[ended.into()]) {
+    if let Err(error) = store.commit_without_waiting(vec![ended.into()]) {
         tracing::warn!(error = %error, "could not record the session's end as the page closed");
     }
     handle.shutdown();

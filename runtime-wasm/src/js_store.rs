@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 use js_sys::{Array, Function, JSON, Promise};
-use runtime_core::{Event, LogEntry, MalformedEvent, Seq, Store, StoreError, Subscription};
+use runtime_core::{Batch, Event, LogEntry, MalformedEvent, Seq, Store, StoreError, Subscription};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -25,8 +25,13 @@ export type RuntimeEvent = { type: string; [field: string]: unknown };
  * `MemoryStore` is one; any object with these two methods works.
  */
 export interface RuntimeStore {
-  /** Appends `events` atomically, in order; returns (or resolves to) the first's sequence number (the log starts at 1). */
-  commit(events: RuntimeEvent[]): number | Promise<number>;
+  /**
+   * Appends `events` atomically, in order; returns (or resolves to) the first's sequence number (the log starts at 1).
+   * `batchId` names the batch: a store that can fail transiently should remember it and, when the same id comes again
+   * (a retry after an error that hid a success), return the first commit's sequence number instead of appending twice.
+   * Throw `{ retriable: true, message }` (or an Error with `retriable = true`) for a failure worth retrying.
+   */
+  commit(events: RuntimeEvent[], batchId?: string): number | Promise<number>;
   /**
    * Calls `onEvents` with every event from `fromSeq` on, in order and without gaps, then with
    * live ones as they are committed; `firstSeq` is the sequence number of `events[0]`.
@@ -44,7 +49,7 @@ extern "C" {
     pub type RuntimeStore;
 
     #[wasm_bindgen(method, catch, js_name = commit)]
-    fn js_commit(this: &RuntimeStore, events: &Array) -> Result<JsValue, JsValue>;
+    fn js_commit(this: &RuntimeStore, events: &Array, batch_id: &str) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(method, catch, js_name = subscribe)]
     fn js_subscribe(
@@ -76,23 +81,31 @@ impl JsStore {
 
     /// Calls the JS `commit` without waiting for a returned promise: for page unload, when
     /// nothing can be awaited any more.
-    pub(crate) fn commit_without_waiting(&self, events: &[Event]) -> Result<(), StoreError> {
-        let array = to_js_array(events)?;
+    pub(crate) fn commit_without_waiting(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        let batch = Batch::new(events);
+        let array = to_js_array(&batch.events)?;
         self.js
-            .js_commit(&array)
+            .js_commit(&array, batch.id.as_str())
             .map(drop)
             .map_err(|thrown| store_threw("commit", &thrown))
     }
 }
 
+/// What the app's store threw: retriable if it says so (`retriable: true`).
 fn store_threw(method: &str, thrown: &JsValue) -> StoreError {
-    StoreError::Backend(format!(
-        "the app's store threw in {method}: {}",
-        js_message(thrown)
-    ))
+    let message = format!("the app's store threw in {method}: {}", js_message(thrown));
+    let retriable = js_sys::Reflect::get(thrown, &JsValue::from_str("retriable"))
+        .ok()
+        .and_then(|flag| flag.as_bool())
+        .unwrap_or(false);
+    if retriable {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Backend(message)
+    }
 }
 
-fn to_js_array(events: &[Event]) -> Result<Array, StoreError> {
+fn to_js_array(events: &[Arc<Event>]) -> Result<Array, StoreError> {
     let array = Array::new();
     for event in events {
         let object = JSON::parse(&event.to_json().to_string()).map_err(|error| {
@@ -122,14 +135,14 @@ pub(crate) fn event_from_js(value: &JsValue) -> Event {
 
 #[async_trait::async_trait(?Send)]
 impl Store for JsStore {
-    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
-        if events.is_empty() {
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        if batch.events.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
-        let array = to_js_array(&events)?;
+        let array = to_js_array(&batch.events)?;
         let returned = self
             .js
-            .js_commit(&array)
+            .js_commit(&array, batch.id.as_str())
             .map_err(|thrown| store_threw("commit", &thrown))?;
         let value = match returned.dyn_into::<Promise>() {
             Ok(promise) => JsFuture::from(promise)

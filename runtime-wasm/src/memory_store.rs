@@ -3,7 +3,7 @@
 use futures::future::{AbortHandle, Abortable};
 use futures::{FutureExt, StreamExt};
 use js_sys::{Array, Function, JSON};
-use runtime_core::Store;
+use runtime_core::{Batch, Store};
 use wasm_bindgen::prelude::*;
 
 use crate::error::js_message;
@@ -26,18 +26,24 @@ impl JsMemoryStore {
     }
 
     /// Appends `events` atomically; returns the first's sequence number. An event that does
-    /// not decode is kept as malformed (agents skip and count it), never refused.
+    /// not decode is kept as malformed (agents skip and count it), never refused. A batch id
+    /// committed before is not appended again: its first sequence number is returned.
     pub fn commit(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RuntimeEvent[]")] events: JsValue,
+        #[wasm_bindgen(js_name = batchId)] batch_id: Option<String>,
     ) -> Result<f64, JsError> {
         let Some(events) = events.dyn_ref::<Array>() else {
             return Err(JsError::new("MemoryStore.commit takes an array of events"));
         };
         let events = events.iter().map(|value| event_from_js(&value)).collect();
+        let mut batch = Batch::new(events);
+        if let Some(id) = batch_id.filter(|id| !id.is_empty()) {
+            batch.id = id.into();
+        }
         let first = self
             .inner
-            .commit_now(events)
+            .commit_batch_now(&batch)
             .map_err(|error| JsError::new(&error.to_string()))?;
         Ok(first as f64)
     }

@@ -418,9 +418,14 @@ async fn the_memory_store_has_the_store_interface() {
         r#"[{"type": "v1.CellDeleted", "cellId": "a"}, {"type": "v1.CellDeleted", "cellId": "b"}]"#,
     )
     .unwrap();
-    assert_eq!(store.commit(events).unwrap(), 1.0);
-    assert!(store.commit(JsValue::from("nope")).is_err());
+    assert_eq!(store.commit(events.clone(), None).unwrap(), 1.0);
+    assert!(store.commit(JsValue::from("nope"), None).is_err());
     assert_eq!(store.length(), 2.0);
+    // A retried batch id lands once, through the bridge as through JS.
+    let retried = Some("batch-1".to_owned());
+    assert_eq!(store.commit(events.clone(), retried.clone()).unwrap(), 3.0);
+    assert_eq!(store.commit(events, retried).unwrap(), 3.0);
+    assert_eq!(store.length(), 4.0);
     let as_js: JsValue = store.clone().into();
     let bridge = JsStore::new(as_js.unchecked_into());
     let seen: Vec<u64> = bridge

@@ -295,8 +295,11 @@ impl RuntimeAgent {
         let retry = RetryPolicy::giving_up_after(
             options.store_retry_limit.unwrap_or(options.lease_duration),
         );
+        // Send and Sync natively; on wasm32 nothing is, and nothing needs to be.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let store = Arc::new(Retrying::new(store, clock.clone(), retry));
         Ok(Self {
-            store: Arc::new(Retrying::new(store, clock.clone(), retry)),
+            store,
             clock,
             capabilities,
             options,

@@ -35,13 +35,6 @@ impl Log {
         }
     }
 
-    fn lean() -> Self {
-        Self {
-            state: NotebookState::lean(),
-            ..Self::new()
-        }
-    }
-
     fn apply(&mut self, event: impl Into<Event>) -> Applied {
         let event = event.into();
         if let Event::ExecutionRequested(request) = &event {

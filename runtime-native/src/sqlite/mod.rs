@@ -1,9 +1,15 @@
 //! [`SqliteStore`]: the durable store. Several processes on one machine share a notebook
 //! through one file.
 //!
-//! - One file holds many notebooks; each is its own log (`notebook`, `seq`) → event JSON.
-//! - `commit` is one `BEGIN IMMEDIATE` transaction on a blocking thread; sequence numbers are
-//!   contiguous per notebook even with several writer processes.
+//! - One file holds many notebooks; each is its own log (`notebook`, `seq`) → event JSON,
+//!   plus the batch id on a batch's first row, so a retried batch is found, not re-added.
+//! - `commit` is one `BEGIN IMMEDIATE` transaction; sequence numbers are contiguous per
+//!   notebook even with several writer processes. A lock held past the busy timeout is a
+//!   retriable error ([`StoreError::Unavailable`]), as are I/O failures and a full disk.
+//! - Reads and decoding run on tokio's blocking threads, never on the async executor. A row
+//!   that is not JSON text (a BLOB, bytes that are not UTF-8) reads as a malformed event:
+//!   skipped and counted by every reader, never fatal. A missing row (a gap in `seq`) stops
+//!   readers with an error that says how to repair the file ([`SqliteStore::repair`]).
 //! - WAL mode with `synchronous = NORMAL`: an acknowledged commit is in the WAL before
 //!   `commit` returns, so it survives the writer being killed (`kill -9`); a power loss may
 //!   lose the last commits ([`Durability::Full`] closes that gap at one fsync per commit).
@@ -19,14 +25,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runtime_core::{Event, LogEntry, Seq, Store, StoreError, Subscription};
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use runtime_core::{Batch, Event, LogEntry, MalformedEvent, Seq, Store, StoreError, Subscription};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Notify;
 
 /// `PRAGMA application_id` of our files ("RTAg").
 const APPLICATION_ID: i32 = 0x5254_4167;
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this build writes and reads. Version 1 files are upgraded in place.
+pub const SCHEMA_VERSION: i32 = 2;
+/// The type of the placeholder event [`SqliteStore::repair`] writes into a gap: unknown
+/// to every reader, so skipped and counted.
+pub const GAP_FILLER_TYPE: &str = "repair.MissingEvent";
 /// A commit this long after the previous one ended goes inline (see `commit_uncontended`).
 const QUIET: Duration = Duration::from_micros(500);
 /// After a wake-up: how many of the next waits are short, and how short.
@@ -129,6 +139,8 @@ struct Shared {
     path: PathBuf,
     options: SqliteOptions,
     writer: Mutex<Connection>,
+    /// For `head` and `notebooks`, so they never wait for a commit.
+    reader: Mutex<Option<Connection>>,
     /// When the last commit through this open ended.
     last_commit: Mutex<Option<std::time::Instant>>,
     changed: Arc<Notify>,
@@ -175,6 +187,7 @@ impl SqliteStore {
                 path,
                 options,
                 writer: Mutex::new(writer),
+                reader: Mutex::new(None),
                 last_commit: Mutex::new(None),
                 changed,
                 _watch: watch,
@@ -204,30 +217,95 @@ impl SqliteStore {
     /// The sequence number of the notebook's last event (0 if it has none): read up to it
     /// to see the notebook as it is now.
     pub fn head(&self) -> Result<Seq, StoreError> {
-        let writer = self.shared.lock_writer();
-        let last: i64 = writer
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1",
-                [&*self.notebook],
-                |row| row.get(0),
-            )
-            .map_err(backend)?;
-        Ok(last as Seq)
+        self.shared.read(|connection| {
+            let last: i64 = connection
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1",
+                    [&*self.notebook],
+                    |row| row.get(0),
+                )
+                .map_err(backend)?;
+            Ok(last as Seq)
+        })
     }
 
     /// Every notebook in the file with its number of events.
     pub fn notebooks(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let writer = self.shared.lock_writer();
-        let mut statement = writer
-            .prepare("SELECT notebook, MAX(seq) FROM events GROUP BY notebook ORDER BY notebook")
+        self.shared.read(|connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT notebook, MAX(seq) FROM events GROUP BY notebook ORDER BY notebook",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            rows.map(|row| row.map(|(id, n)| (id, n.max(0) as u64)).map_err(backend))
+                .collect()
+        })
+    }
+
+    /// Repairs a log with missing rows (deleted by hand, or lost to a damaged disk): fills
+    /// each gap in every notebook of the file with placeholder events of type
+    /// [`GAP_FILLER_TYPE`], which every reader skips and counts, so readers can move past
+    /// it. Returns how many rows it added. What the missing events said is lost; the
+    /// notebook's state is what the remaining events make of it.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = runtime_native::SqliteStore::open("notebooks.db", "default")?;
+    /// let filled = store.repair()?;
+    /// println!("filled {filled} missing events");
+    /// # Ok(()) }
+    /// ```
+    pub fn repair(&self) -> Result<u64, StoreError> {
+        let mut writer = self.shared.lock_writer();
+        let transaction = writer
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })
-            .map_err(backend)?;
-        rows.map(|row| row.map(|(id, n)| (id, n.max(0) as u64)).map_err(backend))
-            .collect()
+        // Each row whose predecessor is missing starts after a gap.
+        let gaps: Vec<(String, i64, i64)> = {
+            let mut statement = transaction
+                .prepare(
+                    "SELECT e.notebook, \
+                        COALESCE((SELECT MAX(p.seq) FROM events p \
+                                  WHERE p.notebook = e.notebook AND p.seq < e.seq), 0) + 1, \
+                        e.seq - 1 \
+                     FROM events e \
+                     WHERE e.seq > 1 AND NOT EXISTS \
+                        (SELECT 1 FROM events q WHERE q.notebook = e.notebook AND q.seq = e.seq - 1)",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)?
+        };
+        let mut filled = 0;
+        {
+            let mut insert = transaction
+                .prepare("INSERT INTO events (notebook, seq, event) VALUES (?1, ?2, ?3)")
+                .map_err(backend)?;
+            for (notebook, first, last) in gaps {
+                for seq in first..=last {
+                    let filler = serde_json::json!({
+                        "type": GAP_FILLER_TYPE,
+                        "note": "this event was missing from the file; `repair` put this in its place",
+                    });
+                    insert
+                        .execute(params![notebook, seq, filler.to_string()])
+                        .map_err(backend)?;
+                    filled += 1;
+                }
+                tracing::warn!(%notebook, first, last, "filled a gap in the log");
+            }
+        }
+        transaction.commit().map_err(backend)?;
+        drop(writer);
+        self.shared.changed.notify_waiters();
+        Ok(filled)
     }
 }
 
@@ -236,6 +314,32 @@ impl Shared {
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `query` on this open's read connection, opening it on first use.
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if reader.is_none() {
+            *reader = Some(self.open_reader()?);
+        }
+        match reader.as_ref() {
+            Some(connection) => query(connection),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        connect(&self.path, &self.options, flags).map_err(|error| match error {
+            SqliteError::Sqlite { source, .. } => backend(source),
+            other => StoreError::Backend(other.to_string()),
+        })
     }
 }
 
@@ -302,14 +406,28 @@ fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteErro
         });
     }
     transaction
-        .execute_batch(&format!(
+        .execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                  notebook TEXT NOT NULL,
                  seq INTEGER NOT NULL,
                  event TEXT NOT NULL,
                  PRIMARY KEY (notebook, seq)
-             ) WITHOUT ROWID;
-             PRAGMA application_id = {APPLICATION_ID};
+             ) WITHOUT ROWID;",
+        )
+        .map_err(&sqlite)?;
+    if version < 2 {
+        // Version 2: the batch id on a batch's first row, unique per notebook.
+        transaction
+            .execute_batch(
+                "ALTER TABLE events ADD COLUMN batch TEXT;
+                 CREATE UNIQUE INDEX events_batch ON events (notebook, batch)
+                     WHERE batch IS NOT NULL;",
+            )
+            .map_err(&sqlite)?;
+    }
+    transaction
+        .execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID};
              PRAGMA user_version = {SCHEMA_VERSION};"
         ))
         .map_err(&sqlite)?;
@@ -330,14 +448,24 @@ fn is_busy(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// A SQLite error as a store error: a lock held too long, an I/O failure or a full disk
+/// may pass ([`StoreError::Unavailable`]); anything else will not.
 fn backend(error: rusqlite::Error) -> StoreError {
     if is_busy(&error) {
-        return StoreError::Backend(
+        return StoreError::Unavailable(
             "the store file is locked by another writer and stayed locked past the busy timeout"
                 .to_owned(),
         );
     }
-    StoreError::Backend(format!("sqlite: {error}"))
+    match error.sqlite_error_code() {
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory,
+        ) => StoreError::Unavailable(format!("sqlite: {error}")),
+        _ => StoreError::Backend(format!("sqlite: {error}")),
+    }
 }
 
 impl SqliteStore {
@@ -348,7 +476,10 @@ impl SqliteStore {
     /// Under load (the previous commit ended less than [`QUIET`] ago) it declines: a commit
     /// on a blocking thread lets the writer's producers run meanwhile, so the next batch
     /// grows (group commit), where back-to-back inline commits would each carry one output.
-    fn commit_uncontended(&self, encoded: &[String]) -> Option<Result<Seq, StoreError>> {
+    fn commit_uncontended(&self, batch: &Encoded) -> Option<Result<Seq, StoreError>> {
+        if self.shared.options.durability == Durability::Full {
+            return None; // an fsync has no place on the executor
+        }
         let mut writer = self.shared.writer.try_lock().ok()?;
         let last = *self
             .shared
@@ -359,7 +490,7 @@ impl SqliteStore {
             return None;
         }
         writer.busy_timeout(Duration::ZERO).ok()?;
-        let result = append(&mut writer, &self.notebook, encoded);
+        let result = append(&mut writer, &self.notebook, batch);
         if let Err(error) = writer.busy_timeout(self.shared.options.busy_timeout) {
             return Some(Err(backend(error)));
         }
@@ -370,24 +501,38 @@ impl SqliteStore {
     }
 }
 
-/// Appends `events` to `notebook` in one transaction; returns the first sequence number.
+/// A batch ready for SQL: its id and its events as JSON text.
+struct Encoded {
+    id: String,
+    events: Vec<String>,
+}
+
+/// Appends a batch to `notebook` in one transaction, unless its id is there already;
+/// returns the batch's first sequence number.
 fn append(
     connection: &mut Connection,
     notebook: &str,
-    events: &[String],
+    batch: &Encoded,
 ) -> Result<Seq, rusqlite::Error> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let last: i64 = transaction.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1",
-        [notebook],
-        |row| row.get(0),
-    )?;
+    let landed: Option<i64> = transaction
+        .prepare_cached("SELECT seq FROM events WHERE notebook = ?1 AND batch = ?2")?
+        .query_row(params![notebook, &batch.id], |row| row.get(0))
+        .optional()?;
+    if let Some(first) = landed {
+        return Ok(first as Seq);
+    }
+    let last: i64 = transaction
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1")?
+        .query_row([notebook], |row| row.get(0))?;
     {
-        let mut insert = transaction
-            .prepare_cached("INSERT INTO events (notebook, seq, event) VALUES (?1, ?2, ?3)")?;
-        for (offset, event) in (1..).zip(events) {
-            insert.execute(params![notebook, last + offset, event])?;
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO events (notebook, seq, event, batch) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (offset, event) in (1..).zip(&batch.events) {
+            let id = (offset == 1).then_some(batch.id.as_str());
+            insert.execute(params![notebook, last + offset, event, id])?;
         }
     }
     transaction.commit()?;
@@ -396,14 +541,18 @@ fn append(
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
-        if events.is_empty() {
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        if batch.events.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
-        let encoded: Vec<String> = events
-            .iter()
-            .map(|event| event.to_json().to_string())
-            .collect();
+        let encoded = Encoded {
+            id: batch.id.to_string(),
+            events: batch
+                .events
+                .iter()
+                .map(|event| event.to_json().to_string())
+                .collect(),
+        };
         let first = match self.commit_uncontended(&encoded) {
             Some(result) => result?,
             None => {
@@ -470,7 +619,7 @@ impl Reader {
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.read_chunk()? > 0 {
+            if self.read_chunk().await? > 0 {
                 continue;
             }
             let wait = if short_waits > 0 {
@@ -486,43 +635,97 @@ impl Reader {
         }
     }
 
-    fn read_chunk(&mut self) -> Result<usize, StoreError> {
-        if self.connection.is_none() {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let connection = connect(&self.shared.path, &self.shared.options, flags)
-                .map_err(|error| StoreError::Backend(error.to_string()))?;
-            self.connection = Some(connection);
+    /// Reads and decodes the next rows on a blocking thread; returns how many it buffered.
+    async fn read_chunk(&mut self) -> Result<usize, StoreError> {
+        let connection = self.connection.take();
+        let shared = self.shared.clone();
+        let notebook = self.notebook.clone();
+        let next = self.next;
+        let (connection, read) = tokio::task::spawn_blocking(move || {
+            let connection = match connection {
+                Some(connection) => connection,
+                None => match shared.open_reader() {
+                    Ok(connection) => connection,
+                    Err(error) => return (None, Err(error)),
+                },
+            };
+            let read = read_rows(&connection, &notebook, next);
+            (Some(connection), read)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("the read task failed: {error}")))?;
+        self.connection = connection;
+        let entries = read?;
+        self.next += entries.len() as Seq;
+        let count = entries.len();
+        self.buffer.extend(entries);
+        Ok(count)
+    }
+}
+
+/// Up to [`READ_CHUNK`] entries of `notebook` from `next` on, decoded. A row that is not
+/// JSON text becomes a malformed event; a missing row is an error that says how to repair.
+fn read_rows(
+    connection: &Connection,
+    notebook: &str,
+    next: Seq,
+) -> Result<Vec<LogEntry>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT seq, event FROM events WHERE notebook = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let mut rows = statement
+        .query(params![notebook, next as i64, READ_CHUNK])
+        .map_err(backend)?;
+    let mut entries = Vec::new();
+    let mut expected = next;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let seq = row.get::<_, i64>(0).map_err(backend)? as Seq;
+        if seq != expected && !entries.is_empty() {
+            break; // deliver what comes before the gap; the next read reports it
         }
-        let Some(connection) = &self.connection else {
-            return Ok(0);
-        };
-        let mut statement = connection
-            .prepare_cached(
-                "SELECT seq, event FROM events WHERE notebook = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
-            )
-            .map_err(backend)?;
-        let rows = statement
-            .query_map(
-                params![&*self.notebook, self.next as i64, READ_CHUNK],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-            )
-            .map_err(backend)?;
-        let before = self.buffer.len();
-        for row in rows {
-            let (seq, text) = row.map_err(backend)?;
-            let seq = seq as Seq;
-            if seq != self.next {
-                return Err(StoreError::Backend(format!(
-                    "notebook {} has a gap in its log: expected seq {}, found {seq}",
-                    self.notebook, self.next
-                )));
-            }
-            self.buffer.push_back(LogEntry {
-                seq,
-                event: Arc::new(Event::from_json_str(&text)),
-            });
-            self.next += 1;
+        if seq != expected {
+            return Err(StoreError::Backend(format!(
+                "notebook {notebook} has a gap in its log: event {expected} is missing (the \
+                 next one is {seq}); rows were deleted from the file or lost to damage, so no \
+                 reader can go past it. Repair the file with `notebook repair --store FILE` \
+                 (SqliteStore::repair), which fills the gap with placeholder events every \
+                 reader skips"
+            )));
         }
-        Ok(self.buffer.len() - before)
+        let event = decode_row(row.get_ref(1).map_err(backend)?);
+        entries.push(LogEntry {
+            seq,
+            event: Arc::new(event),
+        });
+        expected += 1;
+    }
+    Ok(entries)
+}
+
+/// The event in a row's `event` column, whatever another program put there.
+fn decode_row(value: ValueRef<'_>) -> Event {
+    let malformed = |raw: serde_json::Value, error: &str| {
+        Event::Malformed(MalformedEvent {
+            raw,
+            error: error.to_owned(),
+        })
+    };
+    match value {
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => Event::from_json_str(text),
+            Err(_) => malformed(
+                String::from_utf8_lossy(bytes).into_owned().into(),
+                "the stored event is not UTF-8 text",
+            ),
+        },
+        ValueRef::Blob(bytes) => malformed(
+            format!("<{} bytes of binary data>", bytes.len()).into(),
+            "the stored event is a BLOB, not JSON text",
+        ),
+        ValueRef::Null => malformed(serde_json::Value::Null, "the stored event is NULL"),
+        ValueRef::Integer(n) => malformed(n.into(), "the stored event is a number"),
+        ValueRef::Real(n) => malformed(n.into(), "the stored event is a number"),
     }
 }
