@@ -6,6 +6,7 @@
 //! cargo run --example notebook -- status              # sessions and the queue
 //! cargo run --example notebook -- show                # every cell with its outputs
 //! cargo run --example notebook -- cancel --all        # cancel what has not finished
+//! cargo run --example notebook -- repair              # fill gaps in a damaged store file
 //! ```
 //!
 //! Every command takes `--json` for scripts: one JSON object per line.
@@ -63,6 +64,9 @@ enum Command {
     Status,
     /// Show every cell with its latest outputs
     Show,
+    /// Repair a store file with missing events (rows deleted by hand or lost to damage):
+    /// fill each gap with a placeholder event every reader skips
+    Repair,
     /// Commit COUNT events one by one, printing each acknowledged sequence number (a load
     /// and durability tool)
     #[command(hide = true)]
@@ -115,7 +119,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = NotebookClient::new(store.clone(), config.client_id);
+    let client = NotebookClient::new(store.clone(), config.client_id.clone());
     let outcome = match cli.command {
         Command::Run {
             source,
@@ -125,6 +129,7 @@ async fn main() -> ExitCode {
             run(
                 &store,
                 &client,
+                &config.client_id,
                 &source,
                 cell_type.into(),
                 no_wait,
@@ -136,6 +141,7 @@ async fn main() -> ExitCode {
         Command::Status => current(&store).await.map(|state| status(&state, cli.json)),
         Command::Show => current(&store).await.map(|state| show(&state, cli.json)),
         Command::Flood { count } => flood(&store, count).await,
+        Command::Repair => repair(&store, cli.json),
     };
     match outcome {
         Ok(code) => code,
@@ -149,12 +155,16 @@ async fn main() -> ExitCode {
 async fn run(
     store: &SqliteStore,
     client: &NotebookClient,
+    client_id: &str,
     source: &str,
     cell_type: CellType,
     no_wait: bool,
     json: bool,
 ) -> Result<ExitCode, StoreError> {
-    let mut watcher = NotebookWatcher::new(store);
+    // While it waits, the client also ends a session whose lease ran out (a runtime killed
+    // mid-cell), so the cell ends `runtime_lost` instead of leaving it waiting forever.
+    let mut watcher =
+        NotebookWatcher::new(store).enforcing_leases(store.clone(), TokioClock, client_id);
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
         println!("{}", json!({"queued": queue_id, "cellId": cell_id}));
@@ -166,10 +176,18 @@ async fn run(
     }
     let head = store.head()?;
     let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
-    if state.active_session().is_none() && !json {
-        eprintln!(
-            "(no runtime is serving this notebook yet: the cell waits in the queue; start one with `cargo run --example echo-agent`)"
-        );
+    if !json {
+        if state.active_session().is_none() {
+            eprintln!(
+                "(no runtime is serving this notebook yet: the cell waits in the queue; start one with `cargo run --example echo-agent`)"
+            );
+        } else if let Some(why) = state.why_pending(&queue_id).filter(|_| {
+            !state
+                .active_session()
+                .is_some_and(|s| s.capabilities.covers(cell_type))
+        }) {
+            eprintln!("(the cell waits in the queue: {why})");
+        }
     }
     let entry = follow(&mut watcher, &queue_id, |event| {
         if json {
@@ -215,6 +233,18 @@ async fn cancel(
         println!("{}", json!({"cancelRequested": true}));
     } else {
         println!("cancel requested");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn repair(store: &SqliteStore, json: bool) -> Result<ExitCode, StoreError> {
+    let filled = store.repair()?;
+    if json {
+        println!("{}", json!({"filled": filled}));
+    } else if filled == 0 {
+        println!("no gaps: nothing to repair");
+    } else {
+        println!("filled {filled} missing event(s) with placeholders that readers skip");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -768,3 +768,169 @@ fn a_bad_backends_file_exits_2_naming_the_file_and_the_key() {
         "{stderr}"
     );
 }
+
+/// Inserts a row as another program might, with python3's sqlite3 (a real other process).
+fn insert_raw_row(home: &Home, value_sql: &str) {
+    let script = format!(
+        "import sqlite3\n\
+         c = sqlite3.connect({path:?}, isolation_level=None)\n\
+         c.execute('begin immediate')\n\
+         m = c.execute(\"select max(seq) from events where notebook = 'default'\").fetchone()[0]\n\
+         c.execute(\"insert into events (notebook, seq, event) values ('default', ?, {value_sql})\", (m + 1,))\n\
+         c.execute('commit')\n",
+        path = home.store_path().to_str().unwrap()
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_row_that_is_not_utf8_text_is_skipped_by_running_agents_and_every_later_client() {
+    let home = Home::new();
+    let mut agent = home.agent("2");
+    let store = home.store();
+    let first = submit(&store, "before the bad rows");
+    wait_for_state(&store, Duration::from_secs(20), |s| completed(s, &first));
+    insert_raw_row(&home, "X'ff'"); // a BLOB
+    insert_raw_row(&home, "CAST(X'c328' AS TEXT)"); // text that is not UTF-8
+
+    let after = submit(&store, "after the bad rows");
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| completed(s, &after));
+    assert_eq!(
+        state.entry(&after).unwrap().state.status(),
+        Some(CompletionStatus::Success),
+        "the running agent read past the rows"
+    );
+    assert_eq!(state.stats().ignored(runtime_core::Ignored::Malformed), 2);
+    let status = home.notebook(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let run = home.notebook(&["run", "a later client"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent is still serving"
+    );
+    signal(&agent, "TERM");
+    assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn a_deleted_row_is_refused_with_a_repair_command_that_works() {
+    let home = Home::new();
+    let store = home.store();
+    for n in 0..3 {
+        submit(&store, &format!("cell {n}"));
+    }
+    rusqlite_delete(&home, 3);
+    let status = home.notebook(&["status"]);
+    assert!(!status.status.success());
+    let message = String::from_utf8_lossy(&status.stderr);
+    assert!(message.contains("event 3 is missing"), "{message}");
+    assert!(message.contains("notebook repair --store"), "{message}");
+    let repair = home.notebook(&["repair"]);
+    assert!(
+        repair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repair.stderr)
+    );
+    assert!(String::from_utf8_lossy(&repair.stdout).contains("filled 1 missing event"));
+    let status = home.notebook(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+fn rusqlite_delete(home: &Home, seq: i64) {
+    let script = format!(
+        "import sqlite3\n\
+         c = sqlite3.connect({path:?}, isolation_level=None)\n\
+         c.execute(\"delete from events where notebook = 'default' and seq = {seq}\")\n",
+        path = home.store_path().to_str().unwrap()
+    );
+    assert!(
+        Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn a_client_waiting_on_a_killed_agent_sees_the_cell_end_runtime_lost() {
+    let home = Home::new();
+    let mut agent = home
+        .command("echo-agent")
+        .args([
+            "--client-id",
+            "alice",
+            "--lease-secs",
+            "1",
+            "--renew-secs",
+            "0.3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = home.store();
+    let mut run = home
+        .command("notebook")
+        .args(["--client-id", "bob", "run", "%sleep 600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_state(&store, Duration::from_secs(20), |s| {
+        s.in_progress()
+            .any(|e| matches!(e.state, EntryState::Executing { .. }))
+    });
+    agent.kill().unwrap(); // SIGKILL: nothing more is committed, and no agent comes back
+    agent.wait().unwrap();
+    // The lease is 1 s; the waiting client itself commits the expiry.
+    let exited = wait_with_timeout(&mut run, Duration::from_secs(60));
+    assert!(!exited.success());
+    let said = stderr_of(&mut run);
+    assert!(said.contains("runtime lost"), "{said}");
+    let state = current_state(&store);
+    assert_eq!(
+        state.sessions()[0].state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+}
+
+#[test]
+fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
+    let home = Home::new();
+    let output = home
+        .command("echo-agent")
+        .args([
+            "--client-id",
+            "a",
+            "--lease-secs",
+            "0.0004",
+            "--renew-secs",
+            "0.0001",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("--lease-secs") && message.contains("at least 100ms"),
+        "{message}"
+    );
+}

@@ -1,12 +1,17 @@
 //! The other side of the store: what a UI or CLI does with a notebook.
 //!
 //! [`NotebookClient`] commits cells, execution requests and cancels;
-//! [`NotebookWatcher`] folds the log and waits until the state says something.
+//! [`NotebookWatcher`] folds the log and waits until the state says something; with
+//! [`NotebookWatcher::enforcing_leases`] it also ends a session whose lease ran out, so a
+//! client waiting on a crashed agent's cell sees it end `runtime_lost` instead of waiting
+//! forever.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, select_biased};
 
+use crate::clock::Clock;
 use crate::schema::*;
 use crate::state::{NotebookState, QueueEntry};
 use crate::store::{Store, StoreError, Subscription};
@@ -126,7 +131,21 @@ impl NotebookClient {
 pub struct NotebookWatcher {
     log: Subscription,
     state: NotebookState,
+    leases: Option<LeaseEnforcer>,
 }
+
+/// What a watcher needs to commit the expiry of a lease it sees run out.
+struct LeaseEnforcer {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    by: String,
+    /// The session whose expiry this watcher committed last: once is enough.
+    expired: Option<SessionId>,
+}
+
+/// How long past a lease's end an observer waits before it commits the expiry: room for a
+/// renewal in flight and for clocks a little apart.
+pub const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
 
 impl NotebookWatcher {
     /// Watches `store` from the start of its log.
@@ -134,7 +153,35 @@ impl NotebookWatcher {
         Self {
             log: store.subscribe(1),
             state: NotebookState::new(),
+            leases: None,
         }
+    }
+
+    /// This watcher, also acting as an observer of leases: while it waits, when the
+    /// active session's lease has run out (by `clock`, plus [`EXPIRY_MARGIN`]), it commits
+    /// `RuntimeSessionTerminated { reason: Expired }` to `store` in the name of `by`. The
+    /// log decides (an expiry applies only if the lease had run out at its time), so a
+    /// late renewal wins and many observers do no harm.
+    ///
+    /// ```
+    /// use runtime_core::{MemoryStore, ManualClock, NotebookWatcher};
+    ///
+    /// let store = MemoryStore::new();
+    /// let watcher = NotebookWatcher::new(&store).enforcing_leases(store.clone(), ManualClock::default(), "alice");
+    /// ```
+    pub fn enforcing_leases(
+        mut self,
+        store: impl Store + 'static,
+        clock: impl Clock + 'static,
+        by: impl Into<String>,
+    ) -> Self {
+        self.leases = Some(LeaseEnforcer {
+            store: Arc::new(store),
+            clock: Arc::new(clock),
+            by: by.into(),
+            expired: None,
+        });
+        self
     }
 
     /// The state as folded so far.
@@ -159,9 +206,60 @@ impl NotebookWatcher {
     /// # }).unwrap();
     /// ```
     pub async fn next(&mut self) -> Result<Arc<Event>, StoreError> {
-        let entry = self.log.next().await.ok_or(StoreError::Closed)??;
-        self.state.apply(entry.seq, &entry.event);
-        Ok(entry.event)
+        loop {
+            let lease_end = self.lease_to_watch();
+            let entry = match (lease_end, &self.leases) {
+                (Some(wait), Some(leases)) => {
+                    let expired = leases.clock.sleep(wait).fuse();
+                    let next = self.log.next().fuse();
+                    futures::pin_mut!(expired, next);
+                    select_biased! {
+                        entry = next => entry,
+                        () = expired => {
+                            self.expire_lease().await?;
+                            continue;
+                        }
+                    }
+                }
+                _ => self.log.next().await,
+            };
+            let entry = entry.ok_or(StoreError::Closed)??;
+            self.state.apply(entry.seq, &entry.event);
+            return Ok(entry.event);
+        }
+    }
+
+    /// How long until the active session's lease (plus the margin) runs out, if this
+    /// watcher enforces leases and has not expired that session already.
+    fn lease_to_watch(&self) -> Option<Duration> {
+        let leases = self.leases.as_ref()?;
+        let session = self.state.active_session()?;
+        if leases.expired.as_ref() == Some(&session.session_id) {
+            return None;
+        }
+        let deadline = session.lease_until.saturating_add(EXPIRY_MARGIN);
+        Some(deadline.saturating_since(leases.clock.now()))
+    }
+
+    /// Commits the expiry of the active session, if its lease has run out by now.
+    async fn expire_lease(&mut self) -> Result<(), StoreError> {
+        let Some(leases) = &mut self.leases else {
+            return Ok(());
+        };
+        let now = leases.clock.now();
+        let Some(session) = self.state.expired_session(now) else {
+            return Ok(());
+        };
+        tracing::info!(session_id = %session.session_id, "a runtime's lease ran out; ending its session");
+        let expiry = RuntimeSessionTerminated {
+            session_id: session.session_id.clone(),
+            reason: TerminationReason::Expired,
+            by: leases.by.clone(),
+            at: now,
+            detail: Some("its lease ran out without renewal".into()),
+        };
+        leases.expired = Some(session.session_id.clone());
+        leases.store.commit(vec![expiry.into()]).await.map(drop)
     }
 
     /// Folds the log until `done` holds for the state; returns the state.

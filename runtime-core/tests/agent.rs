@@ -1062,3 +1062,70 @@ fn a_lease_shorter_than_the_minimum_is_refused() {
     let message = refused.err().unwrap().to_string();
     assert!(message.contains("at least 100ms"), "{message}");
 }
+
+#[test]
+fn a_watcher_ends_a_crashed_agents_cell_when_its_lease_runs_out() {
+    let mut sim = Sim::new(33);
+    let store = MemoryStore::new();
+    let forever = |ctx: ExecutionContext| async move {
+        ctx.stdout("started\n")?;
+        futures::future::pending::<()>().await;
+        Ok(())
+    };
+    let (task, _, _) = spawn_agent(&mut sim, &store, options("alice"), forever);
+    let queue_id = request(&mut sim, &store, "loop forever");
+    wait_until_running(&mut sim, &store, &queue_id);
+    sim.kill(task); // kill -9: nothing more is committed
+
+    // No other agent ever starts: the waiting client itself enforces the lease.
+    let mut watcher =
+        NotebookWatcher::new(&store).enforcing_leases(store.clone(), sim.clock.clone(), "alice");
+    let before = sim.clock.now();
+    let waited = queue_id.clone();
+    let (_, done) = sim.spawn(async move {
+        watcher
+            .wait_for_completion(&waited)
+            .await
+            .map(|entry| entry.state.clone())
+    });
+    let state = sim.run_to(&done).unwrap();
+    assert!(
+        matches!(
+            state,
+            EntryState::Completed {
+                status: CompletionStatus::RuntimeLost,
+                ..
+            }
+        ),
+        "{state:?}"
+    );
+    let waited_for = sim.clock.now().saturating_since(before);
+    assert!(
+        waited_for <= Duration::from_millis(300) + runtime_core::client::EXPIRY_MARGIN,
+        "ended within the lease plus the margin, not later: {waited_for:?}"
+    );
+    let ended = fold(&store);
+    assert_eq!(
+        ended.sessions()[0].state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+}
+
+#[test]
+fn a_watcher_never_expires_a_session_that_renews() {
+    let mut sim = Sim::new(34);
+    let store = MemoryStore::new();
+    let five_seconds = sleeper(sim.clock.clone(), Duration::from_secs(5));
+    let (_, _, handle) = spawn_agent(&mut sim, &store, options("alice"), five_seconds);
+    let queue_id = request(&mut sim, &store, "five seconds");
+    let mut watcher =
+        NotebookWatcher::new(&store).enforcing_leases(store.clone(), sim.clock.clone(), "alice");
+    let (_, done) = sim.spawn(async move {
+        watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .map(|entry| entry.state.status())
+    });
+    assert_eq!(sim.run_to(&done).unwrap(), Some(CompletionStatus::Success));
+    assert_eq!(handle.status(), AgentStatus::Idle);
+}
