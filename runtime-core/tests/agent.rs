@@ -1129,3 +1129,39 @@ fn a_watcher_never_expires_a_session_that_renews() {
     assert_eq!(sim.run_to(&done).unwrap(), Some(CompletionStatus::Success));
     assert_eq!(handle.status(), AgentStatus::Idle);
 }
+
+#[test]
+fn catching_up_on_a_long_log_lets_other_tasks_run() {
+    let mut sim = Sim::new(35);
+    let store = MemoryStore::new();
+    for chunk in 0..20 {
+        let events = (0..1_000)
+            .map(|n| {
+                CellDeleted {
+                    cell_id: format!("gone-{chunk}-{n}").into(),
+                }
+                .into()
+            })
+            .collect();
+        store.commit_now(events).unwrap();
+    }
+    let (_, _, handle) = spawn_agent(&mut sim, &store, options("alice"), echo);
+    // Another task on the same executor, polled whenever it gets a turn.
+    let turns = std::rc::Rc::new(std::cell::Cell::new(0_u32));
+    let counted = turns.clone();
+    let watched = handle.clone();
+    sim.spawn(futures::future::poll_fn(move |cx| {
+        if watched.status() != AgentStatus::Starting {
+            return std::task::Poll::Ready(());
+        }
+        counted.set(counted.get() + 1);
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }));
+    sim.run_until(|| handle.status() == AgentStatus::Idle);
+    assert!(
+        turns.get() >= 5,
+        "the other task got {} turns while 20,000 events were folded",
+        turns.get()
+    );
+}

@@ -17,6 +17,24 @@ use crate::schema::*;
 use crate::state::{Applied, EntryState, Ignored, NotebookState, Seq, SessionState};
 use crate::store::{LogEntry, Store, StoreError, Subscription};
 
+/// How many entries the agent folds before it lets other tasks run.
+const CATCH_UP_SLICE: usize = 1024;
+
+/// Returns `Pending` once (after asking to be polled again), so other tasks run.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
 /// The execution the agent is running.
 struct Running {
     queue_id: QueueId,
@@ -101,7 +119,7 @@ impl Runner {
         if self.shared.shutdown_requested() {
             return Ok(TerminationReason::Shutdown);
         }
-        self.catch_up()?;
+        self.catch_up().await?;
         self.announce().await?;
         while self.state.last_seq() < self.announced_seq {
             self.read_one().await?;
@@ -150,7 +168,7 @@ impl Runner {
                 Wake::Finished(report) => self.finished(report)?,
                 Wake::Log(entry) => {
                     self.apply(entry)?;
-                    self.catch_up()?;
+                    self.catch_up().await?;
                 }
                 Wake::Renew => {
                     renew = self.agent.clock.sleep(self.agent.options.renew_interval);
@@ -160,10 +178,17 @@ impl Runner {
         }
     }
 
-    /// Folds every entry the subscription has ready, without waiting.
-    fn catch_up(&mut self) -> Result<(), AgentError> {
+    /// Folds every entry the subscription has ready, without waiting for more, but
+    /// letting other tasks run every [`CATCH_UP_SLICE`] entries: folding a long log must not
+    /// stall the executor (or another agent's renewals on it).
+    async fn catch_up(&mut self) -> Result<(), AgentError> {
+        let mut folded = 0_usize;
         while let Some(entry) = self.log.next().now_or_never() {
             self.apply(entry)?;
+            folded += 1;
+            if folded % CATCH_UP_SLICE == 0 {
+                yield_now().await;
+            }
         }
         Ok(())
     }
@@ -172,7 +197,7 @@ impl Runner {
     async fn read_one(&mut self) -> Result<(), AgentError> {
         let entry = self.log.next().await;
         self.apply(entry)?;
-        self.catch_up()
+        self.catch_up().await
     }
 
     fn apply(&mut self, entry: Option<Result<LogEntry, StoreError>>) -> Result<(), AgentError> {
@@ -442,7 +467,7 @@ impl Runner {
             }
         }
         // Someone may have ended the session already (a page closing commits that itself).
-        self.catch_up()?;
+        self.catch_up().await?;
         if let Some(reason) = self.session_ended() {
             return Ok(reason);
         }
