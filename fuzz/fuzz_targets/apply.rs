@@ -1,0 +1,33 @@
+//! Any log (one event per line) folds without panicking, and an agent's lean fold makes the
+//! same decisions as a UI's full fold: the same statistics, entry states, execution counts
+//! and sessions.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use runtime_core::{Event, NotebookState};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut full = NotebookState::new();
+    let mut lean = NotebookState::lean();
+    for (seq, line) in (1..).zip(text.lines()) {
+        let event = Event::from_json_str(line);
+        let applied = full.apply(seq, &event);
+        assert_eq!(lean.apply(seq, &event), applied, "seq {seq}: {line}");
+    }
+    assert_eq!(full.stats(), lean.stats());
+    assert_eq!(full.sessions(), lean.sessions());
+    assert_eq!(full.entries().len(), lean.entries().len());
+    for (a, b) in full.entries().iter().zip(lean.entries()) {
+        assert_eq!(a.state, b.state);
+        assert_eq!(a.execution_count, b.execution_count);
+        assert_eq!(a.cancel_requested, b.cancel_requested);
+        assert!(a.outputs.len() >= b.outputs.len());
+    }
+    for entry in full.entries() {
+        if let Some(cell) = full.cell(&entry.cell_id) {
+            let _ = full.cell_outputs(&cell.id);
+        }
+        let _ = full.why_pending(&entry.queue_id);
+    }
+});
