@@ -13,7 +13,7 @@ use futures::{FutureExt, StreamExt, select_biased};
 
 use crate::clock::Clock;
 use crate::schema::*;
-use crate::state::{NotebookState, QueueEntry};
+use crate::state::{NotebookState, QueueEntry, Seq};
 use crate::store::{Store, StoreError, Subscription};
 
 /// Commits what a notebook client asks for, in the client's name.
@@ -60,7 +60,7 @@ impl NotebookClient {
             cell_type,
             source: source.into(),
         };
-        self.store.commit(vec![created.into()]).await?;
+        self.commit(vec![created.into()]).await?;
         Ok(cell_id)
     }
 
@@ -72,7 +72,7 @@ impl NotebookClient {
         source: &str,
     ) -> Result<QueueId, StoreError> {
         let (request, queue_id) = self.request(cell_id.clone(), cell_type, source);
-        self.store.commit(vec![request]).await?;
+        self.commit(vec![request]).await?;
         Ok(queue_id)
     }
 
@@ -89,7 +89,7 @@ impl NotebookClient {
             source: source.into(),
         };
         let (request, queue_id) = self.request(cell_id.clone(), cell_type, source);
-        self.store.commit(vec![created.into(), request]).await?;
+        self.commit(vec![created.into(), request]).await?;
         Ok((cell_id, queue_id))
     }
 
@@ -111,7 +111,19 @@ impl NotebookClient {
             target,
             requested_by: self.client_id.clone(),
         };
-        self.store.commit(vec![cancel.into()]).await.map(drop)
+        self.commit(vec![cancel.into()]).await.map(drop)
+    }
+
+    /// Commits `events` unless one is invalid (an empty id: the log would skip it, so the
+    /// caller hears it now instead).
+    async fn commit(&self, events: Vec<Event>) -> Result<Seq, StoreError> {
+        if let Some(invalid) = events.iter().find(|event| event.has_empty_id()) {
+            return Err(StoreError::Invalid(format!(
+                "{} carries an empty id; ids are non-empty strings",
+                invalid.type_name()
+            )));
+        }
+        self.store.commit(events).await
     }
 
     fn request(&self, cell_id: CellId, cell_type: CellType, source: &str) -> (Event, QueueId) {

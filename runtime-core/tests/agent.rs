@@ -1165,3 +1165,18 @@ fn catching_up_on_a_long_log_lets_other_tasks_run() {
         turns.get()
     );
 }
+
+#[test]
+fn the_client_refuses_empty_ids_with_a_clear_error() {
+    let store = MemoryStore::new();
+    let client = NotebookClient::new(store.clone(), "alice");
+    let refused = futures::executor::block_on(client.execute(&"".into(), CellType::Code, "x"));
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("v1.ExecutionRequested carries an empty id"),
+        "{message}"
+    );
+    let refused = futures::executor::block_on(client.cancel(&"".into()));
+    assert!(refused.is_err());
+    assert!(store.is_empty(), "nothing reached the log");
+}

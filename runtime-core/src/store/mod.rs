@@ -48,6 +48,9 @@ pub enum StoreError {
     /// The backend failed for good; the message says how.
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// Refused before it reached the store: an event in the batch is invalid.
+    #[error("refused an invalid event: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
