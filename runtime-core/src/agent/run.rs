@@ -487,7 +487,8 @@ impl Runner {
     /// waits for the lease to run out.
     async fn abandon(&mut self, error: &AgentError) {
         self.running = None;
-        if self.announced_seq == 0 || self.session_ended().is_some() {
+        let store_failed = matches!(error, AgentError::Store(_) | AgentError::SubscriptionEnded);
+        if !store_failed || !self.announce_applied || self.session_ended().is_some() {
             return;
         }
         let terminated = RuntimeSessionTerminated {

@@ -365,7 +365,7 @@ impl NotebookState {
             outputs: Vec::new(),
             clear_pending: false,
             metadata: Default::default(),
-            output_ids: HashMap::new(),
+            output_index: Default::default(),
             has_result: false,
         });
         self.entry_index.insert(e.queue_id.clone(), index);
@@ -546,7 +546,7 @@ impl NotebookState {
     ) -> Result<usize, Ignored> {
         let index = self.owned_entry(queue_id, session_id)?;
         let entry = &mut self.entries[index];
-        if entry.output_ids.contains_key(output_id) {
+        if entry.used_output_id(output_id) {
             return Err(Ignored::DuplicateId);
         }
         if entry.clear_pending {

@@ -1,6 +1,6 @@
 //! What the reducer builds: cells, queue entries, outputs and runtime sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -99,10 +99,8 @@ pub struct QueueEntry {
     pub clear_pending: bool,
     /// The completion's metadata (which backend ran, how it was stopped, token usage).
     pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// Every output id the entry has used: `Some(position in outputs)` while shown, `None`
-    /// once cleared. An id is never used twice, so appends and updates cannot reach a
-    /// newer output that reused it, and lookups are O(1) however many outputs there are.
-    pub(crate) output_ids: HashMap<OutputId, Option<usize>>,
+    /// Finds outputs by id, and remembers the ids of cleared ones.
+    pub(crate) output_index: OutputIndex,
     /// The entry shows a result (one per execution).
     pub(crate) has_result: bool,
 }
@@ -114,24 +112,54 @@ impl QueueEntry {
     }
 
     pub(crate) fn output_mut(&mut self, output_id: &OutputId) -> Option<&mut Output> {
-        let position = (*self.output_ids.get(output_id)?)?;
+        let position = self.output_position(output_id)?;
         self.outputs.get_mut(position)
+    }
+
+    fn output_position(&self, output_id: &OutputId) -> Option<usize> {
+        match &self.output_index.positions {
+            Some(positions) => positions.get(output_id).copied(),
+            // Few outputs: a scan from the newest (appends target the last ones) is
+            // cheaper than hashing.
+            None => self
+                .outputs
+                .iter()
+                .rposition(|output| &output.output_id == output_id),
+        }
+    }
+
+    /// `true` if the entry ever had an output with this id (shown, or cleared since).
+    pub(crate) fn used_output_id(&self, output_id: &OutputId) -> bool {
+        self.output_index.spent.contains(output_id) || self.output_position(output_id).is_some()
     }
 
     /// Removes every shown output; their ids stay used.
     pub(crate) fn clear_outputs(&mut self) {
-        for output in self.outputs.drain(..) {
-            self.output_ids.insert(output.output_id, None);
-        }
+        let spent = &mut self.output_index.spent;
+        spent.extend(self.outputs.drain(..).map(|output| output.output_id));
+        self.output_index.positions = None;
         self.has_result = false;
         self.clear_pending = false;
     }
 
     /// Shows `output` after the others; the caller checked its id is new.
     pub(crate) fn push_output(&mut self, output: Output) {
-        self.output_ids
-            .insert(output.output_id.clone(), Some(self.outputs.len()));
         self.has_result |= matches!(output.kind, OutputKind::Result { .. });
+        let position = self.outputs.len();
+        match &mut self.output_index.positions {
+            Some(positions) => {
+                positions.insert(output.output_id.clone(), position);
+            }
+            None if position >= OutputIndex::LINEAR => {
+                let positions = (0..)
+                    .zip(&self.outputs)
+                    .map(|(n, o)| (o.output_id.clone(), n))
+                    .chain([(output.output_id.clone(), position)])
+                    .collect();
+                self.output_index.positions = Some(positions);
+            }
+            None => {}
+        }
         self.outputs.push(output);
     }
 
@@ -139,10 +167,24 @@ impl QueueEntry {
     /// entry: later outputs are fenced, so only its id and final state matter).
     pub(crate) fn forget_bodies(&mut self) {
         self.outputs = Vec::new();
-        self.output_ids = HashMap::new();
+        self.output_index = OutputIndex::default();
         self.source = String::new();
         self.metadata = Map::new();
     }
+}
+
+/// An entry's outputs by id: a scan while there are few, a map once there are many, so
+/// folding stays linear in the number of outputs; plus the ids of cleared outputs, which
+/// are never used again (an append or update cannot reach a newer output that took one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct OutputIndex {
+    positions: Option<HashMap<OutputId, usize>>,
+    spent: HashSet<OutputId>,
+}
+
+impl OutputIndex {
+    /// Up to this many shown outputs, lookups scan.
+    const LINEAR: usize = 16;
 }
 
 /// One output of an execution.

@@ -906,3 +906,34 @@ fn a_lean_fold_decides_and_counts_alike_but_keeps_no_bodies() {
     };
     assert!(data.is_empty(), "running: ids and kinds, no bodies");
 }
+
+#[test]
+fn many_outputs_are_found_by_id_and_stay_spent_after_a_clear() {
+    let mut log = running();
+    for n in 0..100 {
+        log.ok(stdout("q1", "s1", &format!("o{n}"), &format!("{n}")));
+    }
+    for target in ["o3", "o99", "o50"] {
+        log.ok(StreamOutputAppended {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            output_id: target.into(),
+            text: "+".into(),
+        });
+    }
+    let shown = texts(log.entry("q1"));
+    assert_eq!(
+        (shown[3].as_str(), shown[50].as_str(), shown[99].as_str()),
+        ("3+", "50+", "99+")
+    );
+    log.ignored(stdout("q1", "s1", "o42", "again"), Ignored::DuplicateId);
+    log.ok(clear(false));
+    for n in [0, 42, 99] {
+        log.ignored(
+            stdout("q1", "s1", &format!("o{n}"), "again"),
+            Ignored::DuplicateId,
+        );
+    }
+    log.ok(stdout("q1", "s1", "fresh", "new"));
+    assert_eq!(texts(log.entry("q1")), ["new"]);
+}

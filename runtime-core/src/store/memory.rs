@@ -1,5 +1,6 @@
 //! The in-memory store: the embedded default, and the one tests and simulations use.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,11 +14,16 @@ use crate::state::Seq;
 
 /// How many entries a subscription takes per lock: bounds the per-reader buffer.
 const READ_CHUNK: usize = 256;
+/// How many recent batch ids the store remembers (at least) to recognise a retry. Commits
+/// to memory never fail, so a batch comes again only from a caller that commits it twice on
+/// purpose, right away; remembering every id ever would grow without bound.
+const REMEMBERED_BATCHES: usize = 4096;
 
 /// An in-memory event log. Clones share the same log.
 ///
 /// Commits complete immediately; subscribers read through their own cursor into the shared
-/// log, so a slow reader costs no memory and loses nothing.
+/// log, so a slow reader costs no memory and loses nothing. It recognises a retried batch
+/// among the last 4,096 committed (commits to memory never fail, so a retry comes at once).
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
@@ -26,8 +32,10 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     log: Vec<Arc<Event>>,
-    /// The first sequence number of every batch committed, by id.
-    batches: HashMap<BatchId, Seq>,
+    /// The first sequence number of recent batches, by id: the newest ones, and the
+    /// generation before them (two maps that are swapped, never pruned one by one).
+    batches: HashMap<BatchId, Seq, IdHash>,
+    older_batches: HashMap<BatchId, Seq, IdHash>,
     next_reader: u64,
     /// Readers that caught up and wait for the next commit.
     waiting: HashMap<u64, Waker>,
@@ -73,12 +81,18 @@ impl MemoryStore {
         }
         let (first, waiting) = {
             let mut inner = self.lock();
-            if let Some(&first) = inner.batches.get(&batch.id) {
+            if let Some(&first) = inner.older_batches.get(&batch.id) {
                 return Ok(first);
             }
             let first = inner.log.len() as Seq + 1;
+            match inner.batches.entry(batch.id.clone()) {
+                Entry::Occupied(landed) => return Ok(*landed.get()),
+                Entry::Vacant(new) => new.insert(first),
+            };
             inner.log.extend(batch.events.iter().cloned());
-            inner.batches.insert(batch.id.clone(), first);
+            if inner.batches.len() == REMEMBERED_BATCHES {
+                inner.older_batches = std::mem::take(&mut inner.batches);
+            }
             let waiting: Vec<Waker> = inner.waiting.drain().map(|(_, waker)| waker).collect();
             (first, waiting)
         };
@@ -93,6 +107,38 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// A word-at-a-time multiply-rotate hash (as rustc's FxHash): batch ids are random and the
+/// maps are small and bounded, so a fast hash does; a caller that crafts colliding ids slows
+/// only its own lookups, at most [`REMEMBERED_BATCHES`] compares each.
+#[derive(Default)]
+struct FastHash(u64);
+
+impl FastHash {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut eight = [0_u8; 8];
+            eight.copy_from_slice(word);
+            self.add(u64::from_le_bytes(eight));
+        }
+        let mut rest = [0_u8; 8];
+        rest[..words.remainder().len()].copy_from_slice(words.remainder());
+        self.add(u64::from_le_bytes(rest) ^ bytes.len() as u64);
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<FastHash>;
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]

@@ -5,7 +5,12 @@
 //! - [`Store::commit_batch`] appends a [`Batch`] atomically and returns the sequence number
 //!   of its first event. Sequence numbers start at 1 and have no gaps. A batch id the store
 //!   has committed before is not committed again: the store returns the first sequence
-//!   number it got then, so a retry after an error that hid a success never lands twice.
+//!   number it got then, so a retry after an error that hid a success never lands twice. A
+//!   store must remember an id at least as long as a writer may retry it ([`SqliteStore`]
+//!   in runtime-native keeps them all; [`MemoryStore`], whose commits never fail, the last
+//!   4,096).
+//!
+//! [`SqliteStore`]: https://docs.rs/runtime-native
 //! - [`Store::subscribe`] yields every committed event with `seq >= from`, in order, then
 //!   live ones as they are committed. It never skips, reorders or drops, however slow the
 //!   reader: a reader reads the log at its own pace, with no unbounded queue per reader.

@@ -6,7 +6,9 @@
 //! - `commit` is one `BEGIN IMMEDIATE` transaction; sequence numbers are contiguous per
 //!   notebook even with several writer processes. A lock held past the busy timeout is a
 //!   retriable error ([`StoreError::Unavailable`]), as are I/O failures and a full disk.
-//! - Reads and decoding run on tokio's blocking threads, never on the async executor. A row
+//! - Catching up, reads and decoding run on tokio's blocking threads in chunks; following
+//!   the live tail, a read of at most 32 rows and 64 KiB runs inline (microseconds, and
+//!   WAL readers never wait on a lock). A row
 //!   that is not JSON text (a BLOB, bytes that are not UTF-8) reads as a malformed event:
 //!   skipped and counted by every reader, never fatal. A missing row (a gap in `seq`) stops
 //!   readers with an error that says how to repair the file ([`SqliteStore::repair`]).
@@ -42,8 +44,13 @@ const QUIET: Duration = Duration::from_micros(500);
 /// After a wake-up: how many of the next waits are short, and how short.
 const RECHECKS: usize = 5;
 const RECHECK_DELAY: Duration = Duration::from_millis(1);
-/// Rows a subscription reads per query.
-const READ_CHUNK: i64 = 512;
+/// Rows a subscription reads per query on a blocking thread (catching up).
+const READ_CHUNK: usize = 1024;
+/// What a subscription may read on the async thread (following the live tail): at most
+/// this many rows holding at most this many bytes. A read that small takes microseconds and
+/// never waits on a lock (WAL readers do not); anything more goes to a blocking thread.
+const INLINE_ROWS: usize = 32;
+const INLINE_BYTES: i64 = 64 * 1024;
 /// How often an idle subscriber re-reads in case a change notification was missed.
 const SAFETY_POLL: Duration = Duration::from_millis(500);
 
@@ -585,6 +592,7 @@ impl Store for SqliteStore {
             notebook: self.notebook.clone(),
             next: from.max(1),
             buffer: VecDeque::new(),
+            catching_up: true,
         };
         Box::pin(futures::stream::unfold(reader, |mut reader| async move {
             let item = reader.next_entry().await;
@@ -600,6 +608,8 @@ struct Reader {
     notebook: Arc<str>,
     next: Seq,
     buffer: VecDeque<LogEntry>,
+    /// Behind by more than an inline read: read in chunks on a blocking thread.
+    catching_up: bool,
 }
 
 impl Reader {
@@ -635,8 +645,40 @@ impl Reader {
         }
     }
 
-    /// Reads and decodes the next rows on a blocking thread; returns how many it buffered.
+    /// Reads and decodes the next rows; returns how many it buffered. Following the live
+    /// tail, a small read runs right here; catching up (or meeting a large row), reads run
+    /// in chunks on a blocking thread.
     async fn read_chunk(&mut self) -> Result<usize, StoreError> {
+        if !self.catching_up {
+            if self.connection.is_none() {
+                self.connection = Some(self.shared.open_reader()?);
+            }
+            if let Some(connection) = &self.connection {
+                let (rows, more) = rows_within(connection, &self.notebook, self.next)?;
+                self.catching_up = more;
+                if rows > 0 {
+                    let entries = read_rows(connection, &self.notebook, self.next, rows)?;
+                    return Ok(self.buffered(entries));
+                }
+                if !more {
+                    return Ok(0);
+                }
+            }
+        }
+        let entries = self.read_blocking().await?;
+        self.catching_up = entries.len() == READ_CHUNK;
+        Ok(self.buffered(entries))
+    }
+
+    fn buffered(&mut self, entries: Vec<LogEntry>) -> usize {
+        self.next += entries.len() as Seq;
+        let count = entries.len();
+        self.buffer.extend(entries);
+        count
+    }
+
+    /// Up to [`READ_CHUNK`] entries, read and decoded on a blocking thread.
+    async fn read_blocking(&mut self) -> Result<Vec<LogEntry>, StoreError> {
         let connection = self.connection.take();
         let shared = self.shared.clone();
         let notebook = self.notebook.clone();
@@ -649,26 +691,50 @@ impl Reader {
                     Err(error) => return (None, Err(error)),
                 },
             };
-            let read = read_rows(&connection, &notebook, next);
+            let read = read_rows(&connection, &notebook, next, READ_CHUNK);
             (Some(connection), read)
         })
         .await
         .map_err(|error| StoreError::Backend(format!("the read task failed: {error}")))?;
         self.connection = connection;
-        let entries = read?;
-        self.next += entries.len() as Seq;
-        let count = entries.len();
-        self.buffer.extend(entries);
-        Ok(count)
+        read
     }
 }
 
-/// Up to [`READ_CHUNK`] entries of `notebook` from `next` on, decoded. A row that is not
-/// JSON text becomes a malformed event; a missing row is an error that says how to repair.
+/// How many rows from `next` on fit in an inline read, and whether more rows follow them.
+/// Only the rows' sizes are read (SQLite takes them from the record header), not their text.
+fn rows_within(
+    connection: &Connection,
+    notebook: &str,
+    next: Seq,
+) -> Result<(usize, bool), StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT octet_length(event) FROM events WHERE notebook = ?1 AND seq >= ?2 \
+             ORDER BY seq LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let mut sizes = statement
+        .query(params![notebook, next as i64, INLINE_ROWS as i64 + 1])
+        .map_err(backend)?;
+    let (mut rows, mut bytes) = (0, 0_i64);
+    while let Some(row) = sizes.next().map_err(backend)? {
+        bytes += row.get::<_, Option<i64>>(0).map_err(backend)?.unwrap_or(0);
+        if rows == INLINE_ROWS || bytes > INLINE_BYTES {
+            return Ok((rows, true));
+        }
+        rows += 1;
+    }
+    Ok((rows, false))
+}
+
+/// Up to `limit` entries of `notebook` from `next` on, decoded. A row that is not JSON text
+/// becomes a malformed event; a missing row is an error that says how to repair.
 fn read_rows(
     connection: &Connection,
     notebook: &str,
     next: Seq,
+    limit: usize,
 ) -> Result<Vec<LogEntry>, StoreError> {
     let mut statement = connection
         .prepare_cached(
@@ -676,7 +742,7 @@ fn read_rows(
         )
         .map_err(backend)?;
     let mut rows = statement
-        .query(params![notebook, next as i64, READ_CHUNK])
+        .query(params![notebook, next as i64, limit as i64])
         .map_err(backend)?;
     let mut entries = Vec::new();
     let mut expected = next;
