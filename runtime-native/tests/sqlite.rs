@@ -459,3 +459,37 @@ async fn an_agent_rides_out_a_write_lock_held_past_the_busy_timeout() {
     handle.shutdown();
     served.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_reader_gets_large_and_small_rows_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("sizes.db"), "nb").unwrap();
+    let mut live = store.subscribe(1);
+    let big = |n: usize| -> Event {
+        CellDeleted {
+            cell_id: format!("{n}-{}", "x".repeat(200_000)).into(),
+        }
+        .into()
+    };
+    let mut sent = Vec::new();
+    for n in 0..40 {
+        let event = if n % 7 == 3 { big(n) } else { event(n) };
+        sent.push(event.clone());
+        store.commit(vec![event]).await.unwrap();
+        if n % 5 == 0 {
+            // Read some as they come, so most reads follow the live tail.
+            let entry = live.next().await.unwrap().unwrap();
+            assert_eq!(*entry.event, sent[entry.seq as usize - 1]);
+        }
+    }
+    let mut seen = 0;
+    while seen < 40 {
+        let entry = tokio::time::timeout(Duration::from_secs(10), live.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(*entry.event, sent[entry.seq as usize - 1]);
+        seen = entry.seq;
+    }
+}

@@ -81,7 +81,7 @@ impl StoreError {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// The batch's id: a fresh uuid v4 from [`Batch::new`].
+    /// The batch's id: [`BatchId::next`] from [`Batch::new`].
     pub id: BatchId,
     /// The events, in order.
     pub events: Vec<Arc<Event>>,
@@ -91,7 +91,7 @@ impl Batch {
     /// A batch of `events` with a fresh id.
     pub fn new(events: Vec<Event>) -> Self {
         Self {
-            id: BatchId::random(),
+            id: BatchId::next(),
             events: events.into_iter().map(Arc::new).collect(),
         }
     }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use runtime_core::{Batch, Event, LogEntry, MalformedEvent, Seq, Store, StoreError, Subscription};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::Notify;
 
 /// `PRAGMA application_id` of our files ("RTAg").
@@ -47,10 +47,10 @@ const RECHECK_DELAY: Duration = Duration::from_millis(1);
 /// Rows a subscription reads per query on a blocking thread (catching up).
 const READ_CHUNK: usize = 1024;
 /// What a subscription may read on the async thread (following the live tail): at most
-/// this many rows holding at most this many bytes. A read that small takes microseconds and
+/// this many rows of at most this many bytes each. A read that small takes microseconds and
 /// never waits on a lock (WAL readers do not); anything more goes to a blocking thread.
-const INLINE_ROWS: usize = 32;
-const INLINE_BYTES: i64 = 64 * 1024;
+const INLINE_ROWS: usize = 16;
+const INLINE_ROW_BYTES: i64 = 16 * 1024;
 /// How often an idle subscriber re-reads in case a change notification was missed.
 const SAFETY_POLL: Duration = Duration::from_millis(500);
 
@@ -187,6 +187,14 @@ impl SqliteStore {
                 other => break other?,
             }
         }
+        // The writer never waits inside SQLite: commits wait for the lock in short steps of
+        // their own (`waiting_for_the_lock`).
+        writer
+            .busy_timeout(Duration::ZERO)
+            .map_err(|source| SqliteError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
         let changed = Arc::new(Notify::new());
         let watch = watch::FileWatch::start(&path, changed.clone());
         Ok(Self {
@@ -269,51 +277,51 @@ impl SqliteStore {
     /// ```
     pub fn repair(&self) -> Result<u64, StoreError> {
         let mut writer = self.shared.lock_writer();
-        let transaction = writer
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        // Each row whose predecessor is missing starts after a gap.
-        let gaps: Vec<(String, i64, i64)> = {
-            let mut statement = transaction
-                .prepare(
-                    "SELECT e.notebook, \
-                        COALESCE((SELECT MAX(p.seq) FROM events p \
-                                  WHERE p.notebook = e.notebook AND p.seq < e.seq), 0) + 1, \
-                        e.seq - 1 \
-                     FROM events e \
-                     WHERE e.seq > 1 AND NOT EXISTS \
-                        (SELECT 1 FROM events q WHERE q.notebook = e.notebook AND q.seq = e.seq - 1)",
-                )
-                .map_err(backend)?;
-            let rows = statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)?
-        };
-        let mut filled = 0;
-        {
-            let mut insert = transaction
-                .prepare("INSERT INTO events (notebook, seq, event) VALUES (?1, ?2, ?3)")
-                .map_err(backend)?;
-            for (notebook, first, last) in gaps {
-                for seq in first..=last {
-                    let filler = serde_json::json!({
-                        "type": GAP_FILLER_TYPE,
-                        "note": "this event was missing from the file; `repair` put this in its place",
-                    });
-                    insert
-                        .execute(params![notebook, seq, filler.to_string()])
-                        .map_err(backend)?;
-                    filled += 1;
-                }
-                tracing::warn!(%notebook, first, last, "filled a gap in the log");
-            }
-        }
-        transaction.commit().map_err(backend)?;
+        let timeout = self.shared.options.busy_timeout;
+        let filled = waiting_for_the_lock(timeout, || fill_gaps(&mut writer)).map_err(backend)?;
         drop(writer);
         self.shared.changed.notify_waiters();
         Ok(filled)
     }
+}
+
+/// Fills every gap of every notebook with placeholder events, in one transaction; returns
+/// how many it added.
+fn fill_gaps(writer: &mut Connection) -> Result<u64, rusqlite::Error> {
+    let transaction = writer.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Each row whose predecessor is missing starts after a gap.
+    let gaps: Vec<(String, i64, i64)> = {
+        let mut statement = transaction.prepare(
+            "SELECT e.notebook, \
+                COALESCE((SELECT MAX(p.seq) FROM events p \
+                          WHERE p.notebook = e.notebook AND p.seq < e.seq), 0) + 1, \
+                e.seq - 1 \
+             FROM events e \
+             WHERE e.seq > 1 AND NOT EXISTS \
+                (SELECT 1 FROM events q WHERE q.notebook = e.notebook AND q.seq = e.seq - 1)",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let filler = serde_json::json!({
+        "type": GAP_FILLER_TYPE,
+        "note": "this event was missing from the file; `repair` put this in its place",
+    })
+    .to_string();
+    let mut filled = 0;
+    {
+        let mut insert =
+            transaction.prepare("INSERT INTO events (notebook, seq, event) VALUES (?1, ?2, ?3)")?;
+        for (notebook, first, last) in gaps {
+            for seq in first..=last {
+                insert.execute(params![notebook, seq, filler])?;
+                filled += 1;
+            }
+            tracing::warn!(%notebook, first, last, "filled a gap in the log");
+        }
+    }
+    transaction.commit()?;
+    Ok(filled)
 }
 
 impl Shared {
@@ -496,14 +504,32 @@ impl SqliteStore {
         if last.is_some_and(|ended| ended.elapsed() < QUIET) {
             return None;
         }
-        writer.busy_timeout(Duration::ZERO).ok()?;
-        let result = append(&mut writer, &self.notebook, batch);
-        if let Err(error) = writer.busy_timeout(self.shared.options.busy_timeout) {
-            return Some(Err(backend(error)));
-        }
-        match result {
+        // The writer's busy timeout is zero: `append` never waits here.
+        match append(&mut writer, &self.notebook, batch) {
             Err(error) if is_busy(&error) => None,
             other => Some(other.map_err(backend)),
+        }
+    }
+}
+
+/// Runs `write` until it gets the write lock or `timeout` has passed, pausing in short,
+/// growing steps (20 us doubling to 1 ms). SQLite's own busy handler sleeps 1 ms at its
+/// first step, which made a commit that met another process's commit wait far longer than
+/// that commit held the lock. Only the writer connection calls this; its SQLite busy
+/// timeout is zero.
+fn waiting_for_the_lock<T>(
+    timeout: Duration,
+    mut write: impl FnMut() -> Result<T, rusqlite::Error>,
+) -> Result<T, rusqlite::Error> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_micros(20);
+    loop {
+        match write() {
+            Err(error) if is_busy(&error) && started.elapsed() < timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(1));
+            }
+            other => return other,
         }
     }
 }
@@ -523,13 +549,6 @@ fn append(
 ) -> Result<Seq, rusqlite::Error> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let landed: Option<i64> = transaction
-        .prepare_cached("SELECT seq FROM events WHERE notebook = ?1 AND batch = ?2")?
-        .query_row(params![notebook, &batch.id], |row| row.get(0))
-        .optional()?;
-    if let Some(first) = landed {
-        return Ok(first as Seq);
-    }
     let last: i64 = transaction
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1")?
         .query_row([notebook], |row| row.get(0))?;
@@ -539,11 +558,36 @@ fn append(
         )?;
         for (offset, event) in (1..).zip(&batch.events) {
             let id = (offset == 1).then_some(batch.id.as_str());
-            insert.execute(params![notebook, last + offset, event, id])?;
+            match insert.execute(params![notebook, last + offset, event, id]) {
+                // The batch's id is there already: a retry of a batch that landed.
+                Err(error) if offset == 1 && is_duplicate_batch(&error) => {
+                    drop(insert);
+                    return landed_at(&transaction, notebook, &batch.id);
+                }
+                other => other?,
+            };
         }
     }
     transaction.commit()?;
     Ok(last as Seq + 1)
+}
+
+/// Where an already committed batch starts.
+fn landed_at(connection: &Connection, notebook: &str, batch: &str) -> Result<Seq, rusqlite::Error> {
+    connection
+        .prepare_cached("SELECT seq FROM events WHERE notebook = ?1 AND batch = ?2")?
+        .query_row(params![notebook, batch], |row| row.get::<_, i64>(0))
+        .map(|seq| seq as Seq)
+}
+
+/// `true` for the unique index on batch ids refusing a row (the write lock makes any other
+/// uniqueness failure, on `seq`, impossible).
+fn is_duplicate_batch(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
 }
 
 #[async_trait::async_trait]
@@ -568,7 +612,9 @@ impl Store for SqliteStore {
                 let notebook = self.notebook.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut writer = shared.lock_writer();
-                    append(&mut writer, &notebook, &encoded).map_err(backend)
+                    let timeout = shared.options.busy_timeout;
+                    waiting_for_the_lock(timeout, || append(&mut writer, &notebook, &encoded))
+                        .map_err(backend)
                 })
                 .await
                 .map_err(|error| {
@@ -654,19 +700,22 @@ impl Reader {
                 self.connection = Some(self.shared.open_reader()?);
             }
             if let Some(connection) = &self.connection {
-                let (rows, more) = rows_within(connection, &self.notebook, self.next)?;
+                let next = self.next;
+                let (entries, more) = read_rows(
+                    connection,
+                    &self.notebook,
+                    next,
+                    INLINE_ROWS,
+                    INLINE_ROW_BYTES,
+                )?;
                 self.catching_up = more;
-                if rows > 0 {
-                    let entries = read_rows(connection, &self.notebook, self.next, rows)?;
+                if !entries.is_empty() || !more {
                     return Ok(self.buffered(entries));
-                }
-                if !more {
-                    return Ok(0);
                 }
             }
         }
-        let entries = self.read_blocking().await?;
-        self.catching_up = entries.len() == READ_CHUNK;
+        let (entries, more) = self.read_blocking().await?;
+        self.catching_up = more;
         Ok(self.buffered(entries))
     }
 
@@ -677,8 +726,9 @@ impl Reader {
         count
     }
 
-    /// Up to [`READ_CHUNK`] entries, read and decoded on a blocking thread.
-    async fn read_blocking(&mut self) -> Result<Vec<LogEntry>, StoreError> {
+    /// Up to [`READ_CHUNK`] entries, read and decoded on a blocking thread, and whether more
+    /// follow.
+    async fn read_blocking(&mut self) -> Result<(Vec<LogEntry>, bool), StoreError> {
         let connection = self.connection.take();
         let shared = self.shared.clone();
         let notebook = self.notebook.clone();
@@ -691,7 +741,7 @@ impl Reader {
                     Err(error) => return (None, Err(error)),
                 },
             };
-            let read = read_rows(&connection, &notebook, next, READ_CHUNK);
+            let read = read_rows(&connection, &notebook, next, READ_CHUNK, i64::MAX);
             (Some(connection), read)
         })
         .await
@@ -701,48 +751,30 @@ impl Reader {
     }
 }
 
-/// How many rows from `next` on fit in an inline read, and whether more rows follow them.
-/// Only the rows' sizes are read (SQLite takes them from the record header), not their text.
-fn rows_within(
-    connection: &Connection,
-    notebook: &str,
-    next: Seq,
-) -> Result<(usize, bool), StoreError> {
-    let mut statement = connection
-        .prepare_cached(
-            "SELECT octet_length(event) FROM events WHERE notebook = ?1 AND seq >= ?2 \
-             ORDER BY seq LIMIT ?3",
-        )
-        .map_err(backend)?;
-    let mut sizes = statement
-        .query(params![notebook, next as i64, INLINE_ROWS as i64 + 1])
-        .map_err(backend)?;
-    let (mut rows, mut bytes) = (0, 0_i64);
-    while let Some(row) = sizes.next().map_err(backend)? {
-        bytes += row.get::<_, Option<i64>>(0).map_err(backend)?.unwrap_or(0);
-        if rows == INLINE_ROWS || bytes > INLINE_BYTES {
-            return Ok((rows, true));
-        }
-        rows += 1;
-    }
-    Ok((rows, false))
-}
-
-/// Up to `limit` entries of `notebook` from `next` on, decoded. A row that is not JSON text
-/// becomes a malformed event; a missing row is an error that says how to repair.
+/// Up to `limit` entries of `notebook` from `next` on, decoded, stopping before a row
+/// larger than `max_row_bytes` (SQLite checks the size from the record header, without
+/// loading the text); and whether more rows follow. A row that is not JSON text becomes a
+/// malformed event; a missing row is an error that says how to repair.
 fn read_rows(
     connection: &Connection,
     notebook: &str,
     next: Seq,
     limit: usize,
-) -> Result<Vec<LogEntry>, StoreError> {
+    max_row_bytes: i64,
+) -> Result<(Vec<LogEntry>, bool), StoreError> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT seq, event FROM events WHERE notebook = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, CASE WHEN octet_length(event) <= ?3 THEN event END FROM events \
+             WHERE notebook = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?4",
         )
         .map_err(backend)?;
     let mut rows = statement
-        .query(params![notebook, next as i64, limit as i64])
+        .query(params![
+            notebook,
+            next as i64,
+            max_row_bytes,
+            limit as i64 + 1
+        ])
         .map_err(backend)?;
     let mut entries = Vec::new();
     let mut expected = next;
@@ -760,14 +792,17 @@ fn read_rows(
                  reader skips"
             )));
         }
-        let event = decode_row(row.get_ref(1).map_err(backend)?);
+        let value = row.get_ref(1).map_err(backend)?;
+        if entries.len() == limit || value == ValueRef::Null {
+            return Ok((entries, true)); // more rows, or one too large to read here
+        }
         entries.push(LogEntry {
             seq,
-            event: Arc::new(event),
+            event: Arc::new(decode_row(value)),
         });
         expected += 1;
     }
-    Ok(entries)
+    Ok((entries, false))
 }
 
 /// The event in a row's `event` column, whatever another program put there.
