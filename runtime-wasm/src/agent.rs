@@ -22,11 +22,15 @@ use crate::lifecycle::PageLifecycle;
 
 #[wasm_bindgen(typescript_custom_section)]
 const AGENT_TYPES: &str = r#"
-/** What the runtime can execute. */
+/** What the runtime can execute: it claims only cells of these types. */
 export interface RuntimeCapabilities {
   canExecuteCode?: boolean;
   canExecuteSql?: boolean;
   canExecuteAi?: boolean;
+  /** Markdown cells are not executions unless a runtime renders them. */
+  canExecuteMarkdown?: boolean;
+  /** Raw cells are not executions unless a runtime runs them. */
+  canExecuteRaw?: boolean;
   availableAiModels?: { name: string; provider: string; capabilities?: string[] }[];
 }
 
