@@ -934,3 +934,19 @@ fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
         "{message}"
     );
 }
+
+#[test]
+fn a_duration_past_a_year_exits_2_instead_of_overflowing() {
+    let home = Home::new();
+    let output = home
+        .command("echo-agent")
+        .args(["--client-id", "a", "--cancel-grace-secs", "1e15"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("--cancel-grace-secs") && message.contains("at most 365 days"),
+        "{message}"
+    );
+}

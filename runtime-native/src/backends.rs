@@ -481,7 +481,8 @@ struct Section<'a> {
     read: Vec<&'static str>,
 }
 
-const DURATION: &str = "a duration like \"30s\", \"500ms\", \"2m\" or \"1h\"";
+const DURATION: &str =
+    "a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days";
 
 impl<'a> Section<'a> {
     fn new(path: &'a Path, prefix: &str, table: &'a Table) -> Self {
@@ -660,7 +661,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
     };
     Duration::try_from_secs_f64(seconds)
         .ok()
-        .filter(|d| !d.is_zero())
+        .filter(|d| !d.is_zero() && *d <= crate::config::MAX_DURATION)
 }
 
 /// How a TOML value is described in an error.

@@ -315,11 +315,17 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     seconds_to_duration(secs)
 }
 
+/// The longest duration any setting takes: 365 days. Longer ones are surely mistakes, and
+/// adding them to the current time could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 fn seconds_to_duration(secs: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs)
         .ok()
-        .filter(|duration| !duration.is_zero())
-        .ok_or_else(|| format!("expected a positive number of seconds, got {secs}"))
+        .filter(|duration| !duration.is_zero() && *duration <= MAX_DURATION)
+        .ok_or_else(|| {
+            format!("expected a positive number of seconds, at most 365 days (31536000), got {secs}")
+        })
 }
 
 /// Parses the command line like [`Parser::parse`], but a bad value's message also names the

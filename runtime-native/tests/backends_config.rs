@@ -21,7 +21,16 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
     let cases = [
         (
             "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtime = \"30 seconds\"\n",
-            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\"; got the string \"30 seconds\"",
+            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days; got the string \"30 seconds\"",
+        ),
+        (
+            // It used to overflow adding to the current time, and panic.
+            "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtime = \"3000000000000000h\"\n",
+            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days; got the string \"3000000000000000h\"",
+        ),
+        (
+            "[backends.repl]\nkind = \"session\"\nprogram = \"python3\"\nquiet_period = \"9000d\"\n",
+            "agents.toml: backends.repl.quiet_period: expected a duration",
         ),
         (
             "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtim = \"30s\"\n",
