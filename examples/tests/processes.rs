@@ -915,7 +915,7 @@ fn a_client_waiting_on_a_killed_agent_sees_the_cell_end_runtime_lost() {
 #[test]
 fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
     let home = Home::new();
-    let output = home
+    let mut agent = home
         .command("echo-agent")
         .args([
             "--client-id",
@@ -925,10 +925,13 @@ fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
             "--renew-secs",
             "0.0001",
         ])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let message = String::from_utf8_lossy(&output.stderr);
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(2));
+    let message = stderr_of(&mut agent);
     assert!(
         message.contains("--lease-secs") && message.contains("at least 100ms"),
         "{message}"
@@ -938,13 +941,16 @@ fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
 #[test]
 fn a_duration_past_a_year_exits_2_instead_of_overflowing() {
     let home = Home::new();
-    let output = home
+    let mut agent = home
         .command("echo-agent")
         .args(["--client-id", "a", "--cancel-grace-secs", "1e15"])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let message = String::from_utf8_lossy(&output.stderr);
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(2));
+    let message = stderr_of(&mut agent);
     assert!(
         message.contains("--cancel-grace-secs") && message.contains("at most 365 days"),
         "{message}"

@@ -324,7 +324,9 @@ fn seconds_to_duration(secs: f64) -> Result<Duration, String> {
         .ok()
         .filter(|duration| !duration.is_zero() && *duration <= MAX_DURATION)
         .ok_or_else(|| {
-            format!("expected a positive number of seconds, at most 365 days (31536000), got {secs}")
+            format!(
+                "expected a positive number of seconds, at most 365 days (31536000), got {secs}"
+            )
         })
 }
 
