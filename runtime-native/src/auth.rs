@@ -203,6 +203,7 @@ fn check_private(_: &Path, _: &std::fs::Metadata) -> Result<(), CredentialsError
 }
 
 #[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
