@@ -284,19 +284,34 @@ fn fallback_runs_the_secondary_when_the_primary_could_not_start() {
 }
 
 #[test]
-fn fallback_on_failure_before_any_output_but_never_after_output() {
-    let (entry, runs) = with_fallback(
-        |_ctx: ExecutionContext| async move { Err::<(), _>(ExecutionError::msg("boom")) },
-        |f| f,
-    );
+fn fallback_after_a_silent_failure_only_when_opted_in_and_never_after_output() {
+    // A job that charged a card and then failed before printing: by default it is not
+    // run again by the secondary.
+    let charged = Arc::new(AtomicUsize::new(0));
+    let charging = {
+        let charged = charged.clone();
+        move |_ctx: ExecutionContext| {
+            charged.fetch_add(1, Ordering::SeqCst);
+            async move { Err::<(), _>(ExecutionError::msg("boom after the charge")) }
+        }
+    };
+    let (entry, runs) = with_fallback(charging.clone(), |f| f);
+    assert_eq!((runs, ended(&entry).0), (0, CompletionStatus::Error));
+    assert_eq!(charged.load(Ordering::SeqCst), 1);
+
+    let (entry, runs) = with_fallback(charging, |f| f.after_silent_failure(true));
     assert_eq!((runs, ended(&entry).0), (1, CompletionStatus::Success));
+    assert_eq!(
+        entry.metadata["fallback"]["reason"],
+        "failed before any output: Error: boom after the charge"
+    );
 
     let (entry, runs) = with_fallback(
         |ctx: ExecutionContext| async move {
             ctx.stdout("did something\n")?;
             Err::<(), _>(ExecutionError::msg("boom"))
         },
-        |f| f,
+        |f| f.after_silent_failure(true),
     );
     assert_eq!(runs, 0, "a request that produced output must not be re-run");
     assert_eq!(

@@ -5,7 +5,8 @@
 //! use = "shell"             # the backend that serves the notebook
 //! fallback = "python"       # optional: runs when `use` could not have done anything
 //! mode = "auto"             # auto | primary-only | secondary-only
-//! empty_is_failure = false  # count a run without output as failed (for fallback)
+//! fall_back_after_silent_failure = false  # also after a failure with no output (may repeat effects)
+//! empty_is_failure = false  # count a run without output as failed (may repeat effects)
 //!
 //! [redact]                  # the agent's own auth token is always masked
 //! literals = ["hunter2"]
@@ -92,6 +93,7 @@ pub struct BackendsConfig {
     primary: String,
     fallback: Option<String>,
     mode: FallbackMode,
+    after_silent_failure: bool,
     empty_is_failure: bool,
     redactor: Redactor,
     backends: BTreeMap<String, BackendSpec>,
@@ -217,6 +219,7 @@ impl BackendsConfig {
             })?,
             None => FallbackMode::Auto,
         };
+        let after_silent_failure = top.bool("fall_back_after_silent_failure")?.unwrap_or(false);
         let empty_is_failure = top.bool("empty_is_failure")?.unwrap_or(false);
         let redactor = match top.table("redact")? {
             Some(redact) => {
@@ -237,6 +240,7 @@ impl BackendsConfig {
             primary,
             fallback,
             mode,
+            after_silent_failure,
             empty_is_failure,
             redactor,
             backends,
@@ -287,6 +291,7 @@ impl BackendsConfig {
                         self.primary.clone(),
                         self.fallback.clone().unwrap_or_default(),
                     )
+                    .after_silent_failure(self.after_silent_failure)
                     .empty_is_failure(self.empty_is_failure),
             ),
             (Some(primary), None) => primary,

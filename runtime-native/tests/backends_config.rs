@@ -178,3 +178,33 @@ max_runtime = "5s"
     assert_eq!(ended(&entry).0, CompletionStatus::TimedOut);
     backends.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_ran_and_failed_silently_falls_back_only_when_the_file_says_so() {
+    let text = |opt_in: bool| {
+        format!(
+            "use = \"charge\"\nfallback = \"shell\"\nfall_back_after_silent_failure = {opt_in}\n\
+             [backends.charge]\nkind = \"job\"\nprogram = \"bash\"\nargs = [\"-c\"]\ninput = \"argument\"\n\
+             [backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nargs = [\"-c\"]\ninput = \"argument\"\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("charges");
+    // Charges once per run, then fails before printing anything.
+    let source = format!("echo charged >> {}; exit 3", ledger.display());
+    // The secondary runs the same source, so falling back charges again: 1, then 1 + 2.
+    for (opt_in, charges) in [(false, 1), (true, 3)] {
+        let backends = BackendsConfig::parse(&text(opt_in), "agents.toml")
+            .unwrap()
+            .build(None);
+        let entry = serve(backends.handler()).run(&source).await;
+        let lines = std::fs::read_to_string(&ledger)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert_eq!(ended(&entry).0, CompletionStatus::Error);
+        assert_eq!(lines, charges, "opt in: {opt_in}");
+        assert_eq!(entry.metadata["fallback"]["fellBack"], opt_in);
+        backends.shutdown().await;
+    }
+}

@@ -40,16 +40,21 @@ impl FromStr for FallbackMode {
 }
 
 /// Runs `primary`; in [`FallbackMode::Auto`] runs `secondary` instead only when the primary
-/// ended **before anything could have happened**:
+/// **could not start**: it returned [`ExecutionError::Unavailable`]. Nothing of the request
+/// ran, so running it elsewhere cannot do anything twice.
 ///
-/// - it returned [`ExecutionError::Unavailable`] (it could not start), or
-/// - it failed ([`ExecutionError::Failed`]) before writing any output, or
-/// - it succeeded without writing any output or result, and
-///   [`empty_is_failure`](Self::empty_is_failure) is set.
+/// Two opt-ins widen that, at a risk the configuration accepts: a primary that ran and
+/// then failed or printed nothing may still have had side effects (a job that charged a card
+/// and then failed before printing), and the secondary does them again.
+///
+/// - [`after_silent_failure`](Self::after_silent_failure): also when the primary failed
+///   ([`ExecutionError::Failed`]) before writing any output;
+/// - [`empty_is_failure`](Self::empty_is_failure): also when it succeeded without writing
+///   any output or result.
 ///
 /// Never after the primary wrote an output, never after it timed out or was cancelled, and
 /// never while it may still be running: the primary's future has returned before the
-/// secondary starts. A request is therefore never re-run once it showed any effect.
+/// secondary starts.
 ///
 /// The completion's metadata says what happened, under `fallback`:
 /// `{"ran": "secondary", "fellBack": true, "reason": "..."}` (names from
@@ -64,8 +69,7 @@ impl FromStr for FallbackMode {
 /// let cli = |ctx: ExecutionContext| async move { ctx.stdout("ran by the CLI\n").map_err(ExecutionError::from) };
 /// let handler = Fallback::new(sdk, cli)
 ///     .mode(FallbackMode::Auto)
-///     .names("sdk", "cli")
-///     .empty_is_failure(true);
+///     .names("sdk", "cli");
 /// # fn takes(_: impl runtime_core::ExecutionHandler) {}
 /// # takes(handler);
 /// ```
@@ -74,6 +78,7 @@ pub struct Fallback<P, S> {
     secondary: S,
     mode: FallbackMode,
     names: (String, String),
+    after_silent_failure: bool,
     empty_is_failure: bool,
 }
 
@@ -85,6 +90,7 @@ impl<P, S> Fallback<P, S> {
             secondary,
             mode: FallbackMode::Auto,
             names: ("primary".to_owned(), "secondary".to_owned()),
+            after_silent_failure: false,
             empty_is_failure: false,
         }
     }
@@ -101,8 +107,16 @@ impl<P, S> Fallback<P, S> {
         self
     }
 
+    /// Whether a primary that failed before writing any output falls back too. Off by
+    /// default: it ran, and may have had effects the secondary would repeat.
+    pub fn after_silent_failure(mut self, after_silent_failure: bool) -> Self {
+        self.after_silent_failure = after_silent_failure;
+        self
+    }
+
     /// Whether a primary that succeeded without any output counts as failed (and falls
-    /// back). Off by default.
+    /// back). Off by default, for the same reason as
+    /// [`after_silent_failure`](Self::after_silent_failure).
     pub fn empty_is_failure(mut self, empty_is_failure: bool) -> Self {
         self.empty_is_failure = empty_is_failure;
         self
@@ -116,7 +130,7 @@ impl<P, S> Fallback<P, S> {
     ) -> Option<String> {
         match returned {
             Err(ExecutionError::Unavailable(why)) => Some(format!("could not start: {why}")),
-            Err(error @ ExecutionError::Failed { .. }) if !wrote => {
+            Err(error @ ExecutionError::Failed { .. }) if self.after_silent_failure && !wrote => {
                 Some(format!("failed before any output: {error}"))
             }
             Ok(outcome) if self.empty_is_failure && !wrote && outcome.result.is_none() => {
