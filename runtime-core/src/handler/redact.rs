@@ -8,9 +8,15 @@ use crate::context::{ExecutionContext, OutputLayer};
 /// What replaces a secret.
 const MASK: &str = "[redacted]";
 
-/// Finds secrets in text: configured literals and, unless turned off, common token shapes
-/// (OpenAI/Anthropic `sk-…`, GitHub `ghp_…`/`github_pat_…`, GitLab `glpat-…`, Slack
-/// `xox?-…`, AWS `AKIA…`, Google `AIza…`, JWTs, and the token after `Bearer `).
+/// Finds secrets in text: configured literals and, unless turned off, common token shapes:
+///
+/// - OpenAI/Anthropic `sk-…`; Stripe `sk_live_…`, `sk_test_…`, `rk_live_…`, `rk_test_…`;
+/// - GitHub `ghp_…`, `gho_…`, `ghu_…`, `ghs_…`, `ghr_…`, `github_pat_…`; GitLab `glpat-…`;
+/// - Slack `xoxb-…`, `xoxp-…`, `xoxa-…`, `xoxr-…`, `xoxs-…`, `xapp-…`;
+/// - AWS access keys `AKIA…` and temporary ones `ASIA…`; Google `AIza…`;
+/// - Hugging Face `hf_…`; npm `npm_…`;
+/// - JWTs (`eyJ…`), the token after `Bearer ` or `bearer `;
+/// - the password in a URL (`scheme://user:password@host`).
 ///
 /// Its `Debug` output names how many literals it holds, never the literals.
 ///
@@ -139,7 +145,55 @@ const SHAPES: &[Shape] = &[
         keep_prefix: false,
     },
     Shape {
+        prefix: "xapp-",
+        min: 10,
+        alphabet: word,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "sk_live_",
+        min: 16,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "sk_test_",
+        min: 16,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "rk_live_",
+        min: 16,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "rk_test_",
+        min: 16,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "hf_",
+        min: 30,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "npm_",
+        min: 30,
+        alphabet: alnum,
+        keep_prefix: false,
+    },
+    Shape {
         prefix: "AKIA",
+        min: 16,
+        alphabet: upper_digit,
+        keep_prefix: false,
+    },
+    Shape {
+        prefix: "ASIA",
         min: 16,
         alphabet: upper_digit,
         keep_prefix: false,
@@ -158,6 +212,12 @@ const SHAPES: &[Shape] = &[
     },
     Shape {
         prefix: "Bearer ",
+        min: 16,
+        alphabet: bearer,
+        keep_prefix: true,
+    },
+    Shape {
+        prefix: "bearer ",
         min: 16,
         alphabet: bearer,
         keep_prefix: true,
@@ -206,8 +266,45 @@ impl Redactor {
             if let Some(masked) = mask_shapes(text) {
                 *text = masked;
             }
+            if let Some(masked) = mask_url_passwords(text) {
+                *text = masked;
+            }
         }
     }
+}
+
+/// `text` with the password of every `scheme://user:password@host` masked, or `None` if it
+/// has none.
+fn mask_url_passwords(text: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        from = start;
+        // The user info ends at `@`, before any `/`, `?`, `#` or white space.
+        let authority = &text[start..];
+        let end = authority
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(authority.len());
+        let Some(at) = authority[..end].rfind('@') else {
+            continue;
+        };
+        let Some(colon) = authority[..at].find(':') else {
+            continue;
+        };
+        if colon + 1 == at {
+            continue; // `user:@host`: nothing to hide
+        }
+        let masked = out.get_or_insert_with(String::new);
+        masked.push_str(&text[copied..start + colon + 1]);
+        masked.push_str(MASK);
+        copied = start + at;
+        from = copied;
+    }
+    let mut masked = out?;
+    masked.push_str(&text[copied..]);
+    Some(masked)
 }
 
 /// `text` with token shapes masked, or `None` if it has none.
@@ -319,6 +416,45 @@ impl<H: ExecutionHandler> ExecutionHandler for Redact<H> {
                 Err(ExecutionError::Unavailable(redactor.redact(&why)))
             }
             Err(other) => Err(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn well_known_token_shapes_and_url_passwords_are_masked() {
+        let redactor = Redactor::new();
+        let cases = [
+            (
+                "auth: bearer abcdefghijklmnop1234",
+                "auth: bearer [redacted]",
+            ),
+            ("AWS ASIAABCDEFGHIJKLMNOP here", "AWS [redacted] here"),
+            ("stripe sk_live_abcdefghijklmnop1234", "stripe [redacted]"),
+            ("stripe rk_test_abcdefghijklmnop1234", "stripe [redacted]"),
+            ("hf hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "hf [redacted]"),
+            (
+                "npm npm_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+                "npm [redacted]",
+            ),
+            ("slack xapp-1-A0123456789-abcdef", "slack [redacted]"),
+            (
+                "db postgres://app:s3cr3t@db.example:5432/x and https://u:p%40ss@h/",
+                "db postgres://app:[redacted]@db.example:5432/x and https://u:[redacted]@h/",
+            ),
+            ("https://example.test/a:b@c", "https://example.test/a:b@c"),
+            ("ssh://git@host/repo", "ssh://git@host/repo"),
+            (
+                "task-1234567890abcdefghij ok",
+                "task-1234567890abcdefghij ok",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redactor.redact(text), expected, "{text}");
         }
     }
 }
