@@ -14,7 +14,7 @@ use clap::Parser;
 use runtime_core::{Capabilities, RuntimeAgent};
 use runtime_native::backends::{BackendsConfig, default_backends_path};
 use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
-use runtime_native::{TokioClock, run_until_signal};
+use runtime_native::{RunError, TokioClock, run_until_signal};
 
 /// Serves a notebook with a process backend chosen in a backends file.
 #[derive(Parser)]
@@ -86,6 +86,11 @@ async fn main() -> ExitCode {
         agent.handle().session_id(),
     );
     let ended = run_until_signal(agent).await;
-    backends.shutdown().await;
+    if matches!(ended, Err(RunError::Forced)) {
+        // No graceful goodbyes: dropping the backends kills their processes' groups.
+        drop(backends);
+    } else {
+        backends.shutdown().await;
+    }
     examples::exit_code(ended)
 }

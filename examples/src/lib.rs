@@ -27,6 +27,10 @@ pub fn exit_code(ended: Result<TerminationReason, RunError>) -> ExitCode {
             println!("agent stopped ({reason:?})");
             ExitCode::SUCCESS
         }
+        Err(RunError::Forced) => {
+            eprintln!("stopped at once by a second signal");
+            ExitCode::from(runtime_native::FORCED_EXIT_CODE as u8)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

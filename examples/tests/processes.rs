@@ -956,3 +956,73 @@ fn a_duration_past_a_year_exits_2_instead_of_overflowing() {
         "{message}"
     );
 }
+
+/// The processes of group `pgid` that are alive (not zombies), from /proc: on this kind of
+/// machine nothing may reap an orphan, so a killed process can linger as a zombie.
+fn live_members(pgid: i32) -> Vec<i32> {
+    let mut alive = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let pid: i32 = head.split(' ').next().unwrap_or("0").parse().unwrap_or(0);
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            alive.push(pid);
+        }
+    }
+    alive
+}
+
+#[test]
+fn a_second_signal_stops_the_process_agent_at_once_and_leaves_no_process_behind() {
+    let home = Home::new();
+    let mut agent = home
+        .command("process-agent")
+        .args([
+            "--client-id",
+            "alice",
+            "--cancel-grace-secs",
+            "30",
+            "--backends",
+        ])
+        .arg(backends_file(&home))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = home.store();
+    // Ignores SIGINT and SIGTERM, with a child: only SIGKILL to the group ends it.
+    let stubborn = submit(&store, "trap '' INT TERM; echo pid $$; sleep 600 & wait");
+    let state = wait_for_state(&store, Duration::from_secs(20), |s| {
+        running(s, &stubborn) && !s.entry(&stubborn).unwrap().outputs.is_empty()
+    });
+    let said: String = state
+        .entry(&stubborn)
+        .unwrap()
+        .outputs
+        .iter()
+        .map(|output| examples::stored_output_text(&output.kind))
+        .collect();
+    let pgid: i32 = said.trim().trim_start_matches("pid ").parse().unwrap();
+    assert!(!live_members(pgid).is_empty());
+
+    signal(&agent, "INT");
+    std::thread::sleep(Duration::from_millis(50));
+    signal(&agent, "INT");
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(runtime_native::FORCED_EXIT_CODE));
+    let started = Instant::now();
+    while !live_members(pgid).is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        live_members(pgid),
+        Vec::<i32>::new(),
+        "the job's group outlived the agent"
+    );
+}

@@ -3,7 +3,8 @@
 use runtime_core::{AgentError, RuntimeAgent, TerminationReason};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The exit code after a second interrupt: 128 + SIGINT, as shells report it.
+/// The exit code for a second interrupt ([`RunError::Forced`]): 128 + SIGINT, as shells
+/// report it.
 pub const FORCED_EXIT_CODE: i32 = 130;
 
 /// Why [`run_until_signal`] failed.
@@ -15,6 +16,11 @@ pub enum RunError {
     /// The signal handlers could not be installed.
     #[error("cannot listen for signals: {0}")]
     Signals(#[from] std::io::Error),
+    /// A second signal came while the agent was stopping: it was dropped at once, which
+    /// kills every process its running execution had started (process groups are killed
+    /// when dropped). The application should exit now, with [`FORCED_EXIT_CODE`].
+    #[error("a second signal stopped the agent at once")]
+    Forced,
 }
 
 /// Runs `agent` until it stops by itself or a signal asks it to.
@@ -22,7 +28,9 @@ pub enum RunError {
 /// - SIGINT or SIGTERM starts a graceful shutdown: the running execution is cancelled and
 ///   completed as cancelled within the agent's cancel grace, pending outputs are committed,
 ///   and the session ends with reason `shutdown`; then this returns.
-/// - A second SIGINT or SIGTERM exits the process at once with code 130.
+/// - A second SIGINT or SIGTERM drops the agent at once (killing the process groups of what
+///   it ran) and returns [`RunError::Forced`]; the application exits, with
+///   [`FORCED_EXIT_CODE`] as shells expect. A library never exits the process itself.
 /// - SIGHUP is logged and ignored, so closing a terminal does not kill the agent.
 pub async fn run_until_signal(agent: RuntimeAgent) -> Result<TerminationReason, RunError> {
     let handle = agent.handle();
@@ -43,8 +51,8 @@ pub async fn run_until_signal(agent: RuntimeAgent) -> Result<TerminationReason, 
             }
         }
         if stopping {
-            tracing::warn!("second signal: exiting at once");
-            std::process::exit(FORCED_EXIT_CODE);
+            tracing::warn!("second signal: stopping at once");
+            return Err(RunError::Forced);
         }
         stopping = true;
         tracing::info!(
