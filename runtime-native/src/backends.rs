@@ -359,14 +359,26 @@ impl BackendSpec {
                 let program = s.program()?;
                 let marker = s.string("marker")?;
                 let send = s.string("send_after")?;
+                let error_marker = s.string("error_marker")?;
                 let quiet = s.duration("quiet_period")?;
                 let turn_end = match (marker, quiet) {
-                    (Some(marker), None) => TurnEnd::Marker { marker, send },
-                    (None, Some(quiet)) if send.is_none() => TurnEnd::Quiet(quiet),
+                    (Some(marker), None) => TurnEnd::Marker {
+                        marker,
+                        send,
+                        error_marker,
+                    },
+                    (None, Some(quiet)) if send.is_none() && error_marker.is_none() => {
+                        TurnEnd::Quiet(quiet)
+                    }
                     (None, Some(_)) => {
+                        let key = if send.is_some() {
+                            "send_after"
+                        } else {
+                            "error_marker"
+                        };
                         return Err(s.error(
-                            "send_after",
-                            "no send_after without a marker",
+                            key,
+                            "no send_after or error_marker without a marker",
                             "it is set".into(),
                         ));
                     }

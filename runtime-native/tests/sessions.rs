@@ -24,6 +24,7 @@ fn marker_session() -> Session {
         TurnEnd::Marker {
             marker: MARKER.into(),
             send: Some(format!("print({MARKER:?})")),
+            error_marker: None,
         },
     )
     .ladder(quick_ladder())
@@ -154,4 +155,57 @@ async fn shutdown_ends_the_session_process_and_its_group() {
     assert!(!support::group_exists(pid));
     // Nothing running: a second shutdown does nothing.
     session.shutdown().await;
+}
+
+/// The Python session exactly as `examples/backends.toml` ships it.
+fn shipped_python() -> runtime_native::backends::Backends {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/backends.toml");
+    runtime_native::backends::BackendsConfig::load(path)
+        .unwrap()
+        .select("python")
+        .unwrap()
+        .build(None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_looks_like_the_marker_cannot_end_a_turn() {
+    let backends = shipped_python();
+    let served = serve(backends.handler());
+    // The marker without this turn's nonce, then more output of the same turn.
+    let first = served
+        .run("import time\nprint('<<turn done>>')\nprint('<<turn done 0123>>')\ntime.sleep(0.3)\nprint('late')")
+        .await;
+    assert_eq!(ended(&first).0, CompletionStatus::Success);
+    assert_eq!(
+        text_of(&first.outputs),
+        "<<turn done>>\n<<turn done 0123>>\nlate\n"
+    );
+    let second = served.run("print('second')").await;
+    assert_eq!(
+        text_of(&second.outputs),
+        "second\n",
+        "nothing of the first turn"
+    );
+    backends.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_exception_ends_the_cell_error_and_the_session_goes_on() {
+    let backends = shipped_python();
+    let served = serve(backends.handler());
+    let failed = served.run("x = 1\n1/0").await;
+    assert_eq!(ended(&failed).0, CompletionStatus::Error);
+    assert!(
+        text_of(&failed.outputs).contains("ZeroDivisionError"),
+        "{:?}",
+        failed.outputs
+    );
+    let next = served.run("print(x + 1)").await;
+    assert_eq!(
+        ended(&next).0,
+        CompletionStatus::Success,
+        "the error is not carried over"
+    );
+    assert_eq!(text_of(&next.outputs), "2\n");
+    backends.shutdown().await;
 }

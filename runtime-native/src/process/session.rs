@@ -20,11 +20,21 @@ pub enum TurnEnd {
     /// command is not cut short). `send`, if set, is written after the source to make it
     /// print the marker, e.g. `print("<<done>>")` for Python or `echo '<<done>>'` for a
     /// shell. The marker line itself is not shown.
+    ///
+    /// `{nonce}` in `marker`, `error_marker` and `send` is replaced by a fresh random
+    /// string each turn, so output that merely contains a marker (a program printing it,
+    /// a late line of an earlier turn) cannot end a turn. Use it: without it a program
+    /// can fake the end of its turn.
+    ///
+    /// When the process prints `error_marker` instead, the turn ended with an error (the
+    /// REPL saw an exception): the execution ends `error`.
     Marker {
-        /// The line that ends a turn.
+        /// The line that ends a turn that went well.
         marker: String,
-        /// What to write after the source so that the marker gets printed.
+        /// What to write after the source so that a marker gets printed.
         send: Option<String>,
+        /// The line that ends a turn that failed.
+        error_marker: Option<String>,
     },
     /// The turn ends once the process has been silent this long. Simple, but a command
     /// that is silent for longer is cut short: prefer a marker.
@@ -125,10 +135,41 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// The markers of one turn, with its nonce filled in.
+struct Markers {
+    done: String,
+    failed: Option<String>,
+}
+
+impl Markers {
+    /// The markers of `turn_end` for a new turn, and the line to send after the source.
+    fn for_turn(turn_end: &TurnEnd) -> Option<(Markers, Option<String>)> {
+        let TurnEnd::Marker {
+            marker,
+            send,
+            error_marker,
+        } = turn_end
+        else {
+            return None;
+        };
+        let nonce = runtime_core::OutputId::random().as_str().replace('-', "");
+        let fill = |text: &str| text.replace("{nonce}", &nonce);
+        let markers = Markers {
+            done: fill(marker),
+            failed: error_marker.as_deref().map(fill),
+        };
+        Some((markers, send.as_deref().map(fill)))
+    }
+
+    fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.done.as_str()).chain(self.failed.as_deref())
+    }
+}
+
 /// How a turn ended.
 enum TurnResult {
-    /// The end of turn was seen.
-    Done,
+    /// The end of turn was seen; `failed` if it was the error marker.
+    Done { failed: bool },
     /// Stopped on cancel or inactivity; `kept` if the process survived SIGINT.
     Stopped {
         cause: StopCause,
@@ -159,13 +200,14 @@ impl ExecutionHandler for Session {
             if !input.ends_with('\n') {
                 input.push('\n');
             }
-            if let TurnEnd::Marker { send: Some(send), .. } = &self.turn_end {
-                input.push_str(send);
+            let (markers, send) = Markers::for_turn(&self.turn_end).unzip();
+            if let Some(send) = send.flatten() {
+                input.push_str(&send);
                 input.push('\n');
             }
             let result = if live.write(&input).await {
-                let result = self.turn(live, &ctx).await;
-                if let TurnResult::Done | TurnResult::Stopped { kept: true, .. } = result {
+                let result = self.turn(live, &ctx, markers.as_ref()).await;
+                if let TurnResult::Done { .. } | TurnResult::Stopped { kept: true, .. } = result {
                     live.drain_stderr(&ctx).await;
                 }
                 result
@@ -175,7 +217,11 @@ impl ExecutionHandler for Session {
                 TurnResult::Crashed(exit_description(&status))
             };
             match result {
-                TurnResult::Done => Ok(Outcome::default()),
+                TurnResult::Done { failed: false } => Ok(Outcome::default()),
+                TurnResult::Done { failed: true } => Err(ExecutionError::new(
+                    "TurnFailed",
+                    "the session reported that the turn raised an error (its output shows it)",
+                )),
                 TurnResult::Stopped { cause, step, took, kept } => {
                     ctx.annotate("stoppedBy", step.signal_name());
                     ctx.annotate("sessionKept", kept);
@@ -206,7 +252,12 @@ impl ExecutionHandler for Session {
 
 impl Session {
     /// Streams the turn's output until its end, the process's death, or a stop.
-    async fn turn(&self, live: &mut Live, ctx: &ExecutionContext) -> TurnResult {
+    async fn turn(
+        &self,
+        live: &mut Live,
+        ctx: &ExecutionContext,
+        markers: Option<&Markers>,
+    ) -> TurnResult {
         let mut last_output = Instant::now();
         // Set once SIGINT was sent: why, and when.
         let mut stopping: Option<(StopCause, Instant)> = None;
@@ -224,8 +275,8 @@ impl Session {
                 _ => far(),
             };
             let escalate_at = stopping.map_or_else(far, |(_, at)| at + self.ladder.interrupt_grace);
-            let end_now = |stopping: Option<(StopCause, Instant)>| match stopping {
-                None => TurnResult::Done,
+            let end_now = |stopping: Option<(StopCause, Instant)>, failed| match stopping {
+                None => TurnResult::Done { failed },
                 Some((cause, at)) => TurnResult::Stopped {
                     cause,
                     step: StopStep::Interrupt,
@@ -241,16 +292,16 @@ impl Session {
                     last_output = Instant::now();
                     held.push_str(&text);
                     let piece = std::mem::take(&mut held);
-                    match &self.turn_end {
-                        TurnEnd::Marker { marker, .. } => {
-                            let (shown, ended, rest) = split_at_marker(&piece, marker);
+                    match markers {
+                        Some(markers) => {
+                            let (shown, ended, rest) = split_at_marker(&piece, markers);
                             write(ctx, shown, false);
-                            if ended {
-                                return end_now(stopping);
+                            if let Some(failed) = ended {
+                                return end_now(stopping, failed);
                             }
                             held = rest.to_owned();
                         }
-                        TurnEnd::Quiet(_) => write(ctx, &piece, false),
+                        None => write(ctx, &piece, false),
                     }
                 }
                 text = live.stderr.next_text(FLUSH), if stderr_open => match text {
@@ -276,7 +327,7 @@ impl Session {
                 }
                 () = sleep_until(quiet_deadline.into()) => {
                     write(ctx, &std::mem::take(&mut held), false);
-                    return end_now(stopping);
+                    return end_now(stopping, false);
                 }
             }
         }
@@ -310,22 +361,27 @@ impl Session {
     }
 }
 
-/// Splits `text` at a line equal to `marker`: (text before it, whether it was found,
-/// a trailing partial line that may still become the marker).
-fn split_at_marker<'t>(text: &'t str, marker: &str) -> (&'t str, bool, &'t str) {
+/// Splits `text` at a line equal to one of the turn's markers: (text before it, whether
+/// one was found and if so whether it was the error marker, a trailing partial line that
+/// may still become a marker).
+fn split_at_marker<'t>(text: &'t str, markers: &Markers) -> (&'t str, Option<bool>, &'t str) {
     let mut start = 0;
     for line in text.split_inclusive('\n') {
         let end = start + line.len();
         if line.ends_with('\n') {
-            if line.trim_end_matches(['\n', '\r']) == marker {
-                return (&text[..start], true, "");
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line == markers.done {
+                return (&text[..start], Some(false), "");
             }
-        } else if marker.starts_with(line) {
-            return (&text[..start], false, line);
+            if markers.failed.as_deref() == Some(line) {
+                return (&text[..start], Some(true), "");
+            }
+        } else if markers.all().any(|marker| marker.starts_with(line)) {
+            return (&text[..start], None, line);
         }
         start = end;
     }
-    (text, false, "")
+    (text, None, "")
 }
 
 fn write(ctx: &ExecutionContext, text: &str, stderr: bool) {
@@ -340,25 +396,20 @@ fn write(ctx: &ExecutionContext, text: &str, stderr: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_at_marker;
+    use super::{Markers, split_at_marker};
 
     #[test]
-    fn the_marker_line_ends_the_turn_and_a_partial_one_is_held() {
-        assert_eq!(
-            split_at_marker("a\n<<done>>\n", "<<done>>"),
-            ("a\n", true, "")
-        );
-        assert_eq!(
-            split_at_marker("a\n<<do", "<<done>>"),
-            ("a\n", false, "<<do")
-        );
-        assert_eq!(
-            split_at_marker("a <<done>>\n", "<<done>>"),
-            ("a <<done>>\n", false, "")
-        );
-        assert_eq!(
-            split_at_marker("x\r\n<<done>>\r\n", "<<done>>"),
-            ("x\r\n", true, "")
-        );
+    fn a_marker_line_ends_the_turn_and_a_partial_one_is_held() {
+        let markers = Markers {
+            done: "<<done>>".into(),
+            failed: Some("<<failed>>".into()),
+        };
+        let split = |text| split_at_marker(text, &markers);
+        assert_eq!(split("a\n<<done>>\n"), ("a\n", Some(false), ""));
+        assert_eq!(split("a\n<<failed>>\n"), ("a\n", Some(true), ""));
+        assert_eq!(split("a\n<<do"), ("a\n", None, "<<do"));
+        assert_eq!(split("a\n<<fa"), ("a\n", None, "<<fa"));
+        assert_eq!(split("a <<done>>\n"), ("a <<done>>\n", None, ""));
+        assert_eq!(split("x\r\n<<done>>\r\n"), ("x\r\n", Some(false), ""));
     }
 }
