@@ -165,6 +165,9 @@ async fn run(
     // mid-cell), so the cell ends `runtime_lost` instead of leaving it waiting forever.
     let mut watcher =
         NotebookWatcher::new(store).enforcing_leases(store.clone(), TokioClock, client_id);
+    // The log as it was before the request: everything after it is this run's to show (an
+    // agent may answer before a head read after the request would return).
+    let head = store.head()?;
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
         println!("{}", json!({"queued": queue_id, "cellId": cell_id}));
@@ -174,19 +177,18 @@ async fn run(
     if no_wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let head = store.head()?;
     let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
     if !json {
-        if state.active_session().is_none() {
-            eprintln!(
+        match state.active_session() {
+            None => eprintln!(
                 "(no runtime is serving this notebook yet: the cell waits in the queue; start one with `cargo run --example echo-agent`)"
-            );
-        } else if let Some(why) = state.why_pending(&queue_id).filter(|_| {
-            !state
-                .active_session()
-                .is_some_and(|s| s.capabilities.covers(cell_type))
-        }) {
-            eprintln!("(the cell waits in the queue: {why})");
+            ),
+            Some(session) if !session.capabilities.covers(cell_type) => eprintln!(
+                "(the cell waits in the queue: no runtime here runs {} cells (the active runtime, {}, does not))",
+                cell_type.as_str(),
+                session.runtime_type
+            ),
+            Some(_) => {}
         }
     }
     let entry = follow(&mut watcher, &queue_id, |event| {
