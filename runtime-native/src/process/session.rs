@@ -59,8 +59,9 @@ pub enum TurnEnd {
 ///
 /// let python = Program::new("python3").args(["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"]);
 /// let session = Session::new(python, TurnEnd::Marker {
-///     marker: "<<done>>".into(),
-///     send: Some("print('<<done>>')".into()),
+///     marker: "<<done {nonce}>>".into(),
+///     send: Some("print('<<failed {nonce}>>' if getattr(sys, 'last_value', None) else '<<done {nonce}>>'); sys.last_value = None".into()),
+///     error_marker: Some("<<failed {nonce}>>".into()),
 /// });
 /// # fn takes(_: impl runtime_core::ExecutionHandler) {}
 /// # takes(session);
