@@ -429,6 +429,7 @@ impl BackendSpec {
                 let mut codex = Codex::new()
                     .program(program)
                     .args(args)
+                    .exec_args(s.strings("exec_args")?.unwrap_or_default())
                     .ladder(ladder)
                     .name(name);
                 if let Some(grace) = s.duration("exit_grace")? {

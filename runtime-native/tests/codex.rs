@@ -154,3 +154,69 @@ async fn a_missing_codex_binary_is_unavailable() {
         ended(&entry)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_args_go_before_exec_and_exec_args_after_it_before_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let argv = dir.path().join("argv");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/codex.py");
+    let program = Program::new("python3")
+        .args(["-u", script])
+        .env(
+            "FAKE_CODEX_STATE",
+            dir.path().join("threads").to_string_lossy(),
+        )
+        .env("FAKE_CODEX_ARGV", argv.to_string_lossy());
+    let codex = Codex::new()
+        .program(program)
+        .args(["-c", "model=stub"])
+        .exec_args(["--skip-git-repo-check"])
+        .ladder(quick_ladder())
+        .exit_grace(Duration::from_millis(300));
+    let served = serve(codex);
+    let (cell, first) = served.request_cell("hello").await;
+    let entry = served.completion(&first).await;
+    let thread = entry.metadata["threadId"].as_str().unwrap().to_owned();
+    served
+        .completion(&served.request_in(&cell, "hello").await)
+        .await;
+    let runs: Vec<Vec<String>> = std::fs::read_to_string(&argv)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            vec![
+                "-c",
+                "model=stub",
+                "exec",
+                "--json",
+                "--skip-git-repo-check"
+            ],
+            vec![
+                "-c",
+                "model=stub",
+                "exec",
+                "--json",
+                "--skip-git-repo-check",
+                "resume",
+                &thread
+            ],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_past_max_runtime_ends_timed_out_stopped_by_the_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir).max_runtime(Duration::from_millis(500)));
+    let entry = served.run("slow").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::TimedOut);
+    assert!(
+        entry.metadata.get("stoppedBy").is_some(),
+        "{:?}",
+        entry.metadata
+    );
+}

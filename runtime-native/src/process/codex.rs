@@ -59,8 +59,13 @@ pub struct Codex {
     max_runtime: Option<Duration>,
     ladder: Ladder,
     name: String,
+    exec_args: Vec<String>,
     threads: Mutex<HashMap<CellId, String>>,
 }
+
+/// A turn's longest run unless configured: an unreachable model server otherwise makes
+/// codex wait (and retry) forever.
+const DEFAULT_MAX_RUNTIME: Duration = Duration::from_secs(30 * 60);
 
 impl Default for Codex {
     fn default() -> Self {
@@ -74,9 +79,10 @@ impl Codex {
         Codex {
             program: Program::new("codex"),
             exit_grace: Duration::from_secs(5),
-            max_runtime: None,
+            max_runtime: Some(DEFAULT_MAX_RUNTIME),
             ladder: Ladder::default(),
             name: "codex".to_owned(),
+            exec_args: Vec::new(),
             threads: Mutex::default(),
         }
     }
@@ -87,7 +93,8 @@ impl Codex {
         self
     }
 
-    /// Arguments passed after `exec --json` (model, sandbox, profile...).
+    /// Arguments before `exec`: codex's global options (`-c key=value`, `--profile`,
+    /// `--sandbox`, `--model`...).
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -97,8 +104,19 @@ impl Codex {
         self
     }
 
+    /// Arguments after `exec --json` and before `resume`: options only `exec` takes, such
+    /// as `--skip-git-repo-check` (without it codex refuses to run outside a git work tree).
+    pub fn exec_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.exec_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// The program, environment and working directory (the repository codex works in);
-    /// its arguments come after `exec --json`.
+    /// its arguments come before `exec`.
     pub fn program(mut self, program: Program) -> Self {
         self.program = program;
         self
@@ -110,7 +128,8 @@ impl Codex {
         self
     }
 
-    /// The longest a turn may run before it is stopped and ends `timed_out`.
+    /// The longest a turn may run before it is stopped and ends `timed_out` (30 minutes
+    /// unless set: codex waits for an unreachable model server without end).
     pub fn max_runtime(mut self, max_runtime: Duration) -> Self {
         self.max_runtime = Some(max_runtime);
         self
@@ -222,6 +241,7 @@ impl Codex {
     ) -> Result<(Ended, Run), ExecutionError> {
         let mut command = self.program.command(Stdio::piped());
         command.args(["exec", "--json"]);
+        command.args(&self.exec_args);
         if let Some(thread_id) = resume {
             command.args(["resume", thread_id]);
         }
