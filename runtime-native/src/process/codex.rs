@@ -212,7 +212,7 @@ impl ExecutionHandler for Codex {
                 (None, Ended::Exited(status)) => {
                     let why = run
                         .fatal
-                        .or_else(|| last_line(&run.stderr_tail))
+                        .or_else(|| error_line(&run.stderr_tail))
                         .unwrap_or_else(|| "no turn.completed or turn.failed event".to_owned());
                     let how = match status {
                         Ok(status) => status.code().map_or_else(
@@ -448,9 +448,60 @@ fn show_item(ctx: &ExecutionContext, item: &Value) {
     recorded(written);
 }
 
-fn last_line(text: &str) -> Option<String> {
-    text.lines()
+/// The line of codex's stderr that says what went wrong: the last one that starts with
+/// `error` (any case), else the last line that is neither a hint (`For more information,
+/// try '--help'.`, `tip: ...`, `Usage: ...`) nor part of a backtrace.
+fn error_line(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let is_error = |line: &&str| line.to_ascii_lowercase().starts_with("error");
+    let is_noise = |line: &&str| {
+        let lower = line.to_ascii_lowercase();
+        lower.starts_with("for more information")
+            || lower.starts_with("tip:")
+            || lower.starts_with("usage:")
+            || lower.starts_with("stack backtrace")
+            || lower.starts_with("at ")
+            || lower.starts_with("note: run with `rust_backtrace")
+            || line
+                .split_once(':')
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    lines
+        .iter()
         .rev()
-        .find(|line| !line.trim().is_empty())
-        .map(|line| line.trim().to_owned())
+        .find(|line| is_error(line))
+        .or_else(|| lines.iter().rev().find(|line| !is_noise(line)))
+        .map(|line| (*line).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn the_reason_is_the_line_with_the_error_not_the_last_one() {
+        let usage = "error: unexpected argument '--skip-git-repo-check' found\n\n  tip: to pass \
+                     it as a value, use '-- --skip-git-repo-check'\n\nUsage: codex [OPTIONS] \
+                     [PROMPT]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            error_line(usage).unwrap(),
+            "error: unexpected argument '--skip-git-repo-check' found"
+        );
+        let backtrace = "Error: thread/resume failed: no rollout found\nStack backtrace:\n   0: \
+                         anyhow::error::new\n             at /rustc/src/lib.rs:1:2\n   1: \
+                         codex::main\n";
+        assert_eq!(
+            error_line(backtrace).unwrap(),
+            "Error: thread/resume failed: no rollout found"
+        );
+        assert_eq!(
+            error_line("starting\nmodel unreachable\n").unwrap(),
+            "model unreachable"
+        );
+        assert_eq!(error_line("\n\n"), None);
+    }
 }
