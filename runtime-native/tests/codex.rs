@@ -102,9 +102,60 @@ async fn a_failed_turn_and_a_fatal_error_are_errors_with_their_message() {
             "CodexError: codex exited with code 1 before its turn ended: stream disconnected before completion".into()
         )
     );
+    // Each failure is shown once: not as stderr and again as the error.
+    for (entry, message) in [
+        (&failed, "model overloaded"),
+        (&fatal, "stream disconnected"),
+    ] {
+        let shown = describe(&entry.outputs);
+        let times = shown.iter().filter(|o| o.contains(message)).count();
+        assert_eq!(times, 1, "{shown:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_notice_in_a_turn_that_succeeds_is_not_an_error_in_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let entry = served.run("flaky").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    let shown = describe(&entry.outputs);
+    assert!(
+        !shown.iter().any(|o| o.contains("Reconnecting")),
+        "{shown:?}"
+    );
     assert_eq!(
-        describe(&fatal.outputs)[0],
-        "Stderr:stream disconnected before completion\n"
+        entry.metadata["notices"],
+        json!(["Reconnecting... 1/5 (stream disconnected before completion)"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tool_call_shows_its_error_and_a_command_shows_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let entry = served.run("mcp").await;
+    assert_eq!(
+        describe(&entry.outputs),
+        ["Stdout:[tool files.read: failed: tool crashed: ENOENT]\n"]
+    );
+    let queue_id = served.request("slowcmd").await;
+    // Visible while it runs (until the test lets it finish), not only once it finished.
+    served
+        .wait_for_output(&queue_id, |text| {
+            text.contains("$ bash -lc 'sleep 1; echo slept'")
+        })
+        .await;
+    let running = served.completion_or_running(&queue_id);
+    assert!(
+        !running.is_completed(),
+        "the command showed before the turn ended"
+    );
+    std::fs::write(dir.path().join("threads.go"), "").unwrap();
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(
+        describe(&entry.outputs),
+        ["Stdout:$ bash -lc 'sleep 1; echo slept'\nslept\n[exit code 0]\n"]
     );
 }
 

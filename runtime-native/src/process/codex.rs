@@ -28,11 +28,12 @@ const STDERR_TAIL: usize = 4096;
 /// | codex event | in the cell |
 /// | --- | --- |
 /// | `agent_message` item | markdown |
-/// | `command_execution` item | stdout: `$ command`, its output, `[exit code N]` |
+/// | `command_execution` item | stdout: `$ command` when it starts (`item.started`), then its output and `[exit code N]` |
 /// | `file_change` item | a display: the changed paths as text, the changes as JSON |
 /// | `todo_list` item | markdown checklist |
-/// | `mcp_tool_call`, `web_search` items | a stdout line |
-/// | `error` item or event | stderr |
+/// | `mcp_tool_call`, `web_search` items | a stdout line (a failed tool call with its error) |
+/// | `error` item | stderr |
+/// | `error` event | held: stderr if the turn then fails (once: not the failure's own message), the completion metadata's `notices` if it succeeds (a "Reconnecting... 1/5") |
 /// | `turn.completed` `usage` | completion metadata `usage` |
 /// | `turn.failed` | status `error` with its message |
 ///
@@ -175,8 +176,30 @@ struct Run {
     /// `Ok(())` after `turn.completed`, the message after `turn.failed`.
     turn_ended: Option<Result<(), String>>,
     fatal: Option<String>,
+    /// Messages of codex's `error` events, shown once the turn's end says whether they
+    /// mattered (a turn that succeeded after "Reconnecting... 1/5" did not fail).
+    errors: Vec<String>,
+    /// Command items already shown when they started.
+    started_commands: std::collections::HashSet<String>,
     stale: bool,
     stderr_tail: String,
+}
+
+impl Run {
+    /// Shows the `error` events that say something the turn's end does not: none when the
+    /// turn succeeded (they are kept in the metadata as `notices`), and not the one that
+    /// is the turn's own failure message.
+    fn show_errors(&self, ctx: &ExecutionContext, failure: Option<&str>) {
+        if failure.is_none() {
+            if !self.errors.is_empty() {
+                ctx.annotate("notices", self.errors.clone());
+            }
+            return;
+        }
+        for message in self.errors.iter().filter(|m| Some(m.as_str()) != failure) {
+            recorded(ctx.stderr(format!("{message}\n")));
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -198,6 +221,16 @@ impl ExecutionHandler for Codex {
                     .insert(ctx.cell_id().clone(), thread_id.clone());
                 ctx.annotate("threadId", thread_id.as_str());
             }
+            let why_exited = run
+                .fatal
+                .clone()
+                .or_else(|| error_line(&run.stderr_tail))
+                .unwrap_or_else(|| "no turn.completed or turn.failed event".to_owned());
+            match &run.turn_ended {
+                Some(Ok(())) => run.show_errors(&ctx, None),
+                Some(Err(message)) => run.show_errors(&ctx, Some(message)),
+                None => run.show_errors(&ctx, Some(&why_exited)),
+            }
             match (run.turn_ended, ended) {
                 // Stopped before its turn ended: cancelled or timed out.
                 (None, ended @ Ended::Stopped { .. }) => settle(&ctx, ended),
@@ -210,10 +243,7 @@ impl ExecutionHandler for Codex {
                 }
                 (Some(Err(message)), _) => Err(ExecutionError::new("CodexTurnFailed", message)),
                 (None, Ended::Exited(status)) => {
-                    let why = run
-                        .fatal
-                        .or_else(|| error_line(&run.stderr_tail))
-                        .unwrap_or_else(|| "no turn.completed or turn.failed event".to_owned());
+                    let why = why_exited;
                     let how = match status {
                         Ok(status) => status.code().map_or_else(
                             || "was killed".to_owned(),
@@ -367,25 +397,39 @@ fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
         "error" => {
             let message = text("message", &event);
             run.stale |= message.contains(STALE_THREAD);
-            recorded(ctx.stderr(format!("{message}\n")));
+            run.errors.push(message.clone());
             run.fatal = Some(message);
+        }
+        "item.started" => {
+            // A command shows as soon as it starts, not only once it finished.
+            if let Some(item) = event.get("item") {
+                if item.get("type").and_then(Value::as_str) == Some("command_execution") {
+                    run.started_commands.insert(text("id", item));
+                    recorded(ctx.stdout(format!("$ {}\n", text("command", item))));
+                }
+            }
         }
         "item.completed" => {
             if let Some(item) = event.get("item") {
-                show_item(ctx, item);
+                let announced = run.started_commands.remove(&text("id", item));
+                show_item(ctx, item, announced);
             }
         }
         other => tracing::trace!(event = other, "codex event"),
     }
 }
 
-/// Shows a completed item in the cell.
-fn show_item(ctx: &ExecutionContext, item: &Value) {
+/// Shows a completed item in the cell; `announced` if its start was shown already.
+fn show_item(ctx: &ExecutionContext, item: &Value, announced: bool) {
     let text = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or_default();
     let written = match text("type") {
         "agent_message" => ctx.markdown(text("text")).map(drop),
         "command_execution" => {
-            let mut shown = format!("$ {}\n{}", text("command"), text("aggregated_output"));
+            let mut shown = if announced {
+                text("aggregated_output").to_owned()
+            } else {
+                format!("$ {}\n{}", text("command"), text("aggregated_output"))
+            };
             if !shown.ends_with('\n') {
                 shown.push('\n');
             }
@@ -432,12 +476,20 @@ fn show_item(ctx: &ExecutionContext, item: &Value) {
                 .collect();
             ctx.markdown(items.join("\n")).map(drop)
         }
-        "mcp_tool_call" => ctx.stdout(format!(
-            "[tool {}.{}: {}]\n",
-            text("server"),
-            text("tool"),
-            text("status")
-        )),
+        "mcp_tool_call" => {
+            let error = item
+                .get("error")
+                .and_then(|error| error.get("message").or(Some(error)))
+                .and_then(Value::as_str)
+                .map(|message| format!(": {message}"))
+                .unwrap_or_default();
+            ctx.stdout(format!(
+                "[tool {}.{}: {}{error}]\n",
+                text("server"),
+                text("tool"),
+                text("status")
+            ))
+        }
         "web_search" => ctx.stdout(format!("[web search: {}]\n", text("query"))),
         "error" => ctx.stderr(format!("{}\n", text("message"))),
         other => {
