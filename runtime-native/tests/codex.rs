@@ -41,9 +41,10 @@ async fn events_map_to_outputs_and_the_next_run_of_a_cell_resumes_its_thread() {
             "md:Done (new thread).",
         ]
     );
+    let per_turn = json!({"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 35});
     assert_eq!(
         entry.metadata["usage"],
-        json!({"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 35})
+        json!({"thisRun": per_turn, "threadTotal": per_turn})
     );
     assert_eq!(entry.metadata["backend"], "codex");
     let thread = entry.metadata["threadId"].as_str().unwrap().to_owned();
@@ -54,6 +55,12 @@ async fn events_map_to_outputs_and_the_next_run_of_a_cell_resumes_its_thread() {
     assert_eq!(
         describe(&again.outputs).last().unwrap(),
         &format!("md:Done (resumed {thread}).")
+    );
+    // codex reports the thread's running total; the metadata says which is which.
+    assert_eq!(
+        again.metadata["usage"],
+        json!({"thisRun": per_turn,
+               "threadTotal": {"input_tokens": 240, "cached_input_tokens": 40, "output_tokens": 70}})
     );
     // Another cell has its own thread.
     let other = served.run("hello").await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use runtime_core::{
     CellId, Display, ExecutionContext, ExecutionError, ExecutionHandler, MediaBundle, Outcome,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
@@ -34,7 +34,7 @@ const STDERR_TAIL: usize = 4096;
 /// | `mcp_tool_call`, `web_search` items | a stdout line (a failed tool call with its error) |
 /// | `error` item | stderr |
 /// | `error` event | held: stderr if the turn then fails (once: not the failure's own message), the completion metadata's `notices` if it succeeds (a "Reconnecting... 1/5") |
-/// | `turn.completed` `usage` | completion metadata `usage` |
+/// | `turn.completed` `usage` | completion metadata `usage`: `thisRun` and `threadTotal` (codex reports the thread's running total) |
 /// | `turn.failed` | status `error` with its message |
 ///
 /// The prompt (the cell's source) goes on stdin. The thread id from `thread.started` is
@@ -62,6 +62,8 @@ pub struct Codex {
     name: String,
     exec_args: Vec<String>,
     threads: Mutex<HashMap<CellId, String>>,
+    /// The last usage total codex reported for each thread.
+    usage_totals: Mutex<HashMap<String, Map<String, Value>>>,
 }
 
 /// A turn's longest run unless configured: an unreachable model server otherwise makes
@@ -85,6 +87,7 @@ impl Codex {
             name: "codex".to_owned(),
             exec_args: Vec::new(),
             threads: Mutex::default(),
+            usage_totals: Mutex::default(),
         }
     }
 
@@ -148,6 +151,31 @@ impl Codex {
         self
     }
 
+    /// `{"thisRun": ..., "threadTotal": ...}`: codex reports the thread's running total, so
+    /// this run's share is what grew since the thread's previous total.
+    fn usage_of_this_run(&self, thread_id: &str, total: &Map<String, Value>) -> Value {
+        let mut totals = self
+            .usage_totals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = totals.insert(thread_id.to_owned(), total.clone());
+        let this_run: Map<String, Value> = total
+            .iter()
+            .map(|(key, value)| {
+                let before = previous
+                    .as_ref()
+                    .and_then(|previous| previous.get(key))
+                    .and_then(Value::as_u64);
+                let value = match (value.as_u64(), before) {
+                    (Some(now), Some(before)) => Value::from(now.saturating_sub(before)),
+                    _ => value.clone(),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        json!({"thisRun": this_run, "threadTotal": total})
+    }
+
     fn thread_of(&self, cell: &CellId) -> Option<String> {
         self.lock_threads().get(cell).cloned()
     }
@@ -176,6 +204,8 @@ struct Run {
     /// `Ok(())` after `turn.completed`, the message after `turn.failed`.
     turn_ended: Option<Result<(), String>>,
     fatal: Option<String>,
+    /// The `usage` of `turn.completed`: the thread's running total.
+    usage: Option<Map<String, Value>>,
     /// Messages of codex's `error` events, shown once the turn's end says whether they
     /// mattered (a turn that succeeded after "Reconnecting... 1/5" did not fail).
     errors: Vec<String>,
@@ -220,6 +250,9 @@ impl ExecutionHandler for Codex {
                 self.lock_threads()
                     .insert(ctx.cell_id().clone(), thread_id.clone());
                 ctx.annotate("threadId", thread_id.as_str());
+                if let Some(total) = &run.usage {
+                    ctx.annotate("usage", self.usage_of_this_run(thread_id, total));
+                }
             }
             let why_exited = run
                 .fatal
@@ -382,9 +415,7 @@ fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
         }
         "turn.started" => run.turn_started = true,
         "turn.completed" => {
-            if let Some(usage) = event.get("usage") {
-                ctx.annotate("usage", usage.clone());
-            }
+            run.usage = event.get("usage").and_then(Value::as_object).cloned();
             run.turn_ended = Some(Ok(()));
         }
         "turn.failed" => {
