@@ -912,26 +912,33 @@ fn a_client_waiting_on_a_killed_agent_sees_the_cell_end_runtime_lost() {
     );
 }
 
-#[test]
-fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
+/// Starts an echo agent with `args` that must refuse them: its exit code and what it said.
+/// Waits with a bound, so an agent that starts serving after all fails the test instead of
+/// hanging it.
+fn refused_agent(args: &[&str]) -> (Option<i32>, String) {
     let home = Home::new();
     let mut agent = home
         .command("echo-agent")
-        .args([
-            "--client-id",
-            "a",
-            "--lease-secs",
-            "0.0004",
-            "--renew-secs",
-            "0.0001",
-        ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let status = wait_with_timeout(&mut agent, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(2));
-    let message = stderr_of(&mut agent);
+    (status.code(), stderr_of(&mut agent))
+}
+
+#[test]
+fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
+    let (code, message) = refused_agent(&[
+        "--client-id",
+        "a",
+        "--lease-secs",
+        "0.0004",
+        "--renew-secs",
+        "0.0001",
+    ]);
+    assert_eq!(code, Some(2));
     assert!(
         message.contains("--lease-secs") && message.contains("at least 100ms"),
         "{message}"
@@ -940,17 +947,8 @@ fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
 
 #[test]
 fn a_duration_past_a_year_exits_2_instead_of_overflowing() {
-    let home = Home::new();
-    let mut agent = home
-        .command("echo-agent")
-        .args(["--client-id", "a", "--cancel-grace-secs", "1e15"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_with_timeout(&mut agent, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(2));
-    let message = stderr_of(&mut agent);
+    let (code, message) = refused_agent(&["--client-id", "a", "--cancel-grace-secs", "1e15"]);
+    assert_eq!(code, Some(2));
     assert!(
         message.contains("--cancel-grace-secs") && message.contains("at most 365 days"),
         "{message}"
