@@ -278,3 +278,25 @@ async fn a_turn_past_max_runtime_ends_timed_out_stopped_by_the_ladder() {
         entry.metadata
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_with_megabytes_of_output_shows_with_its_exit_code_truncated_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(fake_codex(&dir));
+    let entry = served.run("bigcmd").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    let shown = support::text_of(&entry.outputs);
+    assert!(
+        shown.starts_with("$ bash -lc 'yes | head -c 2100000'\ny\ny\n"),
+        "{}",
+        &shown[..80]
+    );
+    assert!(
+        shown.ends_with(
+            "\n[output truncated: 2100000 bytes, the first 1048576 shown]\n[exit code 0]\n"
+        ),
+        "{}",
+        &shown[shown.len() - 120..]
+    );
+    assert!(shown.len() < 1_100_000);
+}

@@ -28,7 +28,7 @@ const STDERR_TAIL: usize = 4096;
 /// | codex event | in the cell |
 /// | --- | --- |
 /// | `agent_message` item | markdown |
-/// | `command_execution` item | stdout: `$ command` when it starts (`item.started`), then its output and `[exit code N]` |
+/// | `command_execution` item | stdout: `$ command` when it starts (`item.started`), then its output (past 1 MiB, cut with a marker saying how much there was) and `[exit code N]` |
 /// | `file_change` item | a display: the changed paths as text, the changes as JSON |
 /// | `todo_list` item | markdown checklist |
 /// | `mcp_tool_call`, `web_search` items | a stdout line (a failed tool call with its error) |
@@ -65,6 +65,11 @@ pub struct Codex {
     /// The last usage total codex reported for each thread.
     usage_totals: Mutex<HashMap<String, Map<String, Value>>>,
 }
+
+/// The longest codex event line read: a command's whole output travels in one line.
+const MAX_EVENT_LINE: usize = 32 * 1024 * 1024;
+/// The most of one command's output shown in the cell; the rest is counted and marked.
+const MAX_COMMAND_OUTPUT: usize = 1024 * 1024;
 
 /// A turn's longest run unless configured: an unreachable model server otherwise makes
 /// codex wait (and retry) forever.
@@ -323,10 +328,17 @@ impl Codex {
             let events = async {
                 let Some(stdout) = stdout else { return };
                 let mut pipe = Pipe::new(stdout);
-                while let Some(line) = pipe.next_line(1024 * 1024).await {
-                    let Line::Text(line) = line else {
-                        tracing::warn!("skipped a codex event line over 1 MiB");
-                        continue;
+                while let Some(line) = pipe.next_line(MAX_EVENT_LINE).await {
+                    let line = match line {
+                        Line::Text(line) => line,
+                        Line::Overlong(bytes) => {
+                            tracing::warn!(bytes, "skipped a codex event line over the limit");
+                            recorded(ctx.stderr(format!(
+                                "[codex sent an event of {bytes} bytes, over the \
+                                 {MAX_EVENT_LINE}-byte limit; it is not shown]\n"
+                            )));
+                            continue;
+                        }
                     };
                     let ended_before = run.turn_ended.is_some();
                     on_event(ctx, &mut run, &line);
@@ -456,11 +468,25 @@ fn show_item(ctx: &ExecutionContext, item: &Value, announced: bool) {
     let written = match text("type") {
         "agent_message" => ctx.markdown(text("text")).map(drop),
         "command_execution" => {
+            let output = text("aggregated_output");
             let mut shown = if announced {
-                text("aggregated_output").to_owned()
+                String::new()
             } else {
-                format!("$ {}\n{}", text("command"), text("aggregated_output"))
+                format!("$ {}\n", text("command"))
             };
+            if output.len() > MAX_COMMAND_OUTPUT {
+                let mut cut = MAX_COMMAND_OUTPUT;
+                while !output.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                shown.push_str(&output[..cut]);
+                shown.push_str(&format!(
+                    "\n[output truncated: {} bytes, the first {cut} shown]\n",
+                    output.len()
+                ));
+            } else {
+                shown.push_str(output);
+            }
             if !shown.ends_with('\n') {
                 shown.push('\n');
             }
