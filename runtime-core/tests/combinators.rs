@@ -164,6 +164,16 @@ fn redaction_masks_every_output_the_result_and_the_error_before_the_store() {
             "Authorization: Bearer abcdefghijklmnopqrstuvwxyz",
         ))?;
         ctx.display(MediaBundle::new().with("application/json", json!({"key": "hunter2"})))?;
+        // Keys, metadata, display ids and annotations reach the store too.
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("hunter2-key".into(), json!({"nested hunter2": ["hunter2"]}));
+        ctx.display(
+            Display::new(MediaBundle::new().with("application/json", json!({"hunter2": 1})))
+                .metadata(metadata)
+                .id("progress-hunter2"),
+        )?;
+        ctx.update_display("progress-hunter2", MediaBundle::plain("done"))?;
+        ctx.annotate("source", "https://api.example/v1?apikey=hunter2");
         ctx.result(MediaBundle::plain("hunter2 again"))?;
         Err::<(), _>(ExecutionError::new(
             "AuthError",
@@ -185,6 +195,7 @@ fn redaction_masks_every_output_the_result_and_the_error_before_the_store() {
             "md:token: [redacted] and [redacted]",
             "display():Authorization: Bearer [redacted]",
             "display():",
+            "display(progress-[redacted]):done",
             "result[1]:[redacted] again",
             "error:AuthError:bad token [redacted]",
         ]

@@ -58,8 +58,10 @@ pub trait OutputLayer: MaybeSend + MaybeSync {
     }
 
     /// May rewrite one piece of an output's text: stream text, markdown, an error's name,
-    /// message and traceback lines, and every string inside the text and JSON entries of a
-    /// media bundle (binary entries such as images are left alone).
+    /// message and traceback lines, every string and object key inside the text and JSON
+    /// entries of a media bundle (binary entries such as images are left alone) and their
+    /// MIME types, display metadata and display ids, and what the handler
+    /// [annotates](crate::ExecutionContext::annotate).
     fn rewrite(&self, text: &mut String) {
         let _ = text;
     }
@@ -73,20 +75,40 @@ pub(crate) fn rewrite_bundle(bundle: MediaBundle, rewrite: &dyn Fn(&mut String))
         if !is_binary_mime(mime) {
             rewrite_json(&mut value, rewrite);
         }
+        let mut mime = mime.to_owned();
+        rewrite(&mut mime);
         rewritten.insert(mime, value);
     }
     rewritten
 }
 
-fn rewrite_json(value: &mut Value, rewrite: &dyn Fn(&mut String)) {
+/// Applies `rewrite` to every key and string of a JSON object.
+pub(crate) fn rewrite_map(
+    map: serde_json::Map<String, Value>,
+    rewrite: &dyn Fn(&mut String),
+) -> serde_json::Map<String, Value> {
+    let mut value = Value::Object(map);
+    rewrite_json(&mut value, rewrite);
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+pub(crate) fn rewrite_json(value: &mut Value, rewrite: &dyn Fn(&mut String)) {
     match value {
         Value::String(text) => rewrite(text),
         Value::Array(items) => items
             .iter_mut()
             .for_each(|item| rewrite_json(item, rewrite)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|item| rewrite_json(item, rewrite)),
+        Value::Object(map) => {
+            // Keys can hold secrets too; rebuilding keeps the order (preserve_order).
+            for (mut key, mut item) in std::mem::take(map) {
+                rewrite(&mut key);
+                rewrite_json(&mut item, rewrite);
+                map.insert(key, item);
+            }
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }

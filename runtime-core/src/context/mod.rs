@@ -136,7 +136,13 @@ impl ExecutionContext {
     /// # }
     /// ```
     pub fn annotate(&self, key: impl Into<String>, value: impl Into<Value>) {
-        self.inner.sink.annotate(key.into(), value.into());
+        let (mut key, mut value) = (key.into(), value.into());
+        if self.layers.is_some() {
+            // Not an output, but it reaches the store: the layers' rewrites apply.
+            self.rewrite(&mut key);
+            layer::rewrite_json(&mut value, &|text| self.rewrite(text));
+        }
+        self.inner.sink.annotate(key, value);
     }
 
     /// Tells each layer about an output of `kind`; `true` if there are layers.
@@ -223,6 +229,10 @@ impl ExecutionContext {
         let mut display = display.into();
         if self.observe(OutputType::Display) {
             display.data = self.rewritten_bundle(display.data);
+            display.metadata = layer::rewrite_map(display.metadata, &|text| self.rewrite(text));
+            display.display_id = display
+                .display_id
+                .map(|id| DisplayId::from(self.rewritten(id.as_str())));
         }
         self.inner.sink.display(display)
     }
@@ -233,14 +243,14 @@ impl ExecutionContext {
         display_id: impl Into<DisplayId>,
         data: MediaBundle,
     ) -> Result<(), OutputError> {
+        let mut display_id = display_id.into();
         let data = if self.observe(OutputType::UpdateDisplay) {
+            display_id = DisplayId::from(self.rewritten(display_id.as_str()));
             self.rewritten_bundle(data)
         } else {
             data
         };
-        self.inner
-            .sink
-            .update_display(display_id.into(), data, Map::new())
+        self.inner.sink.update_display(display_id, data, Map::new())
     }
 
     /// Sets the execution's result value. An execution has at most one result: a second

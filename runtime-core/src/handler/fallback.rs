@@ -177,7 +177,9 @@ impl<P: ExecutionHandler, S: ExecutionHandler> ExecutionHandler for Fallback<P, 
                 return returned;
             }
         };
-        tracing::warn!(backend = %secondary, fell_back = true, %reason, "the primary {primary} did nothing; falling back");
+        // The reason can quote what the primary said (a URL with a key in it): it goes to
+        // the completion's metadata, where redaction applies, not into the log.
+        tracing::warn!(backend = %secondary, fell_back = true, "the primary {primary} could not run; falling back (the completion's metadata says why)");
         ctx.annotate(
             "fallback",
             json!({"ran": secondary, "fellBack": true, "reason": reason}),
