@@ -769,22 +769,31 @@ fn a_bad_backends_file_exits_2_naming_the_file_and_the_key() {
     );
 }
 
-/// Inserts a row as another program might, with python3's sqlite3 (a real other process).
-fn insert_raw_row(home: &Home, value_sql: &str) {
+/// Runs `statements` (Python, with `c` a connection in autocommit mode) against the store
+/// file from another process, as another program writing to it would.
+fn from_another_process(home: &Home, statements: &str) {
     let script = format!(
-        "import sqlite3\n\
-         c = sqlite3.connect({path:?}, isolation_level=None)\n\
-         c.execute('begin immediate')\n\
-         m = c.execute(\"select max(seq) from events where notebook = 'default'\").fetchone()[0]\n\
-         c.execute(\"insert into events (notebook, seq, event) values ('default', ?, {value_sql})\", (m + 1,))\n\
-         c.execute('commit')\n",
+        "import sqlite3\nc = sqlite3.connect({path:?}, isolation_level=None)\n{statements}",
         path = home.store_path().to_str().unwrap()
     );
     let status = Command::new("python3")
         .args(["-c", &script])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "{statements}");
+}
+
+/// Appends a raw row (`value_sql` is its SQL value) to the default notebook.
+fn insert_raw_row(home: &Home, value_sql: &str) {
+    from_another_process(
+        home,
+        &format!(
+            "c.execute('begin immediate')\n\
+             m = c.execute(\"select max(seq) from events where notebook = 'default'\").fetchone()[0]\n\
+             c.execute(\"insert into events (notebook, seq, event) values ('default', ?, {value_sql})\", (m + 1,))\n\
+             c.execute('commit')\n"
+        ),
+    );
 }
 
 #[test]
@@ -832,7 +841,7 @@ fn a_deleted_row_is_refused_with_a_repair_command_that_works() {
     for n in 0..3 {
         submit(&store, &format!("cell {n}"));
     }
-    rusqlite_delete(&home, 3);
+    delete_row(&home, 3);
     let status = home.notebook(&["status"]);
     assert!(!status.status.success());
     let message = String::from_utf8_lossy(&status.stderr);
@@ -853,19 +862,10 @@ fn a_deleted_row_is_refused_with_a_repair_command_that_works() {
     );
 }
 
-fn rusqlite_delete(home: &Home, seq: i64) {
-    let script = format!(
-        "import sqlite3\n\
-         c = sqlite3.connect({path:?}, isolation_level=None)\n\
-         c.execute(\"delete from events where notebook = 'default' and seq = {seq}\")\n",
-        path = home.store_path().to_str().unwrap()
-    );
-    assert!(
-        Command::new("python3")
-            .args(["-c", &script])
-            .status()
-            .unwrap()
-            .success()
+fn delete_row(home: &Home, seq: i64) {
+    from_another_process(
+        home,
+        &format!("c.execute(\"delete from events where notebook = 'default' and seq = {seq}\")\n"),
     );
 }
 
