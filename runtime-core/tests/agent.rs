@@ -1180,3 +1180,57 @@ fn the_client_refuses_empty_ids_with_a_clear_error() {
     assert!(refused.is_err());
     assert!(store.is_empty(), "nothing reached the log");
 }
+
+/// A MemoryStore whose commits of output events fail for good: the agent must stop, and end
+/// its session itself so that its running cell does not wait for the lease.
+#[derive(Clone)]
+struct RefusesOutputs(MemoryStore);
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for RefusesOutputs {
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        if batch.events.iter().any(|event| event.is_output()) {
+            return Err(StoreError::Backend("the disk is read-only".into()));
+        }
+        self.0.commit_batch_now(batch)
+    }
+
+    fn subscribe(&self, from: Seq) -> Subscription {
+        self.0.subscribe(from)
+    }
+}
+
+#[test]
+fn an_agent_stopped_by_a_permanent_store_error_ends_its_session_at_once() {
+    let mut sim = Sim::new(36);
+    let store = MemoryStore::new();
+    let agent = RuntimeAgent::new(
+        RefusesOutputs(store.clone()),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(|ctx: ExecutionContext| async move {
+        ctx.stdout("cannot be stored\n")?;
+        futures::future::pending::<()>().await;
+        Ok(())
+    });
+    let (_, ended) = sim.spawn(agent.run());
+    let queue_id = request(&mut sim, &store, "write");
+    let before = sim.clock.now();
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::RuntimeLost));
+    assert!(
+        sim.clock.now().saturating_since(before) < Duration::from_millis(300),
+        "ended by the agent, not by its lease running out"
+    );
+    let failed = ended.take().unwrap().unwrap_err();
+    assert!(failed.to_string().contains("read-only"), "{failed}");
+    let state = fold(&store);
+    assert_eq!(
+        state.sessions()[0].state,
+        SessionState::Ended(TerminationReason::Error)
+    );
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, future, pin_mut, select_biased};
+use futures::{FutureExt, pin_mut, select_biased};
 use tracing::Instrument;
 
 use crate::clock::{Clock, Timestamp, millis};
@@ -93,12 +93,32 @@ pub(crate) fn run_execution(setup: ExecutionSetup) -> BoxFuture<'static, Executi
                 sink.finish(vec![completion.into()]);
                 (status, error)
             };
-            let ((status, error), written) = future::join(handler_side, sink.write(&*store)).await;
-            tracing::debug!(?status, "execution completed");
-            ExecutionReport {
-                status,
-                error,
-                store_error: written.err(),
+            let writer = sink.write(&*store).fuse();
+            let handler_side = handler_side.fuse();
+            pin_mut!(writer, handler_side);
+            select_biased! {
+                (status, error) = handler_side => {
+                    let written = writer.await;
+                    tracing::debug!(?status, "execution completed");
+                    ExecutionReport { status, error, store_error: written.err() }
+                }
+                // The writer stops early only when the store failed (its retries given up):
+                // nothing the handler does can reach the log any more, so it is dropped
+                // rather than left running while the agent renews its lease.
+                written = writer => match written {
+                    Err(store_error) => {
+                        tracing::warn!(%store_error, "outputs cannot be stored; dropping the handler");
+                        ExecutionReport {
+                            status: CompletionStatus::Error,
+                            error: Some(store_error.to_string()),
+                            store_error: Some(store_error),
+                        }
+                    }
+                    Ok(()) => {
+                        let (status, error) = handler_side.await;
+                        ExecutionReport { status, error, store_error: None }
+                    }
+                },
             }
         }
         .instrument(span),
