@@ -270,8 +270,11 @@ impl NotebookWatcher {
             at: now,
             detail: Some("its lease ran out without renewal".into()),
         };
-        leases.expired = Some(session.session_id.clone());
-        leases.store.commit(vec![expiry.into()]).await.map(drop)
+        let session_id = session.session_id.clone();
+        leases.store.commit(vec![expiry.into()]).await?;
+        // Only once it is committed: after a failed commit the next wait tries again.
+        leases.expired = Some(session_id);
+        Ok(())
     }
 
     /// Folds the log until `done` holds for the state; returns the state.

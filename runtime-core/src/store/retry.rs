@@ -201,3 +201,85 @@ impl Resuming {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::clock::{ManualClock, Timestamp};
+    use crate::schema::CellDeleted;
+
+    /// Fails every commit with `error`, counting attempts.
+    struct Failing {
+        error: StoreError,
+        attempts: Arc<AtomicUsize>,
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+    impl Store for Failing {
+        async fn commit_batch(&self, _batch: &Batch) -> Result<Seq, StoreError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            Err(self.error.clone())
+        }
+
+        fn subscribe(&self, _from: Seq) -> Subscription {
+            Box::pin(futures::stream::empty())
+        }
+    }
+
+    /// Commits through `Retrying` over a store failing with `error`, moving the clock to
+    /// each wait's end; returns the result, the attempts and the time it took.
+    fn commit_failing(error: StoreError) -> (Result<Seq, StoreError>, usize, Duration) {
+        let clock = ManualClock::new(Timestamp(0));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let store = Retrying::new(
+            Failing {
+                error,
+                attempts: attempts.clone(),
+            },
+            clock.clone(),
+            RetryPolicy::giving_up_after(Duration::from_secs(5)),
+        );
+        let mut commit = Box::pin(
+            store.commit(vec![
+                CellDeleted {
+                    cell_id: "c".into(),
+                }
+                .into(),
+            ]),
+        );
+        let result = loop {
+            if let Some(result) = commit.as_mut().now_or_never() {
+                break result;
+            }
+            clock.advance(Duration::from_millis(10));
+        };
+        let took = clock.now().saturating_since(Timestamp(0));
+        (result, attempts.load(Ordering::SeqCst), took)
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn a_retriable_error_is_retried_until_the_limit_then_returned() {
+        let (result, attempts, took) = commit_failing(StoreError::Unavailable("busy".into()));
+        assert_eq!(result, Err(StoreError::Unavailable("busy".into())));
+        assert!(attempts > 5, "{attempts} attempts");
+        assert!(took <= Duration::from_secs(5), "gave up after {took:?}");
+        assert!(
+            took >= Duration::from_secs(3),
+            "gave up early, after {took:?}"
+        );
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn a_permanent_error_is_returned_at_once() {
+        let (result, attempts, took) = commit_failing(StoreError::Backend("corrupt".into()));
+        assert_eq!(result, Err(StoreError::Backend("corrupt".into())));
+        assert_eq!((attempts, took), (1, Duration::ZERO));
+    }
+}
