@@ -244,14 +244,12 @@ mod tests {
             clock.clone(),
             RetryPolicy::giving_up_after(Duration::from_secs(5)),
         );
-        let mut commit = Box::pin(
-            store.commit(vec![
+        let mut commit = Box::pin(store.commit(vec![
                 CellDeleted {
                     cell_id: "c".into(),
                 }
                 .into(),
-            ]),
-        );
+            ]));
         let result = loop {
             if let Some(result) = commit.as_mut().now_or_never() {
                 break result;
