@@ -17,7 +17,7 @@ use runtime_core::{
     AgentHandle, Capabilities, CellType, NotebookClient, NotebookWatcher, RuntimeAgent, StoreError,
     handler::Echo,
 };
-use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
+use runtime_native::config::{AgentArgs, ConfigError, init_logging};
 use runtime_native::{SqliteStore, TokioClock, run_until_signal};
 
 /// The echo runtime agent: serves a notebook from a SQLite store shared with clients.
@@ -37,7 +37,10 @@ struct Cli {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut cli = parse_cli::<Cli>();
+    let mut cli = match examples::parse_args::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if cli.demo && cli.agent.common.log.is_none() && std::env::var_os("RUST_LOG").is_none() {
         // Keep the demo's output to the notebook itself.
         cli.agent.common.log = Some("warn".into());

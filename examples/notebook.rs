@@ -21,7 +21,7 @@ use runtime_core::{
     CellDeleted, CellType, CompletionStatus, EntryState, NotebookClient, NotebookState,
     NotebookWatcher, QueueId, SessionState, Store, StoreError,
 };
-use runtime_native::config::{CommonArgs, ConfigError, init_logging, parse_cli};
+use runtime_native::config::{CommonArgs, ConfigError, init_logging};
 use runtime_native::{SqliteStore, TokioClock};
 use serde_json::json;
 
@@ -100,7 +100,10 @@ impl From<Kind> for CellType {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = parse_cli::<Cli>();
+    let cli = match examples::parse_args::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let config = match cli
         .common
         .resolve()

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use runtime_core::{Capabilities, RuntimeAgent};
 use runtime_native::backends::{BackendsConfig, default_backends_path};
-use runtime_native::config::{AgentArgs, ConfigError, init_logging, parse_cli};
+use runtime_native::config::{AgentArgs, ConfigError, init_logging};
 use runtime_native::{RunError, TokioClock, run_until_signal};
 
 /// Serves a notebook with a process backend chosen in a backends file.
@@ -34,7 +34,10 @@ struct Cli {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = parse_cli::<Cli>();
+    let cli = match examples::parse_args::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let usage_error = |error: &dyn std::fmt::Display| {
         eprintln!("error: {error}");
         ExitCode::from(ConfigError::EXIT_CODE as u8)
@@ -64,7 +67,16 @@ async fn main() -> ExitCode {
     if let Err(error) = init_logging(&config.common.log) {
         return usage_error(&error);
     }
-    let options = config.options;
+    // Helpers that leave their job's process group (codex's shells) become this agent's
+    // children when their parent dies, and are reaped instead of piling up as zombies.
+    #[cfg(target_os = "linux")]
+    if let Err(error) = runtime_native::process::adopt_orphans() {
+        eprintln!("warning: cannot reap orphaned helpers ({error}); they may linger as zombies");
+    }
+    let mut options = config.options;
+    // The agent waits for a cancelled execution at least as long as its backend's stop
+    // ladder can take, so a stop is never cut short.
+    options.cancel_grace = options.cancel_grace.max(backends.cancel_grace());
     let store = match examples::open_store(&config.common) {
         Ok(store) => store,
         Err(code) => return code,

@@ -20,6 +20,14 @@ pub fn open_store(common: &CommonConfig) -> Result<SqliteStore, ExitCode> {
     })
 }
 
+/// Parses the command line, or prints why not (or the help) and gives the exit code.
+pub fn parse_args<T: clap::Parser>() -> Result<T, ExitCode> {
+    runtime_native::config::parse_cli::<T>().map_err(|error| {
+        error.print();
+        ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+    })
+}
+
 /// The exit code for how an agent's run ended, said on the terminal.
 pub fn exit_code(ended: Result<TerminationReason, RunError>) -> ExitCode {
     match ended {

@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::files::{SmallFileError, read_small_file, toml_error_without_values};
+
 /// A secret token. `Debug` and `Display` never show it; [`AuthToken::expose`] does.
 ///
 /// ```
@@ -76,30 +78,10 @@ pub enum CredentialsError {
         /// Its permission bits.
         mode: u32,
     },
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The path is not a regular file (a FIFO would block start-up, a device would never end).
-    #[error("{path} is not a regular file; a credentials file must be one")]
-    NotAFile {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The file is larger than a credentials file can be.
-    #[error("{path} is {size} bytes; a credentials file holds at most {limit} bytes")]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        size: u64,
-        /// The most accepted.
-        limit: u64,
-    },
+    /// The file could not be read, is not a regular file (a FIFO would block start-up, a
+    /// device would never end) or is too large for a credentials file.
+    #[error("credentials: {0}")]
+    File(#[from] SmallFileError),
     /// The file is not valid. The message names the line, column and key, never a value.
     #[error("{path}: {message} (expected `client_id = \"...\"` and `token = \"...\"`)")]
     Invalid {
@@ -120,68 +102,29 @@ pub fn credentials_path() -> Option<PathBuf> {
 
 /// Reads the credentials file if there is one; refuses one that others can read.
 pub(crate) fn read_credentials(path: &Path) -> Result<Option<Credentials>, CredentialsError> {
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(CredentialsError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
+    if let Ok(metadata) = std::fs::metadata(path) {
+        if metadata.is_file() {
+            check_private(path, &metadata)?;
         }
-    };
-    if !metadata.is_file() {
-        return Err(CredentialsError::NotAFile {
-            path: path.to_path_buf(),
-        });
     }
-    check_private(path, &metadata)?;
-    let too_large = |size| CredentialsError::TooLarge {
+    let bytes = match read_small_file(path, MAX_CREDENTIALS_BYTES) {
+        Ok(bytes) => bytes,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let text = String::from_utf8(bytes).map_err(|error| CredentialsError::Invalid {
         path: path.to_path_buf(),
-        size,
-        limit: MAX_CREDENTIALS_BYTES,
-    };
-    if metadata.len() > MAX_CREDENTIALS_BYTES {
-        return Err(too_large(metadata.len()));
-    }
-    let read_error = |source| CredentialsError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut text = String::new();
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    // The file could grow between the check and the read: read no more than the limit.
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(file, MAX_CREDENTIALS_BYTES + 1),
-        &mut text,
-    )
-    .map_err(read_error)?;
-    if text.len() as u64 > MAX_CREDENTIALS_BYTES {
-        return Err(too_large(text.len() as u64));
-    }
+        message: format!(
+            "the file is not UTF-8 text (at byte {})",
+            error.utf8_error().valid_up_to()
+        ),
+    })?;
     toml::from_str(&text)
         .map(Some)
         .map_err(|error| CredentialsError::Invalid {
             path: path.to_path_buf(),
-            message: describe_without_values(&error, &text),
+            message: toml_error_without_values(&error, &text),
         })
-}
-
-/// A TOML error as `line L, column C: message`, without the excerpt of the file that the
-/// parser's own `Display` shows (it could be the line holding the token) and with any
-/// quoted text in the message masked.
-fn describe_without_values(error: &toml::de::Error, text: &str) -> String {
-    let place = error.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-        format!("line {line}, column {column}: ")
-    });
-    let mut message = String::new();
-    for (n, part) in error.message().split(['"', '\'']).enumerate() {
-        message.push_str(if n % 2 == 1 { "\u{2026}" } else { part });
-    }
-    format!("{}{}", place.unwrap_or_default(), message.trim())
 }
 
 #[cfg(unix)]
@@ -226,12 +169,18 @@ mod tests {
         assert!(made.success());
         let error = read_credentials(&fifo).err().unwrap();
         assert!(
-            matches!(error, CredentialsError::NotAFile { .. }),
+            matches!(
+                error,
+                CredentialsError::File(SmallFileError::NotAFile { .. })
+            ),
             "{error}"
         );
         let error = read_credentials(Path::new("/dev/zero")).err().unwrap();
         assert!(
-            matches!(error, CredentialsError::NotAFile { .. }),
+            matches!(
+                error,
+                CredentialsError::File(SmallFileError::NotAFile { .. })
+            ),
             "{error}"
         );
 

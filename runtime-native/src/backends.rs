@@ -44,6 +44,7 @@ use toml::{Table, Value};
 
 use crate::AuthToken;
 use crate::TokioClock;
+use crate::files::{MAX_CONFIG_FILE, SmallFileError, read_small_text, toml_error_without_values};
 use crate::http::Http;
 use crate::process::{Adapter, Codex, Input, Job, Ladder, Program, Session, TurnEnd};
 
@@ -56,20 +57,16 @@ pub fn default_backends_path() -> Option<PathBuf> {
 /// Why a backends file is unusable: which file, which key, what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendConfigError {
-    /// The file could not be read.
-    #[error("cannot read the backends file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The file could not be read: missing, not a regular file, larger than 1 MiB or not
+    /// UTF-8.
+    #[error("backends file: {0}")]
+    Read(#[from] SmallFileError),
     /// The file is not TOML.
     #[error("{path}: not valid TOML: {message}")]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// The parser's message, with line and column.
+        /// The parser's message, with line and column, never a value.
         message: String,
     },
     /// A key has a bad value, is missing, or is unknown.
@@ -103,6 +100,7 @@ pub struct BackendsConfig {
 #[derive(Debug)]
 struct BackendSpec {
     kind: Kind,
+    ladder: Ladder,
     max_output_bytes: Option<u64>,
     max_runtime: Option<Duration>,
 }
@@ -123,12 +121,34 @@ pub struct Backends {
     sessions: Vec<Arc<Session>>,
     /// The backend serving the notebook.
     pub name: String,
+    cancel_grace: Duration,
 }
+
+/// How much longer than a backend's [`Ladder::longest_stop`] whatever waits for the stop
+/// waits: time for the handler to see the cancel and report, on a loaded machine.
+pub const STOP_MARGIN: Duration = Duration::from_secs(1);
 
 impl Backends {
     /// The handler to give the agent.
     pub fn handler(&self) -> Arc<dyn ExecutionHandler> {
         self.handler.clone()
+    }
+
+    /// The least cancel grace the agent needs so that these backends always finish their
+    /// stop ladder before it gives up on them: the longest [`Ladder::longest_stop`] of the
+    /// backends in use, plus [`STOP_MARGIN`]. An agent should use at least this as
+    /// [`AgentOptions::cancel_grace`](runtime_core::AgentOptions::cancel_grace):
+    ///
+    /// ```
+    /// # use runtime_native::backends::BackendsConfig;
+    /// # let backends = BackendsConfig::parse("use = \"sh\"\n[backends.sh]\nkind = \"job\"\nprogram = \"sh\"\nterminate_grace = \"10s\"\n", "b.toml")?.build(None);
+    /// let mut options = runtime_core::AgentOptions::new("alice");
+    /// options.cancel_grace = options.cancel_grace.max(backends.cancel_grace());
+    /// assert_eq!(options.cancel_grace.as_secs(), 14);
+    /// # Ok::<(), runtime_native::backends::BackendConfigError>(())
+    /// ```
+    pub fn cancel_grace(&self) -> Duration {
+        self.cancel_grace
     }
 
     /// Stops long-lived processes (adapters get a `shutdown` request first).
@@ -146,10 +166,11 @@ impl BackendsConfig {
     /// Reads and checks `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, BackendConfigError> {
         let path = path.as_ref().to_path_buf();
-        let text = std::fs::read_to_string(&path).map_err(|source| BackendConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            read_small_text(&path, MAX_CONFIG_FILE)?.ok_or_else(|| SmallFileError::Read {
+                path: path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
         Self::parse(&text, path)
     }
 
@@ -160,7 +181,7 @@ impl BackendsConfig {
             text.parse()
                 .map_err(|error: toml::de::Error| BackendConfigError::Syntax {
                     path: path.clone(),
-                    message: error.to_string().trim().to_owned(),
+                    message: toml_error_without_values(&error, text),
                 })?;
         let mut top = Section::new(&path, "", &table);
         let backends_table = top.table("backends")?.ok_or_else(|| {
@@ -277,9 +298,11 @@ impl BackendsConfig {
     pub fn build(mut self, token: Option<&AuthToken>) -> Backends {
         let mut adapters = Vec::new();
         let mut sessions = Vec::new();
+        let mut longest_stop = Duration::ZERO;
         let mut take = |name: &str| {
-            let spec = self.backends.remove(name);
-            spec.map(|spec| spec.into_handler(&mut adapters, &mut sessions))
+            let spec = self.backends.remove(name)?;
+            longest_stop = longest_stop.max(spec.ladder.longest_stop());
+            Some(spec.into_handler(&mut adapters, &mut sessions))
         };
         let primary = take(&self.primary);
         let secondary = self.fallback.as_deref().and_then(&mut take);
@@ -310,6 +333,7 @@ impl BackendsConfig {
             adapters,
             sessions,
             name: self.primary,
+            cancel_grace: longest_stop + STOP_MARGIN,
         }
     }
 }
@@ -413,13 +437,22 @@ impl BackendSpec {
                     )
                 })?;
                 let mut http = Http::new(&url)
-                    .map_err(|error| s.error("url", "an http:// URL", error.to_string()))?
+                    .map_err(|error| {
+                        s.error("url", "an http:// or https:// URL", error.to_string())
+                    })?
                     .name(name);
                 if let Some(timeout) = s.duration("timeout")?.or(max_runtime) {
                     http = http.timeout(timeout);
                 }
+                if let Some(ca_file) = s.string("ca_file")? {
+                    http = http.ca_file(Path::new(&ca_file)).map_err(|error| {
+                        s.error("ca_file", "a PEM file of certificates", error.to_string())
+                    })?;
+                }
                 for (header, value) in s.string_table("headers")?.unwrap_or_default() {
-                    http = http.header(header, value);
+                    http = http.header(&header, value).map_err(|error| {
+                        s.error("headers", "header names and values", error.to_string())
+                    })?;
                 }
                 Kind::Http(http)
             }
@@ -451,6 +484,7 @@ impl BackendSpec {
         s.finish()?;
         Ok(BackendSpec {
             kind,
+            ladder,
             max_output_bytes,
             max_runtime,
         })
@@ -480,7 +514,10 @@ impl BackendSpec {
         };
         let handler = match (self.max_runtime, own_timeout) {
             (Some(after), false) => {
-                Arc::new(handler.timeout(after, TokioClock)) as Arc<dyn ExecutionHandler>
+                // The timeout's grace fits the whole ladder, so a stop is never cut short.
+                let grace = self.ladder.longest_stop() + STOP_MARGIN;
+                Arc::new(handler.timeout(after, TokioClock).grace(grace))
+                    as Arc<dyn ExecutionHandler>
             }
             _ => handler,
         };
@@ -563,7 +600,7 @@ impl<'a> Section<'a> {
             None => Ok(None),
             Some(Value::String(text)) => parse_duration(text)
                 .map(Some)
-                .ok_or_else(|| self.error(key, DURATION, format!("got the string {text:?}"))),
+                .ok_or_else(|| self.error(key, DURATION, found(&Value::String(text.clone())))),
             Some(other) => Err(self.error(key, DURATION, found(other))),
         }
     }
@@ -685,7 +722,8 @@ fn parse_duration(text: &str) -> Option<Duration> {
 /// How a TOML value is described in an error.
 fn found(value: &Value) -> String {
     match value {
-        Value::String(text) => format!("got the string {text:?}"),
+        // Never the text: a misplaced token would be echoed to the terminal and logs.
+        Value::String(text) => format!("got a string of {} characters", text.chars().count()),
         Value::Integer(number) => format!("got the number {number}"),
         Value::Float(number) => format!("got the number {number}"),
         Value::Boolean(value) => format!("got {value}"),

@@ -14,6 +14,7 @@ use runtime_core::AgentOptions;
 use serde::Deserialize;
 
 use crate::auth::{AuthToken, CredentialsError, credentials_path, read_credentials};
+use crate::files::{MAX_CONFIG_FILE, SmallFileError, read_small_text, toml_error_without_values};
 
 /// Where the notebook is and who is asking: what agents and clients share.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -88,15 +89,12 @@ struct FileConfig {
 /// Why the configuration is unusable. Binaries exit with code 2 on these.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The configuration file could not be read.
-    #[error("cannot read the configuration file {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The configuration file is invalid; the message names the key and what was expected.
+    /// The configuration file could not be read: not a regular file, larger than 1 MiB or
+    /// not UTF-8.
+    #[error("configuration file: {0}")]
+    ReadFile(#[from] SmallFileError),
+    /// The configuration file is invalid; the message names the line, column and what was
+    /// expected, never a value (the file may hold a token).
     #[error("invalid configuration file {path}: {message}")]
     InvalidFile {
         /// The file.
@@ -294,16 +292,19 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
             None => return Ok(FileConfig::default()),
         },
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(FileConfig::default());
+    let text = match read_small_text(&path, MAX_CONFIG_FILE)? {
+        Some(text) => text,
+        None if !required => return Ok(FileConfig::default()),
+        None => {
+            return Err(ConfigError::ReadFile(SmallFileError::Read {
+                path,
+                source: std::io::ErrorKind::NotFound.into(),
+            }));
         }
-        Err(source) => return Err(ConfigError::ReadFile { path, source }),
     };
     toml::from_str(&text).map_err(|error| ConfigError::InvalidFile {
+        message: toml_error_without_values(&error, &text),
         path,
-        message: error.to_string(),
     })
 }
 
@@ -330,45 +331,94 @@ fn seconds_to_duration(secs: f64) -> Result<Duration, String> {
         })
 }
 
-/// Parses the command line like [`Parser::parse`], but a bad value's message also names the
-/// environment variable that can set it; exits with code 2 on errors, as clap does.
-pub fn parse_cli<T: Parser>() -> T {
-    match T::try_parse() {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            use clap::error::{ContextKind, ContextValue, ErrorKind};
-            if !matches!(
-                error.kind(),
-                ErrorKind::InvalidValue | ErrorKind::ValueValidation
-            ) {
-                error.exit();
-            }
-            let flag = match error.get(ContextKind::InvalidArg) {
-                Some(ContextValue::String(flag)) => flag
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-                _ => String::new(),
-            };
-            let command = T::command();
-            let env = command
-                .get_arguments()
-                .find(|arg| {
-                    arg.get_long()
-                        .is_some_and(|long| flag == format!("--{long}"))
-                })
-                .and_then(|arg| arg.get_env())
-                .map(|env| env.to_string_lossy().into_owned());
+/// A command line that could not be parsed, or a request for `--help` or `--version`.
+/// The application prints it and exits with [`CliError::exit_code`]; this library never
+/// exits the process.
+#[derive(Debug)]
+pub struct CliError {
+    error: clap::Error,
+    /// The environment variable that can also set the bad value.
+    env: Option<String>,
+}
+
+impl CliError {
+    /// Prints the message (or the help) as clap would, and names the environment variable
+    /// that can also set a bad value.
+    pub fn print(&self) {
+        let _ = self.error.print();
+        if let Some(env) = &self.env {
             #[allow(clippy::print_stderr)]
-            if let Some(env) = env {
-                eprint!("{}", error.render().ansi());
+            {
                 eprintln!("  (this setting also comes from the environment variable {env})");
-                std::process::exit(ConfigError::EXIT_CODE);
             }
-            error.exit()
         }
     }
+
+    /// The exit code clap uses: 0 for `--help` and `--version`, 2 for a usage error.
+    pub fn exit_code(&self) -> i32 {
+        self.error.exit_code()
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error.render())?;
+        if let Some(env) = &self.env {
+            write!(
+                f,
+                " (this setting also comes from the environment variable {env})"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Parses the command line like [`Parser::try_parse`], but a bad value's error also names
+/// the environment variable that can set it.
+///
+/// ```no_run
+/// #[derive(clap::Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     agent: runtime_native::config::AgentArgs,
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     let cli = match runtime_native::config::parse_cli::<Cli>() {
+///         Ok(cli) => cli,
+///         Err(error) => {
+///             error.print();
+///             return std::process::ExitCode::from(error.exit_code() as u8);
+///         }
+///     };
+///     # let _ = cli;
+///     std::process::ExitCode::SUCCESS
+/// }
+/// ```
+pub fn parse_cli<T: Parser>() -> Result<T, CliError> {
+    T::try_parse().map_err(|error| {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let env = match (error.kind(), error.get(ContextKind::InvalidArg)) {
+            (
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation,
+                Some(ContextValue::String(flag)),
+            ) => {
+                let flag = flag.split_whitespace().next().unwrap_or_default();
+                T::command()
+                    .get_arguments()
+                    .find(|arg| {
+                        arg.get_long()
+                            .is_some_and(|long| flag == format!("--{long}"))
+                    })
+                    .and_then(|arg| arg.get_env())
+                    .map(|env| env.to_string_lossy().into_owned())
+            }
+            _ => None,
+        };
+        CliError { error, env }
+    })
 }
 
 /// Sends `tracing` output to stderr, filtered by `filter` (`RUST_LOG` syntax).

@@ -1,32 +1,65 @@
 //! [`Http`]: an execution as a POST to a web service, its response streamed into the cell.
 //!
-//! A small HTTP/1.1 client for `http://` URLs (a local model server, an internal
-//! service, a sidecar). `https://` is refused with a clear error: put a local TLS proxy in
-//! front, or use a [`Job`](crate::process::Job) running `curl`.
+//! HTTP/1.1 over TCP (`http://`) or TLS (`https://`, rustls with Mozilla's roots plus any
+//! CA file given), by hyper: every read is bounded (a response head of at most 64 KiB, chunk
+//! framing checked, an error body cut at 1 KiB), `1xx` responses are skipped, and a body
+//! shorter than its `Content-Length` is an error, never a success.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::TokioIo;
 use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
+use crate::files::{SmallFileError, read_small_file};
 use crate::process::{Pipe, in_backend_span, stream_text};
 
 /// The most of an error response's body shown.
 const ERROR_BODY: usize = 1024;
-/// The longest response head accepted.
+/// The largest response head accepted (and hyper's read buffer).
 const MAX_HEAD: usize = 64 * 1024;
+/// The largest CA file read.
+const MAX_CA_FILE: u64 = 1024 * 1024;
 
-/// A URL [`Http`] cannot use.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HttpUrlError {
-    /// Not `http://host[:port][/path]`.
-    #[error("expected a URL like http://host:port/path, got {0:?}")]
-    Invalid(String),
-    /// `https://` is not supported by this client.
-    #[error("https is not supported ({0:?}); use an http:// URL, e.g. a local TLS proxy")]
-    Https(String),
+/// A configuration [`Http`] refuses. Messages never hold a header's value, and never the
+/// URL (its query could hold a key).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpConfigError {
+    /// Not `http://host[:port][/path]` or `https://…`.
+    #[error("expected a URL like http://host:port/path or https://host/path")]
+    InvalidUrl,
+    /// A URL with a user name or password in it.
+    #[error("the URL holds credentials (user:password@); send them in a header instead")]
+    CredentialsInUrl,
+    /// A header name that is not a token.
+    #[error("{0:?} is not a valid header name")]
+    InvalidHeaderName(String),
+    /// A header value with a control character (CR, LF, NUL…) in it.
+    #[error(
+        "the value of header {0:?} is not valid (it holds a control character such as CR or LF)"
+    )]
+    InvalidHeaderValue(String),
+    /// The CA file could not be read.
+    #[error(transparent)]
+    CaFile(#[from] SmallFileError),
+    /// The CA file holds no usable PEM certificate.
+    #[error("{path}: no PEM certificate could be used ({reason})")]
+    NoCertificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// POSTs each execution as JSON to a URL and streams the response body into the cell's
@@ -34,72 +67,78 @@ pub enum HttpUrlError {
 ///
 /// The request body is
 /// `{"queueId", "cellId", "cellType", "source", "executionCount"}`. A status of 400 or
-/// more ends the execution as an error carrying the status and the body's first KiB; a
-/// refused connection is [`ExecutionError::Unavailable`] (nothing was sent, so a
-/// [`Fallback`](runtime_core::handler::Fallback) may try another backend). `timeout`
-/// bounds the whole exchange and ends it `timed_out`; cancel closes the connection.
+/// more ends the execution as an error carrying the status and the body's first KiB. A
+/// connection or TLS handshake that fails is [`ExecutionError::Unavailable`] (nothing was
+/// sent, so a [`Fallback`](runtime_core::handler::Fallback) may try another backend).
+/// `timeout` bounds the whole exchange and ends it `timed_out`; cancel closes the
+/// connection.
 ///
-/// Header values (an `Authorization` token) never appear in `Debug` output or logs.
+/// Header values (an `Authorization` token) never appear in `Debug` output, logs or errors.
 ///
 /// ```
 /// use std::time::Duration;
 /// use runtime_native::http::Http;
 ///
-/// let http = Http::new("http://127.0.0.1:9000/run")?
+/// let http = Http::new("https://models.example.test/v1/run")?
 ///     .timeout(Duration::from_secs(30))
-///     .header("Authorization", "Bearer my-token");
+///     .header("Authorization", "Bearer my-token")?;
 /// # fn takes(_: impl runtime_core::ExecutionHandler) {}
 /// # takes(http);
-/// # Ok::<(), runtime_native::http::HttpUrlError>(())
+/// # Ok::<(), runtime_native::http::HttpConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct Http {
-    url: String,
+    uri: Uri,
     host: String,
     port: u16,
-    path: String,
+    /// TLS settings for an `https://` URL.
+    tls: Option<Arc<ClientConfig>>,
+    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     timeout: Option<Duration>,
-    headers: Vec<(String, String)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
     name: String,
 }
 
 impl Http {
-    /// A backend posting to `url` (`http://host[:port][/path]`).
-    pub fn new(url: &str) -> Result<Self, HttpUrlError> {
-        if url.starts_with("https://") {
-            return Err(HttpUrlError::Https(url.to_owned()));
+    /// A backend posting to `url` (`http://host[:port][/path]` or `https://…`).
+    pub fn new(url: &str) -> Result<Self, HttpConfigError> {
+        let uri: Uri = url.parse().map_err(|_| HttpConfigError::InvalidUrl)?;
+        let authority = uri.authority().ok_or(HttpConfigError::InvalidUrl)?;
+        if authority.as_str().contains('@') {
+            return Err(HttpConfigError::CredentialsInUrl);
         }
-        let invalid = || HttpUrlError::Invalid(url.to_owned());
-        let rest = url.strip_prefix("http://").ok_or_else(invalid)?;
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, "/"),
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(HttpConfigError::InvalidUrl),
         };
-        let port_of = |text: &str| text.parse::<u16>().map_err(|_| invalid());
-        let (host, port) = match authority.strip_prefix('[') {
-            // An IPv6 address: `[::1]` or `[::1]:8080`.
-            Some(bracketed) => match bracketed.split_once(']') {
-                Some((host, "")) => (host, 80),
-                Some((host, rest)) => (host, port_of(rest.strip_prefix(':').ok_or_else(invalid)?)?),
-                None => return Err(invalid()),
-            },
-            None => match authority.rsplit_once(':') {
-                Some((host, port)) => (host, port_of(port)?),
-                None => (authority, 80),
-            },
-        };
-        if host.is_empty() || path.contains(char::is_whitespace) {
-            return Err(invalid());
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        // Whatever follows the host must be a port number.
+        let after_host = &authority.as_str()[authority.host().len()..];
+        let port_is_valid = after_host.is_empty()
+            || after_host
+                .strip_prefix(':')
+                .is_some_and(|port| port.parse::<u16>().is_ok());
+        if host.is_empty() || !port_is_valid {
+            return Err(HttpConfigError::InvalidUrl);
         }
-        Ok(Http {
-            url: url.to_owned(),
+        let mut http = Http {
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             host: host.to_owned(),
-            port,
-            path: path.to_owned(),
+            uri,
+            tls: None,
+            extra_roots: Vec::new(),
             timeout: None,
             headers: Vec::new(),
             name: "http".to_owned(),
-        })
+        };
+        if https {
+            http.tls = Some(http.tls_config()?);
+        }
+        Ok(http)
     }
 
     /// The longest the whole exchange may take before it ends `timed_out`.
@@ -108,10 +147,43 @@ impl Http {
         self
     }
 
-    /// A request header to send (e.g. `Authorization`).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
+    /// A request header to send (e.g. `Authorization`). A name that is not a token or a
+    /// value holding a control character is refused, so no header can be injected.
+    pub fn header(
+        mut self,
+        name: impl AsRef<str>,
+        value: impl AsRef<str>,
+    ) -> Result<Self, HttpConfigError> {
+        let name = name.as_ref();
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HttpConfigError::InvalidHeaderName(name.to_owned()))?;
+        let mut value = HeaderValue::from_str(value.as_ref())
+            .map_err(|_| HttpConfigError::InvalidHeaderValue(name.to_owned()))?;
+        value.set_sensitive(true);
+        self.headers.push((header, value));
+        Ok(self)
+    }
+
+    /// Also trusts the certificates of a PEM file (a private CA, a self-signed local
+    /// server) for `https://` URLs, beside Mozilla's roots.
+    pub fn ca_file(mut self, path: &Path) -> Result<Self, HttpConfigError> {
+        let pem = read_small_file(path, MAX_CA_FILE)?;
+        let no_certificate = |reason: String| HttpConfigError::NoCertificate {
+            path: path.to_path_buf(),
+            reason,
+        };
+        use rustls_pki_types::pem::PemObject;
+        let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| no_certificate(error.to_string()))?;
+        if certificates.is_empty() {
+            return Err(no_certificate("the file holds no certificate".to_owned()));
+        }
+        self.extra_roots.extend(certificates);
+        if self.tls.is_some() {
+            self.tls = Some(self.tls_config()?);
+        }
+        Ok(self)
     }
 
     /// The name logs and the completion's `backend` metadata use (default `http`).
@@ -120,8 +192,33 @@ impl Http {
         self
     }
 
-    /// The request: head and JSON body.
-    fn request(&self, ctx: &ExecutionContext) -> Vec<u8> {
+    fn tls_config(&self) -> Result<Arc<ClientConfig>, HttpConfigError> {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for certificate in &self.extra_roots {
+            roots
+                .add(certificate.clone())
+                .map_err(|error| HttpConfigError::NoCertificate {
+                    path: Default::default(),
+                    reason: error.to_string(),
+                })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| HttpConfigError::NoCertificate {
+                path: Default::default(),
+                reason: error.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// The request: the JSON body and the configured headers.
+    fn request(&self, ctx: &ExecutionContext) -> Result<Request<Full<Bytes>>, ExecutionError> {
         let body = json!({
             "queueId": ctx.queue_id(),
             "cellId": ctx.cell_id(),
@@ -130,69 +227,148 @@ impl Http {
             "executionCount": ctx.execution_count(),
         })
         .to_string();
-        // An IPv6 address goes back in brackets.
-        let host = match self.host.contains(':') {
-            true => format!("[{}]", self.host),
-            false => self.host.clone(),
-        };
-        let mut head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n",
-            self.path,
-            host,
-            self.port,
-            body.len()
-        );
-        for (name, value) in &self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut request = head.into_bytes();
-        request.extend(body.into_bytes());
-        request
+        let target = self.uri.path_and_query().map_or("/", |path| path.as_str());
+        let mut request = Request::post(target)
+            .header(
+                HOST,
+                self.uri
+                    .authority()
+                    .map_or("", |authority| authority.as_str()),
+            )
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| failed(format!("could not build the request: {error}")))?;
+        request.headers_mut().extend(self.headers.iter().cloned());
+        Ok(request)
     }
 
     async fn exchange(&self, ctx: &ExecutionContext) -> Result<Outcome, ExecutionError> {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|error| {
-                ExecutionError::Unavailable(format!("could not connect to {}: {error}", self.url))
+                ExecutionError::Unavailable(format!(
+                    "could not connect to {}:{}: {error}",
+                    self.host, self.port
+                ))
             })?;
-        let mut stream = BufReader::new(stream);
-        stream
-            .get_mut()
-            .write_all(&self.request(ctx))
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return self.exchange_over(stream, ctx).await;
+        };
+        let server_name =
+            rustls_pki_types::ServerName::try_from(self.host.clone()).map_err(|error| {
+                ExecutionError::Unavailable(format!("bad TLS server name: {error}"))
+            })?;
+        let stream = TlsConnector::from(tls.clone())
+            .connect(server_name, stream)
             .await
-            .map_err(|error| failed(format!("sending the request failed: {error}")))?;
-        let head = read_head(&mut stream).await?;
-        ctx.annotate("httpStatus", head.status);
-        if head.status >= 400 {
-            let mut body = Vec::new();
-            let _ = read_body(&mut stream, &head, &mut body, ERROR_BODY).await;
-            body.truncate(ERROR_BODY);
-            let body = String::from_utf8_lossy(&body);
+            .map_err(|error| {
+                ExecutionError::Unavailable(format!(
+                    "the TLS handshake with {}:{} failed: {error}",
+                    self.host, self.port
+                ))
+            })?;
+        self.exchange_over(stream, ctx).await
+    }
+
+    async fn exchange_over<S>(
+        &self,
+        stream: S,
+        ctx: &ExecutionContext,
+    ) -> Result<Outcome, ExecutionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|error| failed(format!("the connection failed: {}", chain(&error))))?;
+        // The connection is driven beside the exchange; its errors reach the exchange
+        // through the response or its body.
+        let drive = async {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %chain(&error), "the HTTP connection ended");
+            }
+            std::future::pending::<()>().await;
+        };
+        let exchange = async {
+            let response = sender
+                .send_request(self.request(ctx)?)
+                .await
+                .map_err(|error| failed(format!("the exchange failed: {}", chain(&error))))?;
+            self.show(response, ctx).await
+        };
+        tokio::select! {
+            result = exchange => result,
+            () = drive => unreachable!("never ends"),
+        }
+    }
+
+    /// Shows the response: its body into the cell, or an error with its first KiB.
+    async fn show(
+        &self,
+        response: Response<Incoming>,
+        ctx: &ExecutionContext,
+    ) -> Result<Outcome, ExecutionError> {
+        let status = response.status();
+        ctx.annotate("httpStatus", status.as_u16());
+        let mut body = response.into_body();
+        if status.as_u16() >= 400 {
+            let mut shown = Vec::new();
+            while shown.len() < ERROR_BODY {
+                match body.frame().await {
+                    Some(Ok(frame)) => shown.extend(frame.into_data().unwrap_or_default()),
+                    Some(Err(_)) | None => break,
+                }
+            }
+            shown.truncate(ERROR_BODY);
             return Err(ExecutionError::new(
                 "HttpError",
-                format!("HTTP {} {}: {}", head.status, head.reason, body.trim_end()),
+                format!(
+                    "HTTP {}: {}",
+                    status,
+                    String::from_utf8_lossy(&shown).trim_end()
+                ),
             ));
         }
-        // The decoded body flows through a pipe, so it is shown line by line as it comes.
+        // The body flows through a pipe, so it is shown line by line as it comes.
         let (mut writer, reader) = tokio::io::duplex(64 * 1024);
-        let decode = async {
-            let result = read_body(&mut stream, &head, &mut writer, usize::MAX).await;
+        let copy = async {
+            let result = loop {
+                match body.frame().await {
+                    None => break Ok(()),
+                    Some(Err(error)) => {
+                        break Err(failed(format!(
+                            "the response body broke off: {}",
+                            chain(&error)
+                        )));
+                    }
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        if writer.write_all(&data).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                }
+            };
             drop(writer);
             result
         };
         let show = stream_text(Pipe::new(reader), ctx, |ctx, text| ctx.stdout(text));
-        let (decoded, ()) = tokio::join!(decode, show);
-        decoded.map(|_| Outcome::default())
+        let (copied, ()) = tokio::join!(copy, show);
+        copied.map(|()| Outcome::default())
     }
 }
 
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http")
-            .field("url", &self.url)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("https", &self.tls.is_some())
             .field("timeout", &self.timeout)
             .field(
                 "headers",
@@ -231,123 +407,16 @@ fn failed(message: String) -> ExecutionError {
     ExecutionError::new("HttpError", message)
 }
 
-/// A response's status line and the headers that frame its body.
-struct Head {
-    status: u16,
-    reason: String,
-    chunked: bool,
-    length: Option<u64>,
-}
-
-async fn read_head<R: AsyncRead + Unpin>(
-    stream: &mut BufReader<R>,
-) -> Result<Head, ExecutionError> {
-    let mut used = 0;
-    let mut line = String::new();
-    let mut next_line = async |line: &mut String| -> Result<(), ExecutionError> {
-        line.clear();
-        let read = stream
-            .read_line(line)
-            .await
-            .map_err(|error| failed(format!("reading the response failed: {error}")))?;
-        used += read;
-        if read == 0 || used > MAX_HEAD {
-            return Err(failed(
-                "the response ended early or its head is too long".to_owned(),
-            ));
-        }
-        Ok(())
-    };
-    next_line(&mut line).await?;
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let (Some(version), Some(status)) = (parts.next(), parts.next()) else {
-        return Err(failed(format!(
-            "not an HTTP response: {:?}",
-            line.trim_end()
-        )));
-    };
-    let status: u16 = match (version.starts_with("HTTP/1."), status.parse()) {
-        (true, Ok(status)) => status,
-        _ => {
-            return Err(failed(format!(
-                "not an HTTP response: {:?}",
-                line.trim_end()
-            )));
-        }
-    };
-    let reason = parts.next().unwrap_or_default().to_owned();
-    let mut head = Head {
-        status,
-        reason,
-        chunked: false,
-        length: None,
-    };
-    loop {
-        next_line(&mut line).await?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            return Ok(head);
-        }
-        let Some((name, value)) = header.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "transfer-encoding" => head.chunked = value.to_ascii_lowercase().contains("chunked"),
-            "content-length" => head.length = value.parse().ok(),
-            _ => {}
-        }
+/// An error and its causes, `outer: inner: …`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
-}
-
-/// Copies the body (chunked, sized, or until close) into `out`, stopping after `limit`
-/// bytes.
-async fn read_body<R, W>(
-    stream: &mut BufReader<R>,
-    head: &Head,
-    out: &mut W,
-    limit: usize,
-) -> Result<(), ExecutionError>
-where
-    R: AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let broken =
-        |error: std::io::Error| failed(format!("reading the response body failed: {error}"));
-    let mut copied = 0usize;
-    if !head.chunked {
-        let mut body = stream.take(head.length.unwrap_or(u64::MAX));
-        let mut buf = vec![0; 16 * 1024];
-        while copied < limit {
-            let read = body.read(&mut buf).await.map_err(broken)?;
-            if read == 0 {
-                break;
-            }
-            out.write_all(&buf[..read]).await.map_err(broken)?;
-            copied += read;
-        }
-        return Ok(());
-    }
-    let mut line = String::new();
-    while copied < limit {
-        line.clear();
-        stream.read_line(&mut line).await.map_err(broken)?;
-        let size = line.trim().split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size, 16)
-            .map_err(|_| failed(format!("bad chunk size {:?}", line.trim())))?;
-        if size == 0 {
-            return Ok(());
-        }
-        let mut chunk = (&mut *stream).take(size as u64);
-        let copied_now = tokio::io::copy(&mut chunk, out).await.map_err(broken)?;
-        if copied_now < size as u64 {
-            return Err(failed("the response ended inside a chunk".to_owned()));
-        }
-        copied += size;
-        line.clear();
-        stream.read_line(&mut line).await.map_err(broken)?;
-    }
-    Ok(())
+    text
 }
 
 #[cfg(test)]
@@ -358,36 +427,46 @@ mod tests {
     #[test]
     fn urls_are_parsed_or_refused_clearly() {
         let http = Http::new("http://127.0.0.1:9000/run?x=1").unwrap();
-        assert_eq!(
-            (http.host.as_str(), http.port, http.path.as_str()),
-            ("127.0.0.1", 9000, "/run?x=1")
-        );
+        assert_eq!((http.host.as_str(), http.port), ("127.0.0.1", 9000));
+        assert_eq!(http.uri.path_and_query().unwrap().as_str(), "/run?x=1");
         let http = Http::new("http://localhost").unwrap();
-        assert_eq!((http.port, http.path.as_str()), (80, "/"));
+        assert_eq!(http.port, 80);
         let http = Http::new("http://[::1]:8080/run").unwrap();
-        assert_eq!(
-            (http.host.as_str(), http.port, http.path.as_str()),
-            ("::1", 8080, "/run")
-        );
-        let http = Http::new("http://[::1]/").unwrap();
-        assert_eq!((http.host.as_str(), http.port), ("::1", 80));
+        assert_eq!((http.host.as_str(), http.port), ("::1", 8080));
+        let http = Http::new("https://example.test/").unwrap();
+        assert_eq!(http.port, 443);
+        assert!(http.tls.is_some());
         assert!(Http::new("http://[::1/").is_err());
-        assert!(Http::new("http://[::1]x/").is_err());
-        assert_eq!(
-            Http::new("https://example.test/").unwrap_err().to_string(),
-            "https is not supported (\"https://example.test/\"); use an http:// URL, e.g. a local TLS proxy"
-        );
         assert!(Http::new("ftp://x").is_err());
         assert!(Http::new("http://host:notaport/").is_err());
-        let debug = format!(
-            "{:?}",
+        assert!(Http::new("/just/a/path").is_err());
+        let error = Http::new("http://user:hunter2@host/").unwrap_err();
+        assert!(matches!(error, HttpConfigError::CredentialsInUrl));
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn header_values_are_checked_and_never_shown() {
+        let http = Http::new("http://h/")
+            .unwrap()
+            .header("Authorization", "Bearer s3cret")
+            .unwrap();
+        let debug = format!("{http:?}");
+        assert!(
+            debug.contains("authorization") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        let error = Http::new("http://h/")
+            .unwrap()
+            .header("X-Token", "s3cret\r\nX-Injected: yes")
+            .unwrap_err();
+        assert!(matches!(error, HttpConfigError::InvalidHeaderValue(_)));
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        assert!(
             Http::new("http://h/")
                 .unwrap()
-                .header("Authorization", "Bearer s3cret")
-        );
-        assert!(
-            debug.contains("Authorization") && !debug.contains("s3cret"),
-            "{debug}"
+                .header("Bad Name", "x")
+                .is_err()
         );
     }
 }

@@ -22,7 +22,7 @@
 //!
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let config = parse_cli::<Cli>().agent.resolve("echo")?;
+//!     let config = parse_cli::<Cli>()?.agent.resolve("echo")?;
 //!     let store = SqliteStore::open(&config.common.store, &config.common.notebook)?;
 //!     let agent = RuntimeAgent::new(store, TokioClock, Capabilities::code(), config.options)?
 //!         .on_execution(Echo::new(TokioClock));
@@ -35,6 +35,7 @@ pub mod auth;
 pub mod backends;
 mod clock;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod process;
 mod signals;

@@ -7,7 +7,26 @@ mod support;
 
 use runtime_core::CompletionStatus;
 use runtime_native::process::{Adapter, Program};
-use support::{describe, ended, group_exists, quick_ladder, serve, text_of};
+use std::time::Duration;
+
+use runtime_native::backends::BackendsConfig;
+use support::{
+    describe, ended, group_exists, group_gone, quick_ladder, serve, serve_with_grace, text_of,
+};
+
+fn adapter_script() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/adapter.py")
+}
+
+/// The pid the `deaf` command printed to stderr.
+fn deaf_pid(entry: &runtime_core::QueueEntry) -> i32 {
+    text_of(&entry.outputs)
+        .lines()
+        .find_map(|line| line.strip_prefix("pid "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
 
 fn adapter() -> Adapter {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/adapter.py");
@@ -100,7 +119,8 @@ async fn an_adapter_that_ignores_cancel_is_stopped_and_restarted() {
     let entry = served.completion(&queue_id).await;
     let (status, reason) = ended(&entry);
     assert_eq!(status, CompletionStatus::Cancelled);
-    assert_eq!(entry.metadata["stoppedBy"], "SIGINT");
+    // The cancel request stands for SIGINT; SIGTERM is the next step.
+    assert_eq!(entry.metadata["stoppedBy"], "SIGTERM");
     assert!(
         reason.contains("did not answer the cancel request"),
         "{reason}"
@@ -216,4 +236,83 @@ async fn every_message_example_in_the_protocol_doc_is_understood() {
             "error:ValueError:bad value",
         ]
     );
+}
+
+/// An agent that gives up on a cancelled turn before the adapter's ladder is through drops
+/// the turn: that kills the adapter's process group, and the next turn starts a new one
+/// instead of waiting behind a busy adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_turn_kills_the_adapter_and_the_next_turn_gets_a_new_one() {
+    let long_ladder = runtime_native::process::Ladder {
+        interrupt_grace: Duration::from_secs(20),
+        terminate_grace: Duration::from_secs(20),
+    };
+    let adapter =
+        Adapter::new(Program::new("python3").args(["-u", adapter_script()])).ladder(long_ladder);
+    let served = serve_with_grace(adapter, Duration::from_millis(200));
+    let queue_id = served.request("deaf").await;
+    served
+        .wait_for_output(&queue_id, |t| t.contains("not listening"))
+        .await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
+    assert!(
+        group_gone(deaf_pid(&entry)).await,
+        "the adapter outlived its dropped turn"
+    );
+    assert_eq!(
+        text_of(&served.run("echo a new adapter").await.outputs),
+        "a new adapter\n"
+    );
+}
+
+/// `max_runtime` on an adapter that ignores everything: the timeout's grace is derived
+/// from the ladder, so the ladder runs to its end (`stoppedBy`), and the next cell works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_runtime_stops_a_hung_adapter_and_the_next_cell_runs() {
+    let config = format!(
+        "use = \"deaf\"\n[backends.deaf]\nkind = \"adapter\"\nprogram = \"python3\"\n\
+         args = [\"-u\", {:?}]\nmax_runtime = \"1s\"\n",
+        adapter_script()
+    );
+    let backends = BackendsConfig::parse(&config, "backends.toml")
+        .unwrap()
+        .build(None);
+    assert_eq!(backends.cancel_grace(), Duration::from_secs(6));
+    let served = serve(backends.handler());
+    let entry = served.run("deaf").await;
+    assert_eq!(
+        ended(&entry).0,
+        CompletionStatus::TimedOut,
+        "{:?}",
+        ended(&entry)
+    );
+    assert_eq!(entry.metadata["stoppedBy"], "SIGTERM");
+    assert!(!group_exists(deaf_pid(&entry)));
+    let next = served.run("echo next").await;
+    assert_eq!(
+        ended(&next).0,
+        CompletionStatus::Success,
+        "{:?}",
+        ended(&next)
+    );
+    assert_eq!(text_of(&next.outputs), "next\n");
+}
+
+/// An adapter that closes its stdout but keeps running cannot hang the turn: it gets the
+/// first grace to exit, then the rest of the ladder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_that_closes_stdout_and_keeps_running_is_stopped() {
+    let script = "echo \"pid $$\" >&2; read request; exec >&-; exec sleep 600";
+    let served =
+        serve(Adapter::new(Program::new("sh").args(["-c", script])).ladder(quick_ladder()));
+    let entry = served.run("anything").await;
+    let (status, reason) = ended(&entry);
+    assert_eq!(status, CompletionStatus::Error);
+    assert!(
+        reason.contains("closed its output but kept running, and was stopped with SIGTERM"),
+        "{reason}"
+    );
+    assert!(!group_exists(deaf_pid(&entry)));
 }

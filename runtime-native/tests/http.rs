@@ -1,6 +1,7 @@
 //! The HTTP backend against a real loopback server: the request it sends, streamed
 //! chunked and sized bodies, errors with the body's first KiB, refused connections,
-//! timeout and cancel.
+//! timeout and cancel; hostile servers (endless heads, chunk lines and error bodies, a
+//! `100 Continue`, short bodies, junk framing) and https with a private CA.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -71,7 +72,8 @@ async fn a_chunked_body_streams_into_the_cell_as_it_arrives() {
     let served = serve(
         Http::new(&url)
             .unwrap()
-            .header("Authorization", "Bearer t0ken"),
+            .header("Authorization", "Bearer t0ken")
+            .unwrap(),
     );
     let queue_id = served.request("print('hi')").await;
     served
@@ -85,12 +87,13 @@ async fn a_chunked_body_streams_into_the_cell_as_it_arrives() {
     let (head, request) = received.recv().await.unwrap();
     let authority = url.trim_start_matches("http://").trim_end_matches("/run");
     assert!(head.starts_with("POST /run HTTP/1.1\r\n"), "{head}");
-    assert!(head.contains(&format!("Host: {authority}\r\n")), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains(&format!("host: {authority}\r\n")), "{head}");
     assert!(
-        head.contains("Content-Type: application/json\r\n"),
+        head.contains("content-type: application/json\r\n"),
         "{head}"
     );
-    assert!(head.contains("Authorization: Bearer t0ken\r\n"), "{head}");
+    assert!(head.contains("authorization: bearer t0ken\r\n"), "{head}");
     assert_eq!(request["source"], "print('hi')");
     assert_eq!(request["queueId"], queue_id.as_str());
     assert_eq!(request["cellType"], "code");
@@ -183,4 +186,156 @@ async fn timeout_and_cancel_end_a_request_that_never_answers() {
         ended(&served.completion(&queue_id).await).0,
         CompletionStatus::Cancelled
     );
+}
+
+/// A server that writes `prefix`, then `filler` over and over until the client hangs up.
+fn endless(
+    prefix: &'static str,
+    filler: &'static [u8],
+) -> impl Fn(tokio::net::TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
++ Send
++ Sync
++ Clone
++ 'static {
+    move |mut stream: tokio::net::TcpStream| {
+        Box::pin(async move {
+            if stream.write_all(prefix.as_bytes()).await.is_err() {
+                return;
+            }
+            let filler = filler.repeat(64 * 1024 / filler.len());
+            while stream.write_all(&filler).await.is_ok() {}
+        })
+    }
+}
+
+/// The agent ends an execution against each endless response with an error, promptly: the
+/// client never reads more than its bounds. (The hand-written client it replaced grew by
+/// hundreds of MB/s on the first two.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_heads_chunk_lines_and_error_bodies_are_cut_off() {
+    let cases: [(&'static str, &'static [u8], &str); 3] = [
+        (
+            "HTTP/1.1 200 OK\r\nX-Huge: ",
+            b"a",
+            "message head is too large",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"f",
+            "invalid chunk size",
+        ),
+        (
+            "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n",
+            b"z",
+            "HTTP 500 Internal Server Error: zzzz",
+        ),
+    ];
+    for (prefix, filler, expected) in cases {
+        let (url, _) = server(endless(prefix, filler)).await;
+        let entry = serve(Http::new(&url).unwrap()).run("x").await;
+        let (status, reason) = ended(&entry);
+        assert_eq!(status, CompletionStatus::Error, "{prefix:?}: {reason}");
+        assert!(reason.contains(expected), "{prefix:?}: {reason}");
+        assert!(reason.len() < 1200, "{prefix:?}: {} bytes", reason.len());
+    }
+}
+
+/// Responses that lie about their framing: a `100 Continue` is not the answer, a body
+/// shorter than its length or with junk after a chunk is an error, never a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continue_a_short_body_and_junk_framing_never_end_in_success() {
+    let cases: [(&'static str, CompletionStatus, &str); 3] = [
+        (
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
+            CompletionStatus::Error,
+            "HttpError: HTTP 503 Service Unavailable: busy",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial\n",
+            CompletionStatus::Error,
+            "the response body broke off",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdJUNK\r\n0\r\n\r\n",
+            CompletionStatus::Error,
+            "the response body broke off",
+        ),
+    ];
+    for (response, expected_status, expected) in cases {
+        let (url, _) = server(move |mut stream: tokio::net::TcpStream| async move {
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+        let entry = serve(Http::new(&url).unwrap()).run("x").await;
+        let (status, reason) = ended(&entry);
+        assert_eq!(status, expected_status, "{response:?}: {reason}");
+        assert!(reason.contains(expected), "{response:?}: {reason}");
+    }
+}
+
+/// An https server on 127.0.0.1 with a certificate of its own: trusted through
+/// `ca_file`, refused (as unavailable: nothing was sent) without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_works_with_a_private_ca_and_is_refused_without_it() {
+    use tokio_rustls::rustls;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![certified.cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).await.unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nover tls, ok.\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{port}/run");
+    let entry = serve(Http::new(&url).unwrap().ca_file(&ca_file).unwrap())
+        .run("x")
+        .await;
+    assert_eq!(
+        ended(&entry).0,
+        CompletionStatus::Success,
+        "{:?}",
+        ended(&entry)
+    );
+    assert_eq!(text_of(&entry.outputs), "over tls, ok.\n");
+
+    let entry = serve(Http::new(&url).unwrap()).run("x").await;
+    let (status, reason) = ended(&entry);
+    assert_eq!(status, CompletionStatus::Error);
+    assert!(
+        reason.starts_with("unavailable: the TLS handshake with localhost:"),
+        "{reason}"
+    );
+    assert!(reason.contains("certificate"), "{reason}");
 }

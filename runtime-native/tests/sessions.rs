@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use runtime_core::CompletionStatus;
 use runtime_native::process::{Program, Session, TurnEnd};
-use support::{describe, ended, quick_ladder, serve, text_of};
+use support::{
+    describe, ended, group_exists, group_gone, quick_ladder, serve, serve_with_grace, text_of,
+};
 
 const MARKER: &str = "<<turn done>>";
 
@@ -208,4 +210,77 @@ async fn a_python_exception_ends_the_cell_error_and_the_session_goes_on() {
     );
     assert_eq!(text_of(&next.outputs), "2\n");
     backends.shutdown().await;
+}
+
+/// A shell session whose turn closes stdout and keeps running cannot hang: it gets the first
+/// grace, then the rest of the ladder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_closes_stdout_and_keeps_running_is_stopped() {
+    let session = Session::new(
+        Program::new("sh"),
+        TurnEnd::Marker {
+            marker: MARKER.into(),
+            send: Some(format!("echo '{MARKER}'")),
+            error_marker: None,
+        },
+    )
+    .ladder(quick_ladder());
+    let served = serve(session);
+    let entry = served
+        .run("echo \"pid $$\" >&2; exec >&-; exec sleep 600")
+        .await;
+    let (status, reason) = ended(&entry);
+    assert_eq!(status, CompletionStatus::Error);
+    assert!(
+        reason.contains("closed its output but kept running, and was stopped with SIGTERM"),
+        "{reason}"
+    );
+    let pid: i32 = text_of(&entry.outputs)
+        .lines()
+        .find_map(|line| line.strip_prefix("pid "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(!group_exists(pid));
+    // The next turn gets a new shell.
+    assert_eq!(text_of(&served.run("echo again").await.outputs), "again\n");
+}
+
+/// A turn the agent drops (its cancel grace is shorter than the ladder) kills the session
+/// process; the next turn starts a new one instead of waiting behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_turn_kills_the_session_and_the_next_turn_gets_a_new_one() {
+    let session = Session::new(
+        Program::new("sh"),
+        TurnEnd::Marker {
+            marker: MARKER.into(),
+            send: Some(format!("echo '{MARKER}'")),
+            error_marker: None,
+        },
+    )
+    .ladder(runtime_native::process::Ladder {
+        interrupt_grace: Duration::from_secs(20),
+        terminate_grace: Duration::from_secs(20),
+    });
+    let served = serve_with_grace(session, Duration::from_millis(200));
+    let queue_id = served
+        .request("trap '' INT TERM; echo \"pid $$\"; sleep 600")
+        .await;
+    served
+        .wait_for_output(&queue_id, |t| t.contains("pid "))
+        .await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
+    let pid: i32 = text_of(&entry.outputs)
+        .lines()
+        .find_map(|line| line.strip_prefix("pid "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        group_gone(pid).await,
+        "the session outlived its dropped turn"
+    );
+    assert_eq!(text_of(&served.run("echo fresh").await.outputs), "fresh\n");
 }

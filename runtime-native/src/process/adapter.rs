@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 use tokio::time::sleep_until;
 
-use super::live::{Live, exit_description};
+use super::live::Live;
 use super::{Ladder, Line, Program, in_backend_span, recorded, stop_detail};
 
 /// The longest protocol line read; a longer one is skipped and counted.
@@ -109,9 +109,12 @@ impl Message {
 /// - A line that is not a protocol message is skipped, logged and counted
 ///   (`malformedLines` in the completion's metadata); a line over 1 MiB is skipped
 ///   without being held in memory, and the cell's stderr says so.
-/// - Cancel sends a `cancel` request; an adapter that does not answer `done` within the
-///   ladder's first grace is stopped with the [`Ladder`] and restarted for the next turn.
-/// - An adapter that exits during a turn fails it; the next turn starts a new one.
+/// - Cancel sends a `cancel` request in place of SIGINT; an adapter that does not answer
+///   `done` within the ladder's first grace gets SIGTERM, then SIGKILL, and is restarted
+///   for the next turn. The whole stop takes at most [`Ladder::longest_stop`].
+/// - An adapter that exits during a turn fails it; the next turn starts a new one. One that
+///   closes its stdout but keeps running is given the first grace to exit, then stopped.
+/// - A turn whose future is dropped (a grace ran out) kills the adapter's process group.
 ///
 /// ```
 /// use runtime_native::process::{Adapter, Program};
@@ -202,9 +205,12 @@ impl ExecutionHandler for Adapter {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
         in_backend_span(&ctx, "adapter", &self.name, async {
             let mut slot = self.live.lock().await;
-            let live = match &mut *slot {
+            // The process is out of its slot for the turn: if this future is dropped (a
+            // grace ran out, a timeout), it is dropped too, which kills its group, and the
+            // next turn starts a new one instead of talking to a busy one.
+            let mut live = match slot.take() {
                 Some(live) => live,
-                None => slot.insert(Live::start(&self.program)?),
+                None => Live::start(&self.program)?,
             };
             let id = ctx.queue_id().as_str();
             let request = Request::Execute {
@@ -216,15 +222,14 @@ impl ExecutionHandler for Adapter {
             };
             let mut counts = Counts::default();
             let result = if live.write(&line(&request)).await {
-                let result = self.turn(live, &ctx, &mut counts).await;
+                let result = self.turn(&mut live, &ctx, &mut counts).await;
                 if let TurnResult::Done(..) = result {
                     live.drain_stderr(&ctx).await;
+                    *slot = Some(live);
                 }
                 result
             } else {
-                let status = live.group.wait().await;
-                live.group.finish().await;
-                TurnResult::Crashed(exit_description(&status))
+                TurnResult::Crashed(live.end(self.ladder).await)
             };
             if counts.malformed > 0 {
                 ctx.annotate("malformedLines", counts.malformed);
@@ -246,7 +251,6 @@ impl ExecutionHandler for Adapter {
                     Err(ExecutionError::Cancelled)
                 }
                 TurnResult::Stopped(step, took) => {
-                    *slot = None;
                     ctx.annotate("stoppedBy", step.signal_name());
                     ctx.annotate(
                         "detail",
@@ -257,15 +261,10 @@ impl ExecutionHandler for Adapter {
                     );
                     Err(ExecutionError::Cancelled)
                 }
-                TurnResult::Crashed(how) => {
-                    *slot = None;
-                    Err(ExecutionError::new(
-                        "AdapterCrashed",
-                        format!(
-                            "the adapter {how} during the turn; the next turn starts a new one"
-                        ),
-                    ))
-                }
+                TurnResult::Crashed(how) => Err(ExecutionError::new(
+                    "AdapterCrashed",
+                    format!("the adapter {how} during the turn; the next turn starts a new one"),
+                )),
             }
         })
         .await
@@ -290,9 +289,9 @@ impl Adapter {
             tokio::select! {
                 next = live.stdout.next_line(MAX_LINE) => match next {
                     None => {
-                        let status = live.group.wait().await;
-                        live.group.finish().await;
-                        return TurnResult::Crashed(exit_description(&status));
+                        // What it wrote to stderr before it went may explain why.
+                        live.drain_stderr(ctx).await;
+                        return TurnResult::Crashed(live.end(self.ladder).await);
                     }
                     Some(Line::Overlong(bytes)) => {
                         counts.overlong += 1;
@@ -329,8 +328,9 @@ impl Adapter {
                     }
                 }
                 () = sleep_until(escalate_at.into()) => {
+                    // The unanswered cancel request was the first step; SIGTERM is next.
                     let at = cancelled_at.unwrap_or_else(Instant::now);
-                    let (step, _) = live.group.stop(self.ladder).await;
+                    let (step, _) = live.group.stop_from(super::StopStep::Terminate, self.ladder).await;
                     return TurnResult::Stopped(step, at.elapsed());
                 }
             }

@@ -27,6 +27,25 @@ pub struct Ladder {
     pub terminate_grace: Duration,
 }
 
+/// How long the kernel gets, after SIGKILL, to end the group's processes before the stop
+/// returns anyway (a process in uninterruptible sleep cannot die at once).
+pub const KILL_SETTLE: Duration = Duration::from_secs(1);
+
+impl Ladder {
+    /// The longest a stop by this ladder takes: both graces and [`KILL_SETTLE`]. Whatever
+    /// waits for a stop (the agent's cancel grace, a timeout's grace) must wait longer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runtime_native::process::Ladder;
+    ///
+    /// assert_eq!(Ladder::default().longest_stop(), Duration::from_secs(5));
+    /// ```
+    pub fn longest_stop(&self) -> Duration {
+        self.interrupt_grace + self.terminate_grace + KILL_SETTLE
+    }
+}
+
 impl Default for Ladder {
     /// Two seconds for each step.
     fn default() -> Self {
@@ -67,17 +86,18 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    /// Spawns `command` as the leader of a new process group. Also makes this process a
-    /// child subreaper (Linux), so that group members orphaned by their parent's death
-    /// become its children and are reaped here instead of lingering as zombies.
+    /// Spawns `command` as the leader of a new process group, owned by the runtime (the
+    /// orphan reaper leaves it to tokio).
     pub(crate) fn spawn(command: &mut Command) -> io::Result<Group> {
-        adopt_orphans();
         command.process_group(0).kill_on_drop(false);
+        let mut owned = super::orphans::owned();
         let child = command.spawn()?;
         let pid = child
             .id()
             .ok_or_else(|| io::Error::other("the process exited before it was seen"))?;
         let pgid = Pid::from_raw(i32::try_from(pid).map_err(io::Error::other)?);
+        owned.insert(pgid.as_raw());
+        drop(owned);
         Ok(Group {
             child,
             pgid,
@@ -102,6 +122,7 @@ impl Group {
         }
         let status = self.child.wait().await?;
         self.exited = Some(status);
+        super::orphans::owned().remove(&self.pgid.as_raw());
         Ok(status)
     }
 
@@ -147,16 +168,25 @@ impl Group {
             );
         }
         self.signal(Signal::SIGKILL);
-        let status = self.wait().await;
-        self.finish().await;
+        let deadline = Instant::now() + KILL_SETTLE;
+        let status = match tokio::time::timeout_at(deadline.into(), self.wait()).await {
+            Ok(status) => status,
+            Err(_) => Err(io::Error::other(
+                "the process did not die within a second of SIGKILL",
+            )),
+        };
+        self.finish_by(deadline).await;
         (StopStep::Kill, status)
     }
 
     /// After the leader exited: kills what is left of the group and reaps it, so no
-    /// process or zombie stays behind (waits at most a second for the kernel).
+    /// process or zombie stays behind (waits at most [`KILL_SETTLE`] for the kernel).
     pub(crate) async fn finish(&mut self) {
+        self.finish_by(Instant::now() + KILL_SETTLE).await;
+    }
+
+    async fn finish_by(&mut self, deadline: Instant) {
         self.signal(Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(1);
         while self.alive_members() {
             if Instant::now() > deadline {
                 tracing::warn!(
@@ -189,37 +219,13 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
+        super::orphans::owned().remove(&self.pgid.as_raw());
         if self.exited.is_some() && !self.alive_members() {
             return;
         }
-        // Dropped mid-run (an abandoned handler): nothing may outlive it.
+        // Dropped mid-run (an abandoned handler): nothing may outlive it. tokio reaps the
+        // leader once its `Child` is dropped; members re-parented to this process (only if
+        // it chose to be a subreaper) are reaped by its orphan reaper.
         self.signal(Signal::SIGKILL);
-        // tokio reaps the leader once its `Child` is dropped; the members re-parented to
-        // us are reaped by a short task.
-        let pgid = self.pgid;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                for _ in 0..1000 {
-                    let _ = waitpid(Pid::from_raw(-pgid.as_raw()), Some(WaitPidFlag::WNOHANG));
-                    if killpg(pgid, None).is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            });
-        }
-    }
-}
-
-/// Makes this process a child subreaper once (Linux only).
-fn adopt_orphans() {
-    #[cfg(target_os = "linux")]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
-                tracing::warn!(%error, "could not become a child subreaper; orphaned grandchildren may linger as zombies");
-            }
-        });
     }
 }

@@ -54,6 +54,28 @@ impl Live {
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), drain).await;
     }
 
+    /// After its stdout closed or it stopped reading: waits the ladder's first grace for it
+    /// to exit, then stops it from SIGTERM on (a process that closed its output may still
+    /// run); says how it ended.
+    pub(crate) async fn end(&mut self, ladder: super::Ladder) -> String {
+        match tokio::time::timeout(ladder.interrupt_grace, self.group.wait()).await {
+            Ok(status) => {
+                self.group.finish().await;
+                exit_description(&status)
+            }
+            Err(_) => {
+                let (step, _) = self
+                    .group
+                    .stop_from(super::StopStep::Terminate, ladder)
+                    .await;
+                format!(
+                    "closed its output but kept running, and was stopped with {}",
+                    step.signal_name()
+                )
+            }
+        }
+    }
+
     /// Closes its stdin.
     pub(crate) fn close_input(&mut self) {
         self.stdin = None;

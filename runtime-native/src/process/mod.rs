@@ -11,8 +11,8 @@
 //! with a [`Ladder`] (SIGINT, grace, SIGTERM, grace, SIGKILL), and the completion's
 //! metadata says which step ended it (`stoppedBy`); when the leader exits, whatever is
 //! left of its group is killed and reaped, so no process or zombie outlives an execution.
-//! To reap members whose parent died first, this process becomes a child subreaper
-//! (Linux) when it spawns its first backend process.
+//! Helpers that leave their group and outlive their parent are not this process's children
+//! unless the application opts in with [`adopt_orphans`] (the shipped agents do).
 //!
 //! Output limits and redaction are the core combinators
 //! ([`HandlerExt::limit_output`](runtime_core::handler::HandlerExt::limit_output),
@@ -24,6 +24,7 @@ mod codex;
 mod group;
 mod job;
 mod live;
+mod orphans;
 mod pipe;
 mod session;
 
@@ -40,8 +41,9 @@ use tokio::process::Command;
 
 pub use adapter::Adapter;
 pub use codex::Codex;
-pub use group::{Ladder, StopStep};
+pub use group::{KILL_SETTLE, Ladder, StopStep};
 pub use job::{Input, Job};
+pub use orphans::adopt_orphans;
 pub use session::{Session, TurnEnd};
 
 pub(crate) use group::Group;

@@ -7,7 +7,7 @@ use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
 use tokio::sync::Mutex;
 use tokio::time::sleep_until;
 
-use super::live::{Live, exit_description};
+use super::live::Live;
 use super::{Ladder, Program, StopCause, StopStep, in_backend_span, recorded, stop_detail};
 
 /// How long output may pause before a partial line is passed on.
@@ -187,14 +187,20 @@ impl ExecutionHandler for Session {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
         in_backend_span(&ctx, "session", &self.name, async {
             let mut slot = self.live.lock().await;
-            let live = match &mut *slot {
+            // The process is out of its slot for the turn: if this future is dropped (a
+            // grace ran out, a timeout), it is dropped too, which kills its group, and the
+            // next turn starts a new session instead of waiting behind a busy one.
+            let mut live = match slot.take() {
                 Some(live) => live,
                 None => {
                     let live = Live::start(&self.program)?;
-                    if self.started_once.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    if self
+                        .started_once
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
                         ctx.annotate("restarted", true);
                     }
-                    slot.insert(live)
+                    live
                 }
             };
             let mut input = ctx.source().to_owned();
@@ -207,15 +213,14 @@ impl ExecutionHandler for Session {
                 input.push('\n');
             }
             let result = if live.write(&input).await {
-                let result = self.turn(live, &ctx, markers.as_ref()).await;
+                let result = self.turn(&mut live, &ctx, markers.as_ref()).await;
                 if let TurnResult::Done { .. } | TurnResult::Stopped { kept: true, .. } = result {
                     live.drain_stderr(&ctx).await;
+                    *slot = Some(live);
                 }
                 result
             } else {
-                let status = live.group.wait().await;
-                live.group.finish().await;
-                TurnResult::Crashed(exit_description(&status))
+                TurnResult::Crashed(live.end(self.ladder).await)
             };
             match result {
                 TurnResult::Done { failed: false } => Ok(Outcome::default()),
@@ -223,28 +228,36 @@ impl ExecutionHandler for Session {
                     "TurnFailed",
                     "the session reported that the turn raised an error (its output shows it)",
                 )),
-                TurnResult::Stopped { cause, step, took, kept } => {
+                TurnResult::Stopped {
+                    cause,
+                    step,
+                    took,
+                    kept,
+                } => {
                     ctx.annotate("stoppedBy", step.signal_name());
                     ctx.annotate("sessionKept", kept);
                     let detail = if kept {
                         "SIGINT interrupted the turn; the session kept its state".to_owned()
                     } else {
-                        *slot = None;
-                        format!("{}; the session restarts for the next turn", stop_detail(step, took))
+                        format!(
+                            "{}; the session restarts for the next turn",
+                            stop_detail(step, took)
+                        )
                     };
                     ctx.annotate("detail", detail);
                     match cause {
                         StopCause::TimedOut(after) => Err(ExecutionError::TimedOut(after)),
-                        StopCause::Cancelled | StopCause::Lingered => Err(ExecutionError::Cancelled),
+                        StopCause::Cancelled | StopCause::Lingered => {
+                            Err(ExecutionError::Cancelled)
+                        }
                     }
                 }
-                TurnResult::Crashed(how) => {
-                    *slot = None;
-                    Err(ExecutionError::new(
-                        "SessionCrashed",
-                        format!("the session process {how} during the turn; the next turn starts a new one"),
-                    ))
-                }
+                TurnResult::Crashed(how) => Err(ExecutionError::new(
+                    "SessionCrashed",
+                    format!(
+                        "the session process {how} during the turn; the next turn starts a new one"
+                    ),
+                )),
             }
         })
         .await
@@ -348,8 +361,7 @@ impl Session {
             }
         };
         let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
-        let status = live.group.wait().await;
-        live.group.finish().await;
+        let how = live.end(self.ladder).await;
         match stopping {
             Some((cause, at)) => TurnResult::Stopped {
                 cause,
@@ -357,7 +369,7 @@ impl Session {
                 took: at.elapsed(),
                 kept: false,
             },
-            None => TurnResult::Crashed(exit_description(&status)),
+            None => TurnResult::Crashed(how),
         }
     }
 }

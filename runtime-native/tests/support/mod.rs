@@ -14,9 +14,17 @@ pub(crate) struct Served {
 }
 
 pub(crate) fn serve(handler: impl ExecutionHandler + 'static) -> Served {
+    serve_with_grace(handler, Duration::from_secs(10))
+}
+
+/// An agent that waits only `cancel_grace` for a cancelled execution before dropping it.
+pub(crate) fn serve_with_grace(
+    handler: impl ExecutionHandler + 'static,
+    cancel_grace: Duration,
+) -> Served {
     let store = MemoryStore::new();
     let options = AgentOptions {
-        cancel_grace: Duration::from_secs(10),
+        cancel_grace,
         ..AgentOptions::new("tester")
     };
     let agent = RuntimeAgent::new(store.clone(), TokioClock, Capabilities::code(), options)
@@ -151,6 +159,17 @@ pub(crate) fn text_of(outputs: &[Output]) -> String {
 /// `true` while any process or zombie of group `pgid` exists.
 pub(crate) fn group_exists(pgid: i32) -> bool {
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+}
+
+/// Waits (at most 10 s) for group `pgid` to be gone; `false` if it is still there.
+pub(crate) async fn group_gone(pgid: i32) -> bool {
+    for _ in 0..1000 {
+        if !group_exists(pgid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// A short ladder for tests.
