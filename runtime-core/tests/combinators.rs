@@ -214,6 +214,42 @@ fn redaction_masks_every_output_the_result_and_the_error_before_the_store() {
     assert!(log.contains("[redacted]"));
 }
 
+/// A secret split across writes is masked whole: the end of a write that could still be
+/// the start of one is held back until the next write settles it, another output comes,
+/// or the handler returns.
+#[test]
+fn a_secret_split_across_writes_is_masked_whole() {
+    let writes_in_pieces = |ctx: ExecutionContext| async move {
+        for piece in ["key sk-abcdefghij", "klmnopqrstuv", "wxyz0123 done\n"] {
+            ctx.stdout(piece)?;
+        }
+        ctx.stdout("pw hun")?;
+        ctx.stdout("ter2 and https://app:s3")?;
+        ctx.stdout("cr3t@db.example/x\nBearer ")?;
+        // Another output releases what stdout held, in order.
+        ctx.stderr("warn\n")?;
+        ctx.stdout("abcdefghijklmnopqrstuvwxyz\n")?;
+        ctx.stderr("auth: bearer abcdefgh")?;
+        ctx.stderr("ijklmnopqrstuvwxyz")?;
+        // Held at the end, released when the handler returns.
+        ctx.stdout("last words: hunter")?;
+        Ok::<(), ExecutionError>(())
+    };
+    let entry = run_one(writes_in_pieces.redact(Redactor::new().literal("hunter2")));
+    assert_eq!(
+        describe(&entry.outputs),
+        [
+            "Stdout:key [redacted] done\npw [redacted] and https://app:[redacted]@db.example/x\n",
+            "Stderr:warn\n",
+            "Stdout:Bearer [redacted]\n",
+            "Stderr:auth: ",
+            "Stdout:last words: hunter",
+            // Held until the handler returned; stdout and stderr keep no order between them.
+            "Stderr:bearer [redacted]",
+        ]
+    );
+}
+
 #[test]
 fn redactor_leaves_ordinary_words_alone() {
     let redactor = Redactor::new();

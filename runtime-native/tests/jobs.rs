@@ -214,3 +214,38 @@ async fn output_limit_and_redaction_hold_for_a_job() {
         "{shown:?}"
     );
 }
+
+/// A real program writes a token in two pieces 100 ms apart, and another inside a line
+/// longer than the pipe's 64 KiB piece so the cut falls in the token: both are masked
+/// whole, and no piece of either reaches an output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_split_across_writes_or_cut_lines_never_reach_the_store() {
+    let served = serve(bash().redact(Redactor::new().literal("hunter2-literal")));
+    let script = "printf 'key sk-proj-0123456789ab'; sleep 0.1; printf 'cdefghijklmnop and hunter2-'; \
+                  sleep 0.1; printf 'literal\\n'; \
+                  python3 -c \"import sys; sys.stdout.write('x' * 65530 + ' ghp_' + 'A' * 36 + ' end\\n')\"";
+    let entry = served.run(script).await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    let text = text_of(&entry.outputs);
+    assert!(
+        text.starts_with("key [redacted] and [redacted]\nxxx"),
+        "{}",
+        &text[..80]
+    );
+    assert!(
+        text.ends_with("x [redacted] end\n"),
+        "{}",
+        &text[text.len() - 80..]
+    );
+    // The source holds the secrets; no output may.
+    let outputs = format!("{:?}", entry.outputs);
+    for piece in [
+        "0123456789ab",
+        "cdefghijklmnop",
+        "hunter2",
+        "literal",
+        "AAAAAAAAAA",
+    ] {
+        assert!(!outputs.contains(piece), "{piece} reached the store");
+    }
+}

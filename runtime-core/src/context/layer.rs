@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::maybe_send::{MaybeSend, MaybeSync};
-use crate::schema::{MediaBundle, is_binary_mime};
+use crate::schema::{MediaBundle, StreamName, is_binary_mime};
 
 /// The kind of an output on its way to the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,23 @@ pub trait OutputLayer: MaybeSend + MaybeSync {
     /// [annotates](crate::ExecutionContext::annotate).
     fn rewrite(&self, text: &mut String) {
         let _ = text;
+    }
+
+    /// Rewrites a piece of stream text. A layer may keep the end of it back (a secret could
+    /// be split across writes), and give it back through [`release`](Self::release). By
+    /// default the piece is [rewritten](Self::rewrite) whole.
+    fn rewrite_stream(&self, stream: StreamName, text: &mut String) {
+        let _ = stream;
+        self.rewrite(text);
+    }
+
+    /// Gives back, rewritten, the stream text this layer kept back. The context calls it
+    /// before any output that is not stream text, and
+    /// [`ExecutionContext::release_held`](crate::ExecutionContext::release_held) when the
+    /// handler returns.
+    fn release(&self, stream: StreamName) -> Option<String> {
+        let _ = stream;
+        None
     }
 }
 

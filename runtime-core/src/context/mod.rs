@@ -145,10 +145,17 @@ impl ExecutionContext {
         self.inner.sink.annotate(key, value);
     }
 
-    /// Tells each layer about an output of `kind`; `true` if there are layers.
+    /// Tells each layer about an output of `kind`; `true` if there are layers. Before an
+    /// output that is not stream text, the stream text layers held back is written, so
+    /// the order holds. (Between stdout and stderr there is no order to keep: a process's
+    /// two pipes are read side by side, and a token cut by a write to the other stream
+    /// stays whole.)
     fn observe(&self, kind: OutputType) -> bool {
         let mut node = self.layers.as_deref();
         let layered = node.is_some();
+        if layered && !matches!(kind, OutputType::Stdout | OutputType::Stderr) {
+            self.release_held();
+        }
         while let Some(current) = node {
             current.layer.on_output(kind);
             node = current.next.as_deref();
@@ -176,10 +183,44 @@ impl ExecutionContext {
     }
 
     fn stream(&self, name: StreamName, kind: OutputType, text: &str) -> Result<(), OutputError> {
-        if self.observe(kind) {
-            self.inner.sink.stream(name, &self.rewritten(text))
-        } else {
-            self.inner.sink.stream(name, text)
+        if !self.observe(kind) {
+            return self.inner.sink.stream(name, text);
+        }
+        let mut text = text.to_owned();
+        let mut node = self.layers.as_deref();
+        while let Some(current) = node {
+            current.layer.rewrite_stream(name, &mut text);
+            node = current.next.as_deref();
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.inner.sink.stream(name, &text)
+    }
+
+    /// Writes out the stream text that layers held back (a tail that could have been the
+    /// start of a secret). A combinator whose layer holds text calls it when its inner
+    /// handler returns, as [`Redact`](crate::handler::Redact) does.
+    ///
+    /// Released text goes through the layers after the one that held it.
+    pub fn release_held(&self) {
+        let mut node = self.layers.as_deref();
+        while let Some(current) = node {
+            for stream in [StreamName::Stdout, StreamName::Stderr] {
+                let Some(mut text) = current.layer.release(stream) else {
+                    continue;
+                };
+                let mut later = current.next.as_deref();
+                while let Some(layer) = later {
+                    layer.layer.rewrite_stream(stream, &mut text);
+                    later = layer.next.as_deref();
+                }
+                if !text.is_empty() {
+                    // A failed write (over the output limit) is the sink's to report.
+                    let _ = self.inner.sink.stream(stream, &text);
+                }
+            }
+            node = current.next.as_deref();
         }
     }
 

@@ -38,7 +38,7 @@ use std::time::Duration;
 pub use echo::Echo;
 pub use fallback::{Fallback, FallbackMode, ParseFallbackModeError};
 pub use limit::OutputLimit;
-pub use redact::{Redact, Redactor};
+pub use redact::{MAX_HELD, Redact, Redactor};
 pub use timeout::Timeout;
 
 use crate::clock::Clock;

@@ -1,12 +1,19 @@
 //! [`Redact`]: masks secrets before anything reaches the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::{ExecutionError, ExecutionHandler, Outcome};
 use crate::context::{ExecutionContext, OutputLayer};
+use crate::schema::StreamName;
 
 /// What replaces a secret.
 const MASK: &str = "[redacted]";
+
+/// The most stream text held back because it could still be the start of a secret; a
+/// longer run is let through (and masked if it already is one).
+pub const MAX_HELD: usize = 4096;
 
 /// Finds secrets in text: configured literals and, unless turned off, common token shapes:
 ///
@@ -33,6 +40,8 @@ const MASK: &str = "[redacted]";
 #[derive(Clone, Default)]
 pub struct Redactor {
     literals: Vec<String>,
+    /// Finds every literal in one pass, leftmost-longest.
+    matcher: Option<AhoCorasick>,
     no_token_shapes: bool,
 }
 
@@ -235,9 +244,11 @@ impl Redactor {
         let secret = secret.into();
         if !secret.is_empty() && !self.literals.contains(&secret) {
             self.literals.push(secret);
-            // Longest first, so a secret containing another is masked whole.
-            self.literals
-                .sort_by_key(|literal| std::cmp::Reverse(literal.len()));
+            // Leftmost-longest: a secret containing another is masked whole.
+            self.matcher = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&self.literals)
+                .ok();
         }
         self
     }
@@ -257,9 +268,14 @@ impl Redactor {
 
     /// Masks secrets in `text`, allocating only when it finds one.
     pub fn redact_in_place(&self, text: &mut String) {
-        for literal in &self.literals {
-            if text.contains(literal.as_str()) {
-                *text = text.replace(literal.as_str(), MASK);
+        if let Some(matcher) = &self.matcher {
+            if matcher.is_match(text.as_str()) {
+                let mut masked = String::with_capacity(text.len());
+                matcher.replace_all_with(text, &mut masked, |_, _, out| {
+                    out.push_str(MASK);
+                    true
+                });
+                *text = masked;
             }
         }
         if !self.no_token_shapes {
@@ -271,6 +287,87 @@ impl Redactor {
             }
         }
     }
+}
+
+impl Redactor {
+    /// Where the end of `text` that could still grow into a secret begins (`text.len()`
+    /// if none could): a proper prefix of a literal, a token shape's prefix or a token
+    /// still running at the end, a `Bearer ` and what follows it, a URL whose user info
+    /// is not finished. At most [`MAX_HELD`] bytes are held.
+    fn hold_from(&self, text: &str) -> usize {
+        let mut from = text.len();
+        for literal in &self.literals {
+            let longest = (literal.len() - 1).min(text.len());
+            if let Some(k) = (1..=longest).rev().find(|&k| {
+                text.is_char_boundary(text.len() - k)
+                    && literal
+                        .as_bytes()
+                        .starts_with(&text.as_bytes()[text.len() - k..])
+            }) {
+                from = from.min(text.len() - k);
+            }
+        }
+        if !self.no_token_shapes {
+            from = from.min(shape_tail(text)).min(url_tail(text));
+        }
+        if text.len() - from > MAX_HELD {
+            text.len()
+        } else {
+            from
+        }
+    }
+}
+
+/// The start of a token shape that is still running at the end of `text`, or of a
+/// prefix of one.
+fn shape_tail(text: &str) -> usize {
+    // Every shape's prefix and body are word characters or `bearer` characters, but for
+    // the space in `Bearer `: the candidates lie in the trailing run, or just before it.
+    let window_start = floor_boundary(text, text.len().saturating_sub(MAX_HELD + 16));
+    let run_start = text[window_start..]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !bearer(*c) && *c != ' ')
+        .map_or(window_start, |(at, c)| window_start + at + c.len_utf8());
+    let mut at = run_start;
+    while at < text.len() {
+        let boundary = text[..at].chars().next_back().is_none_or(|c| !word(c));
+        let rest = &text[at..];
+        if boundary
+            && SHAPES.iter().any(|shape| {
+                shape.prefix.starts_with(rest)
+                    || rest
+                        .strip_prefix(shape.prefix)
+                        .is_some_and(|body| body.chars().all(shape.alphabet))
+            })
+        {
+            return at;
+        }
+        at += rest.chars().next().map_or(1, char::len_utf8);
+    }
+    text.len()
+}
+
+/// The start of the last word when it is a URL whose user info may not be complete yet
+/// (`…://user:pa`), or ends in what could begin `://`.
+fn url_tail(text: &str) -> usize {
+    let word_start = text.rfind(char::is_whitespace).map_or(0, |at| {
+        at + text[at..].chars().next().map_or(1, char::len_utf8)
+    });
+    let word = &text[word_start..];
+    let open = match word.rfind("://") {
+        Some(at) => !word[at + 3..].contains(['/', '?', '#']),
+        None => word.ends_with(':') || word.ends_with(":/"),
+    };
+    if open { word_start } else { text.len() }
+}
+
+/// The largest char boundary at or before `at`.
+fn floor_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// `text` with the password of every `scheme://user:password@host` masked, or `None` if it
@@ -356,17 +453,56 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
-impl OutputLayer for Redactor {
+/// One execution's redaction: the redactor, and per stream the text held back because it
+/// could still be the start of a secret.
+struct StreamRedaction {
+    redactor: Arc<Redactor>,
+    held: Mutex<[String; 2]>,
+}
+
+fn slot(stream: StreamName) -> usize {
+    match stream {
+        StreamName::Stdout => 0,
+        StreamName::Stderr => 1,
+    }
+}
+
+impl OutputLayer for StreamRedaction {
     fn rewrite(&self, text: &mut String) {
-        self.redact_in_place(text);
+        self.redactor.redact_in_place(text);
+    }
+
+    fn rewrite_stream(&self, stream: StreamName, text: &mut String) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = &mut held[slot(stream)];
+        held.push_str(text);
+        let from = self.redactor.hold_from(held);
+        *text = held.split_off(from);
+        std::mem::swap(text, held);
+        self.redactor.redact_in_place(text);
+    }
+
+    fn release(&self, stream: StreamName) -> Option<String> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut text = std::mem::take(&mut held[slot(stream)]);
+        if text.is_empty() {
+            return None;
+        }
+        self.redactor.redact_in_place(&mut text);
+        Some(text)
     }
 }
 
 /// Masks secrets (see [`Redactor`]) in everything the inner handler writes, in the result
 /// it returns and in the error it fails with, before any of it reaches the store.
 ///
-/// Each output is redacted on its own: a secret split across two writes is not seen.
-/// The process backends write whole lines, which keeps a line's secrets together.
+/// Stream text is redacted as a stream: the end of a write that could still be the start
+/// of a secret (up to [`MAX_HELD`] bytes) is held back until a later write to the same
+/// stream completes or rules it out, an output other than stream text is written, or the
+/// handler returns, so a token split across writes (or cut by a pipe's line limit) is
+/// masked whole. Held text is lost, not
+/// shown, if the handler is dropped. Other outputs are redacted whole, every string of
+/// them: display data and metadata, JSON keys, MIME types, display ids, annotations.
 ///
 /// ```
 /// use runtime_core::{ManualClock, handler::{Echo, Redact, Redactor}};
@@ -395,8 +531,13 @@ impl<H> Redact<H> {
 impl<H: ExecutionHandler> ExecutionHandler for Redact<H> {
     async fn execute(&self, ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
         let redactor = &*self.redactor;
-        let layered = ctx.with_layer(self.redactor.clone());
-        match self.inner.execute(layered).await {
+        let layered = ctx.with_layer(Arc::new(StreamRedaction {
+            redactor: self.redactor.clone(),
+            held: Mutex::default(),
+        }));
+        let returned = self.inner.execute(layered.clone()).await;
+        layered.release_held();
+        match returned {
             Ok(mut outcome) => {
                 outcome.result = outcome.result.map(|result| {
                     crate::context::rewrite_bundle(result, &|text| redactor.redact_in_place(text))
