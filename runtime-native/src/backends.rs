@@ -226,7 +226,7 @@ impl BackendsConfig {
                 return Err(top.error(
                     key,
                     &format!("one of the backends: {}", names()),
-                    format!("got the string {name:?}"),
+                    found_text(name),
                 ));
             }
         }
@@ -235,7 +235,7 @@ impl BackendsConfig {
                 top.error(
                     "mode",
                     "auto, primary-only or secondary-only",
-                    format!("got the string {mode:?}"),
+                    found_text(&mode),
                 )
             })?,
             None => FallbackMode::Auto,
@@ -363,11 +363,7 @@ impl BackendSpec {
                     None | Some("stdin") => Input::Stdin,
                     Some("argument") => Input::Argument,
                     Some(other) => {
-                        return Err(s.error(
-                            "input",
-                            "stdin or argument",
-                            format!("got the string {other:?}"),
-                        ));
+                        return Err(s.error("input", "stdin or argument", found_text(other)));
                     }
                 };
                 let mut job = Job::new(s.program()?)
@@ -477,7 +473,7 @@ impl BackendSpec {
                 return Err(s.error(
                     "kind",
                     "one of job, session, adapter, http, codex",
-                    format!("got the string {other:?}"),
+                    found_text(other),
                 ));
             }
         };
@@ -600,7 +596,7 @@ impl<'a> Section<'a> {
             None => Ok(None),
             Some(Value::String(text)) => parse_duration(text)
                 .map(Some)
-                .ok_or_else(|| self.error(key, DURATION, found(&Value::String(text.clone())))),
+                .ok_or_else(|| self.error(key, DURATION, found_text(text))),
             Some(other) => Err(self.error(key, DURATION, found(other))),
         }
     }
@@ -720,10 +716,15 @@ fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// How a TOML value is described in an error.
+/// What was found, for a string: never the text itself, which could be a token pasted
+/// under the wrong key and would be echoed to the terminal and the logs.
+fn found_text(text: &str) -> String {
+    format!("got a string of {} characters", text.chars().count())
+}
+
 fn found(value: &Value) -> String {
     match value {
-        // Never the text: a misplaced token would be echoed to the terminal and logs.
-        Value::String(text) => format!("got a string of {} characters", text.chars().count()),
+        Value::String(text) => found_text(text),
         Value::Integer(number) => format!("got the number {number}"),
         Value::Float(number) => format!("got the number {number}"),
         Value::Boolean(value) => format!("got {value}"),

@@ -21,12 +21,12 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
     let cases = [
         (
             "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtime = \"30 seconds\"\n",
-            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days; got the string \"30 seconds\"",
+            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days; got a string of 10 characters",
         ),
         (
             // It used to overflow adding to the current time, and panic.
             "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nmax_runtime = \"3000000000000000h\"\n",
-            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days; got the string \"3000000000000000h\"",
+            "agents.toml: backends.shell.max_runtime: expected a duration like \"30s\", \"500ms\", \"2m\" or \"1h\", more than zero and at most 365 days; got a string of 17 characters",
         ),
         (
             "[backends.repl]\nkind = \"session\"\nprogram = \"python3\"\nquiet_period = \"9000d\"\n",
@@ -38,7 +38,7 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
         ),
         (
             "[backends.shell]\nkind = \"cron\"\n",
-            "agents.toml: backends.shell.kind: expected one of job, session, adapter, http, codex; got the string \"cron\"",
+            "agents.toml: backends.shell.kind: expected one of job, session, adapter, http, codex; got a string of 4 characters",
         ),
         (
             "[backends.shell]\nkind = \"job\"\n",
@@ -46,11 +46,16 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
         ),
         (
             "use = \"python\"\n[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\n",
-            "agents.toml: use: expected one of the backends: shell; got the string \"python\"",
+            "agents.toml: use: expected one of the backends: shell; got a string of 6 characters",
         ),
         (
-            "[backends.api]\nkind = \"http\"\nurl = \"https://example.test/\"\n",
-            "agents.toml: backends.api.url: expected an http:// URL; https is not supported",
+            "[backends.api]\nkind = \"http\"\nurl = \"https://user:hunter2@example.test/\"\n",
+            "agents.toml: backends.api.url: expected an http:// or https:// URL; the URL holds credentials (user:password@); send them in a header instead",
+        ),
+        (
+            // A CR/LF in a header value would inject a header: refused, the value unsaid.
+            "[backends.api]\nkind = \"http\"\nurl = \"http://h/\"\nheaders = { X-Token = \"sk-SECRET\\r\\nX-Injected: 1\" }\n",
+            "agents.toml: backends.api.headers: expected header names and values; the value of header \"X-Token\" is not valid (it holds a control character such as CR or LF)",
         ),
         (
             "[backends.repl]\nkind = \"session\"\nprogram = \"python3\"\n",
@@ -62,7 +67,7 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
         ),
         (
             "mode = \"sdk\"\n[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\n",
-            "agents.toml: mode: expected auto, primary-only or secondary-only; got the string \"sdk\"",
+            "agents.toml: mode: expected auto, primary-only or secondary-only; got a string of 3 characters",
         ),
         (
             "use = \"x\"\n",
@@ -80,7 +85,10 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
     let missing = BackendsConfig::load("/nonexistent/agents.toml")
         .unwrap_err()
         .to_string();
-    assert!(missing.starts_with("cannot read the backends file /nonexistent/agents.toml"));
+    assert!(
+        missing.starts_with("backends file: cannot read /nonexistent/agents.toml"),
+        "{missing}"
+    );
 }
 
 const CONFIG: &str = r#"

@@ -212,8 +212,10 @@ impl Group {
                 }
             }
         }
-        // Signal 0 checks existence; a zombie still counts.
-        killpg(self.pgid, None).is_ok()
+        // Signal 0 checks existence, zombies included; only a live member keeps the group
+        // alive (a zombie re-parented to init is init's to reap, unless this process
+        // adopted orphans: then it was reaped above).
+        killpg(self.pgid, None).is_ok() && super::orphans::group_has_live_member(self.id())
     }
 }
 

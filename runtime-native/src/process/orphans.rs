@@ -99,13 +99,39 @@ fn children() -> Vec<i32> {
     pids
 }
 
-/// Whether `pid` has exited and waits to be reaped (state `Z` in `/proc/<pid>/stat`).
+/// Whether `pid` has exited and waits to be reaped (state `Z`).
 #[cfg(target_os = "linux")]
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold any
-        // character, so it is found after the last `)`.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
+    stat(pid).is_some_and(|(state, _)| state == 'Z')
+}
+
+/// The state letter and process group of `pid`, from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields follow the command name, which is in parentheses and may hold any
+    // character, so they are found after the last `)`: state, ppid, pgrp, …
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Whether a process of group `pgid` is still running. Zombies do not count: they are
+/// dead, and one re-parented to init is init's to reap.
+#[cfg(target_os = "linux")]
+pub(crate) fn group_has_live_member(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| stat(pid).is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z'))
+}
+
+/// Elsewhere: anything that answers signal 0 counts.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn group_has_live_member(_pgid: i32) -> bool {
+    true
 }

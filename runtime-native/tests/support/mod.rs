@@ -156,9 +156,25 @@ pub(crate) fn text_of(outputs: &[Output]) -> String {
         .collect()
 }
 
-/// `true` while any process or zombie of group `pgid` exists.
+/// `true` while a live process of group `pgid` exists, or a zombie this process should
+/// have reaped (one of its own children). A zombie re-parented to init is dead and init's.
 pub(crate) fn group_exists(pgid: i32) -> bool {
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, fields)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = fields.split_whitespace().collect();
+            let (state, ppid, pgrp) = (fields[0], fields[1], fields[2]);
+            pgrp == pgid.to_string() && (state != "Z" || ppid == me.to_string())
+        })
 }
 
 /// Waits (at most 10 s) for group `pgid` to be gone; `false` if it is still there.
