@@ -113,7 +113,17 @@ async fn exchange(stream: TcpStream) {
 
 /// A codex home pointing at the stand-in, and a work directory that is not a git tree.
 fn codex(binary: &str, port: u16, dir: &Path) -> Codex {
-    let home = dir.join("codex-home");
+    codex_with(
+        binary,
+        port,
+        dir,
+        "request_max_retries = 0\nstream_max_retries = 0\n",
+    )
+}
+
+/// The same, with `retries` as the provider's retry settings (codex's defaults if empty).
+fn codex_with(binary: &str, port: u16, dir: &Path, retries: &str) -> Codex {
+    let home = dir.join(format!("codex-home-{port}"));
     let work = dir.join("work");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&work).unwrap();
@@ -123,7 +133,7 @@ fn codex(binary: &str, port: u16, dir: &Path) -> Codex {
             "model = \"gpt-5.5\"\nmodel_provider = \"stub\"\napproval_policy = \"never\"\n\
              sandbox_mode = \"danger-full-access\"\n[model_providers.stub]\nname = \"stub\"\n\
              base_url = \"http://127.0.0.1:{port}/v1\"\nenv_key = \"STUB_API_KEY\"\n\
-             wire_api = \"responses\"\nrequest_max_retries = 0\nstream_max_retries = 0\n"
+             wire_api = \"responses\"\n{retries}"
         ),
     )
     .unwrap();
@@ -256,6 +266,38 @@ async fn the_real_codex_cli_runs_resumes_fails_and_stops_cleanly() {
         "{:?} {:?}",
         entry.metadata,
         describe(&entry.outputs)
+    );
+
+    // No model server at all: with codex's own retries it waits for ever; the cell shows
+    // that it is waiting for the network, and cancel stops it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let offline = serve(codex_with(&binary, closed, dir.path(), ""));
+    let queue_id = offline.request("hello?").await;
+    let mut waiting = Vec::new();
+    for _ in 0..600 {
+        waiting = describe(&offline.completion_or_running(&queue_id).outputs);
+        if !waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        waiting.len() == 1
+            && waiting[0]
+                .starts_with("display:codex is waiting for the model server: Reconnecting..."),
+        "{waiting:?}"
+    );
+    offline.cancel(&queue_id).await;
+    let entry = offline.completion(&queue_id).await;
+    assert_eq!(
+        ended(&entry).0,
+        CompletionStatus::Cancelled,
+        "{:?}",
+        ended(&entry)
     );
 
     // Whatever codex's helpers left behind was reaped.

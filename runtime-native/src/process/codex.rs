@@ -33,7 +33,8 @@ const STDERR_TAIL: usize = 4096;
 /// | `todo_list` item | markdown checklist |
 /// | `mcp_tool_call`, `web_search` items | a stdout line (a failed tool call with its error) |
 /// | `error` item | stderr |
-/// | `error` event | held: stderr if the turn then fails (once: not the failure's own message), the completion metadata's `notices` if it succeeds (a "Reconnecting... 1/5") |
+/// | `error` event | held: stderr if the turn then fails (once: not the failure's own message), the completion metadata's `notices` if it succeeds |
+/// | `error` event `Reconnecting...` | at once, a display saying codex waits for the model server (updated with each retry, and to "reached the model server again" when codex gets through); also held as above |
 /// | `turn.completed` `usage` | completion metadata `usage`: `thisRun` and `threadTotal` (codex reports the thread's running total) |
 /// | `turn.failed` | status `error` with its message |
 ///
@@ -214,6 +215,9 @@ struct Run {
     /// Messages of codex's `error` events, shown once the turn's end says whether they
     /// mattered (a turn that succeeded after "Reconnecting... 1/5" did not fail).
     errors: Vec<String>,
+    /// Whether the cell shows codex waiting for the model server (a display that says so,
+    /// updated once codex gets through).
+    waiting_shown: bool,
     /// Command items already shown when they started.
     started_commands: std::collections::HashSet<String>,
     stale: bool,
@@ -231,7 +235,9 @@ impl Run {
             }
             return;
         }
-        for message in self.errors.iter().filter(|m| Some(m.as_str()) != failure) {
+        // Reconnect notices were shown as they came (the waiting display).
+        let said = |m: &&String| Some(m.as_str()) == failure || m.starts_with(RECONNECTING);
+        for message in self.errors.iter().filter(|m| !said(m)) {
             recorded(ctx.stderr(format!("{message}\n")));
         }
     }
@@ -398,6 +404,14 @@ impl Codex {
     }
 }
 
+/// How codex's `error` events begin while it cannot reach the model server.
+const RECONNECTING: &str = "Reconnecting...";
+
+/// The id of the display that shows codex waiting for the model server.
+fn waiting_display(ctx: &ExecutionContext) -> String {
+    format!("codex-waiting-{}", ctx.queue_id().as_str())
+}
+
 /// Applies one codex event line.
 fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
     let Ok(event) = serde_json::from_str::<Value>(line) else {
@@ -414,11 +428,19 @@ fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
             .unwrap_or_default()
             .to_owned()
     };
-    match event
+    let kind = event
         .get("type")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    if run.waiting_shown && kind != "error" {
+        // Codex got through to the model server.
+        run.waiting_shown = false;
+        recorded(ctx.update_display(
+            waiting_display(ctx),
+            MediaBundle::plain("codex reached the model server again"),
+        ));
+    }
+    match kind {
         "thread.started" => {
             run.thread_id = event
                 .get("thread_id")
@@ -436,6 +458,21 @@ fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
                 .map(|error| text("message", error))
                 .unwrap_or_default();
             run.turn_ended = Some(Err(message));
+        }
+        "error" if text("message", &event).starts_with(RECONNECTING) => {
+            // Codex waits for the model server, maybe for ever: the cell says so at once.
+            let message = text("message", &event);
+            let status =
+                MediaBundle::plain(format!("codex is waiting for the model server: {message}"));
+            let written = match run.waiting_shown {
+                true => ctx.update_display(waiting_display(ctx), status),
+                false => ctx
+                    .display(Display::new(status).id(waiting_display(ctx)))
+                    .map(drop),
+            };
+            recorded(written);
+            run.waiting_shown = true;
+            run.errors.push(message);
         }
         "error" => {
             let message = text("message", &event);
