@@ -316,3 +316,40 @@ async fn an_adapter_that_closes_stdout_and_keeps_running_is_stopped() {
     );
     assert!(!group_exists(deaf_pid(&entry)));
 }
+
+/// A malformed protocol line is skipped and logged without its content: serde's message
+/// would quote an unknown `type`, which may be anything the adapter printed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_malformed_line_is_logged_without_what_it_held() {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let script = "import json, sys\n\
+        for request in map(json.loads, sys.stdin):\n\
+        \x20   print(json.dumps({'type': 'sk-live-SECRET0123456789', 'id': request['id']}), flush=True)\n\
+        \x20   print(json.dumps({'type': 'done', 'id': request['id'], 'status': 'ok'}), flush=True)\n";
+    let served = serve(Adapter::new(
+        Program::new("python3").args(["-u", "-c", script]),
+    ));
+    let entry = served.run("anything").await;
+    assert_eq!(ended(&entry).0, CompletionStatus::Success);
+    assert_eq!(entry.metadata["malformedLines"], 1);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("skipped a malformed protocol line"), "{logs}");
+    assert!(!logs.contains("SECRET"), "{logs}");
+}

@@ -304,8 +304,14 @@ impl Adapter {
                     Some(Line::Text(text)) => match serde_json::from_str::<Message>(&text) {
                         Err(error) => {
                             counts.malformed += 1;
-                            // The line itself is not logged: it may hold anything.
-                            tracing::warn!(%error, bytes = text.len(), "skipped a malformed protocol line");
+                            // Neither the line nor serde's message (which quotes parts of it,
+                            // an unknown `type` say) is logged: it may hold a secret.
+                            tracing::warn!(
+                                kind = ?error.classify(),
+                                column = error.column(),
+                                bytes = text.len(),
+                                "skipped a malformed protocol line"
+                            );
                         }
                         Ok(message) if message.id() != id => {
                             counts.stale += 1;
