@@ -7,6 +7,8 @@
 //! - [`auth`]: the client id and a secret token from a flag, the environment or a private
 //!   credentials file.
 //! - [`run_until_signal`]: graceful shutdown on SIGINT/SIGTERM.
+//! - [`process`], [`http`] and [`backends`]: handlers that run programs, post to web
+//!   services or drive codex (Unix: process groups and signals).
 //!
 //! # Example
 //!
@@ -32,16 +34,23 @@
 //! ```
 
 pub mod auth;
+#[cfg(unix)]
 pub mod backends;
 mod clock;
 pub mod config;
 pub mod files;
+// The backends run programs in process groups and stop them with signals: Unix only, as
+// is the signal handling.
+#[cfg(unix)]
 pub mod http;
+#[cfg(unix)]
 pub mod process;
+#[cfg(unix)]
 mod signals;
 pub mod sqlite;
 
 pub use auth::AuthToken;
 pub use clock::TokioClock;
+#[cfg(unix)]
 pub use signals::{FORCED_EXIT_CODE, RunError, run_until_signal};
 pub use sqlite::{Durability, GAP_FILLER_TYPE, SqliteError, SqliteOptions, SqliteStore};
