@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use runtime_native::backends::BackendsConfig;
 use support::{
-    describe, ended, group_exists, group_gone, quick_ladder, serve, serve_with_grace, text_of,
+    describe, ended, group_exists, group_gone, printed_pid_line, quick_ladder, serve,
+    serve_with_grace, text_of,
 };
 
 fn adapter_script() -> &'static str {
@@ -20,12 +21,7 @@ fn adapter_script() -> &'static str {
 
 /// The pid the `deaf` command printed to stderr.
 fn deaf_pid(entry: &runtime_core::QueueEntry) -> i32 {
-    text_of(&entry.outputs)
-        .lines()
-        .find_map(|line| line.strip_prefix("pid "))
-        .unwrap()
-        .parse()
-        .unwrap()
+    printed_pid_line(&entry.outputs)
 }
 
 fn adapter() -> Adapter {
@@ -125,14 +121,7 @@ async fn an_adapter_that_ignores_cancel_is_stopped_and_restarted() {
         reason.contains("did not answer the cancel request"),
         "{reason}"
     );
-    let text = text_of(&entry.outputs);
-    let pid: i32 = text
-        .lines()
-        .find_map(|line| line.strip_prefix("pid "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(!group_exists(pid));
+    assert!(!group_exists(deaf_pid(&entry)));
     assert_eq!(
         text_of(&served.run("echo restarted").await.outputs),
         "restarted\n"

@@ -10,7 +10,8 @@ use std::time::Duration;
 use runtime_core::CompletionStatus;
 use runtime_native::process::{Program, Session, TurnEnd};
 use support::{
-    describe, ended, group_exists, group_gone, quick_ladder, serve, serve_with_grace, text_of,
+    describe, ended, group_exists, group_gone, printed_pid_line, quick_ladder, serve,
+    serve_with_grace, text_of,
 };
 
 const MARKER: &str = "<<turn done>>";
@@ -212,11 +213,9 @@ async fn a_python_exception_ends_the_cell_error_and_the_session_goes_on() {
     backends.shutdown().await;
 }
 
-/// A shell session whose turn closes stdout and keeps running cannot hang: it gets the first
-/// grace, then the rest of the ladder.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_that_closes_stdout_and_keeps_running_is_stopped() {
-    let session = Session::new(
+/// A `sh` session whose turns end on the marker.
+fn shell_session(ladder: runtime_native::process::Ladder) -> Session {
+    Session::new(
         Program::new("sh"),
         TurnEnd::Marker {
             marker: MARKER.into(),
@@ -224,7 +223,14 @@ async fn a_session_that_closes_stdout_and_keeps_running_is_stopped() {
             error_marker: None,
         },
     )
-    .ladder(quick_ladder());
+    .ladder(ladder)
+}
+
+/// A shell session whose turn closes stdout and keeps running cannot hang: it gets the first
+/// grace, then the rest of the ladder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_closes_stdout_and_keeps_running_is_stopped() {
+    let session = shell_session(quick_ladder());
     let served = serve(session);
     let entry = served
         .run("echo \"pid $$\" >&2; exec >&-; exec sleep 600")
@@ -235,12 +241,7 @@ async fn a_session_that_closes_stdout_and_keeps_running_is_stopped() {
         reason.contains("closed its output but kept running, and was stopped with SIGTERM"),
         "{reason}"
     );
-    let pid: i32 = text_of(&entry.outputs)
-        .lines()
-        .find_map(|line| line.strip_prefix("pid "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = printed_pid_line(&entry.outputs);
     assert!(!group_exists(pid));
     // The next turn gets a new shell.
     assert_eq!(text_of(&served.run("echo again").await.outputs), "again\n");
@@ -250,15 +251,7 @@ async fn a_session_that_closes_stdout_and_keeps_running_is_stopped() {
 /// process; the next turn starts a new one instead of waiting behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_turn_kills_the_session_and_the_next_turn_gets_a_new_one() {
-    let session = Session::new(
-        Program::new("sh"),
-        TurnEnd::Marker {
-            marker: MARKER.into(),
-            send: Some(format!("echo '{MARKER}'")),
-            error_marker: None,
-        },
-    )
-    .ladder(runtime_native::process::Ladder {
+    let session = shell_session(runtime_native::process::Ladder {
         interrupt_grace: Duration::from_secs(20),
         terminate_grace: Duration::from_secs(20),
     });
@@ -272,12 +265,7 @@ async fn a_dropped_turn_kills_the_session_and_the_next_turn_gets_a_new_one() {
     served.cancel(&queue_id).await;
     let entry = served.completion(&queue_id).await;
     assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
-    let pid: i32 = text_of(&entry.outputs)
-        .lines()
-        .find_map(|line| line.strip_prefix("pid "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = printed_pid_line(&entry.outputs);
     assert!(
         group_gone(pid).await,
         "the session outlived its dropped turn"

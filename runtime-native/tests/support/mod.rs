@@ -145,6 +145,16 @@ pub(crate) fn describe(outputs: &[Output]) -> Vec<String> {
         .collect()
 }
 
+/// The pid a test program printed as `pid N` on a line of its own.
+pub(crate) fn printed_pid_line(outputs: &[Output]) -> i32 {
+    text_of(outputs)
+        .lines()
+        .find_map(|line| line.strip_prefix("pid "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// All stream text, concatenated.
 pub(crate) fn text_of(outputs: &[Output]) -> String {
     outputs
