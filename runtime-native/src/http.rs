@@ -52,6 +52,9 @@ pub enum HttpConfigError {
     /// The CA file could not be read.
     #[error(transparent)]
     CaFile(#[from] SmallFileError),
+    /// TLS could not be set up with these certificates.
+    #[error("TLS settings: {0}")]
+    Tls(String),
     /// The CA file holds no usable PEM certificate.
     #[error("{path}: no PEM certificate could be used ({reason})")]
     NoCertificate {
@@ -199,18 +202,12 @@ impl Http {
         for certificate in &self.extra_roots {
             roots
                 .add(certificate.clone())
-                .map_err(|error| HttpConfigError::NoCertificate {
-                    path: Default::default(),
-                    reason: error.to_string(),
-                })?;
+                .map_err(|error| HttpConfigError::Tls(error.to_string()))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|error| HttpConfigError::NoCertificate {
-                path: Default::default(),
-                reason: error.to_string(),
-            })?
+            .map_err(|error| HttpConfigError::Tls(error.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -290,7 +287,8 @@ impl Http {
             if let Err(error) = connection.await {
                 tracing::debug!(error = %chain(&error), "the HTTP connection ended");
             }
-            std::future::pending::<()>().await;
+            // Once done, it leaves the exchange to read what it delivered.
+            std::future::pending::<std::convert::Infallible>().await
         };
         let exchange = async {
             let response = sender
@@ -301,7 +299,7 @@ impl Http {
         };
         tokio::select! {
             result = exchange => result,
-            () = drive => unreachable!("never ends"),
+            never = drive => match never {},
         }
     }
 
