@@ -57,6 +57,7 @@ pub mod maybe_send;
 pub mod schema;
 pub mod state;
 pub mod store;
+pub mod sync;
 
 pub use agent::{
     AgentError, AgentHandle, AgentOptions, AgentStatus, ExecutionFailure, RuntimeAgent,
@@ -71,5 +72,6 @@ pub use maybe_send::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 pub use schema::*;
 pub use state::*;
 pub use store::{
-    Batch, LogEntry, MemoryStore, RetryPolicy, Retrying, Store, StoreError, Subscription,
+    Batch, Catalog, LogEntry, MemoryCatalog, MemoryStore, NotebookInfo, RetryPolicy, Retrying,
+    Store, StoreError, Subscription,
 };

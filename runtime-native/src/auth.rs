@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::files::{SmallFileError, read_small_file, toml_error_without_values};
+use crate::files::{SmallFileError, read_private_text, toml_error_without_values};
 
 /// A secret token. `Debug` and `Display` never show it; [`AuthToken::expose`] does.
 ///
@@ -67,19 +67,8 @@ pub(crate) struct Credentials {
 /// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    /// Others can read the file.
-    #[error(
-        "{path} is readable by other users (mode {mode:o}); it holds a secret, so it is refused. \
-         Fix it with: chmod 600 {path}"
-    )]
-    TooOpen {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The file could not be read, is not a regular file (a FIFO would block start-up, a
-    /// device would never end) or is too large for a credentials file.
+    /// The file could not be read, others can read it, it is not a regular file (a FIFO
+    /// would block start-up, a device would never end) or it is too large.
     #[error("credentials: {0}")]
     File(#[from] SmallFileError),
     /// The file is not valid. The message names the line, column and key, never a value.
@@ -102,47 +91,15 @@ pub fn credentials_path() -> Option<PathBuf> {
 
 /// Reads the credentials file if there is one; refuses one that others can read.
 pub(crate) fn read_credentials(path: &Path) -> Result<Option<Credentials>, CredentialsError> {
-    if let Ok(metadata) = std::fs::metadata(path) {
-        if metadata.is_file() {
-            check_private(path, &metadata)?;
-        }
-    }
-    let bytes = match read_small_file(path, MAX_CREDENTIALS_BYTES) {
-        Ok(bytes) => bytes,
-        Err(error) if error.is_not_found() => return Ok(None),
-        Err(error) => return Err(error.into()),
+    let Some(text) = read_private_text(path, MAX_CREDENTIALS_BYTES)? else {
+        return Ok(None);
     };
-    let text = String::from_utf8(bytes).map_err(|error| CredentialsError::Invalid {
-        path: path.to_path_buf(),
-        message: format!(
-            "the file is not UTF-8 text (at byte {})",
-            error.utf8_error().valid_up_to()
-        ),
-    })?;
     toml::from_str(&text)
         .map(Some)
         .map_err(|error| CredentialsError::Invalid {
             path: path.to_path_buf(),
             message: toml_error_without_values(&error, &text),
         })
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<(), CredentialsError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(CredentialsError::TooOpen {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_: &Path, _: &std::fs::Metadata) -> Result<(), CredentialsError> {
-    Ok(())
 }
 
 #[cfg(all(test, unix))]

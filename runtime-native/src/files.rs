@@ -25,6 +25,17 @@ pub enum SmallFileError {
         /// The path.
         path: PathBuf,
     },
+    /// Others can read a file that holds a secret.
+    #[error(
+        "{path} is readable by other users (mode {mode:o}); it holds a secret, so it is refused. \
+         Fix it with: chmod 600 {path}"
+    )]
+    TooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The file is larger than the limit.
     #[error("{path} is {size} bytes; at most {limit} bytes are read")]
     TooLarge {
@@ -44,9 +55,26 @@ impl SmallFileError {
     }
 }
 
+/// Like [`read_small_text`], for a file that holds a secret: refused (like ssh's private
+/// keys) when its group or others may read it.
+pub fn read_private_text(path: &Path, limit: u64) -> Result<Option<String>, SmallFileError> {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if metadata.is_file() && mode & 0o077 != 0 {
+            return Err(SmallFileError::TooOpen {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    read_small_text(path, limit)
+}
+
 /// Reads `path` as UTF-8 text if it is a regular file of at most `limit` bytes; a
 /// missing file is `Ok(None)`. Text that is not UTF-8 is an `InvalidData` read error.
-pub(crate) fn read_small_text(path: &Path, limit: u64) -> Result<Option<String>, SmallFileError> {
+pub fn read_small_text(path: &Path, limit: u64) -> Result<Option<String>, SmallFileError> {
     match read_small_file(path, limit) {
         Ok(bytes) => String::from_utf8(bytes)
             .map(Some)
@@ -66,7 +94,14 @@ pub(crate) fn read_small_text(path: &Path, limit: u64) -> Result<Option<String>,
 }
 
 /// Reads `path` whole if it is a regular file of at most `limit` bytes.
-pub(crate) fn read_small_file(path: &Path, limit: u64) -> Result<Vec<u8>, SmallFileError> {
+///
+/// ```
+/// use runtime_native::files::{SmallFileError, read_small_file};
+///
+/// let error = read_small_file(std::path::Path::new("/dev/zero"), 1024).unwrap_err();
+/// assert!(matches!(error, SmallFileError::NotAFile { .. }));
+/// ```
+pub fn read_small_file(path: &Path, limit: u64) -> Result<Vec<u8>, SmallFileError> {
     let read_error = |source| SmallFileError::Read {
         path: path.to_path_buf(),
         source,
@@ -100,7 +135,7 @@ pub(crate) fn read_small_file(path: &Path, limit: u64) -> Result<Vec<u8>, SmallF
 /// A TOML error as `line L, column C: message`, without the excerpt of the file that the
 /// parser's own `Display` shows (it could be the line holding the token) and with any
 /// quoted text in the message masked.
-pub(crate) fn toml_error_without_values(error: &toml::de::Error, text: &str) -> String {
+pub fn toml_error_without_values(error: &toml::de::Error, text: &str) -> String {
     let place = error.span().map(|span| {
         let start = span.start.min(text.len());
         let before = text.get(..start).unwrap_or_default();

@@ -43,6 +43,7 @@ pub mod files;
 // is the signal handling.
 #[cfg(unix)]
 pub mod http;
+pub mod hub;
 #[cfg(unix)]
 pub mod process;
 #[cfg(unix)]

@@ -25,6 +25,8 @@ async fn sqlite_store_passes_the_store_conformance_suite() {
         SqliteStore::open(dir.path().join(format!("store-{n}.db")), "notebook").unwrap()
     };
     runtime_core::store::conformance::run_all(make).await;
+    let catalog = SqliteStore::open(dir.path().join("catalog.db"), "default").unwrap();
+    runtime_core::store::conformance::catalog_lists_and_opens_notebooks(&catalog).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

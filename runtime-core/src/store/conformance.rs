@@ -216,3 +216,40 @@ pub async fn events_round_trip_unchanged<S: Store>(store: &S) {
 pub async fn empty_batches_are_refused<S: Store>(store: &S) {
     assert_eq!(store.commit(Vec::new()).await, Err(StoreError::EmptyBatch));
 }
+
+/// A catalog lists every notebook that has events, with its head, and opens each one to
+/// the same log; an id it cannot hold is refused, not truncated.
+pub async fn catalog_lists_and_opens_notebooks<C: crate::Catalog + ?Sized>(catalog: &C) {
+    let first = catalog.open("conformance-a").unwrap();
+    let second = catalog.open("conformance-b").unwrap();
+    first.commit(vec![event(1), event(2)]).await.unwrap();
+    second.commit(vec![event(3)]).await.unwrap();
+    let listed: Vec<(String, Seq)> = catalog
+        .notebooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|info| info.id.starts_with("conformance-"))
+        .map(|info| (info.id, info.head))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("conformance-a".to_owned(), 2),
+            ("conformance-b".to_owned(), 1)
+        ],
+        "the catalog lists each notebook with its head"
+    );
+    let again = catalog.open("conformance-a").unwrap();
+    assert_eq!(
+        read(&*again, 1, 2).await.len(),
+        2,
+        "opened again, the same log"
+    );
+    for bad in ["", "a\nb", &"x".repeat(crate::store::MAX_NOTEBOOK_ID + 1)] {
+        assert!(
+            matches!(catalog.open(bad), Err(StoreError::Invalid(_))),
+            "the notebook id {bad:?} is refused"
+        );
+    }
+}

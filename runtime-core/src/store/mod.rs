@@ -21,6 +21,7 @@
 //! resumed subscriptions, as agents use it. `store::conformance` (feature `conformance`) is
 //! the test suite every store must pass.
 
+mod catalog;
 mod memory;
 mod retry;
 
@@ -29,6 +30,7 @@ pub mod conformance;
 
 use std::sync::Arc;
 
+pub use catalog::{Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, check_notebook_id};
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, Retrying};
 
@@ -97,8 +99,9 @@ impl Batch {
     }
 }
 
-/// One committed event and its place in the log.
-#[derive(Debug, Clone, PartialEq)]
+/// One committed event and its place in the log. On the wire (the sync protocol):
+/// `{"seq": 1, "event": {...}}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     /// Its sequence number.
     pub seq: Seq,

@@ -27,7 +27,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runtime_core::{Batch, Event, LogEntry, MalformedEvent, Seq, Store, StoreError, Subscription};
+use runtime_core::store::check_notebook_id;
+use runtime_core::{
+    Batch, Catalog, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Store, StoreError,
+    Subscription,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::Notify;
@@ -588,6 +592,22 @@ fn is_duplicate_batch(error: &rusqlite::Error) -> bool {
         rusqlite::Error::SqliteFailure(failure, _)
             if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
     )
+}
+
+/// The notebooks of the file: a hub serves them all through one `SqliteStore`.
+#[async_trait::async_trait]
+impl Catalog for SqliteStore {
+    async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
+        Ok(SqliteStore::notebooks(self)?
+            .into_iter()
+            .map(|(id, head)| NotebookInfo { id, head })
+            .collect())
+    }
+
+    fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
+        check_notebook_id(id)?;
+        Ok(Arc::new(self.notebook(id)))
+    }
 }
 
 #[async_trait::async_trait]

@@ -1,0 +1,122 @@
+//! [`Catalog`]: the notebooks a store holds, next to each notebook's [`Store`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::{MemoryStore, Store, StoreError};
+use crate::state::Seq;
+
+/// A notebook as a catalog lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotebookInfo {
+    /// Its id.
+    pub id: String,
+    /// The sequence number of its last event (0 if it has none).
+    pub head: Seq,
+}
+
+/// The notebooks of one store: list them, and open one (an empty notebook is created by
+/// its first commit). A hub serves notebooks through it.
+///
+/// ```
+/// use runtime_core::{Catalog, MemoryCatalog};
+///
+/// # futures::executor::block_on(async {
+/// let catalog = MemoryCatalog::new();
+/// let store = catalog.open("demo")?;
+/// store.commit(vec![runtime_core::Event::from(runtime_core::CellCreated {
+///     cell_id: "c1".parse().unwrap(),
+///     cell_type: runtime_core::CellType::Code,
+///     source: String::new(),
+/// })]).await?;
+/// let listed = catalog.notebooks().await?;
+/// assert_eq!((listed[0].id.as_str(), listed[0].head), ("demo", 1));
+/// # Ok::<(), runtime_core::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Catalog: crate::maybe_send::MaybeSend + crate::maybe_send::MaybeSync {
+    /// Every notebook that has events, by id.
+    async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError>;
+
+    /// The store of notebook `id`. An id must be non-empty, at most 256 bytes, without
+    /// control characters ([`check_notebook_id`]).
+    fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError>;
+}
+
+/// The longest notebook id accepted.
+pub const MAX_NOTEBOOK_ID: usize = 256;
+
+/// Refuses a notebook id that is empty, longer than [`MAX_NOTEBOOK_ID`] bytes or holds a
+/// control character.
+pub fn check_notebook_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.len() > MAX_NOTEBOOK_ID || id.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "a notebook id is 1 to {MAX_NOTEBOOK_ID} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A catalog of [`MemoryStore`]s, in this process.
+#[derive(Clone, Default)]
+pub struct MemoryCatalog {
+    notebooks: Arc<Mutex<BTreeMap<String, MemoryStore>>>,
+}
+
+impl MemoryCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notebook `id`'s store, made if new.
+    pub fn store(&self, id: &str) -> MemoryStore {
+        self.notebooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Catalog for MemoryCatalog {
+    async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
+        let notebooks = self
+            .notebooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(notebooks
+            .iter()
+            .filter(|(_, store)| !store.is_empty())
+            .map(|(id, store)| NotebookInfo {
+                id: id.clone(),
+                head: store.len() as Seq,
+            })
+            .collect())
+    }
+
+    fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
+        check_notebook_id(id)?;
+        Ok(Arc::new(self.store(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn memory_catalog_passes_the_catalog_conformance_check() {
+        futures::executor::block_on(
+            crate::store::conformance::catalog_lists_and_opens_notebooks(
+                &super::MemoryCatalog::new(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! One client connection: hello, then subscriptions paced by the client, commits checked
+//! against the connection's identity, lists and heartbeats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::{FutureExt, SinkExt, StreamExt};
+use runtime_core::sync::{ClientFrame, ErrorCode, HubFrame, PAGE_ENTRIES, PROTOCOL};
+use runtime_core::{Batch, BatchId, Event, Seq, Store};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::Shared;
+use crate::identity::{Identity, check_batch};
+
+/// How long a client has to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// Frames waiting for the socket; when full, the connection's reader waits (backpressure
+/// on commits) and subscriptions wait for their turn.
+const OUTBOX: usize = 16;
+/// The most subscriptions one connection may hold.
+const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Serves one WebSocket until the client goes.
+pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
+    let (mut sink, frames) = socket.split();
+    let (outbox, mut outgoing) = mpsc::channel::<HubFrame>(OUTBOX);
+    let write = async move {
+        while let Some(frame) = outgoing.recv().await {
+            let Ok(text) = serde_json::to_string(&frame) else {
+                tracing::warn!("a hub frame could not be encoded");
+                continue;
+            };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    };
+    tokio::join!(read(shared, frames, outbox), write);
+}
+
+fn error(
+    req: Option<u64>,
+    sub: Option<u64>,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> HubFrame {
+    HubFrame::Error {
+        req,
+        sub,
+        code,
+        message: message.into(),
+    }
+}
+
+/// Decodes a client frame; a bad one is described by where it went wrong, never by what
+/// it held (a hello's token, say).
+fn decode(text: &str) -> Result<ClientFrame, String> {
+    serde_json::from_str(text).map_err(|error| {
+        format!(
+            "not a client frame ({:?} error at column {})",
+            error.classify(),
+            error.column()
+        )
+    })
+}
+
+async fn hello(
+    shared: &Shared,
+    frames: &mut futures::stream::SplitStream<WebSocket>,
+) -> Result<Identity, String> {
+    let first = tokio::time::timeout(HELLO_WITHIN, frames.next()).await;
+    let Ok(Some(Ok(Message::Text(text)))) = first else {
+        return Err("the first frame must be hello, within 10 s".to_owned());
+    };
+    match decode(&text)? {
+        ClientFrame::Hello { protocol, .. } if protocol != PROTOCOL => Err(format!(
+            "protocol {protocol} is not spoken here; this hub speaks {PROTOCOL}"
+        )),
+        ClientFrame::Hello { token, .. } => shared
+            .authenticator
+            .authenticate(&token)
+            .ok_or_else(|| "the token is not valid".to_owned()),
+        _ => Err("the first frame must be hello".to_owned()),
+    }
+}
+
+async fn read(
+    shared: Arc<Shared>,
+    mut frames: futures::stream::SplitStream<WebSocket>,
+    outbox: mpsc::Sender<HubFrame>,
+) {
+    let identity = match hello(&shared, &mut frames).await {
+        Ok(identity) => identity,
+        Err(why) => {
+            tracing::info!(%why, "refused a connection");
+            let _ = outbox
+                .send(error(None, None, ErrorCode::Unauthorized, why))
+                .await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("connection", identity = %identity.id, role = ?identity.role);
+    tracing::Instrument::instrument(identified(shared, frames, outbox, identity), span).await;
+}
+
+/// Serves an authenticated connection.
+async fn identified(
+    shared: Arc<Shared>,
+    mut frames: futures::stream::SplitStream<WebSocket>,
+    outbox: mpsc::Sender<HubFrame>,
+    identity: Identity,
+) {
+    tracing::info!("connected");
+    let send = |frame: HubFrame| {
+        let outbox = outbox.clone();
+        async move { outbox.send(frame).await.is_ok() }
+    };
+    if !send(HubFrame::Welcome {
+        identity: identity.id.clone(),
+        role: identity.role,
+        protocol: PROTOCOL,
+    })
+    .await
+    {
+        return;
+    }
+    let mut subscriptions: HashMap<u64, (JoinHandle<()>, Arc<Notify>)> = HashMap::new();
+    while let Some(message) = frames.next().await {
+        let text = match message {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Binary(_)) => {
+                send(error(
+                    None,
+                    None,
+                    ErrorCode::BadFrame,
+                    "frames are JSON text",
+                ))
+                .await;
+                continue;
+            }
+            Ok(_) => continue,
+        };
+        let frame = match decode(&text) {
+            Ok(frame) => frame,
+            Err(why) => {
+                if !send(error(None, None, ErrorCode::BadFrame, why)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let reply = match frame {
+            ClientFrame::Hello { .. } => Some(error(
+                None,
+                None,
+                ErrorCode::BadFrame,
+                "hello was said already",
+            )),
+            ClientFrame::Subscribe {
+                sub,
+                notebook,
+                from,
+            } => {
+                if subscriptions.contains_key(&sub) {
+                    Some(error(
+                        None,
+                        Some(sub),
+                        ErrorCode::BadFrame,
+                        "this subscription number is in use",
+                    ))
+                } else if subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                    Some(error(
+                        None,
+                        Some(sub),
+                        ErrorCode::BadFrame,
+                        format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+                    ))
+                } else {
+                    match shared.catalog.open(&notebook) {
+                        Ok(store) => {
+                            let credit = Arc::new(Notify::new());
+                            let task = tokio::spawn(pump(
+                                store,
+                                sub,
+                                from,
+                                outbox.clone(),
+                                credit.clone(),
+                            ));
+                            subscriptions.insert(sub, (task, credit));
+                            None
+                        }
+                        Err(why) => {
+                            Some(error(None, Some(sub), ErrorCode::of(&why), why.to_string()))
+                        }
+                    }
+                }
+            }
+            ClientFrame::More { sub } => {
+                if let Some((_, credit)) = subscriptions.get(&sub) {
+                    credit.notify_one();
+                }
+                None
+            }
+            ClientFrame::Unsubscribe { sub } => {
+                if let Some((task, _)) = subscriptions.remove(&sub) {
+                    task.abort();
+                }
+                None
+            }
+            ClientFrame::Commit {
+                req,
+                notebook,
+                batch,
+                events,
+            } => Some(commit(&shared, &identity, req, &notebook, batch, events).await),
+            ClientFrame::List { req } => Some(match shared.catalog.notebooks().await {
+                Ok(notebooks) => HubFrame::Notebooks { req, notebooks },
+                Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+            }),
+            ClientFrame::Ping { req } => Some(HubFrame::Pong { req }),
+        };
+        if let Some(reply) = reply {
+            if !send(reply).await {
+                break;
+            }
+        }
+    }
+    for (task, _) in subscriptions.into_values() {
+        task.abort();
+    }
+    tracing::info!("disconnected");
+}
+
+async fn commit(
+    shared: &Shared,
+    identity: &Identity,
+    req: u64,
+    notebook: &str,
+    batch: BatchId,
+    events: Vec<Arc<Event>>,
+) -> HubFrame {
+    if events.is_empty() {
+        return error(
+            Some(req),
+            None,
+            ErrorCode::Invalid,
+            "a commit needs at least one event",
+        );
+    }
+    if let Err(why) = check_batch(identity, &events) {
+        tracing::warn!(%why, "refused a commit");
+        return error(Some(req), None, ErrorCode::Forbidden, why);
+    }
+    let store = match shared.catalog.open(notebook) {
+        Ok(store) => store,
+        Err(why) => return error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+    };
+    match store.commit_batch(&Batch { id: batch, events }).await {
+        Ok(seq) => HubFrame::Committed { req, seq },
+        Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+    }
+}
+
+/// Sends a subscription's entries a page at a time: the next page only after the client
+/// took the last one (`more`), so a slow client costs one page, however far behind.
+async fn pump(
+    store: Arc<dyn Store>,
+    sub: u64,
+    from: Seq,
+    outbox: mpsc::Sender<HubFrame>,
+    credit: Arc<Notify>,
+) {
+    let mut entries = store.subscribe(from.max(1));
+    loop {
+        let mut page = Vec::new();
+        let mut failed = None;
+        match entries.next().await {
+            Some(Ok(entry)) => page.push(entry),
+            Some(Err(why)) => failed = Some(why),
+            None => failed = Some(runtime_core::StoreError::Closed),
+        }
+        while failed.is_none() && !page.is_empty() && page.len() < PAGE_ENTRIES {
+            match entries.next().now_or_never() {
+                Some(Some(Ok(entry))) => page.push(entry),
+                Some(Some(Err(why))) => failed = Some(why),
+                Some(None) => failed = Some(runtime_core::StoreError::Closed),
+                None => break,
+            }
+        }
+        if !page.is_empty() {
+            if outbox
+                .send(HubFrame::Entries { sub, entries: page })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            credit.notified().await;
+        }
+        if let Some(why) = failed {
+            let _ = outbox
+                .send(error(None, Some(sub), ErrorCode::of(&why), why.to_string()))
+                .await;
+            return;
+        }
+    }
+}

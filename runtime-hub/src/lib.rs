@@ -1,0 +1,83 @@
+//! The hub: serves notebook logs from any store to agents and UIs on other machines, over
+//! WebSocket (`docs/sync-protocol.md`), with token identities.
+//!
+//! The hub holds no notebook logic. It authenticates each connection, refuses a batch whose
+//! self-declared identity is not the connection's, and moves log entries between a
+//! [`Catalog`] and its clients, one page at a time (a slow client reads at its own pace;
+//! nothing queues for it without bound).
+//!
+//! Mount it in your own axum app, or run the `runtime-hub` binary:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use runtime_hub::{Hub, TokensFile};
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = runtime_native::SqliteStore::open("notebooks.db", "default")?;
+//! let tokens = TokensFile::load("hub-tokens.toml".as_ref())?;
+//! let app = Hub::new(Arc::new(store), Arc::new(tokens)).router();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod connection;
+mod identity;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::Response;
+use axum::routing::get;
+use runtime_core::Catalog;
+
+pub use identity::{Authenticator, Identity, MIN_TOKEN_LEN, TokensError, TokensFile};
+
+/// The largest frame a client may send (a batch of events).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// A hub over a catalog of notebooks, admitting the identities an authenticator knows.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    catalog: Arc<dyn Catalog>,
+    authenticator: Arc<dyn Authenticator>,
+}
+
+impl Hub {
+    /// A hub serving `catalog`'s notebooks to the identities `authenticator` admits.
+    pub fn new(catalog: Arc<dyn Catalog>, authenticator: Arc<dyn Authenticator>) -> Self {
+        Hub {
+            shared: Arc::new(Shared {
+                catalog,
+                authenticator,
+            }),
+        }
+    }
+
+    /// The routes: `GET /sync` (the WebSocket) and `GET /health`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/sync", get(sync))
+            .route("/health", get(|| async { "ok\n" }))
+            .with_state(self.shared.clone())
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+async fn sync(upgrade: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    upgrade
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .on_upgrade(move |socket| connection::serve(shared, socket))
+}

@@ -1,0 +1,106 @@
+//! `runtime-hub`: serves the notebooks of a SQLite file to agents and UIs over WebSocket.
+//!
+//! ```text
+//! runtime-hub --listen 127.0.0.1:7878 --tokens hub-tokens.toml
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use runtime_hub::{Hub, TokensFile};
+use runtime_native::SqliteStore;
+
+/// Serves notebooks to runtime agents and UIs on other machines.
+#[derive(Parser)]
+#[command(
+    after_help = "docs/sync-protocol.md describes the protocol; the tokens file lists [[tokens]] with token, identity and role."
+)]
+struct Cli {
+    /// Where to listen
+    #[arg(long, env = "RUNTIME_HUB_LISTEN", default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// The SQLite file holding the notebooks [default: runtime-agents/notebooks.db in the user data directory]
+    #[arg(long, env = "RUNTIME_STORE", value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// The tokens file (private: chmod 600) [default: runtime-agents/hub-tokens.toml in the user config directory]
+    #[arg(long, env = "RUNTIME_HUB_TOKENS", value_name = "PATH")]
+    tokens: Option<PathBuf>,
+    /// Log filter (RUST_LOG syntax)
+    #[arg(long, env = "RUNTIME_LOG", default_value = "info")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match runtime_native::config::parse_cli::<Cli>() {
+        Ok(cli) => cli,
+        Err(error) => {
+            error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let fail = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    };
+    if let Err(error) = runtime_native::config::init_logging(&cli.log) {
+        return fail(error.to_string());
+    }
+    let Some(store_path) = cli
+        .store
+        .or_else(runtime_native::config::default_store_path)
+    else {
+        return fail("no store: pass --store PATH".to_owned());
+    };
+    let Some(tokens_path) = cli
+        .tokens
+        .or_else(|| dirs_config().map(|dir| dir.join("runtime-agents").join("hub-tokens.toml")))
+    else {
+        return fail("no tokens file: pass --tokens PATH".to_owned());
+    };
+    let tokens = match TokensFile::load(&tokens_path) {
+        Ok(tokens) => tokens,
+        Err(error) => return fail(error.to_string()),
+    };
+    if let Some(dir) = store_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let store = match SqliteStore::open(&store_path, "default") {
+        Ok(store) => store,
+        Err(error) => return fail(error.to_string()),
+    };
+    let listener = match tokio::net::TcpListener::bind(cli.listen).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(format!("cannot listen on {}: {error}", cli.listen)),
+    };
+    let address = listener.local_addr().map_or(cli.listen, |address| address);
+    println!(
+        "hub serving {} on ws://{address}/sync ({} tokens from {})",
+        store_path.display(),
+        tokens.len(),
+        tokens_path.display()
+    );
+    let app = Hub::new(Arc::new(store), Arc::new(tokens)).router();
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.to_string()),
+    }
+}
+
+fn dirs_config() -> Option<PathBuf> {
+    runtime_native::auth::credentials_path().and_then(|path| {
+        path.parent()
+            .and_then(|dir| dir.parent())
+            .map(PathBuf::from)
+    })
+}

@@ -1,0 +1,268 @@
+//! The hub and the native network store on real sockets on 127.0.0.1: the store contract
+//! through the hub, token identities, an agent serving a client across the hub, and a
+//! proxy that cuts every connection again and again while commits and reads go on.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use runtime_core::sync::{BearerToken, Role};
+use runtime_core::*;
+use runtime_hub::{Authenticator, Hub, Identity};
+use runtime_native::hub::{ConnectionState, HubOptions, HubStore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Tokens for the tests: `alice-token…` (a user), `agent-token…` (an agent).
+struct Tokens;
+
+const ALICE: &str = "alice-token-0123456789";
+const AGENT: &str = "agent-token-0123456789";
+
+impl Authenticator for Tokens {
+    fn authenticate(&self, token: &BearerToken) -> Option<Identity> {
+        match token.expose() {
+            ALICE => Some(Identity {
+                id: "alice".into(),
+                role: Role::User,
+            }),
+            AGENT => Some(Identity {
+                id: "agent-1".into(),
+                role: Role::Agent,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A hub on 127.0.0.1 over `catalog`; returns its address.
+async fn hub(catalog: Arc<dyn Catalog>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = Hub::new(catalog, Arc::new(Tokens)).router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("ws://{address}")
+}
+
+fn quick() -> HubOptions {
+    HubOptions {
+        backoff_base: Duration::from_millis(5),
+        backoff_cap: Duration::from_millis(50),
+        ..HubOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_contract_holds_through_the_hub() {
+    let url = hub(Arc::new(MemoryCatalog::new())).await;
+    let store = HubStore::connect(&url, BearerToken::new(ALICE), "first", quick()).unwrap();
+    let count = AtomicUsize::new(0);
+    let make = || {
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        store.notebook(&format!("notebook-{n}")).unwrap()
+    };
+    runtime_core::store::conformance::run_all(make).await;
+    runtime_core::store::conformance::catalog_lists_and_opens_notebooks(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_are_checked_and_a_bad_token_fails_for_good() {
+    let url = hub(Arc::new(MemoryCatalog::new())).await;
+    let wrong =
+        HubStore::connect(&url, BearerToken::new("not-a-token-at-all"), "n", quick()).unwrap();
+    let error = wrong.commit(vec![cell("c1")]).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(!error.to_string().contains("not-a-token"), "{error}");
+    assert!(matches!(
+        *wrong.connection_state().borrow(),
+        ConnectionState::Failed(_)
+    ));
+    assert!(!format!("{wrong:?}").contains("not-a-token"));
+
+    let alice = HubStore::connect(&url, BearerToken::new(ALICE), "n", quick()).unwrap();
+    alice.commit(vec![cell("c1")]).await.unwrap();
+    // Impersonation: a request in someone else's name.
+    let error = alice
+        .commit(vec![request("c1", "q1", "mallory")])
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("authenticated as \"alice\""),
+        "{error}"
+    );
+    alice
+        .commit(vec![request("c1", "q1", "alice")])
+        .await
+        .unwrap();
+    // A user token cannot start a runtime session.
+    let agent = RuntimeAgent::new(
+        alice.clone(),
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new("alice"),
+    )
+    .unwrap()
+    .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    let stopped = tokio::time::timeout(Duration::from_secs(30), agent.run())
+        .await
+        .unwrap();
+    let error = stopped.unwrap_err().to_string();
+    assert!(error.contains("only an agent token"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_serves_a_client_across_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = runtime_native::SqliteStore::open(dir.path().join("hub.db"), "default").unwrap();
+    let url = hub(Arc::new(catalog)).await;
+    let agent_store = HubStore::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
+    let agent = RuntimeAgent::new(
+        agent_store,
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new("agent-1"),
+    )
+    .unwrap()
+    .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    let handle = agent.handle();
+    tokio::spawn(agent.run());
+    let client_store = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    let client = NotebookClient::new(client_store.clone(), "alice");
+    for n in 0..5 {
+        let (_, queue_id) = client
+            .run_cell(CellType::Code, &format!("print({n})"))
+            .await
+            .unwrap();
+        let entry = completion(&client_store, &queue_id).await;
+        assert!(
+            matches!(
+                entry.state,
+                EntryState::Completed {
+                    status: CompletionStatus::Success,
+                    ..
+                }
+            ),
+            "{:?}",
+            entry.state
+        );
+    }
+    handle.shutdown();
+}
+
+/// A proxy between clients and the hub that cuts every connection at random moments
+/// while 300 batches are committed one after another and a reader follows the log: the
+/// log holds each batch once, in order, and the reader saw exactly the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_lose_nothing_and_duplicate_nothing() {
+    let catalog = MemoryCatalog::new();
+    let url = hub(Arc::new(catalog.clone())).await;
+    let (proxy_url, cut, accepted) = proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let writer = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
+    let reader = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
+    let read = tokio::spawn(async move {
+        reader
+            .subscribe(1)
+            .take(300)
+            .map(|entry| entry.unwrap())
+            .collect::<Vec<_>>()
+            .await
+    });
+    let cutter = tokio::spawn(async move {
+        for n in 0u64.. {
+            tokio::time::sleep(Duration::from_millis(3 + n % 17)).await;
+            cut.send_modify(|cuts| *cuts += 1);
+        }
+    });
+    for n in 0..300 {
+        let seq = writer.commit(vec![cell(&format!("cell-{n}"))]).await;
+        // A commit answered on a connection that was then cut is still answered once.
+        assert!(seq.is_ok(), "commit {n}: {seq:?}");
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap()
+        .unwrap();
+    cutter.abort();
+    let log = catalog.store("cuts").entries();
+    assert_eq!(log.len(), 300, "each batch landed exactly once");
+    for (n, entry) in log.iter().enumerate() {
+        assert_eq!(entry.seq, n as u64 + 1);
+        assert_eq!(
+            *entry.event,
+            cell(&format!("cell-{n}")),
+            "in the order committed"
+        );
+    }
+    assert_eq!(seen, log, "the reader saw the log exactly");
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!(
+        connections > 20,
+        "only {connections} connections: the proxy did not cut enough"
+    );
+}
+
+/// Forwards TCP to `target`; every change of the returned counter cuts all current
+/// connections. Also counts the connections it accepted.
+async fn proxy(target: String) -> (String, watch::Sender<u64>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let (cut, cuts) = watch::channel(0u64);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            let mut cuts = cuts.clone();
+            cuts.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cuts.changed() => {}
+                }
+            });
+        }
+    });
+    (url, cut, accepted)
+}
+
+fn cell(id: &str) -> Event {
+    CellCreated {
+        cell_id: id.into(),
+        cell_type: CellType::Code,
+        source: String::new(),
+    }
+    .into()
+}
+
+fn request(cell: &str, queue: &str, by: &str) -> Event {
+    ExecutionRequested {
+        queue_id: queue.into(),
+        cell_id: cell.into(),
+        cell_type: CellType::Code,
+        source: "x".into(),
+        requested_by: by.into(),
+    }
+    .into()
+}
+
+async fn completion(store: &HubStore, queue_id: &QueueId) -> QueueEntry {
+    let mut watcher = NotebookWatcher::new(store);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(entry) = watcher.state().entry(queue_id) {
+                if matches!(entry.state, EntryState::Completed { .. }) {
+                    return entry.clone();
+                }
+            }
+            watcher.next().await.unwrap();
+        }
+    })
+    .await
+    .unwrap()
+}

@@ -1,0 +1,748 @@
+//! [`HubStore`]: a notebook's log on a hub, over WebSocket (`docs/sync-protocol.md`).
+//!
+//! One connection task per [`HubStore::connect`] serves every notebook opened through it.
+//! It connects outbound only, and reconnects on its own with exponential backoff and full
+//! jitter: subscriptions resume after the last entry they delivered, and commits that had
+//! no answer are sent again with their batch ids (the hub's store returns the original
+//! sequence number for a batch it already holds). So across any number of disconnects no
+//! entry is lost, duplicated or reordered, and no batch lands twice.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use runtime_core::store::check_notebook_id;
+use runtime_core::sync::{BearerToken, ClientFrame, ErrorCode, HubFrame, PROTOCOL};
+use runtime_core::{Batch, Catalog, LogEntry, NotebookInfo, Seq, Store, StoreError, Subscription};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How a [`HubStore`] connects and retries.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    /// The first reconnect delay's cap; each attempt doubles it, up to `backoff_cap`. The
+    /// delay is drawn uniformly below the cap (full jitter), so clients cut off together do
+    /// not come back together.
+    pub backoff_base: Duration,
+    /// The longest delay between attempts.
+    pub backoff_cap: Duration,
+    /// The most batches waiting for an answer (or for the connection); a commit beyond
+    /// that fails with a retriable [`StoreError::Unavailable`].
+    pub commit_buffer: usize,
+    /// How often the connection is checked with a ping; with no frame from the hub for
+    /// three of these, it is taken as dead and made again.
+    pub heartbeat: Duration,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(5),
+            commit_buffer: 1024,
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The state of a [`HubStore`]'s connection, for a UI to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The first attempt is under way.
+    Connecting,
+    /// Connected and authenticated.
+    Connected {
+        /// Who the hub says the token belongs to.
+        identity: String,
+    },
+    /// The connection was lost (or not made); the next attempt comes after `retry_in`.
+    Reconnecting {
+        /// Attempts since the last success.
+        attempt: u32,
+        /// The delay before the next one.
+        retry_in: Duration,
+        /// What went wrong.
+        error: String,
+    },
+    /// The hub refused the token: nothing is retried; every call fails.
+    Failed(String),
+}
+
+/// A notebook on a hub, as a [`Store`] (and the hub's notebooks, as a [`Catalog`]).
+///
+/// ```no_run
+/// use runtime_core::{Store, sync::BearerToken};
+/// use runtime_native::hub::{HubOptions, HubStore};
+///
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = HubStore::connect(
+///     "ws://127.0.0.1:7878",
+///     BearerToken::new("a-long-random-secret"),
+///     "demo",
+///     HubOptions::default(),
+/// )?;
+/// let mut state = store.connection_state();
+/// state.wait_for(|state| matches!(state, runtime_native::hub::ConnectionState::Connected { .. })).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HubStore {
+    client: Arc<Client>,
+    notebook: String,
+}
+
+struct Client {
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<ConnectionState>,
+    next_sub: AtomicU64,
+    url: String,
+}
+
+/// Why [`HubStore::connect`] refused its arguments.
+#[derive(Debug, thiserror::Error)]
+pub enum HubUrlError {
+    /// Not `ws://host:port[/path]`.
+    #[error("expected a hub URL like ws://host:7878 (wss:// is not supported yet)")]
+    Invalid,
+    /// Not inside a tokio runtime.
+    #[error("HubStore::connect must be called inside a tokio runtime")]
+    NoRuntime,
+    /// A bad notebook id.
+    #[error(transparent)]
+    Notebook(#[from] StoreError),
+}
+
+enum Command {
+    Commit {
+        notebook: String,
+        batch: Batch,
+        reply: oneshot::Sender<Result<Seq, StoreError>>,
+    },
+    Subscribe {
+        sub: u64,
+        notebook: String,
+        from: Seq,
+        pages: mpsc::Sender<Page>,
+    },
+    More {
+        sub: u64,
+        generation: u64,
+    },
+    Unsubscribe {
+        sub: u64,
+    },
+    List {
+        reply: oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>,
+    },
+}
+
+/// A page of a subscription, tagged with the connection it came on.
+type Page = (u64, Result<Vec<LogEntry>, StoreError>);
+
+impl HubStore {
+    /// Notebook `notebook` on the hub at `url` (`ws://host:port`; `/sync` is added when the
+    /// URL has no path). Connects in the background, inside the current tokio runtime;
+    /// calls made before the connection is up wait for it.
+    pub fn connect(
+        url: &str,
+        token: BearerToken,
+        notebook: &str,
+        options: HubOptions,
+    ) -> Result<HubStore, HubUrlError> {
+        check_notebook_id(notebook)?;
+        let rest = url.strip_prefix("ws://").ok_or(HubUrlError::Invalid)?;
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains(char::is_whitespace) {
+            return Err(HubUrlError::Invalid);
+        }
+        let path = if path.is_empty() || path == "/" {
+            "/sync"
+        } else {
+            path
+        };
+        let url = format!("ws://{authority}{path}");
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| HubUrlError::NoRuntime)?;
+        let (commands, inbox) = mpsc::channel(64);
+        let (state_tx, state) = watch::channel(ConnectionState::Connecting);
+        let task = Connection {
+            url: url.clone(),
+            token,
+            options,
+            state: state_tx,
+            commits: BTreeMap::new(),
+            subscriptions: HashMap::new(),
+            lists: HashMap::new(),
+            next_req: 1,
+            generation: 0,
+            failed: None,
+            random: seed(),
+        };
+        runtime.spawn(task.run(inbox));
+        Ok(HubStore {
+            client: Arc::new(Client {
+                commands,
+                state,
+                next_sub: AtomicU64::new(1),
+                url,
+            }),
+            notebook: notebook.to_owned(),
+        })
+    }
+
+    /// Another notebook on the same hub, over the same connection.
+    pub fn notebook(&self, notebook: &str) -> Result<HubStore, StoreError> {
+        check_notebook_id(notebook)?;
+        Ok(HubStore {
+            client: self.client.clone(),
+            notebook: notebook.to_owned(),
+        })
+    }
+
+    /// The notebook this store serves.
+    pub fn notebook_id(&self) -> &str {
+        &self.notebook
+    }
+
+    /// The connection's state, to watch.
+    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.client.state.clone()
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.client
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+}
+
+impl std::fmt::Debug for HubStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubStore")
+            .field("url", &self.client.url)
+            .field("notebook", &self.notebook)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for HubStore {
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        if batch.events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Commit {
+            notebook: self.notebook.clone(),
+            batch: batch.clone(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn subscribe(&self, from: Seq) -> Subscription {
+        let sub = self.client.next_sub.fetch_add(1, Ordering::Relaxed);
+        // Two pages at most: one being read, one that came on a new connection before the
+        // old one's page was read.
+        let (pages, received) = mpsc::channel(2);
+        let subscribe = Command::Subscribe {
+            sub,
+            notebook: self.notebook.clone(),
+            from: from.max(1),
+            pages,
+        };
+        let reader = Reader {
+            sub,
+            commands: self.client.commands.clone(),
+            received,
+            buffered: VecDeque::new(),
+            subscribe: Some(subscribe),
+            ended: false,
+        };
+        Box::pin(futures::stream::unfold(reader, Reader::next))
+    }
+}
+
+#[async_trait::async_trait]
+impl Catalog for HubStore {
+    async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::List { reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(self.notebook(id)?))
+    }
+}
+
+/// A subscription's reading end: asks for the next page once it took one.
+struct Reader {
+    sub: u64,
+    commands: mpsc::Sender<Command>,
+    received: mpsc::Receiver<Page>,
+    buffered: VecDeque<LogEntry>,
+    subscribe: Option<Command>,
+    ended: bool,
+}
+
+impl Reader {
+    async fn next(mut self) -> Option<(Result<LogEntry, StoreError>, Reader)> {
+        if let Some(subscribe) = self.subscribe.take() {
+            if self.commands.send(subscribe).await.is_err() {
+                self.ended = true;
+                return Some((Err(StoreError::Closed), self));
+            }
+        }
+        loop {
+            if let Some(entry) = self.buffered.pop_front() {
+                return Some((Ok(entry), self));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.received.recv().await {
+                Some((generation, Ok(entries))) => {
+                    self.buffered.extend(entries);
+                    let more = Command::More {
+                        sub: self.sub,
+                        generation,
+                    };
+                    let _ = self.commands.send(more).await;
+                }
+                Some((_, Err(error))) => {
+                    self.ended = true;
+                    return Some((Err(error), self));
+                }
+                None => {
+                    self.ended = true;
+                    return Some((Err(StoreError::Closed), self));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let _ = self
+            .commands
+            .try_send(Command::Unsubscribe { sub: self.sub });
+    }
+}
+
+/// A subscription as the connection task keeps it.
+struct Subscribed {
+    notebook: String,
+    /// The next sequence number to deliver.
+    next: Seq,
+    pages: mpsc::Sender<Page>,
+}
+
+/// A commit waiting for its answer.
+struct Pending {
+    notebook: String,
+    batch: Batch,
+    reply: oneshot::Sender<Result<Seq, StoreError>>,
+}
+
+/// The connection task's state: everything it must redo after a reconnect.
+struct Connection {
+    url: String,
+    token: BearerToken,
+    options: HubOptions,
+    state: watch::Sender<ConnectionState>,
+    /// Commits by request number, in the order they were made.
+    commits: BTreeMap<u64, Pending>,
+    subscriptions: HashMap<u64, Subscribed>,
+    lists: HashMap<u64, oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>>,
+    next_req: u64,
+    /// Counts connections, so a `more` for a page of an older one is not sent.
+    generation: u64,
+    /// Set once the hub refused the token: every call fails with it.
+    failed: Option<String>,
+    random: u64,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Why a connection ended.
+enum Ended {
+    /// Every `HubStore` is gone.
+    Dropped,
+    /// Lost or not made: try again.
+    Lost(String),
+    /// The hub refused the token.
+    Refused(String),
+}
+
+impl Connection {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+        let mut attempt: u32 = 0;
+        loop {
+            let ended = match self.connect().await {
+                Ok((socket, identity)) => {
+                    attempt = 0;
+                    self.generation += 1;
+                    tracing::info!(url = %self.url, %identity, "connected to the hub");
+                    self.state
+                        .send_replace(ConnectionState::Connected { identity });
+                    self.serve(socket, &mut inbox).await
+                }
+                Err(ended) => ended,
+            };
+            match ended {
+                Ended::Dropped => return,
+                Ended::Refused(why) => {
+                    tracing::warn!(url = %self.url, %why, "the hub refused the connection");
+                    self.fail(why.clone());
+                    self.state.send_replace(ConnectionState::Failed(why));
+                    // Answer every later call with the refusal until the stores are gone.
+                    while let Some(command) = inbox.recv().await {
+                        self.refuse(command);
+                    }
+                    return;
+                }
+                Ended::Lost(error) => {
+                    attempt = attempt.saturating_add(1);
+                    let retry_in = self.backoff(attempt);
+                    tracing::info!(url = %self.url, %error, ?retry_in, "the hub connection is down; retrying");
+                    self.state.send_replace(ConnectionState::Reconnecting {
+                        attempt,
+                        retry_in,
+                        error,
+                    });
+                    // Calls keep coming while the connection is down: queue them.
+                    let wake = Instant::now() + retry_in;
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(wake) => break,
+                            command = inbox.recv() => match command {
+                                Some(command) => {
+                                    // Recorded, to be sent once connected.
+                                    let _ = self.queue_frame(command);
+                                }
+                                None => return,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The delay before attempt `attempt`: uniform below `base * 2^attempt`, capped.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let cap = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.options.backoff_cap);
+        // xorshift64*: jitter needs no cryptographic randomness.
+        self.random ^= self.random >> 12;
+        self.random ^= self.random << 25;
+        self.random ^= self.random >> 27;
+        let fraction =
+            (self.random.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        cap.mul_f64(fraction)
+    }
+
+    async fn connect(&mut self) -> Result<(Socket, String), Ended> {
+        let lost = |error: String| Ended::Lost(error);
+        let (mut socket, _) = tokio::time::timeout(
+            self.options.heartbeat * 3,
+            tokio_tungstenite::connect_async(self.url.as_str()),
+        )
+        .await
+        .map_err(|_| lost("connecting timed out".to_owned()))?
+        .map_err(|error| lost(format!("cannot connect: {error}")))?;
+        let hello = ClientFrame::Hello {
+            token: self.token.clone(),
+            protocol: PROTOCOL,
+        };
+        send(&mut socket, &hello).await.map_err(lost)?;
+        let answer = tokio::time::timeout(self.options.heartbeat * 3, next_frame(&mut socket))
+            .await
+            .map_err(|_| lost("the hub did not answer hello".to_owned()))?;
+        match answer {
+            Ok(HubFrame::Welcome { identity, .. }) => Ok((socket, identity)),
+            Ok(HubFrame::Error {
+                code: ErrorCode::Unauthorized,
+                message,
+                ..
+            }) => Err(Ended::Refused(message)),
+            Ok(other) => Err(lost(format!("unexpected answer to hello: {other:?}"))),
+            Err(error) => Err(lost(error)),
+        }
+    }
+
+    /// Redoes what the last connection left unfinished, then serves until it is lost.
+    async fn serve(&mut self, mut socket: Socket, inbox: &mut mpsc::Receiver<Command>) -> Ended {
+        let mut resend = Vec::new();
+        for (&sub, subscribed) in &self.subscriptions {
+            resend.push(ClientFrame::Subscribe {
+                sub,
+                notebook: subscribed.notebook.clone(),
+                from: subscribed.next,
+            });
+        }
+        for (&req, pending) in &self.commits {
+            resend.push(commit_frame(req, pending));
+        }
+        for &req in self.lists.keys() {
+            resend.push(ClientFrame::List { req });
+        }
+        for frame in resend {
+            if let Err(error) = send(&mut socket, &frame).await {
+                return Ended::Lost(error);
+            }
+        }
+        let mut heartbeat = tokio::time::interval(self.options.heartbeat);
+        heartbeat.tick().await;
+        let mut heard = Instant::now();
+        loop {
+            tokio::select! {
+                command = inbox.recv() => {
+                    let Some(command) = command else {
+                        let _ = socket.close(None).await;
+                        return Ended::Dropped;
+                    };
+                    if let Some(frame) = self.queue_frame(command) {
+                        if let Err(error) = send(&mut socket, &frame).await {
+                            return Ended::Lost(error);
+                        }
+                    }
+                }
+                frame = next_frame(&mut socket) => {
+                    heard = Instant::now();
+                    match frame {
+                        Ok(frame) => self.receive(frame),
+                        Err(error) => return Ended::Lost(error),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if heard.elapsed() > self.options.heartbeat * 3 {
+                        return Ended::Lost("no frame from the hub for three heartbeats".to_owned());
+                    }
+                    let ping = ClientFrame::Ping { req: self.req() };
+                    if let Err(error) = send(&mut socket, &ping).await {
+                        return Ended::Lost(error);
+                    }
+                }
+            }
+        }
+    }
+
+    fn req(&mut self) -> u64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        req
+    }
+
+    /// Records a call; returns the frame to send now, if connected.
+    fn queue_frame(&mut self, command: Command) -> Option<ClientFrame> {
+        if self.failed.is_some() {
+            self.refuse(command);
+            return None;
+        }
+        match command {
+            Command::Commit {
+                notebook,
+                batch,
+                reply,
+            } => {
+                if self.commits.len() >= self.options.commit_buffer {
+                    let _ = reply.send(Err(StoreError::Unavailable(format!(
+                        "{} batches already wait for the hub (the commit buffer is full)",
+                        self.commits.len()
+                    ))));
+                    return None;
+                }
+                let req = self.req();
+                let pending = Pending {
+                    notebook,
+                    batch,
+                    reply,
+                };
+                let frame = commit_frame(req, &pending);
+                self.commits.insert(req, pending);
+                Some(frame)
+            }
+            Command::Subscribe {
+                sub,
+                notebook,
+                from,
+                pages,
+            } => {
+                self.subscriptions.insert(
+                    sub,
+                    Subscribed {
+                        notebook: notebook.clone(),
+                        next: from,
+                        pages,
+                    },
+                );
+                Some(ClientFrame::Subscribe {
+                    sub,
+                    notebook,
+                    from,
+                })
+            }
+            Command::More { sub, generation } => (generation == self.generation
+                && self.subscriptions.contains_key(&sub))
+            .then_some(ClientFrame::More { sub }),
+            Command::Unsubscribe { sub } => self
+                .subscriptions
+                .remove(&sub)
+                .map(|_| ClientFrame::Unsubscribe { sub }),
+            Command::List { reply } => {
+                let req = self.req();
+                self.lists.insert(req, reply);
+                Some(ClientFrame::List { req })
+            }
+        }
+    }
+
+    fn receive(&mut self, frame: HubFrame) {
+        match frame {
+            HubFrame::Entries { sub, entries } => {
+                let Some(subscribed) = self.subscriptions.get_mut(&sub) else {
+                    return;
+                };
+                // Never deliver an entry twice, whatever the hub sends.
+                let entries: Vec<LogEntry> = entries
+                    .into_iter()
+                    .filter(|entry| entry.seq >= subscribed.next)
+                    .collect();
+                if let Some(last) = entries.last() {
+                    subscribed.next = last.seq + 1;
+                }
+                if subscribed
+                    .pages
+                    .try_send((self.generation, Ok(entries)))
+                    .is_err()
+                {
+                    tracing::warn!(sub, "a subscription's reader is gone or behind; ending it");
+                    self.subscriptions.remove(&sub);
+                }
+            }
+            HubFrame::Committed { req, seq } => {
+                if let Some(pending) = self.commits.remove(&req) {
+                    let _ = pending.reply.send(Ok(seq));
+                }
+            }
+            HubFrame::Notebooks { req, notebooks } => {
+                if let Some(reply) = self.lists.remove(&req) {
+                    let _ = reply.send(Ok(notebooks));
+                }
+            }
+            HubFrame::Error {
+                req,
+                sub,
+                code,
+                message,
+            } => {
+                let error = || code.into_store_error(message.clone());
+                if let Some(req) = req {
+                    if let Some(pending) = self.commits.remove(&req) {
+                        let _ = pending.reply.send(Err(error()));
+                    } else if let Some(reply) = self.lists.remove(&req) {
+                        let _ = reply.send(Err(error()));
+                    }
+                }
+                if let Some(subscribed) = sub.and_then(|sub| self.subscriptions.remove(&sub)) {
+                    let _ = subscribed.pages.try_send((self.generation, Err(error())));
+                }
+                if req.is_none() && sub.is_none() {
+                    tracing::warn!(?code, %message, "the hub reported an error");
+                }
+            }
+            HubFrame::Pong { .. } | HubFrame::Welcome { .. } => {}
+        }
+    }
+
+    /// Fails everything waiting with the hub's refusal.
+    fn fail(&mut self, why: String) {
+        self.failed = Some(why.clone());
+        let error = || StoreError::Backend(format!("the hub refused the connection: {why}"));
+        for (_, pending) in std::mem::take(&mut self.commits) {
+            let _ = pending.reply.send(Err(error()));
+        }
+        for (_, reply) in std::mem::take(&mut self.lists) {
+            let _ = reply.send(Err(error()));
+        }
+        for (_, subscribed) in std::mem::take(&mut self.subscriptions) {
+            let _ = subscribed.pages.try_send((self.generation, Err(error())));
+        }
+    }
+
+    fn refuse(&mut self, command: Command) {
+        let why = self.failed.clone().unwrap_or_default();
+        let error = StoreError::Backend(format!("the hub refused the connection: {why}"));
+        match command {
+            Command::Commit { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Command::List { reply } => {
+                let _ = reply.send(Err(error));
+            }
+            Command::Subscribe { pages, .. } => {
+                let _ = pages.try_send((self.generation, Err(error)));
+            }
+            Command::More { .. } | Command::Unsubscribe { .. } => {}
+        }
+    }
+}
+
+fn commit_frame(req: u64, pending: &Pending) -> ClientFrame {
+    ClientFrame::Commit {
+        req,
+        notebook: pending.notebook.clone(),
+        batch: pending.batch.id.clone(),
+        events: pending.batch.events.clone(),
+    }
+}
+
+async fn send(socket: &mut Socket, frame: &ClientFrame) -> Result<(), String> {
+    let text = serde_json::to_string(frame).map_err(|error| error.to_string())?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|error| format!("the connection broke: {error}"))
+}
+
+/// The next hub frame; a frame that does not decode is logged and skipped.
+async fn next_frame(socket: &mut Socket) -> Result<HubFrame, String> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<HubFrame>(&text) {
+                Ok(frame) => return Ok(frame),
+                Err(error) => {
+                    tracing::warn!(kind = ?error.classify(), column = error.column(), "skipped a frame from the hub that does not decode");
+                }
+            },
+            Some(Ok(Message::Close(_))) | None => {
+                return Err("the hub closed the connection".to_owned());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(format!("the connection broke: {error}")),
+        }
+    }
+}
+
+/// A seed for the backoff's jitter.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish() | 1
+}
