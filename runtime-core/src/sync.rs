@@ -96,6 +96,13 @@ pub enum ClientFrame {
         /// Its events.
         events: Vec<Arc<Event>>,
     },
+    /// Ask for a notebook's head: the sequence number of its last event.
+    Head {
+        /// The client's number for this request.
+        req: u64,
+        /// The notebook.
+        notebook: String,
+    },
     /// List the notebooks.
     List {
         /// The client's number for this request.
@@ -137,6 +144,13 @@ pub enum HubFrame {
         /// The request.
         req: u64,
         /// The batch's first sequence number.
+        seq: Seq,
+    },
+    /// The answer to `head`.
+    Head {
+        /// The request.
+        req: u64,
+        /// The sequence number of the notebook's last event (0 if it has none).
         seq: Seq,
     },
     /// The answer to `list`.

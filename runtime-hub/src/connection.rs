@@ -218,6 +218,12 @@ async fn identified(
                 batch,
                 events,
             } => Some(commit(&shared, &identity, req, &notebook, batch, events).await),
+            ClientFrame::Head { req, notebook } => Some(
+                match async { shared.catalog.open(&notebook)?.head().await }.await {
+                    Ok(seq) => HubFrame::Head { req, seq },
+                    Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+                },
+            ),
             ClientFrame::List { req } => Some(match shared.catalog.notebooks().await {
                 Ok(notebooks) => HubFrame::Notebooks { req, notebooks },
                 Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),

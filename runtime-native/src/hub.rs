@@ -134,9 +134,39 @@ enum Command {
     Unsubscribe {
         sub: u64,
     },
-    List {
-        reply: oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>,
+    Query(Query),
+}
+
+/// A request answered once: list the notebooks, or read a notebook's head.
+enum Query {
+    List(oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>),
+    Head {
+        notebook: String,
+        reply: oneshot::Sender<Result<Seq, StoreError>>,
     },
+}
+
+impl Query {
+    fn frame(&self, req: u64) -> ClientFrame {
+        match self {
+            Query::List(_) => ClientFrame::List { req },
+            Query::Head { notebook, .. } => ClientFrame::Head {
+                req,
+                notebook: notebook.clone(),
+            },
+        }
+    }
+
+    fn fail(self, error: StoreError) {
+        match self {
+            Query::List(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Query::Head { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
 }
 
 /// A page of a subscription, tagged with the connection it came on.
@@ -177,7 +207,7 @@ impl HubStore {
             state: state_tx,
             commits: BTreeMap::new(),
             subscriptions: HashMap::new(),
-            lists: HashMap::new(),
+            queries: HashMap::new(),
             next_req: 1,
             generation: 0,
             failed: None,
@@ -248,6 +278,16 @@ impl Store for HubStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn head(&self) -> Result<Seq, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Query(Query::Head {
+            notebook: self.notebook.clone(),
+            reply,
+        }))
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     fn subscribe(&self, from: Seq) -> Subscription {
         let sub = self.client.next_sub.fetch_add(1, Ordering::Relaxed);
         // Two pages at most: one being read, one that came on a new connection before the
@@ -275,7 +315,7 @@ impl Store for HubStore {
 impl Catalog for HubStore {
     async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::List { reply }).await?;
+        self.send(Command::Query(Query::List(reply))).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -363,7 +403,7 @@ struct Connection {
     /// Commits by request number, in the order they were made.
     commits: BTreeMap<u64, Pending>,
     subscriptions: HashMap<u64, Subscribed>,
-    lists: HashMap<u64, oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>>,
+    queries: HashMap<u64, Query>,
     next_req: u64,
     /// Counts connections, so a `more` for a page of an older one is not sent.
     generation: u64,
@@ -498,8 +538,8 @@ impl Connection {
         for (&req, pending) in &self.commits {
             resend.push(commit_frame(req, pending));
         }
-        for &req in self.lists.keys() {
-            resend.push(ClientFrame::List { req });
+        for (&req, query) in &self.queries {
+            resend.push(query.frame(req));
         }
         for frame in resend {
             if let Err(error) = send(&mut socket, &frame).await {
@@ -604,10 +644,11 @@ impl Connection {
                 .subscriptions
                 .remove(&sub)
                 .map(|_| ClientFrame::Unsubscribe { sub }),
-            Command::List { reply } => {
+            Command::Query(query) => {
                 let req = self.req();
-                self.lists.insert(req, reply);
-                Some(ClientFrame::List { req })
+                let frame = query.frame(req);
+                self.queries.insert(req, query);
+                Some(frame)
             }
         }
     }
@@ -641,8 +682,13 @@ impl Connection {
                 }
             }
             HubFrame::Notebooks { req, notebooks } => {
-                if let Some(reply) = self.lists.remove(&req) {
+                if let Some(Query::List(reply)) = self.queries.remove(&req) {
                     let _ = reply.send(Ok(notebooks));
+                }
+            }
+            HubFrame::Head { req, seq } => {
+                if let Some(Query::Head { reply, .. }) = self.queries.remove(&req) {
+                    let _ = reply.send(Ok(seq));
                 }
             }
             HubFrame::Error {
@@ -655,8 +701,8 @@ impl Connection {
                 if let Some(req) = req {
                     if let Some(pending) = self.commits.remove(&req) {
                         let _ = pending.reply.send(Err(error()));
-                    } else if let Some(reply) = self.lists.remove(&req) {
-                        let _ = reply.send(Err(error()));
+                    } else if let Some(query) = self.queries.remove(&req) {
+                        query.fail(error());
                     }
                 }
                 if let Some(subscribed) = sub.and_then(|sub| self.subscriptions.remove(&sub)) {
@@ -677,8 +723,8 @@ impl Connection {
         for (_, pending) in std::mem::take(&mut self.commits) {
             let _ = pending.reply.send(Err(error()));
         }
-        for (_, reply) in std::mem::take(&mut self.lists) {
-            let _ = reply.send(Err(error()));
+        for (_, query) in std::mem::take(&mut self.queries) {
+            query.fail(error());
         }
         for (_, subscribed) in std::mem::take(&mut self.subscriptions) {
             let _ = subscribed.pages.try_send((self.generation, Err(error())));
@@ -692,9 +738,7 @@ impl Connection {
             Command::Commit { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
-            Command::List { reply } => {
-                let _ = reply.send(Err(error));
-            }
+            Command::Query(query) => query.fail(error),
             Command::Subscribe { pages, .. } => {
                 let _ = pages.try_send((self.generation, Err(error)));
             }

@@ -46,6 +46,19 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     empty_batches_are_refused(&make()).await;
     a_retried_batch_lands_once(&make()).await;
     racing_retries_of_one_batch_land_once(&make()).await;
+    head_is_the_last_sequence_number(&make()).await;
+}
+
+/// `head` is 0 for an empty notebook, then the sequence number of the last event.
+pub async fn head_is_the_last_sequence_number<S: Store>(store: &S) {
+    assert_eq!(store.head().await, Ok(0), "an empty notebook's head is 0");
+    store.commit(vec![event(1), event(2)]).await.unwrap();
+    store.commit(vec![event(3)]).await.unwrap();
+    assert_eq!(
+        store.head().await,
+        Ok(3),
+        "the head is the last event's sequence number"
+    );
 }
 
 /// A batch committed again (a retry after an error that hid its success) is not appended

@@ -147,6 +147,10 @@ impl Store for MemoryStore {
         self.commit_batch_now(batch)
     }
 
+    async fn head(&self) -> Result<Seq, StoreError> {
+        Ok(self.len() as Seq)
+    }
+
     fn subscribe(&self, from: Seq) -> Subscription {
         let reader = {
             let mut inner = self.lock();

@@ -147,6 +147,22 @@ pub trait Store: MaybeSend + MaybeSync {
         }
         self.commit_batch(&Batch::new(events)).await
     }
+
+    /// The sequence number of the notebook's last event (0 if it has none): read up to it
+    /// to see the notebook as it is now.
+    ///
+    /// The provided version reads what the log delivers without waiting, which is right
+    /// for a store whose committed events are all delivered at once (like
+    /// [`MemoryStore`]) but reads the whole log: stores override it.
+    async fn head(&self) -> Result<Seq, StoreError> {
+        use futures::{FutureExt, StreamExt};
+        let mut log = self.subscribe(1);
+        let mut head = 0;
+        while let Some(Some(entry)) = log.next().now_or_never() {
+            head = entry?.seq;
+        }
+        Ok(head)
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
@@ -158,5 +174,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn subscribe(&self, from: Seq) -> Subscription {
         (**self).subscribe(from)
+    }
+
+    async fn head(&self) -> Result<Seq, StoreError> {
+        (**self).head().await
     }
 }

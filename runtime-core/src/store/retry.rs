@@ -152,6 +152,22 @@ impl Store for Retrying {
         }
     }
 
+    async fn head(&self) -> Result<Seq, StoreError> {
+        let mut attempts = Attempts::new(self.policy);
+        loop {
+            match self.inner.head().await {
+                Err(error) => match attempts.after(&error, &*self.clock, "reading the head") {
+                    Some(wait) => self.clock.sleep(wait).await,
+                    None => return Err(error),
+                },
+                Ok(head) => {
+                    attempts.succeeded();
+                    return Ok(head);
+                }
+            }
+        }
+    }
+
     fn subscribe(&self, from: Seq) -> Subscription {
         let resuming = Resuming {
             subscription: self.inner.subscribe(from),

@@ -651,6 +651,10 @@ impl Store for SqliteStore {
         Ok(first)
     }
 
+    async fn head(&self) -> Result<Seq, StoreError> {
+        SqliteStore::head(self)
+    }
+
     fn subscribe(&self, from: Seq) -> Subscription {
         let reader = Reader {
             connection: None,
