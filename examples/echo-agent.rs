@@ -18,7 +18,7 @@ use runtime_core::{
     handler::Echo,
 };
 use runtime_native::config::{AgentArgs, ConfigError, init_logging};
-use runtime_native::{SqliteStore, TokioClock, run_until_signal};
+use runtime_native::{TokioClock, run_until_signal};
 
 /// The echo runtime agent: serves a notebook from a SQLite store shared with clients.
 #[derive(Parser)]
@@ -79,7 +79,7 @@ async fn main() -> ExitCode {
     println!(
         "echo agent serving notebook `{}` from {}\nsession {} for {client_id}; Ctrl-C stops it",
         config.common.notebook,
-        store.path().display(),
+        store.describe(),
         handle.session_id(),
     );
     if cli.demo {
@@ -96,7 +96,7 @@ async fn main() -> ExitCode {
 
 /// Runs a few cells as an ordinary client would, printing outputs as they arrive.
 async fn demo(
-    store: SqliteStore,
+    store: examples::AnyStore,
     client_id: String,
     agent: &AgentHandle,
 ) -> Result<(), StoreError> {

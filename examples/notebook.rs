@@ -16,13 +16,14 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use examples::AnyStore;
 use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
     CellDeleted, CellType, CompletionStatus, EntryState, NotebookClient, NotebookState,
     NotebookWatcher, QueueId, SessionState, Store, StoreError,
 };
+use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
-use runtime_native::{SqliteStore, TokioClock};
 use serde_json::json;
 
 /// A notebook client: runs cells, cancels them and shows the notebook, sharing the store with
@@ -115,12 +116,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(ConfigError::EXIT_CODE as u8);
         }
     };
-    let store = match SqliteStore::open(&config.store, &config.notebook) {
+    let store = match examples::open_store(&config) {
         Ok(store) => store,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let client = NotebookClient::new(store.clone(), config.client_id.clone());
     let outcome = match cli.command {
@@ -156,7 +154,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(
-    store: &SqliteStore,
+    store: &AnyStore,
     client: &NotebookClient,
     client_id: &str,
     source: &str,
@@ -170,7 +168,7 @@ async fn run(
         NotebookWatcher::new(store).enforcing_leases(store.clone(), TokioClock, client_id);
     // The log as it was before the request: everything after it is this run's to show (an
     // agent may answer before a head read after the request would return).
-    let head = store.head()?;
+    let head = store.head().await?;
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
         println!("{}", json!({"queued": queue_id, "cellId": cell_id}));
@@ -242,8 +240,13 @@ async fn cancel(
     Ok(ExitCode::SUCCESS)
 }
 
-fn repair(store: &SqliteStore, json: bool) -> Result<ExitCode, StoreError> {
-    let filled = store.repair()?;
+fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
+    let filled = store
+        .sqlite()
+        .ok_or_else(|| {
+            StoreError::Invalid("repair works on a SQLite file, not through a hub".into())
+        })?
+        .repair()?;
     if json {
         println!("{}", json!({"filled": filled}));
     } else if filled == 0 {
@@ -255,8 +258,8 @@ fn repair(store: &SqliteStore, json: bool) -> Result<ExitCode, StoreError> {
 }
 
 /// The notebook as it is now.
-async fn current(store: &SqliteStore) -> Result<NotebookState, StoreError> {
-    let head = store.head()?;
+async fn current(store: &AnyStore) -> Result<NotebookState, StoreError> {
+    let head = store.head().await?;
     let mut watcher = NotebookWatcher::new(store);
     Ok(watcher.wait_until(|s| s.last_seq() >= head).await?.clone())
 }
@@ -363,7 +366,7 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn flood(store: &SqliteStore, count: usize) -> Result<ExitCode, StoreError> {
+async fn flood(store: &AnyStore, count: usize) -> Result<ExitCode, StoreError> {
     let mut stdout = std::io::stdout().lock();
     for n in 0..count {
         let seq = store

@@ -92,7 +92,7 @@ async fn main() -> ExitCode {
     println!(
         "process agent serving notebook `{}` from {} with backend `{}` ({})\nsession {}; Ctrl-C stops it",
         config.common.notebook,
-        store.path().display(),
+        store.describe(),
         backends.name,
         path.display(),
         agent.handle().session_id(),

@@ -4,20 +4,91 @@
 
 use std::process::ExitCode;
 
-use runtime_core::TerminationReason;
+use runtime_core::sync::BearerToken;
+use runtime_core::{Batch, Seq, Store, Subscription, TerminationReason};
 use runtime_native::config::CommonConfig;
+use runtime_native::hub::{HubOptions, HubStore};
 use runtime_native::{RunError, SqliteStore};
 
 use runtime_core::{
     CompletionStatus, Event, NotebookWatcher, OutputKind, QueueEntry, QueueId, StoreError,
 };
 
-/// Opens the configured notebook's store, or says why not (and exits 1).
-pub fn open_store(common: &CommonConfig) -> Result<SqliteStore, ExitCode> {
-    SqliteStore::open(&common.store, &common.notebook).map_err(|error| {
-        eprintln!("error: {error}");
+/// The store an example uses: a SQLite file, or a notebook on a hub.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// `PATH` or `sqlite:PATH`.
+    Sqlite(SqliteStore),
+    /// `ws://HOST:PORT`, with the configured token.
+    Hub(HubStore),
+}
+
+impl AnyStore {
+    /// Where the notebook is, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            AnyStore::Sqlite(store) => store.path().display().to_string(),
+            AnyStore::Hub(store) => format!("{store:?}"),
+        }
+    }
+
+    /// The SQLite store, for what only a file can do (repair).
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match self {
+            AnyStore::Sqlite(store) => Some(store),
+            AnyStore::Hub(_) => None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for AnyStore {
+    async fn commit_batch(&self, batch: &Batch) -> Result<Seq, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.commit_batch(batch).await,
+            AnyStore::Hub(store) => store.commit_batch(batch).await,
+        }
+    }
+
+    fn subscribe(&self, from: Seq) -> Subscription {
+        match self {
+            AnyStore::Sqlite(store) => store.subscribe(from),
+            AnyStore::Hub(store) => store.subscribe(from),
+        }
+    }
+
+    async fn head(&self) -> Result<Seq, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => Store::head(store).await,
+            AnyStore::Hub(store) => store.head().await,
+        }
+    }
+}
+
+/// Opens the configured notebook's store (`PATH`, `sqlite:PATH` or `ws://HOST:PORT`), or
+/// says why not (and exits 1).
+pub fn open_store(common: &CommonConfig) -> Result<AnyStore, ExitCode> {
+    let fail = |message: String| {
+        eprintln!("error: {message}");
         ExitCode::FAILURE
-    })
+    };
+    let location = common.store.to_string_lossy();
+    if location.starts_with("ws://") || location.starts_with("wss://") {
+        let Some(token) = &common.auth_token else {
+            return Err(fail(
+                "a hub needs a token: --auth-token, RUNTIME_AUTH_TOKEN or the credentials file"
+                    .to_owned(),
+            ));
+        };
+        let token = BearerToken::new(token.expose());
+        return HubStore::connect(&location, token, &common.notebook, HubOptions::default())
+            .map(AnyStore::Hub)
+            .map_err(|error| fail(error.to_string()));
+    }
+    let path = location.strip_prefix("sqlite:").unwrap_or(&location);
+    SqliteStore::open(path, &common.notebook)
+        .map(AnyStore::Sqlite)
+        .map_err(|error| fail(error.to_string()))
 }
 
 /// Parses the command line, or prints why not (or the help) and gives the exit code.

@@ -22,8 +22,8 @@ pub struct CommonArgs {
     /// The notebook to serve or use [default: default]
     #[arg(long, env = "RUNTIME_NOTEBOOK", value_name = "ID")]
     pub notebook: Option<String>,
-    /// The SQLite file holding the notebooks [default: runtime-agents/notebooks.db in the user data directory]
-    #[arg(long, env = "RUNTIME_STORE", value_name = "PATH")]
+    /// The store: a SQLite file (PATH or sqlite:PATH) or a hub (ws://HOST:PORT, with the token) [default: runtime-agents/notebooks.db in the user data directory]
+    #[arg(long, env = "RUNTIME_STORE", value_name = "PATH|URL")]
     pub store: Option<PathBuf>,
     /// Who you are: the authenticated user's id (or set it in the credentials file)
     #[arg(long, env = "RUNTIME_CLIENT_ID", value_name = "ID")]
