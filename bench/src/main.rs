@@ -56,6 +56,13 @@ struct Cli {
     doc: Option<PathBuf>,
 }
 
+/// The programs the cross-process scenarios start.
+struct Binaries {
+    echo_agent: PathBuf,
+    native_bench: PathBuf,
+    hub: PathBuf,
+}
+
 /// One row of the report.
 struct Row {
     id: &'static str,
@@ -145,6 +152,7 @@ fn main() {
         .clone()
         .unwrap_or_else(|| exe_dir.join("examples").join("echo-agent"));
     let native_bench = echo_agent.with_file_name("native-bench");
+    let hub = exe_dir.join("runtime-hub");
     assert!(
         echo_agent.exists(),
         "{} is missing: build the examples first",
@@ -166,8 +174,11 @@ fn main() {
     let rows = runtime.block_on(measure(
         &size,
         &wants,
-        &echo_agent,
-        &native_bench,
+        &Binaries {
+            echo_agent,
+            native_bench,
+            hub,
+        },
         cli.wasm.as_deref(),
         &scratch,
         peer.as_ref(),
@@ -227,12 +238,18 @@ fn medians(ours: Summary, theirs: Option<Summary>) -> (String, String, Option<f6
 async fn measure(
     size: &Sizes,
     wants: &dyn Fn(&str) -> bool,
-    echo_agent: &Path,
-    native_bench: &Path,
+    binaries: &Binaries,
     wasm: Option<&Path>,
     scratch: &Path,
     peer: Option<&Value>,
 ) -> Vec<Row> {
+    let Binaries {
+        echo_agent,
+        native_bench,
+        hub,
+    } = binaries;
+    let (echo_agent, native_bench, hub) =
+        (echo_agent.as_path(), native_bench.as_path(), hub.as_path());
     let mut rows = Vec::new();
     let peer_round_trip = peer_summary(peer, "execute_1_round_trip");
 
@@ -287,6 +304,27 @@ async fn measure(
             target: "a couple of ms",
             met: Some(latency["median_us"].as_f64().unwrap() <= 2_000.0),
             data: latency,
+        });
+    }
+
+    if wants("B15") {
+        eprintln!("B15: round trips through a hub");
+        assert!(
+            hub.exists(),
+            "{} is missing: build runtime-hub first",
+            hub.display()
+        );
+        let b15 = processes::hub_round_trips(hub, echo_agent, scratch, size.cross).await;
+        let (ours, theirs, ratio) = medians(b15, peer_round_trip);
+        rows.push(Row {
+            id: "B15",
+            scenario: "echo round trip through a hub on loopback (hub, agent and client in three processes) vs ipykernel execute \"1\" → idle".into(),
+            ours,
+            peer: theirs,
+            ratio,
+            target: "median ≤ 1 ms",
+            met: Some(b15.median_us <= 1_000.0),
+            data: b15.to_json(),
         });
     }
 

@@ -37,6 +37,76 @@ pub async fn cross_process_round_trips(binary: &Path, dir: &Path, samples: usize
     let path = dir.join("round-trips.db");
     let store = SqliteStore::open(&path, "nb").expect("open");
     let agent = spawn_echo_agent(binary, &path);
+    let took = round_trips(store, samples).await;
+    stop(agent);
+    took
+}
+
+/// B15: the same round trip through a hub on loopback: the hub (the `runtime-hub` binary
+/// on a SQLite file), the echo agent and this client in three processes.
+pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples: usize) -> Summary {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    const AGENT: &str = "bench-agent-token-0123456789";
+    const CLIENT: &str = "bench-client-token-0123456789";
+    let tokens = dir.join("hub-tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[tokens]]\ntoken = \"{AGENT}\"\nidentity = \"bench\"\nrole = \"agent\"\n\
+             [[tokens]]\ntoken = \"{CLIENT}\"\nidentity = \"bench\"\nrole = \"user\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut hub = Command::new(hub)
+        .args(["--listen", "127.0.0.1:0", "--log", "warn", "--tokens"])
+        .arg(&tokens)
+        .arg("--store")
+        .arg(dir.join("hub.db"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the runtime-hub binary starts");
+    let mut line = String::new();
+    std::io::BufReader::new(hub.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("ws://"))
+        .expect("the hub prints its URL")
+        .to_owned();
+    let agent = Command::new(echo_agent)
+        .args([
+            "--client-id",
+            "bench",
+            "--notebook",
+            "nb",
+            "--auth-token",
+            AGENT,
+            "--store",
+            &url,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the echo-agent binary starts");
+    let store = runtime_native::hub::HubStore::connect(
+        &url,
+        runtime_core::sync::BearerToken::new(CLIENT),
+        "nb",
+        runtime_native::hub::HubOptions::default(),
+    )
+    .expect("a hub URL");
+    let took = round_trips(store, samples).await;
+    stop(agent);
+    stop(hub);
+    took
+}
+
+/// Requests → completions observed through `store`, once an agent serves it; the first
+/// tenth is warm-up.
+async fn round_trips(store: impl Store + Clone + 'static, samples: usize) -> Summary {
     let mut watcher = NotebookWatcher::new(&store);
     watcher
         .wait_until(|s| s.active_session().is_some())
@@ -64,7 +134,6 @@ pub async fn cross_process_round_trips(binary: &Path, dir: &Path, samples: usize
             took.push(elapsed);
         }
     }
-    stop(agent);
     Summary::of(&took)
 }
 

@@ -17,6 +17,10 @@
 //! let tokens = TokensFile::load("hub-tokens.toml".as_ref())?;
 //! let app = Hub::new(Arc::new(store), Arc::new(tokens)).router();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
+//! // Without TCP_NODELAY, small frames wait for the peer's delayed ack (tens of ms).
+//! let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+//!     let _ = tcp.set_nodelay(true);
+//! });
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```

@@ -85,6 +85,10 @@ async fn main() -> ExitCode {
         tokens_path.display()
     );
     let app = Hub::new(Arc::new(store), Arc::new(tokens)).router();
+    // Small frames go out at once, not after the peer's delayed ack.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

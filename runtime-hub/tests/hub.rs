@@ -42,6 +42,9 @@ async fn hub(catalog: Arc<dyn Catalog>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = Hub::new(catalog, Arc::new(Tokens)).router();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("ws://{address}")
 }

@@ -500,7 +500,8 @@ impl Connection {
         let lost = |error: String| Ended::Lost(error);
         let (mut socket, _) = tokio::time::timeout(
             self.options.heartbeat * 3,
-            tokio_tungstenite::connect_async(self.url.as_str()),
+            // Nagle's algorithm would hold small frames back for the peer's delayed ack.
+            tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true),
         )
         .await
         .map_err(|_| lost("connecting timed out".to_owned()))?
