@@ -13,8 +13,9 @@ use crate::store::{LogEntry, NotebookInfo, StoreError};
 /// The protocol version this library speaks.
 pub const PROTOCOL: u32 = 1;
 
-/// The most entries a hub sends in one page; it sends the next page of a subscription
-/// after the client asks for [`ClientFrame::More`].
+/// The most entries a hub sends in one page. A hub keeps at most two pages of a
+/// subscription on their way; the client asks for another with [`ClientFrame::More`]
+/// each time it took one.
 pub const PAGE_ENTRIES: usize = 256;
 
 /// A bearer token. `Debug` never shows it.

@@ -9,7 +9,7 @@ use axum::extract::ws::{Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use runtime_core::sync::{ClientFrame, ErrorCode, HubFrame, PAGE_ENTRIES, PROTOCOL};
 use runtime_core::{Batch, BatchId, Event, Seq, Store};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
@@ -20,6 +20,8 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// Frames waiting for the socket; when full, the connection's reader waits (backpressure
 /// on commits) and subscriptions wait for their turn.
 const OUTBOX: usize = 16;
+/// Pages a subscription may have on their way to the client before it asks for more.
+const PAGES_IN_FLIGHT: usize = 2;
 /// The most subscriptions one connection may hold.
 const MAX_SUBSCRIPTIONS: usize = 64;
 
@@ -128,7 +130,7 @@ async fn identified(
     {
         return;
     }
-    let mut subscriptions: HashMap<u64, (JoinHandle<()>, Arc<Notify>)> = HashMap::new();
+    let mut subscriptions: HashMap<u64, (JoinHandle<()>, Arc<Semaphore>)> = HashMap::new();
     while let Some(message) = frames.next().await {
         let text = match message {
             Ok(Message::Text(text)) => text,
@@ -183,7 +185,7 @@ async fn identified(
                 } else {
                     match shared.catalog.open(&notebook) {
                         Ok(store) => {
-                            let credit = Arc::new(Notify::new());
+                            let credit = Arc::new(Semaphore::new(PAGES_IN_FLIGHT));
                             let task = tokio::spawn(pump(
                                 store,
                                 sub,
@@ -202,7 +204,10 @@ async fn identified(
             }
             ClientFrame::More { sub } => {
                 if let Some((_, credit)) = subscriptions.get(&sub) {
-                    credit.notify_one();
+                    // A client cannot build up more credit than the window.
+                    if credit.available_permits() < PAGES_IN_FLIGHT {
+                        credit.add_permits(1);
+                    }
                 }
                 None
             }
@@ -272,14 +277,15 @@ async fn commit(
     }
 }
 
-/// Sends a subscription's entries a page at a time: the next page only after the client
-/// took the last one (`more`), so a slow client costs one page, however far behind.
+/// Sends a subscription's entries a page at a time, at most [`PAGES_IN_FLIGHT`] pages
+/// ahead of the client's `more`s: a slow client costs two pages, however far behind, and a
+/// live one gets each new entry without waiting for a `more` to come back.
 async fn pump(
     store: Arc<dyn Store>,
     sub: u64,
     from: Seq,
     outbox: mpsc::Sender<HubFrame>,
-    credit: Arc<Notify>,
+    credit: Arc<Semaphore>,
 ) {
     let mut entries = store.subscribe(from.max(1));
     loop {
@@ -299,6 +305,10 @@ async fn pump(
             }
         }
         if !page.is_empty() {
+            match credit.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return,
+            }
             if outbox
                 .send(HubFrame::Entries { sub, entries: page })
                 .await
@@ -306,7 +316,6 @@ async fn pump(
             {
                 return;
             }
-            credit.notified().await;
         }
         if let Some(why) = failed {
             let _ = outbox

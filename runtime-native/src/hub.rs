@@ -290,9 +290,9 @@ impl Store for HubStore {
 
     fn subscribe(&self, from: Seq) -> Subscription {
         let sub = self.client.next_sub.fetch_add(1, Ordering::Relaxed);
-        // Two pages at most: one being read, one that came on a new connection before the
-        // old one's page was read.
-        let (pages, received) = mpsc::channel(2);
+        // The hub sends at most two pages ahead of this reader's `more`s; after a
+        // reconnect, two more may come before the old connection's pages are read.
+        let (pages, received) = mpsc::channel(4);
         let subscribe = Command::Subscribe {
             sub,
             notebook: self.notebook.clone(),
