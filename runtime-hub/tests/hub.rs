@@ -206,6 +206,84 @@ async fn cut_connections_lose_nothing_and_duplicate_nothing() {
     );
 }
 
+/// An agent whose connection to the hub is cut again and again keeps its session (its
+/// lease outlives each cut) and serves every cell once: no cell runs twice, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_keeps_its_session_across_cut_connections() {
+    let catalog = MemoryCatalog::new();
+    let url = hub(Arc::new(catalog.clone())).await;
+    let (proxy_url, cut, accepted) = proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let agent_store =
+        HubStore::connect(&proxy_url, BearerToken::new(AGENT), "kept", quick()).unwrap();
+    let agent = RuntimeAgent::new(
+        agent_store,
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new("agent-1"),
+    )
+    .unwrap()
+    .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    let handle = agent.handle();
+    let session = handle.session_id().clone();
+    tokio::spawn(agent.run());
+    let cutter = tokio::spawn(async move {
+        for n in 0u64.. {
+            tokio::time::sleep(Duration::from_millis(20 + n % 30)).await;
+            cut.send_modify(|cuts| *cuts += 1);
+        }
+    });
+    let client_store = HubStore::connect(&url, BearerToken::new(ALICE), "kept", quick()).unwrap();
+    let client = NotebookClient::new(client_store.clone(), "alice");
+    for n in 0..20 {
+        let (_, queue_id) = client
+            .run_cell(CellType::Code, &format!("{n}"))
+            .await
+            .unwrap();
+        let entry = completion(&client_store, &queue_id).await;
+        assert!(
+            matches!(
+                entry.state,
+                EntryState::Completed {
+                    status: CompletionStatus::Success,
+                    ..
+                }
+            ),
+            "cell {n}: {:?}",
+            entry.state
+        );
+    }
+    cutter.abort();
+    let mut state = NotebookState::new();
+    for entry in catalog.store("kept").entries() {
+        state.apply(entry.seq, &entry.event);
+    }
+    assert_eq!(state.sessions().len(), 1, "one session throughout");
+    assert_eq!(&state.sessions()[0].session_id, &session);
+    assert_eq!(state.entries().len(), 20);
+    let mut counts = Vec::new();
+    for entry in state.entries() {
+        assert_eq!(
+            entry.outputs.len(),
+            1,
+            "each cell's one output, once: {:?}",
+            entry.outputs
+        );
+        counts.push(entry.execution_count.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=20).collect::<Vec<u64>>(),
+        "each cell started once"
+    );
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!(
+        connections > 3,
+        "only {connections} connections: the proxy did not cut"
+    );
+    handle.shutdown();
+}
+
 /// Forwards TCP to `target`; every change of the returned counter cuts all current
 /// connections. Also counts the connections it accepted.
 async fn proxy(target: String) -> (String, watch::Sender<u64>, Arc<AtomicUsize>) {
