@@ -328,6 +328,29 @@ async fn measure(
         });
     }
 
+    if wants("B16") {
+        eprintln!("B16: {} agents on one hub", size.agents);
+        let (per_connection, b16) =
+            processes::hub_under_many_agents(hub, scratch, size.agents, size.cross).await;
+        rows.push(Row {
+            id: "B16",
+            scenario: format!(
+                "{} agents on one hub, each on its own notebook and connection: hub RSS per connection; round trip under that load",
+                size.agents
+            ),
+            ours: format!(
+                "{per_connection:.1} KiB per connection; {} / {}",
+                human(b16.median_us),
+                human(b16.p99_us)
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "≤ 64 KiB per connection",
+            met: Some(per_connection <= 64.0),
+            data: json!({"kib_per_connection": per_connection, "round_trip": b16.to_json()}),
+        });
+    }
+
     if wants("B3") {
         eprintln!("B3: output flood");
         let peer_flood = peer.map(|p| &p["flood_flushed"]);

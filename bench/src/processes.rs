@@ -42,19 +42,20 @@ pub async fn cross_process_round_trips(binary: &Path, dir: &Path, samples: usize
     took
 }
 
-/// B15: the same round trip through a hub on loopback: the hub (the `runtime-hub` binary
-/// on a SQLite file), the echo agent and this client in three processes.
-pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples: usize) -> Summary {
+const HUB_AGENT: &str = "bench-agent-token-0123456789";
+const HUB_CLIENT: &str = "bench-client-token-0123456789";
+
+/// Starts the `runtime-hub` binary on 127.0.0.1 with a SQLite file in `dir`; returns it
+/// and its URL.
+fn start_hub(hub: &Path, dir: &Path) -> (Child, String) {
     use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
-    const AGENT: &str = "bench-agent-token-0123456789";
-    const CLIENT: &str = "bench-client-token-0123456789";
     let tokens = dir.join("hub-tokens.toml");
     std::fs::write(
         &tokens,
         format!(
-            "[[tokens]]\ntoken = \"{AGENT}\"\nidentity = \"bench\"\nrole = \"agent\"\n\
-             [[tokens]]\ntoken = \"{CLIENT}\"\nidentity = \"bench\"\nrole = \"user\"\n"
+            "[[tokens]]\ntoken = \"{HUB_AGENT}\"\nidentity = \"bench\"\nrole = \"agent\"\n\
+             [[tokens]]\ntoken = \"{HUB_CLIENT}\"\nidentity = \"bench\"\nrole = \"user\"\n"
         ),
     )
     .unwrap();
@@ -76,6 +77,23 @@ pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples:
         .find(|word| word.starts_with("ws://"))
         .expect("the hub prints its URL")
         .to_owned();
+    (hub, url)
+}
+
+fn hub_store(url: &str, token: &str, notebook: &str) -> runtime_native::hub::HubStore {
+    runtime_native::hub::HubStore::connect(
+        url,
+        runtime_core::sync::BearerToken::new(token),
+        notebook,
+        runtime_native::hub::HubOptions::default(),
+    )
+    .expect("a hub URL")
+}
+
+/// B15: the same round trip through a hub on loopback: the hub (the `runtime-hub` binary
+/// on a SQLite file), the echo agent and this client in three processes.
+pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples: usize) -> Summary {
+    let (hub, url) = start_hub(hub, dir);
     let agent = Command::new(echo_agent)
         .args([
             "--client-id",
@@ -83,7 +101,7 @@ pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples:
             "--notebook",
             "nb",
             "--auth-token",
-            AGENT,
+            HUB_AGENT,
             "--store",
             &url,
         ])
@@ -91,17 +109,48 @@ pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples:
         .stdout(Stdio::null())
         .spawn()
         .expect("the echo-agent binary starts");
-    let store = runtime_native::hub::HubStore::connect(
-        &url,
-        runtime_core::sync::BearerToken::new(CLIENT),
-        "nb",
-        runtime_native::hub::HubOptions::default(),
-    )
-    .expect("a hub URL");
-    let took = round_trips(store, samples).await;
+    let took = round_trips(hub_store(&url, HUB_CLIENT, "nb"), samples).await;
     stop(agent);
     stop(hub);
     took
+}
+
+/// B16: `agents` agents in this process, each on its own notebook and its own connection to
+/// one hub process: the hub's resident memory per connection, and round trips under that
+/// load. Returns (KiB per connection, round trips).
+pub async fn hub_under_many_agents(
+    hub: &Path,
+    dir: &Path,
+    agents: usize,
+    samples: usize,
+) -> (f64, Summary) {
+    let (hub, url) = start_hub(hub, dir);
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    // One connection first, so the hub's own start-up is not counted per connection.
+    let mut notebooks = Vec::with_capacity(agents);
+    let first = hub_store(&url, HUB_AGENT, "nb-0");
+    notebooks.push(crate::scenarios::Notebook::start(first.clone(), &first).await);
+    let before = rss(hub.id());
+    for n in 1..agents {
+        let store = hub_store(&url, HUB_AGENT, &format!("nb-{n}"));
+        notebooks.push(crate::scenarios::Notebook::start(store.clone(), &store).await);
+    }
+    let after = rss(hub.id());
+    let per_connection = after.saturating_sub(before) as f64 / (agents - 1).max(1) as f64;
+    let took = crate::scenarios::round_trips(&mut notebooks, samples).await;
+    for notebook in notebooks {
+        notebook.stop().await;
+    }
+    stop(hub);
+    (per_connection, took)
 }
 
 /// Requests → completions observed through `store`, once an agent serves it; the first

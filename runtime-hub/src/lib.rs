@@ -80,7 +80,11 @@ impl std::fmt::Debug for Hub {
 }
 
 async fn sync(upgrade: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    // Small socket buffers: a quiet connection (most of them) then costs a few KiB, and a
+    // busy one grows its buffers as it needs.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| connection::serve(shared, socket))

@@ -152,6 +152,9 @@ struct Shared {
     writer: Mutex<Connection>,
     /// For `head` and `notebooks`, so they never wait for a commit.
     reader: Mutex<Option<Connection>>,
+    /// Read connections between subscriptions' reads: a subscription holds one only while
+    /// it reads, so thousands of subscriptions share a few.
+    idle_readers: Mutex<Vec<Connection>>,
     /// When the last commit through this open ended.
     last_commit: Mutex<Option<std::time::Instant>>,
     changed: Arc<Notify>,
@@ -207,6 +210,7 @@ impl SqliteStore {
                 options,
                 writer: Mutex::new(writer),
                 reader: Mutex::new(None),
+                idle_readers: Mutex::new(Vec::new()),
                 last_commit: Mutex::new(None),
                 changed,
                 _watch: watch,
@@ -350,6 +354,30 @@ impl Shared {
         match reader.as_ref() {
             Some(connection) => query(connection),
             None => Err(StoreError::Closed),
+        }
+    }
+
+    /// An idle read connection, or a new one.
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let idle = self
+            .idle_readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => self.open_reader(),
+        }
+    }
+
+    /// Keeps a read connection for the next read (up to [`IDLE_READERS`]).
+    fn return_reader(&self, connection: Connection) {
+        let mut idle = self
+            .idle_readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < IDLE_READERS {
+            idle.push(connection);
         }
     }
 
@@ -657,7 +685,6 @@ impl Store for SqliteStore {
 
     fn subscribe(&self, from: Seq) -> Subscription {
         let reader = Reader {
-            connection: None,
             shared: self.shared.clone(),
             notebook: self.notebook.clone(),
             next: from.max(1),
@@ -671,9 +698,11 @@ impl Store for SqliteStore {
     }
 }
 
-/// One subscription: its own read connection and cursor.
+/// Read connections kept idle for the subscriptions of one open file.
+const IDLE_READERS: usize = 8;
+
+/// One subscription: its cursor (it borrows a pooled read connection for each read).
 struct Reader {
-    connection: Option<Connection>,
     shared: Arc<Shared>,
     notebook: Arc<str>,
     next: Seq,
@@ -720,22 +749,19 @@ impl Reader {
     /// in chunks on a blocking thread.
     async fn read_chunk(&mut self) -> Result<usize, StoreError> {
         if !self.catching_up {
-            if self.connection.is_none() {
-                self.connection = Some(self.shared.open_reader()?);
-            }
-            if let Some(connection) = &self.connection {
-                let next = self.next;
-                let (entries, more) = read_rows(
-                    connection,
-                    &self.notebook,
-                    next,
-                    INLINE_ROWS,
-                    INLINE_ROW_BYTES,
-                )?;
-                self.catching_up = more;
-                if !entries.is_empty() || !more {
-                    return Ok(self.buffered(entries));
-                }
+            let connection = self.shared.take_reader()?;
+            let read = read_rows(
+                &connection,
+                &self.notebook,
+                self.next,
+                INLINE_ROWS,
+                INLINE_ROW_BYTES,
+            );
+            self.shared.return_reader(connection);
+            let (entries, more) = read?;
+            self.catching_up = more;
+            if !entries.is_empty() || !more {
+                return Ok(self.buffered(entries));
             }
         }
         let (entries, more) = self.read_blocking().await?;
@@ -753,25 +779,17 @@ impl Reader {
     /// Up to [`READ_CHUNK`] entries, read and decoded on a blocking thread, and whether more
     /// follow.
     async fn read_blocking(&mut self) -> Result<(Vec<LogEntry>, bool), StoreError> {
-        let connection = self.connection.take();
         let shared = self.shared.clone();
         let notebook = self.notebook.clone();
         let next = self.next;
-        let (connection, read) = tokio::task::spawn_blocking(move || {
-            let connection = match connection {
-                Some(connection) => connection,
-                None => match shared.open_reader() {
-                    Ok(connection) => connection,
-                    Err(error) => return (None, Err(error)),
-                },
-            };
+        tokio::task::spawn_blocking(move || {
+            let connection = shared.take_reader()?;
             let read = read_rows(&connection, &notebook, next, READ_CHUNK, i64::MAX);
-            (Some(connection), read)
+            shared.return_reader(connection);
+            read
         })
         .await
-        .map_err(|error| StoreError::Backend(format!("the read task failed: {error}")))?;
-        self.connection = connection;
-        read
+        .map_err(|error| StoreError::Backend(format!("the read task failed: {error}")))?
     }
 }
 
