@@ -22,7 +22,7 @@
 
 mod watch;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -149,7 +149,8 @@ pub struct SqliteStore {
 struct Shared {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Connection>,
+    /// Shared with the file watch, which asks it whether another connection committed.
+    writer: Arc<Mutex<Connection>>,
     /// For `head` and `notebooks`, so they never wait for a commit.
     reader: Mutex<Option<Connection>>,
     /// Read connections between subscriptions' reads: a subscription holds one only while
@@ -157,7 +158,10 @@ struct Shared {
     idle_readers: Mutex<Vec<Connection>>,
     /// When the last commit through this open ended.
     last_commit: Mutex<Option<std::time::Instant>>,
+    /// Wakes every subscription: another connection (another process, mostly) committed.
     changed: Arc<Notify>,
+    /// Wakes the subscriptions of one notebook: a commit through this open.
+    notebook_wakes: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
     _watch: Option<watch::FileWatch>,
 }
 
@@ -203,16 +207,18 @@ impl SqliteStore {
                 source,
             })?;
         let changed = Arc::new(Notify::new());
-        let watch = watch::FileWatch::start(&path, changed.clone());
+        let writer = Arc::new(Mutex::new(writer));
+        let watch = watch::FileWatch::start(&path, changed.clone(), writer.clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 path,
                 options,
-                writer: Mutex::new(writer),
+                writer,
                 reader: Mutex::new(None),
                 idle_readers: Mutex::new(Vec::new()),
                 last_commit: Mutex::new(None),
                 changed,
+                notebook_wakes: Mutex::new(HashMap::new()),
                 _watch: watch,
             }),
             notebook: notebook.into(),
@@ -355,6 +361,16 @@ impl Shared {
             Some(connection) => query(connection),
             None => Err(StoreError::Closed),
         }
+    }
+
+    /// What wakes the subscriptions of `notebook` after a commit through this open.
+    fn wake_of(&self, notebook: &Arc<str>) -> Arc<Notify> {
+        self.notebook_wakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(notebook.clone())
+            .or_default()
+            .clone()
     }
 
     /// An idle read connection, or a new one.
@@ -675,7 +691,9 @@ impl Store for SqliteStore {
             .last_commit
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-        self.shared.changed.notify_waiters();
+        // Only this notebook's subscriptions: a busy file with many notebooks does not wake
+        // them all for every commit.
+        self.shared.wake_of(&self.notebook).notify_waiters();
         Ok(first)
     }
 
@@ -686,6 +704,7 @@ impl Store for SqliteStore {
     fn subscribe(&self, from: Seq) -> Subscription {
         let reader = Reader {
             shared: self.shared.clone(),
+            wake: self.shared.wake_of(&self.notebook),
             notebook: self.notebook.clone(),
             next: from.max(1),
             buffer: VecDeque::new(),
@@ -704,6 +723,8 @@ const IDLE_READERS: usize = 8;
 /// One subscription: its cursor (it borrows a pooled read connection for each read).
 struct Reader {
     shared: Arc<Shared>,
+    /// Its notebook's wake-up for commits through this open.
+    wake: Arc<Notify>,
     notebook: Arc<str>,
     next: Seq,
     buffer: VecDeque<LogEntry>,
@@ -722,12 +743,16 @@ impl Reader {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
             }
-            // Register for the wake-up before reading, so a commit between the read and the
+            // Register for the wake-ups before reading, so a commit between the read and the
             // wait is never missed.
             let changed = self.shared.changed.clone();
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let own = self.wake.clone();
+            let committed_here = own.notified();
+            tokio::pin!(committed_here);
+            committed_here.as_mut().enable();
             if self.read_chunk().await? > 0 {
                 continue;
             }
@@ -739,6 +764,7 @@ impl Reader {
             short_waits = short_waits.saturating_sub(1);
             tokio::select! {
                 () = notified => short_waits = RECHECKS,
+                () = committed_here => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
