@@ -27,7 +27,7 @@ pub struct NotebookInfo {
 /// let catalog = MemoryCatalog::new();
 /// let store = catalog.open("demo")?;
 /// store.commit(vec![runtime_core::Event::from(runtime_core::CellCreated {
-///     cell_id: "c1".parse().unwrap(),
+///     cell_id: "c1".into(),
 ///     cell_type: runtime_core::CellType::Code,
 ///     source: String::new(),
 /// })]).await?;
