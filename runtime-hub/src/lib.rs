@@ -27,6 +27,7 @@
 
 mod connection;
 mod identity;
+mod rest;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use axum::routing::get;
 use runtime_core::Catalog;
 
 pub use identity::{Authenticator, Identity, MIN_TOKEN_LEN, TokensError, TokensFile};
+pub use rest::MAX_EVENTS_PER_READ;
 
 /// The largest frame a client may send (a batch of events).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -64,11 +66,21 @@ impl Hub {
         }
     }
 
-    /// The routes: `GET /sync` (the WebSocket) and `GET /health`.
+    /// The routes: `GET /sync` (the WebSocket), `GET /health`, and REST for simple
+    /// clients: `GET /notebooks`, `GET /notebooks/{id}/cells`,
+    /// `GET /notebooks/{id}/events?from=&limit=`, `POST /notebooks/{id}/events`,
+    /// `GET /notebooks/{id}/stream?from=` (server-sent events).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/sync", get(sync))
             .route("/health", get(|| async { "ok\n" }))
+            .route("/notebooks", get(rest::notebooks))
+            .route("/notebooks/{id}/cells", get(rest::cells))
+            .route(
+                "/notebooks/{id}/events",
+                get(rest::events).post(rest::commit),
+            )
+            .route("/notebooks/{id}/stream", get(rest::stream))
             .with_state(self.shared.clone())
     }
 }

@@ -187,19 +187,25 @@ impl OutputIndex {
     const LINEAR: usize = 16;
 }
 
-/// One output of an execution.
-#[derive(Debug, Clone, PartialEq)]
+/// One output of an execution. As JSON (for UIs and the hub's REST view):
+/// `{"outputId": "...", "outputType": "stream", "name": "stdout", "text": "..."}`, with
+/// `outputType` one of `stream`, `display_data`, `execute_result`, `error`, `markdown`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Output {
     /// Its id.
     pub output_id: OutputId,
     /// What it is.
+    #[serde(flatten)]
     pub kind: OutputKind,
 }
 
 /// The kinds of output, as Jupyter frontends know them, plus markdown.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "outputType", rename_all_fields = "camelCase")]
 pub enum OutputKind {
     /// Text on stdout or stderr.
+    #[serde(rename = "stream")]
     Stream {
         /// Which stream.
         name: StreamName,
@@ -207,15 +213,18 @@ pub enum OutputKind {
         text: String,
     },
     /// A rich display.
+    #[serde(rename = "display_data")]
     Display {
         /// The representations.
         data: MediaBundle,
         /// Per-MIME metadata.
         metadata: Map<String, Value>,
         /// The id updates use.
+        #[serde(skip_serializing_if = "Option::is_none")]
         display_id: Option<DisplayId>,
     },
     /// The execution's result.
+    #[serde(rename = "execute_result")]
     Result {
         /// The representations.
         data: MediaBundle,
@@ -225,6 +234,7 @@ pub enum OutputKind {
         execution_count: u64,
     },
     /// An error.
+    #[serde(rename = "error")]
     Error {
         /// Its name.
         ename: String,
@@ -234,6 +244,7 @@ pub enum OutputKind {
         traceback: Vec<String>,
     },
     /// Markdown text.
+    #[serde(rename = "markdown")]
     Markdown {
         /// All the markdown so far.
         text: String,

@@ -1,0 +1,234 @@
+//! REST for simple clients: the notebooks, a notebook's cells with their latest outputs
+//! and status, its events from a sequence number, a commit, and a live event stream
+//! (server-sent events). Every route wants `Authorization: Bearer <token>`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use runtime_core::sync::{BearerToken, ErrorCode};
+use runtime_core::{Batch, BatchId, Event, LogEntry, NotebookState, Seq, Store, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::identity::{Identity, check_batch};
+
+/// The most entries one `GET …/events` returns.
+pub const MAX_EVENTS_PER_READ: usize = 1000;
+
+/// A refused or failed request, as JSON with a status code.
+pub(crate) struct Refused(StatusCode, ErrorCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let Refused(status, code, message) = self;
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        let code = ErrorCode::of(&error);
+        let status = match code {
+            ErrorCode::Invalid => StatusCode::BAD_REQUEST,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Refused(status, code, error.to_string())
+    }
+}
+
+/// The identity of the request's bearer token.
+fn identify(shared: &Shared, headers: &HeaderMap) -> Result<Identity, Refused> {
+    let unauthorized = || {
+        Refused(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "send Authorization: Bearer <token> with a valid token".to_owned(),
+        )
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?;
+    shared
+        .authenticator
+        .authenticate(&BearerToken::new(token.trim()))
+        .ok_or_else(unauthorized)
+}
+
+/// `GET /notebooks`
+pub(crate) async fn notebooks(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refused> {
+    identify(&shared, &headers)?;
+    let notebooks = shared.catalog.notebooks().await?;
+    Ok(Json(json!({ "notebooks": notebooks })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Range {
+    #[serde(default)]
+    from: Option<Seq>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Reads `notebook` from `from` up to its head as it was when asked, at most `limit`.
+async fn read(
+    store: &dyn Store,
+    from: Seq,
+    limit: usize,
+) -> Result<(Vec<LogEntry>, Seq), StoreError> {
+    let head = store.head().await?;
+    let mut entries = Vec::new();
+    if from > head {
+        return Ok((entries, head));
+    }
+    let mut log = store.subscribe(from);
+    while entries.len() < limit {
+        match log.next().await {
+            Some(entry) => {
+                let entry = entry?;
+                let last = entry.seq >= head;
+                entries.push(entry);
+                if last {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    Ok((entries, head))
+}
+
+/// `GET /notebooks/{id}/events?from=1&limit=256`
+pub(crate) async fn events(
+    State(shared): State<Arc<Shared>>,
+    Path(notebook): Path<String>,
+    Query(range): Query<Range>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refused> {
+    identify(&shared, &headers)?;
+    let store = shared.catalog.open(&notebook)?;
+    let limit = range.limit.unwrap_or(256).clamp(1, MAX_EVENTS_PER_READ);
+    let (entries, head) = read(&*store, range.from.unwrap_or(1).max(1), limit).await?;
+    Ok(Json(json!({ "entries": entries, "head": head })))
+}
+
+/// `GET /notebooks/{id}/cells`: each cell with its source, the status and execution count
+/// of the execution it shows, and that execution's outputs.
+pub(crate) async fn cells(
+    State(shared): State<Arc<Shared>>,
+    Path(notebook): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refused> {
+    identify(&shared, &headers)?;
+    let store = shared.catalog.open(&notebook)?;
+    let head = store.head().await?;
+    let mut state = NotebookState::new();
+    let mut log = store.subscribe(1);
+    while state.last_seq() < head {
+        match log.next().await {
+            Some(entry) => {
+                let entry = entry?;
+                state.apply(entry.seq, &entry.event);
+            }
+            None => break,
+        }
+    }
+    let cells: Vec<Value> = state
+        .cells()
+        .map(|cell| {
+            let shown = cell.shown_execution.as_ref().and_then(|id| state.entry(id));
+            let status = shown.map(|entry| match entry.state.status() {
+                Some(status) => json!(status),
+                None => json!(match entry.state {
+                    runtime_core::EntryState::Pending => "pending",
+                    runtime_core::EntryState::Assigned { .. } => "assigned",
+                    _ => "running",
+                }),
+            });
+            json!({
+                "cellId": cell.id,
+                "cellType": cell.cell_type,
+                "source": cell.source,
+                "status": status,
+                "executionCount": shown.and_then(|entry| entry.execution_count),
+                "outputs": state.cell_outputs(&cell.id),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "cells": cells, "head": head })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CommitBody {
+    #[serde(default)]
+    batch: Option<BatchId>,
+    events: Vec<Arc<Event>>,
+}
+
+/// `POST /notebooks/{id}/events` with `{"batch": "<id, optional>", "events": [...]}`.
+pub(crate) async fn commit(
+    State(shared): State<Arc<Shared>>,
+    Path(notebook): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<CommitBody>,
+) -> Result<Json<Value>, Refused> {
+    let identity = identify(&shared, &headers)?;
+    if body.events.is_empty() {
+        return Err(StoreError::EmptyBatch.into());
+    }
+    check_batch(&identity, &body.events)
+        .map_err(|why| Refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, why))?;
+    let store = shared.catalog.open(&notebook)?;
+    let batch = Batch {
+        id: body.batch.unwrap_or_else(BatchId::next),
+        events: body.events,
+    };
+    let seq = store.commit_batch(&batch).await?;
+    Ok(Json(json!({ "seq": seq, "batch": batch.id })))
+}
+
+/// `GET /notebooks/{id}/stream?from=1`: every entry from `from` (or after the
+/// `Last-Event-ID` a reconnecting browser sends), then live ones, as server-sent events
+/// whose id is the sequence number.
+pub(crate) async fn stream(
+    State(shared): State<Arc<Shared>>,
+    Path(notebook): Path<String>,
+    Query(range): Query<Range>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Refused> {
+    identify(&shared, &headers)?;
+    let store = shared.catalog.open(&notebook)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<Seq>().ok())
+        .map(|last| last + 1);
+    let from = resume.or(range.from).unwrap_or(1).max(1);
+    let events = store.subscribe(from).map(|entry| {
+        Ok(match entry {
+            Ok(entry) => SseEvent::default()
+                .id(entry.seq.to_string())
+                .event("entry")
+                .data(serde_json::to_string(&entry).unwrap_or_default()),
+            Err(error) => SseEvent::default().event("error").data(error.to_string()),
+        })
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,223 @@
+//! The hub's REST routes over real HTTP on 127.0.0.1: tokens, commits with identity checks
+//! and batch ids, the cells view with an agent's outputs, events from a sequence number,
+//! and the live event stream with `Last-Event-ID` resume.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtime_core::sync::{BearerToken, Role};
+use runtime_core::*;
+use runtime_hub::{Authenticator, Hub, Identity};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const ALICE: &str = "alice-token-0123456789";
+const AGENT: &str = "agent-token-0123456789";
+
+struct Tokens;
+
+impl Authenticator for Tokens {
+    fn authenticate(&self, token: &BearerToken) -> Option<Identity> {
+        let (id, role) = match token.expose() {
+            ALICE => ("alice", Role::User),
+            AGENT => ("agent-1", Role::Agent),
+            _ => return None,
+        };
+        Some(Identity {
+            id: id.into(),
+            role,
+        })
+    }
+}
+
+async fn hub() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let app = Hub::new(Arc::new(MemoryCatalog::new()), Arc::new(Tokens)).router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+/// One request; the status and the JSON body.
+async fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let body = body.map(|body| body.to_string()).unwrap_or_default();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let json = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| serde_json::from_str(body).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn cell_created(id: &str, source: &str) -> Value {
+    json!({"type": "v1.CellCreated", "cellId": id, "cellType": "code", "source": source})
+}
+
+fn requested(cell: &str, queue: &str, by: &str) -> Value {
+    json!({"type": "v1.ExecutionRequested", "queueId": queue, "cellId": cell, "cellType": "code",
+           "source": "1 + 1", "requestedBy": by})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_reads_writes_and_streams_with_identities_checked() {
+    let address = hub().await;
+    let (status, body) = call(&address, "GET", "/notebooks", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = call(
+        &address,
+        "GET",
+        "/notebooks",
+        Some("wrong-token-0123456789"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // A commit, and the same batch again: one copy, the same sequence number.
+    let batch = json!({"batch": "batch-1", "events": [cell_created("c1", "1 + 1")]});
+    let (status, first) = call(
+        &address,
+        "POST",
+        "/notebooks/nb/events",
+        Some(ALICE),
+        Some(batch.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let (_, again) = call(
+        &address,
+        "POST",
+        "/notebooks/nb/events",
+        Some(ALICE),
+        Some(batch),
+    )
+    .await;
+    assert_eq!(first["seq"], 1);
+    assert_eq!(again["seq"], 1);
+
+    // A request in someone else's name is refused.
+    let forged = json!({"events": [requested("c1", "q0", "mallory")]});
+    let (status, body) = call(
+        &address,
+        "POST",
+        "/notebooks/nb/events",
+        Some(ALICE),
+        Some(forged),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.to_string().contains(ALICE));
+
+    // An agent on the hub serves the request; the cells view shows the outcome.
+    let agent_store = runtime_native::hub::HubStore::connect(
+        &format!("ws://{address}"),
+        BearerToken::new(AGENT),
+        "nb",
+        runtime_native::hub::HubOptions::default(),
+    )
+    .unwrap();
+    let agent = RuntimeAgent::new(
+        agent_store,
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new("agent-1"),
+    )
+    .unwrap()
+    .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    let handle = agent.handle();
+    tokio::spawn(agent.run());
+    let request = json!({"events": [requested("c1", "q1", "alice")]});
+    let (status, _) = call(
+        &address,
+        "POST",
+        "/notebooks/nb/events",
+        Some(ALICE),
+        Some(request),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut cells = Value::Null;
+    for _ in 0..3000 {
+        cells = call(&address, "GET", "/notebooks/nb/cells", Some(ALICE), None)
+            .await
+            .1;
+        if cells["cells"][0]["status"] == "success" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cell = &cells["cells"][0];
+    assert_eq!(cell["status"], "success", "{cells}");
+    assert_eq!(cell["executionCount"], 1);
+    assert_eq!(cell["outputs"][0]["outputType"], "execute_result", "{cells}");
+    assert_eq!(cell["outputs"][0]["data"]["text/plain"], "Echo: 1 + 1", "{cells}");
+
+    // Events from a sequence number, a page at a time.
+    let (_, page) = call(
+        &address,
+        "GET",
+        "/notebooks/nb/events?from=2&limit=2",
+        Some(ALICE),
+        None,
+    )
+    .await;
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{page}");
+    assert_eq!(
+        (entries[0]["seq"].clone(), entries[1]["seq"].clone()),
+        (json!(2), json!(3))
+    );
+    assert!(page["head"].as_u64().unwrap() >= 4);
+    let (_, listed) = call(&address, "GET", "/notebooks", Some(ALICE), None).await;
+    assert_eq!(listed["notebooks"][0]["id"], "nb");
+
+    // The live stream, resumed after the last id a browser saw.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "GET /notebooks/nb/stream HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ALICE}\r\nLast-Event-ID: 2\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(id) = line
+            .strip_prefix("id: ")
+            .or_else(|| line.strip_prefix("id:"))
+        {
+            ids.push(id.trim().parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(ids, [3, 4], "resumed after Last-Event-ID 2");
+    handle.shutdown();
+}
