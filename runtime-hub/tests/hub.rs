@@ -313,6 +313,8 @@ async fn proxy(target: String) -> (String, watch::Sender<u64>, Arc<AtomicUsize>)
                 let Ok(mut outbound) = TcpStream::connect(target).await else {
                     return;
                 };
+                // As the hub and its clients do: no waiting for delayed acks on this hop.
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     _ = cuts.changed() => {}

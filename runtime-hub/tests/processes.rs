@@ -192,3 +192,199 @@ fn a_tokens_file_others_can_read_is_refused() {
     assert!(!said.contains(ALICE), "{said}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// Forwards TCP from a new port to `target`, cutting every connection at random moments
+/// (every 300-1000 ms); returns the port.
+async fn cutting_proxy(target: String, seed: u64) -> u16 {
+    use tokio::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cut, cuts) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        let mut random = seed;
+        loop {
+            random = random
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            tokio::time::sleep(Duration::from_millis(50 + (random >> 33) % 200)).await;
+            cut.send_modify(|n| *n += 1);
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            let mut cuts = cuts.clone();
+            cuts.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                // As the hub and its clients do: no waiting for delayed acks on this hop.
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cuts.changed() => {}
+                }
+            });
+        }
+    });
+    port
+}
+
+/// 1,000 cells through a hub while the agent is killed with SIGKILL and restarted every
+/// few hundred milliseconds, its connection is cut at random by a proxy, and the hub itself
+/// is killed with SIGKILL and restarted mid-run. Afterwards, over the whole log: every cell
+/// was requested once and ended, none started twice, every one that succeeded has its one
+/// output, and nothing is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
+    use runtime_core::sync::BearerToken;
+    use runtime_core::*;
+    use runtime_native::hub::{HubOptions, HubStore};
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let home = Home::new();
+    let (mut hub, url) = home.hub("127.0.0.1:0");
+    let address = url.trim_start_matches("ws://").to_owned();
+    let proxy = cutting_proxy(address.clone(), seed).await;
+    let agent_url = format!("ws://127.0.0.1:{proxy}");
+    let spawn_agent = || {
+        home.command(&example("echo-agent"))
+            .args([
+                "--store",
+                &agent_url,
+                "--auth-token",
+                AGENT,
+                "--client-id",
+                "agent-1",
+            ])
+            .args(["--lease-secs", "2", "--renew-secs", "0.5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut agent = spawn_agent();
+    let options = HubOptions {
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(200),
+        ..HubOptions::default()
+    };
+    let store = HubStore::connect(&url, BearerToken::new(ALICE), "default", options).unwrap();
+    let client = NotebookClient::new(store.clone(), "alice");
+    let cell = client.create_cell(CellType::Code, "0").await.unwrap();
+    let mut queued = Vec::new();
+    let started = Instant::now();
+    // 40 cells at a time, each batch followed by a SIGKILL and restart of the agent
+    // (300-1200 ms apart, 25 in all), and of the hub at the 12th: every phase of the run
+    // meets the faults, however fast the machine. Then the last agent serves the rest.
+    let mut watcher = NotebookWatcher::new(&store);
+    let mut random = seed | 1;
+    let mut next_kill = tokio::time::Instant::now();
+    let mut kills = 0;
+    let waited = tokio::time::timeout(Duration::from_secs(300), async {
+        loop {
+            let done = queued
+                .iter()
+                .filter(|id| watcher.state().entry(id).is_some_and(|e| e.is_completed()))
+                .count();
+            if kills == 25 && done == queued.len() {
+                return;
+            }
+            tokio::select! {
+                next = watcher.next() => { next.unwrap(); }
+                () = tokio::time::sleep_until(next_kill), if kills < 25 => {
+                    for _ in 0..40 {
+                        if queued.len() < 1000 {
+                            let source = format!("cell {}", queued.len());
+                            queued.push(client.execute(&cell, CellType::Code, &source).await.unwrap());
+                        }
+                    }
+                    if kills > 0 {
+                        agent.kill().unwrap();
+                        agent.wait().unwrap();
+                        if kills == 12 {
+                            hub.kill().unwrap();
+                            hub.wait().unwrap();
+                            hub = home.hub(&address).0;
+                        }
+                        agent = spawn_agent();
+                    }
+                    kills += 1;
+                    random = random.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    next_kill = tokio::time::Instant::now() + Duration::from_millis(300 + (random >> 33) % 900);
+                }
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "not every cell ended (seed {seed})");
+    assert_eq!(queued.len(), 1000);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+
+    // The whole log, from the hub's file.
+    let file =
+        runtime_native::SqliteStore::open(home.dir.path().join("hub.db"), "default").unwrap();
+    let head = file.head().unwrap();
+    let mut log = file.subscribe(1);
+    let mut state = NotebookState::new();
+    let mut starts = std::collections::HashMap::<QueueId, usize>::new();
+    let mut requests = 0;
+    while state.last_seq() < head {
+        let entry = futures::StreamExt::next(&mut log).await.unwrap().unwrap();
+        let applied = state.apply(entry.seq, &entry.event);
+        match &*entry.event {
+            Event::ExecutionStarted(start) if applied == Applied::Applied => {
+                *starts.entry(start.queue_id.clone()).or_default() += 1;
+            }
+            Event::ExecutionRequested(_) => requests += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(requests, 1000, "each cell requested once (seed {seed})");
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for (n, queue_id) in queued.iter().enumerate() {
+        let entry = state.entry(queue_id).unwrap();
+        assert!(entry.is_completed(), "cell {n} did not end (seed {seed})");
+        assert!(
+            starts.get(queue_id).copied().unwrap_or(0) <= 1,
+            "cell {n} started twice (seed {seed})"
+        );
+        let status = entry.state.status().unwrap();
+        *statuses.entry(format!("{status:?}")).or_default() += 1;
+        if status == CompletionStatus::Success {
+            assert_eq!(
+                entry.outputs.len(),
+                1,
+                "cell {n}: {:?} (seed {seed})",
+                entry.outputs
+            );
+            match &entry.outputs[0].kind {
+                OutputKind::Result { data, .. } => {
+                    assert_eq!(
+                        data.text(),
+                        Some(format!("Echo: cell {n}").as_str()),
+                        "seed {seed}"
+                    )
+                }
+                other => panic!("cell {n}: {other:?} (seed {seed})"),
+            }
+        }
+    }
+    assert!(
+        state.in_progress().next().is_none(),
+        "nothing left running (seed {seed})"
+    );
+    eprintln!(
+        "1000 cells in {:.1} s with 24 agent kills and a hub kill; statuses {statuses:?}; \
+         log of {head} events",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -175,8 +175,14 @@ async fn rest_reads_writes_and_streams_with_identities_checked() {
     let cell = &cells["cells"][0];
     assert_eq!(cell["status"], "success", "{cells}");
     assert_eq!(cell["executionCount"], 1);
-    assert_eq!(cell["outputs"][0]["outputType"], "execute_result", "{cells}");
-    assert_eq!(cell["outputs"][0]["data"]["text/plain"], "Echo: 1 + 1", "{cells}");
+    assert_eq!(
+        cell["outputs"][0]["outputType"], "execute_result",
+        "{cells}"
+    );
+    assert_eq!(
+        cell["outputs"][0]["data"]["text/plain"], "Echo: 1 + 1",
+        "{cells}"
+    );
 
     // Events from a sequence number, a page at a time.
     let (_, page) = call(
