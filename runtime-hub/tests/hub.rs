@@ -295,6 +295,77 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
     handle.shutdown();
 }
 
+/// A hub behind TLS (a terminating proxy with a self-signed certificate for `localhost`):
+/// `wss://` works with the certificate as `ca_file`; without it the certificate check
+/// refuses the connection (and the client keeps retrying, as for any lost connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_works_with_a_private_ca_and_refuses_an_unknown_certificate() {
+    use tokio_rustls::rustls;
+    let url = hub(Arc::new(MemoryCatalog::new())).await;
+    let target = url.trim_start_matches("ws://").to_owned();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![certified.cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (acceptor, target) = (acceptor.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(mut inbound) = acceptor.accept(inbound).await else {
+                    return;
+                };
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let secure = format!("wss://localhost:{port}");
+    let store = HubStore::connect(
+        &secure,
+        BearerToken::new(ALICE),
+        "tls",
+        HubOptions {
+            ca_file: Some(ca_file),
+            ..quick()
+        },
+    )
+    .unwrap();
+    store.commit(vec![cell("over-tls")]).await.unwrap();
+    let first = store.subscribe(1).next().await.unwrap().unwrap();
+    assert_eq!(*first.event, cell("over-tls"));
+
+    let untrusting = HubStore::connect(&secure, BearerToken::new(ALICE), "tls", quick()).unwrap();
+    let mut state = untrusting.connection_state();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        state.wait_for(|state| matches!(state, ConnectionState::Reconnecting { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    let ConnectionState::Reconnecting { error, .. } = refused else {
+        unreachable!()
+    };
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+}
+
 /// Forwards TCP to `target`; every change of the returned counter cuts all current
 /// connections. Also counts the connections it accepted.
 async fn proxy(target: String) -> (String, watch::Sender<u64>, Arc<AtomicUsize>) {

@@ -19,17 +19,15 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 
-use crate::files::{SmallFileError, read_small_file};
 use crate::process::{Pipe, in_backend_span, stream_text};
+use crate::tls::CaFileError;
 
 /// The most of an error response's body shown.
 const ERROR_BODY: usize = 1024;
 /// The largest response head accepted (and hyper's read buffer).
 const MAX_HEAD: usize = 64 * 1024;
-/// The largest CA file read.
-const MAX_CA_FILE: u64 = 1024 * 1024;
 
 /// A configuration [`Http`] refuses. Messages never hold a header's value, and never the
 /// URL (its query could hold a key).
@@ -49,20 +47,12 @@ pub enum HttpConfigError {
         "the value of header {0:?} is not valid (it holds a control character such as CR or LF)"
     )]
     InvalidHeaderValue(String),
-    /// The CA file could not be read.
+    /// The CA file could not be read or holds no certificate.
     #[error(transparent)]
-    CaFile(#[from] SmallFileError),
+    CaFile(#[from] CaFileError),
     /// TLS could not be set up with these certificates.
     #[error("TLS settings: {0}")]
     Tls(String),
-    /// The CA file holds no usable PEM certificate.
-    #[error("{path}: no PEM certificate could be used ({reason})")]
-    NoCertificate {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// POSTs each execution as JSON to a URL and streams the response body into the cell's
@@ -170,18 +160,7 @@ impl Http {
     /// Also trusts the certificates of a PEM file (a private CA, a self-signed local
     /// server) for `https://` URLs, beside Mozilla's roots.
     pub fn ca_file(mut self, path: &Path) -> Result<Self, HttpConfigError> {
-        let pem = read_small_file(path, MAX_CA_FILE)?;
-        let no_certificate = |reason: String| HttpConfigError::NoCertificate {
-            path: path.to_path_buf(),
-            reason,
-        };
-        use rustls_pki_types::pem::PemObject;
-        let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| no_certificate(error.to_string()))?;
-        if certificates.is_empty() {
-            return Err(no_certificate("the file holds no certificate".to_owned()));
-        }
+        let certificates = crate::tls::read_certificates(path)?;
         self.extra_roots.extend(certificates);
         if self.tls.is_some() {
             self.tls = Some(self.tls_config()?);
@@ -196,22 +175,7 @@ impl Http {
     }
 
     fn tls_config(&self) -> Result<Arc<ClientConfig>, HttpConfigError> {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for certificate in &self.extra_roots {
-            roots
-                .add(certificate.clone())
-                .map_err(|error| HttpConfigError::Tls(error.to_string()))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| HttpConfigError::Tls(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        crate::tls::client_config(&self.extra_roots, &[b"http/1.1"]).map_err(HttpConfigError::Tls)
     }
 
     /// The request: the JSON body and the configured headers.

@@ -35,6 +35,9 @@ pub struct HubOptions {
     /// How often the connection is checked with a ping; with no frame from the hub for
     /// three of these, it is taken as dead and made again.
     pub heartbeat: Duration,
+    /// For `wss://`: a PEM file of certificates to trust beside Mozilla's roots (a
+    /// private CA, a self-signed hub).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HubOptions {
@@ -44,6 +47,7 @@ impl Default for HubOptions {
             backoff_cap: Duration::from_secs(5),
             commit_buffer: 1024,
             heartbeat: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -104,9 +108,12 @@ struct Client {
 /// Why [`HubStore::connect`] refused its arguments.
 #[derive(Debug, thiserror::Error)]
 pub enum HubUrlError {
-    /// Not `ws://host:port[/path]`.
-    #[error("expected a hub URL like ws://host:7878 (wss:// is not supported yet)")]
+    /// Not `ws://host:port[/path]` or `wss://…`.
+    #[error("expected a hub URL like ws://host:7878 or wss://hub.example")]
     Invalid,
+    /// The TLS settings for `wss://` could not be made.
+    #[error("TLS settings: {0}")]
+    Tls(String),
     /// Not inside a tokio runtime.
     #[error("HubStore::connect must be called inside a tokio runtime")]
     NoRuntime,
@@ -183,7 +190,11 @@ impl HubStore {
         options: HubOptions,
     ) -> Result<HubStore, HubUrlError> {
         check_notebook_id(notebook)?;
-        let rest = url.strip_prefix("ws://").ok_or(HubUrlError::Invalid)?;
+        let (scheme, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => ("ws", rest),
+            (_, Some(rest)) => ("wss", rest),
+            _ => return Err(HubUrlError::Invalid),
+        };
         let (authority, path) = match rest.find('/') {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, ""),
@@ -196,12 +207,24 @@ impl HubStore {
         } else {
             path
         };
-        let url = format!("ws://{authority}{path}");
+        let url = format!("{scheme}://{authority}{path}");
+        let tls = match scheme {
+            "wss" => {
+                let roots = match &options.ca_file {
+                    Some(path) => crate::tls::read_certificates(path)
+                        .map_err(|error| HubUrlError::Tls(error.to_string()))?,
+                    None => Vec::new(),
+                };
+                Some(crate::tls::client_config(&roots, &[]).map_err(HubUrlError::Tls)?)
+            }
+            _ => None,
+        };
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| HubUrlError::NoRuntime)?;
         let (commands, inbox) = mpsc::channel(64);
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);
         let task = Connection {
             url: url.clone(),
+            tls,
             token,
             options,
             state: state_tx,
@@ -397,6 +420,8 @@ struct Pending {
 /// The connection task's state: everything it must redo after a reconnect.
 struct Connection {
     url: String,
+    /// For `wss://`.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     token: BearerToken,
     options: HubOptions,
     state: watch::Sender<ConnectionState>,
@@ -501,7 +526,15 @@ impl Connection {
         let (mut socket, _) = tokio::time::timeout(
             self.options.heartbeat * 3,
             // Nagle's algorithm would hold small frames back for the peer's delayed ack.
-            tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true),
+            tokio_tungstenite::connect_async_tls_with_config(
+                self.url.as_str(),
+                None,
+                true,
+                Some(match &self.tls {
+                    Some(config) => tokio_tungstenite::Connector::Rustls(config.clone()),
+                    None => tokio_tungstenite::Connector::Plain,
+                }),
+            ),
         )
         .await
         .map_err(|_| lost("connecting timed out".to_owned()))?

@@ -49,6 +49,7 @@ pub mod process;
 #[cfg(unix)]
 mod signals;
 pub mod sqlite;
+pub mod tls;
 
 pub use auth::AuthToken;
 pub use clock::TokioClock;
