@@ -3,50 +3,22 @@
 //! proxy that cuts every connection again and again while commits and reads go on.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use runtime_core::sync::{BearerToken, Role};
+use runtime_core::sync::BearerToken;
 use runtime_core::*;
-use runtime_hub::{Authenticator, Hub, Identity};
 use runtime_native::hub::{ConnectionState, HubOptions, HubStore};
+use support::{AGENT, ALICE};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
-/// Tokens for the tests: `alice-token…` (a user), `agent-token…` (an agent).
-struct Tokens;
-
-const ALICE: &str = "alice-token-0123456789";
-const AGENT: &str = "agent-token-0123456789";
-
-impl Authenticator for Tokens {
-    fn authenticate(&self, token: &BearerToken) -> Option<Identity> {
-        match token.expose() {
-            ALICE => Some(Identity {
-                id: "alice".into(),
-                role: Role::User,
-            }),
-            AGENT => Some(Identity {
-                id: "agent-1".into(),
-                role: Role::Agent,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// A hub on 127.0.0.1 over `catalog`; returns its address.
+/// A hub on 127.0.0.1 over `catalog`; returns its URL.
 async fn hub(catalog: Arc<dyn Catalog>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = Hub::new(catalog, Arc::new(Tokens)).router();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("ws://{address}")
+    format!("ws://{}", support::hub(catalog).await)
 }
 
 fn quick() -> HubOptions {
@@ -108,6 +80,7 @@ async fn identities_are_checked_and_a_bad_token_fails_for_good() {
     )
     .unwrap()
     .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    // Not support::echo_agent: this one's refusal is what is tested.
     let stopped = tokio::time::timeout(Duration::from_secs(30), agent.run())
         .await
         .unwrap();
@@ -121,16 +94,7 @@ async fn an_agent_serves_a_client_across_the_hub() {
     let catalog = runtime_native::SqliteStore::open(dir.path().join("hub.db"), "default").unwrap();
     let url = hub(Arc::new(catalog)).await;
     let agent_store = HubStore::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
-    let agent = RuntimeAgent::new(
-        agent_store,
-        runtime_native::TokioClock,
-        Capabilities::code(),
-        AgentOptions::new("agent-1"),
-    )
-    .unwrap()
-    .on_execution(handler::Echo::new(runtime_native::TokioClock));
-    let handle = agent.handle();
-    tokio::spawn(agent.run());
+    let handle = support::echo_agent(agent_store, "agent-1");
     let client_store = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
     let client = NotebookClient::new(client_store.clone(), "alice");
     for n in 0..5 {
@@ -161,7 +125,12 @@ async fn an_agent_serves_a_client_across_the_hub() {
 async fn cut_connections_lose_nothing_and_duplicate_nothing() {
     let catalog = MemoryCatalog::new();
     let url = hub(Arc::new(catalog.clone())).await;
-    let (proxy_url, cut, accepted) = proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let support::Proxy {
+        address,
+        cut,
+        accepted,
+    } = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let proxy_url = format!("ws://{address}");
     let writer = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
     let reader = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
     // The reader follows until the writer's last batch, however many it wrote.
@@ -220,20 +189,16 @@ async fn cut_connections_lose_nothing_and_duplicate_nothing() {
 async fn an_agent_keeps_its_session_across_cut_connections() {
     let catalog = MemoryCatalog::new();
     let url = hub(Arc::new(catalog.clone())).await;
-    let (proxy_url, cut, accepted) = proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let support::Proxy {
+        address,
+        cut,
+        accepted,
+    } = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let proxy_url = format!("ws://{address}");
     let agent_store =
         HubStore::connect(&proxy_url, BearerToken::new(AGENT), "kept", quick()).unwrap();
-    let agent = RuntimeAgent::new(
-        agent_store,
-        runtime_native::TokioClock,
-        Capabilities::code(),
-        AgentOptions::new("agent-1"),
-    )
-    .unwrap()
-    .on_execution(handler::Echo::new(runtime_native::TokioClock));
-    let handle = agent.handle();
+    let handle = support::echo_agent(agent_store, "agent-1");
     let session = handle.session_id().clone();
-    tokio::spawn(agent.run());
     let cutter = tokio::spawn(async move {
         for n in 0u64.. {
             tokio::time::sleep(Duration::from_millis(20 + n % 30)).await;
@@ -364,36 +329,6 @@ async fn wss_works_with_a_private_ca_and_refuses_an_unknown_certificate() {
         unreachable!()
     };
     assert!(error.to_lowercase().contains("certificate"), "{error}");
-}
-
-/// Forwards TCP to `target`; every change of the returned counter cuts all current
-/// connections. Also counts the connections it accepted.
-async fn proxy(target: String) -> (String, watch::Sender<u64>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let (cut, cuts) = watch::channel(0u64);
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let target = target.clone();
-            let mut cuts = cuts.clone();
-            cuts.mark_unchanged();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(target).await else {
-                    return;
-                };
-                // As the hub and its clients do: no waiting for delayed acks on this hop.
-                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cuts.changed() => {}
-                }
-            });
-        }
-    });
-    (url, cut, accepted)
 }
 
 fn cell(id: &str) -> Event {

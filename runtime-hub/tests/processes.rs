@@ -4,6 +4,8 @@
 //! is refused.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -193,42 +195,21 @@ fn a_tokens_file_others_can_read_is_refused() {
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
-/// Forwards TCP from a new port to `target`, cutting every connection at random moments
-/// (every 300-1000 ms); returns the port.
+/// A proxy to `target` that cuts every connection every 300-1000 ms; returns its port.
 async fn cutting_proxy(target: String, seed: u64) -> u16 {
-    use tokio::net::{TcpListener, TcpStream};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (cut, cuts) = tokio::sync::watch::channel(0u64);
+    let proxy = support::proxy(target).await;
+    let cut = proxy.cut;
     tokio::spawn(async move {
         let mut random = seed;
         loop {
             random = random
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            tokio::time::sleep(Duration::from_millis(50 + (random >> 33) % 200)).await;
+            tokio::time::sleep(Duration::from_millis(300 + (random >> 33) % 700)).await;
             cut.send_modify(|n| *n += 1);
         }
     });
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let target = target.clone();
-            let mut cuts = cuts.clone();
-            cuts.mark_unchanged();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(target).await else {
-                    return;
-                };
-                // As the hub and its clients do: no waiting for delayed acks on this hop.
-                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cuts.changed() => {}
-                }
-            });
-        }
-    });
-    port
+    proxy.address.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
 /// 1,000 cells through a hub while the agent is killed with SIGKILL and restarted every

@@ -3,41 +3,20 @@
 //! and the live event stream with `Last-Event-ID` resume.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime_core::sync::{BearerToken, Role};
+use runtime_core::sync::BearerToken;
 use runtime_core::*;
-use runtime_hub::{Authenticator, Hub, Identity};
 use serde_json::{Value, json};
+use support::{AGENT, ALICE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-const ALICE: &str = "alice-token-0123456789";
-const AGENT: &str = "agent-token-0123456789";
-
-struct Tokens;
-
-impl Authenticator for Tokens {
-    fn authenticate(&self, token: &BearerToken) -> Option<Identity> {
-        let (id, role) = match token.expose() {
-            ALICE => ("alice", Role::User),
-            AGENT => ("agent-1", Role::Agent),
-            _ => return None,
-        };
-        Some(Identity {
-            id: id.into(),
-            role,
-        })
-    }
-}
+use tokio::net::TcpStream;
 
 async fn hub() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let app = Hub::new(Arc::new(MemoryCatalog::new()), Arc::new(Tokens)).router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    address
+    support::hub(Arc::new(MemoryCatalog::new())).await
 }
 
 /// One request; the status and the JSON body.
@@ -142,16 +121,7 @@ async fn rest_reads_writes_and_streams_with_identities_checked() {
         runtime_native::hub::HubOptions::default(),
     )
     .unwrap();
-    let agent = RuntimeAgent::new(
-        agent_store,
-        runtime_native::TokioClock,
-        Capabilities::code(),
-        AgentOptions::new("agent-1"),
-    )
-    .unwrap()
-    .on_execution(handler::Echo::new(runtime_native::TokioClock));
-    let handle = agent.handle();
-    tokio::spawn(agent.run());
+    let handle = support::echo_agent(agent_store, "agent-1");
     let request = json!({"events": [requested("c1", "q1", "alice")]});
     let (status, _) = call(
         &address,

@@ -1,0 +1,104 @@
+//! What the hub's tests share: test tokens, a hub on 127.0.0.1, an echo agent, and a TCP
+//! proxy that cuts its connections on demand.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use runtime_core::sync::{BearerToken, Role};
+use runtime_core::*;
+use runtime_hub::{Authenticator, Hub, Identity};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A user's token (`alice`).
+pub(crate) const ALICE: &str = "alice-token-0123456789";
+/// An agent's token (`agent-1`).
+pub(crate) const AGENT: &str = "agent-token-0123456789";
+
+/// Knows [`ALICE`] and [`AGENT`].
+pub(crate) struct Tokens;
+
+impl Authenticator for Tokens {
+    fn authenticate(&self, token: &BearerToken) -> Option<Identity> {
+        let (id, role) = match token.expose() {
+            ALICE => ("alice", Role::User),
+            AGENT => ("agent-1", Role::Agent),
+            _ => return None,
+        };
+        Some(Identity {
+            id: id.into(),
+            role,
+        })
+    }
+}
+
+/// A hub on 127.0.0.1 over `catalog`; returns its `host:port`.
+pub(crate) async fn hub(catalog: Arc<dyn Catalog>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let app = Hub::new(catalog, Arc::new(Tokens)).router();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+/// An echo agent for `client_id` on `store`, running; its handle.
+pub(crate) fn echo_agent(store: impl Store + 'static, client_id: &str) -> AgentHandle {
+    let agent = RuntimeAgent::new(
+        store,
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new(client_id),
+    )
+    .unwrap()
+    .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    let handle = agent.handle();
+    tokio::spawn(agent.run());
+    handle
+}
+
+/// A TCP proxy to `target`.
+pub(crate) struct Proxy {
+    /// Its `host:port`.
+    pub(crate) address: String,
+    /// Every change cuts all current connections.
+    pub(crate) cut: watch::Sender<u64>,
+    /// How many connections it accepted.
+    pub(crate) accepted: Arc<AtomicUsize>,
+}
+
+/// Forwards TCP to `target` (with TCP_NODELAY on both hops, as the hub and its clients
+/// set it).
+pub(crate) async fn proxy(target: String) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (cut, cuts) = watch::channel(0u64);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            let mut cuts = cuts.clone();
+            cuts.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cuts.changed() => {}
+                }
+            });
+        }
+    });
+    Proxy {
+        address,
+        cut,
+        accepted,
+    }
+}
