@@ -351,6 +351,33 @@ async fn measure(
         });
     }
 
+    if wants("B18") {
+        let (subscribers, events) = if size.cross < 100 {
+            (20, 200)
+        } else {
+            (100, 2_000)
+        };
+        eprintln!("B18: {subscribers} subscribers of one notebook on a hub");
+        let (cpu_per_event, took) = processes::hub_fan_out(hub, scratch, subscribers, events).await;
+        rows.push(Row {
+            id: "B18",
+            scenario: format!(
+                "{subscribers} subscribers of one notebook on a hub, {events} events committed one by one: hub CPU per event, until all saw the last"
+            ),
+            ours: format!(
+                "{cpu_per_event:.0} µs of hub CPU per event ({:.1} µs per event per subscriber); {} in all",
+                cpu_per_event / subscribers as f64,
+                human(took.as_secs_f64() * 1e6)
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "measured (no target yet)",
+            met: None,
+            data: json!({"subscribers": subscribers, "events": events,
+                         "hub_cpu_us_per_event": cpu_per_event, "total_ms": took.as_secs_f64() * 1e3}),
+        });
+    }
+
     if wants("B3") {
         eprintln!("B3: output flood");
         let peer_flood = peer.map(|p| &p["flood_flushed"]);

@@ -153,6 +153,72 @@ pub async fn hub_under_many_agents(
     (per_connection, took)
 }
 
+/// The CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&n| fields.get(n).and_then(|t| t.parse::<u64>().ok()))
+        .sum();
+    // Linux reports them in clock ticks of 1/100 s.
+    Duration::from_millis(ticks * 10)
+}
+
+/// B18: `subscribers` clients follow one notebook on a hub process while `events` are
+/// committed one by one: the hub's CPU time per committed event, and how long until every
+/// subscriber saw the last one. Returns (µs of hub CPU per event, total time).
+pub async fn hub_fan_out(
+    hub: &Path,
+    dir: &Path,
+    subscribers: usize,
+    events: usize,
+) -> (f64, Duration) {
+    let (hub, url) = start_hub(hub, dir);
+    let writer = hub_store(&url, HUB_CLIENT, "fan-out");
+    writer.commit(vec![cell_event(0)]).await.expect("commit");
+    let mut readers = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let store = hub_store(&url, HUB_CLIENT, "fan-out");
+        let mut log = store.subscribe(1);
+        log.next()
+            .await
+            .expect("the first event")
+            .expect("readable");
+        readers.push(tokio::spawn(async move {
+            let mut seen = 1;
+            while seen < events + 1 {
+                log.next().await.expect("more").expect("readable");
+                seen += 1;
+            }
+            drop(store);
+        }));
+    }
+    let cpu_before = cpu_time(hub.id());
+    let started = Instant::now();
+    for n in 1..=events {
+        writer.commit(vec![cell_event(n)]).await.expect("commit");
+    }
+    for reader in readers {
+        reader.await.expect("the reader saw every event");
+    }
+    let took = started.elapsed();
+    let cpu = cpu_time(hub.id()).saturating_sub(cpu_before);
+    stop(hub);
+    (cpu.as_secs_f64() * 1e6 / events as f64, took)
+}
+
+fn cell_event(n: usize) -> Event {
+    runtime_core::CellDeleted {
+        cell_id: format!("fan-out-{n}").into(),
+    }
+    .into()
+}
+
 /// Requests → completions observed through `store`, once an agent serves it; the first
 /// tenth is warm-up.
 async fn round_trips(store: impl Store + Clone + 'static, samples: usize) -> Summary {
