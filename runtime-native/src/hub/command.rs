@@ -1,0 +1,62 @@
+//! What a [`HubStore`](super::HubStore) asks its connection task to do.
+
+use runtime_core::sync::ClientFrame;
+use runtime_core::{Batch, LogEntry, NotebookInfo, Seq, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+pub(super) enum Command {
+    Commit {
+        notebook: String,
+        batch: Batch,
+        reply: oneshot::Sender<Result<Seq, StoreError>>,
+    },
+    Subscribe {
+        sub: u64,
+        notebook: String,
+        from: Seq,
+        pages: mpsc::Sender<Page>,
+    },
+    More {
+        sub: u64,
+        generation: u64,
+    },
+    Unsubscribe {
+        sub: u64,
+    },
+    Query(Query),
+}
+
+/// A request answered once: list the notebooks, or read a notebook's head.
+pub(super) enum Query {
+    List(oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>),
+    Head {
+        notebook: String,
+        reply: oneshot::Sender<Result<Seq, StoreError>>,
+    },
+}
+
+impl Query {
+    pub(super) fn frame(&self, req: u64) -> ClientFrame {
+        match self {
+            Query::List(_) => ClientFrame::List { req },
+            Query::Head { notebook, .. } => ClientFrame::Head {
+                req,
+                notebook: notebook.clone(),
+            },
+        }
+    }
+
+    pub(super) fn fail(self, error: StoreError) {
+        match self {
+            Query::List(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Query::Head { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+/// A page of a subscription, tagged with the connection it came on.
+pub(super) type Page = (u64, Result<Vec<LogEntry>, StoreError>);
