@@ -13,7 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use runtime_core::sync::{BearerToken, ErrorCode};
-use runtime_core::{Batch, BatchId, Event, LogEntry, NotebookState, Seq, Store, StoreError};
+use runtime_core::{Batch, BatchId, Event, LogEntry, NotebookWatcher, Seq, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -139,17 +139,8 @@ pub(crate) async fn cells(
     identify(&shared, &headers)?;
     let store = shared.catalog.open(&notebook)?;
     let head = store.head().await?;
-    let mut state = NotebookState::new();
-    let mut log = store.subscribe(1);
-    while state.last_seq() < head {
-        match log.next().await {
-            Some(entry) => {
-                let entry = entry?;
-                state.apply(entry.seq, &entry.event);
-            }
-            None => break,
-        }
-    }
+    let mut watcher = NotebookWatcher::new(&*store);
+    let state = watcher.wait_until(|state| state.last_seq() >= head).await?;
     let cells: Vec<Value> = state
         .cells()
         .map(|cell| {
