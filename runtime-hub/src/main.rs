@@ -56,10 +56,9 @@ async fn main() -> ExitCode {
     else {
         return fail("no store: pass --store PATH".to_owned());
     };
-    let Some(tokens_path) = cli
-        .tokens
-        .or_else(|| dirs_config().map(|dir| dir.join("runtime-agents").join("hub-tokens.toml")))
-    else {
+    let Some(tokens_path) = cli.tokens.or_else(|| {
+        dirs::config_dir().map(|dir| dir.join("runtime-agents").join("hub-tokens.toml"))
+    }) else {
         return fail("no tokens file: pass --tokens PATH".to_owned());
     };
     let tokens = match TokensFile::load(&tokens_path) {
@@ -99,12 +98,4 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error.to_string()),
     }
-}
-
-fn dirs_config() -> Option<PathBuf> {
-    runtime_native::auth::credentials_path().and_then(|path| {
-        path.parent()
-            .and_then(|dir| dir.parent())
-            .map(PathBuf::from)
-    })
 }
