@@ -115,6 +115,10 @@ pub enum HubUrlError {
     /// Not `ws://host:port[/path]` or `wss://…`.
     #[error("expected a hub URL like ws://host:7878 or wss://hub.example")]
     Invalid,
+    /// A URL with `user:password@` in it: it would reach logs and `Debug` output. The
+    /// token goes in `hello`, never in the URL.
+    #[error("the hub URL holds credentials (user:password@); pass the token separately")]
+    CredentialsInUrl,
     /// The TLS settings for `wss://` could not be made.
     #[error("TLS settings: {0}")]
     Tls(String),
@@ -148,6 +152,9 @@ impl HubStore {
         };
         if authority.is_empty() || authority.contains(char::is_whitespace) {
             return Err(HubUrlError::Invalid);
+        }
+        if authority.contains('@') {
+            return Err(HubUrlError::CredentialsInUrl);
         }
         let path = if path.is_empty() || path == "/" {
             "/sync"
@@ -271,5 +278,25 @@ impl Catalog for HubStore {
 
     fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(self.notebook(id)?))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hub_urls_are_checked_and_never_carry_credentials() {
+        let connect =
+            |url: &str| HubStore::connect(url, BearerToken::new("t"), "nb", HubOptions::default());
+        assert!(matches!(connect("http://h:1"), Err(HubUrlError::Invalid)));
+        assert!(matches!(connect("ws://"), Err(HubUrlError::Invalid)));
+        let refused = connect("ws://agent:hunter2@hub:7878").unwrap_err();
+        assert!(matches!(refused, HubUrlError::CredentialsInUrl));
+        assert!(!refused.to_string().contains("hunter2"), "{refused}");
+        let store = connect("ws://127.0.0.1:9").unwrap();
+        assert_eq!(store.client.url, "ws://127.0.0.1:9/sync");
+        assert!(!format!("{store:?}").contains("BearerToken"));
     }
 }
