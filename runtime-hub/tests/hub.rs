@@ -98,22 +98,7 @@ async fn an_agent_serves_a_client_across_the_hub() {
     let client_store = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
     let client = NotebookClient::new(client_store.clone(), "alice");
     for n in 0..5 {
-        let (_, queue_id) = client
-            .run_cell(CellType::Code, &format!("print({n})"))
-            .await
-            .unwrap();
-        let entry = completion(&client_store, &queue_id).await;
-        assert!(
-            matches!(
-                entry.state,
-                EntryState::Completed {
-                    status: CompletionStatus::Success,
-                    ..
-                }
-            ),
-            "{:?}",
-            entry.state
-        );
+        run_to_success(&client, &client_store, &format!("print({n})")).await;
     }
     handle.shutdown();
 }
@@ -210,22 +195,7 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
     // At least 20 cells, and on through at least 6 connections of the agent's.
     let mut cells = 0;
     while cells < 20 || accepted.load(Ordering::SeqCst) < 6 {
-        let (_, queue_id) = client
-            .run_cell(CellType::Code, &format!("{cells}"))
-            .await
-            .unwrap();
-        let entry = completion(&client_store, &queue_id).await;
-        assert!(
-            matches!(
-                entry.state,
-                EntryState::Completed {
-                    status: CompletionStatus::Success,
-                    ..
-                }
-            ),
-            "cell {cells}: {:?}",
-            entry.state
-        );
+        run_to_success(&client, &client_store, &format!("{cells}")).await;
         cells += 1;
     }
     cutter.abort();
@@ -351,18 +321,21 @@ fn request(cell: &str, queue: &str, by: &str) -> Event {
     .into()
 }
 
-async fn completion(store: &HubStore, queue_id: &QueueId) -> QueueEntry {
+/// Runs `source` in a new cell and waits (at most 30 s) for it to succeed.
+async fn run_to_success(client: &NotebookClient, store: &HubStore, source: &str) {
+    let (_, queue_id) = client.run_cell(CellType::Code, source).await.unwrap();
     let mut watcher = NotebookWatcher::new(store);
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(entry) = watcher.state().entry(queue_id) {
-                if matches!(entry.state, EntryState::Completed { .. }) {
-                    return entry.clone();
-                }
-            }
-            watcher.next().await.unwrap();
-        }
-    })
+    let entry = tokio::time::timeout(
+        Duration::from_secs(30),
+        watcher.wait_for_completion(&queue_id),
+    )
     .await
     .unwrap()
+    .unwrap();
+    assert_eq!(
+        entry.state.status(),
+        Some(CompletionStatus::Success),
+        "{source}: {:?}",
+        entry.state
+    );
 }
