@@ -61,24 +61,20 @@ pub fn adopt_orphans() -> io::Result<()> {
     ))
 }
 
-/// Reaps every exited child of this process that the runtime does not own; returns how
-/// many it reaped.
+/// Reaps every exited child of this process that the runtime does not own.
 #[cfg(target_os = "linux")]
-pub(crate) fn reap_orphans() -> usize {
+fn reap_orphans() {
     use nix::sys::wait::{WaitPidFlag, waitpid};
     use nix::unistd::Pid;
     let owned = owned();
-    let mut reaped = 0;
     for pid in children() {
         if owned.contains(&pid) || !is_zombie(pid) {
             continue;
         }
         if let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
             tracing::trace!(pid, ?status, "reaped an orphan");
-            reaped += 1;
         }
     }
-    reaped
 }
 
 /// This process's children, from `/proc/self/task/*/children`.
