@@ -404,7 +404,7 @@ pub async fn sqlite_fold(dir: &Path, events: usize) -> Duration {
     let mut log = store.subscribe(1);
     while state.last_seq() < head {
         let entry = log.next().await.expect("log").expect("entry");
-        state.apply(entry.seq, &entry.event);
+        state.apply_entry(&entry);
     }
     let took = started.elapsed();
     assert_eq!(state.entries().len(), events / 10);

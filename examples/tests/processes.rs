@@ -11,8 +11,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use runtime_core::{
-    CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState, NotebookWatcher,
-    QueueId, SessionState, Store, TerminationReason,
+    CellType, CompletionStatus, EntryState, Event, LogEntry, NotebookClient, NotebookState,
+    NotebookWatcher, QueueId, SessionState, Store, TerminationReason,
 };
 use runtime_native::SqliteStore;
 
@@ -317,8 +317,8 @@ fn two_agents_started_together_never_both_run_an_entry() {
         let mut starts: HashMap<QueueId, usize> = HashMap::new();
         let mut replay = NotebookState::new();
         for entry in runtime().block_on(read_all(&store)) {
-            let applied = replay.apply(entry.0, &entry.1) == runtime_core::Applied::Applied;
-            match &entry.1 {
+            let applied = replay.apply_entry(&entry) == runtime_core::Applied::Applied;
+            match &*entry.event {
                 // Every result written, applied or fenced: one means one handler run.
                 Event::ExecuteResultAdded(e) => {
                     *results.entry(e.queue_id.clone()).or_default() += 1
@@ -347,14 +347,13 @@ fn two_agents_started_together_never_both_run_an_entry() {
     }
 }
 
-async fn read_all(store: &SqliteStore) -> Vec<(u64, Event)> {
+async fn read_all(store: &SqliteStore) -> Vec<LogEntry> {
     use futures::StreamExt;
     let head = store.head().unwrap() as usize;
     store
         .subscribe(1)
         .take(head)
         .map(|e| e.unwrap())
-        .map(|e| (e.seq, (*e.event).clone()))
         .collect()
         .await
 }
@@ -606,7 +605,7 @@ fn every_acknowledged_commit_survives_kill_9_of_the_writer() {
         events
             .iter()
             .enumerate()
-            .all(|(n, (seq, _))| *seq == n as u64 + 1),
+            .all(|(n, entry)| entry.seq == n as u64 + 1),
         "no gaps"
     );
 }

@@ -1,19 +1,40 @@
-//! Any log (one event per line) folds without panicking, and an agent's lean fold makes the
-//! same decisions as a UI's full fold: the same statistics, entry states, execution counts
-//! and sessions.
+//! Any log (one event per line, optionally stamped: `author@millis {json}`) folds without
+//! panicking, and an agent's lean fold makes the same decisions as a UI's full fold: the
+//! same statistics, entry states, execution counts and sessions.
 #![no_main]
 
+use std::sync::Arc;
+
 use libfuzzer_sys::fuzz_target;
-use runtime_core::{Event, NotebookState};
+use runtime_core::{Event, LogEntry, NotebookState, Stamp, Timestamp};
+
+/// The line's stamp, if it starts with `author@millis `, and the event after it.
+fn stamped(line: &str) -> (Option<Stamp>, &str) {
+    let Some((head, json)) = line.split_once(' ') else {
+        return (None, line);
+    };
+    let Some((author, at)) = head.split_once('@') else {
+        return (None, line);
+    };
+    match at.parse::<u64>() {
+        Ok(at) => (Some(Stamp::new(Timestamp(at), author)), json),
+        Err(_) => (None, line),
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut full = NotebookState::new();
     let mut lean = NotebookState::lean();
     for (seq, line) in (1..).zip(text.lines()) {
-        let event = Event::from_json_str(line);
-        let applied = full.apply(seq, &event);
-        assert_eq!(lean.apply(seq, &event), applied, "seq {seq}: {line}");
+        let (stamp, json) = stamped(line);
+        let entry = LogEntry {
+            seq,
+            event: Arc::new(Event::from_json_str(json)),
+            stamp,
+        };
+        let applied = full.apply_entry(&entry);
+        assert_eq!(lean.apply_entry(&entry), applied, "seq {seq}: {line}");
     }
     assert_eq!(full.stats(), lean.stats());
     assert_eq!(full.sessions(), lean.sessions());

@@ -73,5 +73,5 @@ pub use schema::*;
 pub use state::*;
 pub use store::{
     Batch, Catalog, LogEntry, MemoryCatalog, MemoryStore, NotebookInfo, RetryPolicy, Retrying,
-    Store, StoreError, Subscription,
+    Stamp, Store, StoreError, Subscription,
 };

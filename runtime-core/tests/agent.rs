@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use runtime_core::*;
 use serde_json::json;
-use support::{Output, Sim, TaskId, describe, fold, options, request, wait_for};
+use support::{Output, Sim, Skewed, TaskId, describe, fold, options, request, wait_for};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -1128,6 +1128,101 @@ fn a_watcher_never_expires_a_session_that_renews() {
     });
     assert_eq!(sim.run_to(&done).unwrap(), Some(CompletionStatus::Success));
     assert_eq!(handle.status(), AgentStatus::Idle);
+}
+
+/// With a stamping store, leases run by the store's clock: a runtime whose clock runs a
+/// minute behind and a watcher whose clock runs a minute ahead (which, comparing their
+/// clocks, would expire the runtime at once) leave a live runtime alone.
+#[test]
+fn skewed_clocks_never_expire_a_live_runtime_on_a_stamping_store() {
+    let mut sim = Sim::new(36);
+    let store = MemoryStore::stamping(sim.clock.clone(), "authority");
+    let behind = Skewed {
+        clock: sim.clock.clone(),
+        offset_ms: -60_000,
+    };
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        behind,
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(sleeper(sim.clock.clone(), Duration::from_secs(5)));
+    let handle = agent.handle();
+    sim.spawn(agent.run());
+    let queue_id = request(&mut sim, &store, "five seconds");
+    let ahead = Skewed {
+        clock: sim.clock.clone(),
+        offset_ms: 60_000,
+    };
+    let mut watcher = NotebookWatcher::new(&store).enforcing_leases(store.clone(), ahead, "bob");
+    let (_, done) = sim.spawn(async move {
+        watcher
+            .wait_for_completion(&queue_id)
+            .await
+            .map(|entry| entry.state.status())
+    });
+    assert_eq!(sim.run_to(&done).unwrap(), Some(CompletionStatus::Success));
+    assert_eq!(handle.status(), AgentStatus::Idle);
+    let state = fold(&store);
+    assert!(state.sessions()[0].is_active(), "{:?}", state.sessions()[0]);
+    let refused = state.stats().ignored(Ignored::LeaseStillValid);
+    assert!(
+        (1..=2).contains(&refused),
+        "the watcher tried early, learned its clock runs ahead, and stopped: {refused} refused"
+    );
+}
+
+/// A watcher whose clock runs a minute behind the store's still expires a crashed
+/// runtime (whose own clock ran half a minute ahead) within a lease of starting to watch.
+#[test]
+fn a_watcher_whose_clock_runs_behind_expires_a_crashed_runtime_on_a_stamping_store() {
+    let mut sim = Sim::new(37);
+    let store = MemoryStore::stamping(sim.clock.clone(), "authority");
+    let ahead = Skewed {
+        clock: sim.clock.clone(),
+        offset_ms: 30_000,
+    };
+    let forever = |ctx: ExecutionContext| async move {
+        ctx.stdout("started\n")?;
+        futures::future::pending::<()>().await;
+        Ok(())
+    };
+    let agent = RuntimeAgent::new(store.clone(), ahead, Capabilities::code(), options("alice"))
+        .unwrap()
+        .on_execution(forever);
+    let (task, _) = sim.spawn(agent.run());
+    let queue_id = request(&mut sim, &store, "loop forever");
+    wait_until_running(&mut sim, &store, &queue_id);
+    sim.kill(task);
+
+    let behind = Skewed {
+        clock: sim.clock.clone(),
+        offset_ms: -60_000,
+    };
+    let mut watcher = NotebookWatcher::new(&store).enforcing_leases(store.clone(), behind, "bob");
+    let before = sim.clock.now();
+    let waited = queue_id.clone();
+    let (_, done) = sim.spawn(async move {
+        watcher
+            .wait_for_completion(&waited)
+            .await
+            .map(|entry| entry.state.status())
+    });
+    assert_eq!(
+        sim.run_to(&done).unwrap(),
+        Some(CompletionStatus::RuntimeLost)
+    );
+    let waited_for = sim.clock.now().saturating_since(before);
+    assert!(
+        waited_for <= Duration::from_millis(300) + runtime_core::client::EXPIRY_MARGIN,
+        "ended within the lease plus the margin: {waited_for:?}"
+    );
+    assert_eq!(
+        fold(&store).sessions()[0].state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
 }
 
 #[test]

@@ -8,12 +8,12 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use runtime_core::sync::{ClientFrame, ErrorCode, HubFrame, PAGE_ENTRIES, PROTOCOL};
-use runtime_core::{Batch, BatchId, Event, Seq, Store};
+use runtime_core::{BatchId, Event, Seq, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
-use crate::identity::{Identity, check_batch};
+use crate::identity::Identity;
 
 /// How long a client has to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -255,25 +255,9 @@ async fn commit(
     batch: BatchId,
     events: Vec<Arc<Event>>,
 ) -> HubFrame {
-    if events.is_empty() {
-        return error(
-            Some(req),
-            None,
-            ErrorCode::Invalid,
-            "a commit needs at least one event",
-        );
-    }
-    if let Err(why) = check_batch(identity, &events) {
-        tracing::warn!(%why, "refused a commit");
-        return error(Some(req), None, ErrorCode::Forbidden, why);
-    }
-    let store = match shared.catalog.open(notebook) {
-        Ok(store) => store,
-        Err(why) => return error(Some(req), None, ErrorCode::of(&why), why.to_string()),
-    };
-    match store.commit_batch(&Batch { id: batch, events }).await {
+    match shared.commit(identity, notebook, batch, events).await {
         Ok(seq) => HubFrame::Committed { req, seq },
-        Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+        Err((code, why)) => error(Some(req), None, code, why),
     }
 }
 

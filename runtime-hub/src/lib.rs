@@ -36,7 +36,8 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use axum::routing::get;
-use runtime_core::Catalog;
+use runtime_core::sync::ErrorCode;
+use runtime_core::{Batch, BatchId, Catalog, Clock, Event, Seq, Stamp};
 
 pub use identity::{Authenticator, Identity, MIN_TOKEN_LEN, TokensError, TokensFile};
 pub use rest::MAX_EVENTS_PER_READ;
@@ -53,15 +54,68 @@ pub struct Hub {
 struct Shared {
     catalog: Arc<dyn Catalog>,
     authenticator: Arc<dyn Authenticator>,
+    /// The authority's clock: every committed batch is stamped with its time.
+    clock: Arc<dyn Clock>,
+}
+
+impl Shared {
+    /// Commits `events` to `notebook` for `identity`: checks the names they declare against
+    /// it, then stamps the batch with the hub's time and the identity, so the log says who
+    /// wrote each entry and when, by one clock.
+    async fn commit(
+        &self,
+        identity: &Identity,
+        notebook: &str,
+        id: BatchId,
+        events: Vec<Arc<Event>>,
+    ) -> Result<Seq, (ErrorCode, String)> {
+        if events.is_empty() {
+            let empty = runtime_core::StoreError::EmptyBatch;
+            return Err((ErrorCode::of(&empty), empty.to_string()));
+        }
+        if let Err(why) = identity::check_batch(identity, &events) {
+            tracing::warn!(%why, "refused a commit");
+            return Err((ErrorCode::Forbidden, why));
+        }
+        let store = self
+            .catalog
+            .open(notebook)
+            .map_err(|why| (ErrorCode::of(&why), why.to_string()))?;
+        let stamp = Stamp::new(self.clock.now(), identity.id.as_str());
+        let batch = Batch {
+            id,
+            events,
+            stamp: Some(stamp),
+        };
+        store
+            .commit_batch(&batch)
+            .await
+            .map_err(|why| (ErrorCode::of(&why), why.to_string()))
+    }
 }
 
 impl Hub {
-    /// A hub serving `catalog`'s notebooks to the identities `authenticator` admits.
+    /// A hub serving `catalog`'s notebooks to the identities `authenticator` admits,
+    /// stamping commits by the system clock.
     pub fn new(catalog: Arc<dyn Catalog>, authenticator: Arc<dyn Authenticator>) -> Self {
         Hub {
             shared: Arc::new(Shared {
                 catalog,
                 authenticator,
+                clock: Arc::new(runtime_native::TokioClock),
+            }),
+        }
+    }
+
+    /// This hub, stamping commits by `clock` instead of the system clock (a test's
+    /// [`ManualClock`](runtime_core::ManualClock), say). Call it before serving.
+    pub fn with_clock(self, clock: impl Clock + 'static) -> Self {
+        let shared = &self.shared;
+        Hub {
+            shared: Arc::new(Shared {
+                catalog: shared.catalog.clone(),
+                authenticator: shared.authenticator.clone(),
+                clock: Arc::new(clock),
             }),
         }
     }

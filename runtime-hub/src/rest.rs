@@ -13,12 +13,12 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use runtime_core::sync::{BearerToken, ErrorCode};
-use runtime_core::{Batch, BatchId, Event, LogEntry, NotebookWatcher, Seq, Store, StoreError};
+use runtime_core::{BatchId, Event, LogEntry, NotebookWatcher, Seq, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::identity::{Identity, check_batch};
+use crate::identity::Identity;
 
 /// The most entries one `GET …/events` returns.
 pub const MAX_EVENTS_PER_READ: usize = 1000;
@@ -37,15 +37,22 @@ impl IntoResponse for Refused {
     }
 }
 
+impl From<(ErrorCode, String)> for Refused {
+    fn from((code, message): (ErrorCode, String)) -> Self {
+        let status = match code {
+            ErrorCode::Invalid | ErrorCode::BadFrame => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Backend | ErrorCode::Closed => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Refused(status, code, message)
+    }
+}
+
 impl From<StoreError> for Refused {
     fn from(error: StoreError) -> Self {
-        let code = ErrorCode::of(&error);
-        let status = match code {
-            ErrorCode::Invalid => StatusCode::BAD_REQUEST,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Refused(status, code, error.to_string())
+        (ErrorCode::of(&error), error.to_string()).into()
     }
 }
 
@@ -181,18 +188,11 @@ pub(crate) async fn commit(
     Json(body): Json<CommitBody>,
 ) -> Result<Json<Value>, Refused> {
     let identity = identify(&shared, &headers)?;
-    if body.events.is_empty() {
-        return Err(StoreError::EmptyBatch.into());
-    }
-    check_batch(&identity, &body.events)
-        .map_err(|why| Refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, why))?;
-    let store = shared.catalog.open(&notebook)?;
-    let batch = Batch {
-        id: body.batch.unwrap_or_else(BatchId::next),
-        events: body.events,
-    };
-    let seq = store.commit_batch(&batch).await?;
-    Ok(Json(json!({ "seq": seq, "batch": batch.id })))
+    let batch = body.batch.unwrap_or_else(BatchId::next);
+    let seq = shared
+        .commit(&identity, &notebook, batch.clone(), body.events)
+        .await?;
+    Ok(Json(json!({ "seq": seq, "batch": batch })))
 }
 
 /// `GET /notebooks/{id}/stream?from=1`: every entry from `from` (or after the

@@ -103,6 +103,86 @@ async fn an_agent_serves_a_client_across_the_hub() {
     handle.shutdown();
 }
 
+/// The hub stamps every entry with the identity its token authenticated and the hub's
+/// time, and the log ignores a user who writes in the name of a runtime's session: Alice
+/// copies the agent's session id from the log and ends the session, reports it idle and
+/// completes a cell in its name. None of it applies; the agent keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_stamps_authors_and_nobody_acts_for_a_runtime_they_are_not() {
+    let url = hub(Arc::new(MemoryCatalog::new())).await;
+    let agent_store = HubStore::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
+    let handle = support::echo_agent(agent_store, "agent-1");
+    let alice_store = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    let client = NotebookClient::new(alice_store.clone(), "alice");
+    run_to_success(&client, &alice_store, "before").await;
+
+    let mut watcher = NotebookWatcher::new(&alice_store);
+    let state = watcher
+        .wait_until(|s| s.active_session().is_some())
+        .await
+        .unwrap();
+    let session = state.active_session().unwrap().clone();
+    assert_eq!(session.author.as_deref(), Some("agent-1"));
+    let (cell_id, queue_id) = ("forged-cell".to_owned(), "forged-queue".to_owned());
+    let forged: Vec<Event> = vec![
+        cell(&cell_id),
+        request(&cell_id, &queue_id, "alice"),
+        ExecutionAssigned {
+            queue_id: queue_id.as_str().into(),
+            session_id: session.session_id.clone(),
+        }
+        .into(),
+        RuntimeSessionStatusChanged {
+            session_id: session.session_id.clone(),
+            status: SessionStatus::Idle,
+        }
+        .into(),
+        RuntimeSessionTerminated {
+            session_id: session.session_id.clone(),
+            reason: TerminationReason::Shutdown,
+            by: session.session_id.to_string(),
+            at: Timestamp(0),
+            detail: None,
+        }
+        .into(),
+    ];
+    let forged_len = forged.len() as u64;
+    let first_forged = alice_store.commit(forged).await.unwrap();
+    let forged_seqs = first_forged..first_forged + forged_len;
+    // The forged claim did not take the entry: the agent claims and runs it.
+    let entry = tokio::time::timeout(
+        Duration::from_secs(30),
+        watcher.wait_for_completion(&queue_id.as_str().into()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    run_to_success(&client, &alice_store, "after").await;
+    let state = watcher.state();
+    assert!(state.session(&session.session_id).unwrap().is_active());
+    assert_eq!(state.stats().ignored(Ignored::WrongAuthor), 3);
+
+    // Every entry is stamped by who wrote it, whatever it claims.
+    let head = alice_store.head().await.unwrap() as usize;
+    let entries: Vec<LogEntry> = alice_store
+        .subscribe(1)
+        .take(head)
+        .map(|entry| entry.unwrap())
+        .collect()
+        .await;
+    for entry in &entries {
+        let author = &*entry.stamp.as_ref().expect("every entry is stamped").author;
+        let expected = match &*entry.event {
+            _ if forged_seqs.contains(&entry.seq) => "alice",
+            Event::CellCreated(_) | Event::ExecutionRequested(_) => "alice",
+            _ => "agent-1",
+        };
+        assert_eq!(author, expected, "{:?}", entry.event);
+    }
+    handle.shutdown();
+}
+
 /// A proxy between clients and the hub that cuts every connection at random moments
 /// while 300 batches are committed one after another and a reader follows the log: the
 /// log holds each batch once, in order, and the reader saw exactly the log.
@@ -201,7 +281,7 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
     cutter.abort();
     let mut state = NotebookState::new();
     for entry in catalog.store("kept").entries() {
-        state.apply(entry.seq, &entry.event);
+        state.apply_entry(&entry);
     }
     assert_eq!(state.sessions().len(), 1, "one session throughout");
     assert_eq!(&state.sessions()[0].session_id, &session);

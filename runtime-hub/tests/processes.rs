@@ -320,7 +320,7 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
     let mut requests = 0;
     while state.last_seq() < head {
         let entry = futures::StreamExt::next(&mut log).await.unwrap().unwrap();
-        let applied = state.apply(entry.seq, &entry.event);
+        let applied = state.apply_entry(&entry);
         match &*entry.event {
             Event::ExecutionStarted(start) if applied == Applied::Applied => {
                 *starts.entry(start.queue_id.clone()).or_default() += 1;

@@ -55,4 +55,6 @@ pub use auth::AuthToken;
 pub use clock::TokioClock;
 #[cfg(unix)]
 pub use signals::{FORCED_EXIT_CODE, RunError, run_until_signal};
-pub use sqlite::{Durability, GAP_FILLER_TYPE, SqliteError, SqliteOptions, SqliteStore};
+pub use sqlite::{
+    DEFAULT_AUTHOR, Durability, GAP_FILLER_TYPE, SqliteError, SqliteOptions, SqliteStore,
+};

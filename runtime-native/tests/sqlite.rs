@@ -24,7 +24,8 @@ async fn sqlite_store_passes_the_store_conformance_suite() {
         let n = count.fetch_add(1, Ordering::SeqCst);
         SqliteStore::open(dir.path().join(format!("store-{n}.db")), "notebook").unwrap()
     };
-    runtime_core::store::conformance::run_all(make).await;
+    runtime_core::store::conformance::run_all(&make).await;
+    runtime_core::store::conformance::a_batch_stamp_is_kept(&make()).await;
     let catalog = SqliteStore::open(dir.path().join("catalog.db"), "default").unwrap();
     runtime_core::store::conformance::catalog_lists_and_opens_notebooks(&catalog).await;
 }
@@ -141,7 +142,7 @@ fn a_newer_schema_is_a_clear_error() {
             error,
             SqliteError::NewerSchema {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -327,14 +328,41 @@ async fn a_version_1_file_is_upgraded_and_keeps_its_events() {
     let batch = runtime_core::Batch::new(vec![event(2)]);
     assert_eq!(store.commit_batch(&batch).await.unwrap(), 2);
     assert_eq!(store.commit_batch(&batch).await.unwrap(), 2, "deduplicated");
-    let events: Vec<Event> = store
+    let entries: Vec<_> = store
         .subscribe(1)
         .take(2)
-        .map(|e| (*e.unwrap().event).clone())
+        .map(|e| e.unwrap())
         .collect()
         .await;
-    assert_eq!(events, [event(1), event(2)]);
+    assert_eq!(*entries[0].event, event(1));
+    assert_eq!(*entries[1].event, event(2));
+    assert_eq!(entries[0].stamp, None, "a row from before stamps has none");
+    let stamp = entries[1].stamp.as_ref().expect("a new row is stamped");
+    assert_eq!(&*stamp.author, runtime_native::DEFAULT_AUTHOR);
     assert_eq!(store.head().unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_stamped_with_the_clock_and_the_configured_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("stamps.db"), "nb")
+        .unwrap()
+        .stamping_as("build-runner");
+    let before = runtime_core::Clock::now(&runtime_native::TokioClock);
+    store.commit(vec![event(1)]).await.unwrap();
+    let after = runtime_core::Clock::now(&runtime_native::TokioClock);
+    let other = store.notebook("other");
+    other.commit(vec![event(2)]).await.unwrap();
+    let entry = store.subscribe(1).next().await.unwrap().unwrap();
+    let stamp = entry.stamp.unwrap();
+    assert_eq!(&*stamp.author, "build-runner");
+    assert!(before <= stamp.at && stamp.at <= after, "{stamp:?}");
+    let entry = other.subscribe(1).next().await.unwrap().unwrap();
+    assert_eq!(
+        &*entry.stamp.unwrap().author,
+        "build-runner",
+        "notebook() keeps the author"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,6 +225,8 @@ impl Feed {
             self.entries.push_back(Ok(LogEntry {
                 seq,
                 event: Arc::new(event_from_js(&value)),
+                // The app's own store is unstamped: everyone on it shares one page.
+                stamp: None,
             }));
             self.next += 1;
         }

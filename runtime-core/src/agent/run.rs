@@ -202,7 +202,7 @@ impl Runner {
 
     fn apply(&mut self, entry: Option<Result<LogEntry, StoreError>>) -> Result<(), AgentError> {
         let entry = entry.ok_or(AgentError::SubscriptionEnded)??;
-        let applied = self.state.apply(entry.seq, &entry.event);
+        let applied = self.state.apply_entry(&entry);
         if entry.seq == self.announced_seq {
             self.announce_applied = applied == Applied::Applied;
         }

@@ -34,6 +34,7 @@ pub use model::*;
 
 use crate::clock::Timestamp;
 use crate::schema::*;
+use crate::store::{LogEntry, Stamp};
 
 /// Why an event did not change the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,6 +62,10 @@ pub enum Ignored {
     LeaseStillValid,
     /// A claim by a session whose capabilities do not cover the entry's cell type.
     NotCapable,
+    /// It acts for a runtime session (a claim, an output, a renewal, an end) but its
+    /// [`Stamp`] names another author than the one that started the session: someone
+    /// writing as a runtime they are not.
+    WrongAuthor,
 }
 
 /// What [`NotebookState::apply`] did with an event.
@@ -161,9 +166,58 @@ impl NotebookState {
         self.lean
     }
 
-    /// Folds one event in. `seq` must increase from call to call; a repeated or smaller
-    /// one is ignored, so replaying a delivery is harmless.
+    /// Folds one unstamped event in, going by the times and names it carries. `seq` must
+    /// increase from call to call; a repeated or smaller one is ignored, so replaying a
+    /// delivery is harmless.
     pub fn apply(&mut self, seq: Seq, event: &Event) -> Applied {
+        self.fold(seq, event, None)
+    }
+
+    /// Folds one log entry in, by its [`Stamp`] where it has one: a lease runs from the
+    /// stamp's time and an expiry is judged at the stamp's time (one authority's clock,
+    /// never the writers'), and an event that acts for a runtime session applies only if
+    /// its stamp's author started that session ([`Ignored::WrongAuthor`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use runtime_core::*;
+    ///
+    /// let stamped = |seq, author: &str, event: Event| LogEntry {
+    ///     seq,
+    ///     event: Arc::new(event),
+    ///     stamp: Some(Stamp::new(Timestamp(1_000), author)),
+    /// };
+    /// let mut state = NotebookState::new();
+    /// let started = RuntimeSessionStarted {
+    ///     session_id: "s".into(),
+    ///     runtime_id: "r".into(),
+    ///     runtime_type: "echo".into(),
+    ///     client_id: "runner".into(),
+    ///     capabilities: Capabilities::code(),
+    ///     at: Timestamp(0),
+    ///     valid_for_ms: 30_000,
+    /// };
+    /// assert_eq!(state.apply_entry(&stamped(1, "runner", started.into())), Applied::Applied);
+    /// // Someone else ends the session in its name: refused.
+    /// let forged = RuntimeSessionTerminated {
+    ///     session_id: "s".into(),
+    ///     reason: TerminationReason::Shutdown,
+    ///     by: "s".into(),
+    ///     at: Timestamp(0),
+    ///     detail: None,
+    /// };
+    /// assert_eq!(
+    ///     state.apply_entry(&stamped(2, "mallory", forged.into())),
+    ///     Applied::Ignored(Ignored::WrongAuthor)
+    /// );
+    /// // The lease runs from the stamp's time, not from the `at` the event claims.
+    /// assert_eq!(state.active_session().unwrap().lease_until, Timestamp(31_000));
+    /// ```
+    pub fn apply_entry(&mut self, entry: &LogEntry) -> Applied {
+        self.fold(entry.seq, &entry.event, entry.stamp.as_ref())
+    }
+
+    fn fold(&mut self, seq: Seq, event: &Event, stamp: Option<&Stamp>) -> Applied {
         let outcome = if seq <= self.last_seq {
             Err(Ignored::OutOfOrder)
         } else {
@@ -171,7 +225,8 @@ impl NotebookState {
             if event.has_empty_id() {
                 Err(Ignored::Malformed)
             } else {
-                self.apply_event(seq, event)
+                self.check_author(event, stamp)
+                    .and_then(|()| self.apply_event(seq, event, stamp))
             }
         };
         match outcome {
@@ -186,7 +241,33 @@ impl NotebookState {
         }
     }
 
-    fn apply_event(&mut self, seq: Seq, event: &Event) -> Result<(), Ignored> {
+    /// An event that acts for a runtime session must be stamped by the author that started
+    /// it (where the session's start was stamped). Starting a session, and ending one whose
+    /// lease ran out, are anyone's to do.
+    fn check_author(&self, event: &Event, stamp: Option<&Stamp>) -> Result<(), Ignored> {
+        let acts_for = match event {
+            Event::RuntimeSessionStarted(_) => None,
+            Event::RuntimeSessionTerminated(e) if e.reason == TerminationReason::Expired => None,
+            _ => event.session_id(),
+        };
+        let owner = acts_for
+            .and_then(|session_id| self.session(session_id))
+            .and_then(|session| session.author.as_deref());
+        match (owner, stamp) {
+            (None, _) => Ok(()),
+            (Some(owner), Some(stamp)) if *stamp.author == *owner => Ok(()),
+            (Some(_), _) => Err(Ignored::WrongAuthor),
+        }
+    }
+
+    fn apply_event(
+        &mut self,
+        seq: Seq,
+        event: &Event,
+        stamp: Option<&Stamp>,
+    ) -> Result<(), Ignored> {
+        // The authority's time where the entry is stamped; the writer's otherwise.
+        let at = |own: Timestamp| stamp.map_or(own, |stamp| stamp.at);
         match event {
             Event::Malformed(_) => Err(Ignored::Malformed),
             Event::Unknown(_) => Err(Ignored::Unknown),
@@ -201,10 +282,10 @@ impl NotebookState {
             Event::CellDeleted(e) => self.delete_cell(&e.cell_id),
             Event::ExecutionRequested(e) => self.request(seq, e),
             Event::ExecutionAssigned(e) => self.assign(e),
-            Event::ExecutionStarted(e) => self.start(e),
+            Event::ExecutionStarted(e) => self.start(e, at(e.at)),
             Event::ExecutionCompleted(e) => self.complete(e),
             Event::ExecutionCancelRequested(e) => self.cancel(&e.target),
-            Event::RuntimeSessionStarted(e) => self.start_session(e),
+            Event::RuntimeSessionStarted(e) => self.start_session(e, stamp),
             Event::RuntimeSessionStatusChanged(e) => {
                 self.active_session_mut(&e.session_id)?.status = e.status;
                 Ok(())
@@ -212,11 +293,11 @@ impl NotebookState {
             Event::RuntimeSessionRenewed(e) => {
                 let session = self.active_session_mut(&e.session_id)?;
                 let until =
-                    e.at.saturating_add(std::time::Duration::from_millis(e.valid_for_ms));
+                    at(e.at).saturating_add(std::time::Duration::from_millis(e.valid_for_ms));
                 session.lease_until = session.lease_until.max(until);
                 Ok(())
             }
-            Event::RuntimeSessionTerminated(e) => self.terminate(e),
+            Event::RuntimeSessionTerminated(e) => self.terminate(e, at(e.at)),
             Event::StreamOutputAdded(e) => {
                 let kind = OutputKind::Stream {
                     name: e.name,
@@ -393,7 +474,7 @@ impl NotebookState {
         Ok(())
     }
 
-    fn start(&mut self, e: &ExecutionStarted) -> Result<(), Ignored> {
+    fn start(&mut self, e: &ExecutionStarted, at: Timestamp) -> Result<(), Ignored> {
         let index = self.entry_index(&e.queue_id)?;
         let entry = &mut self.entries[index];
         match &entry.state {
@@ -405,7 +486,7 @@ impl NotebookState {
         entry.execution_count = Some(self.execution_count);
         entry.state = EntryState::Executing {
             session_id: e.session_id.clone(),
-            started_at: e.at,
+            started_at: at,
         };
         if let Some(cell) = self.cells.get_mut(&entry.cell_id) {
             cell.shown_execution = Some(e.queue_id.clone());
@@ -453,12 +534,17 @@ impl NotebookState {
         Ok(())
     }
 
-    fn start_session(&mut self, e: &RuntimeSessionStarted) -> Result<(), Ignored> {
+    fn start_session(
+        &mut self,
+        e: &RuntimeSessionStarted,
+        stamp: Option<&Stamp>,
+    ) -> Result<(), Ignored> {
         if self.session_index.contains_key(&e.session_id) {
             return Err(Ignored::DuplicateId);
         }
+        let at = stamp.map_or(e.at, |stamp| stamp.at);
         if let Some(previous) = self.active_session {
-            let reason = if self.sessions[previous].lease_until <= e.at {
+            let reason = if self.sessions[previous].lease_until <= at {
                 TerminationReason::Expired
             } else {
                 TerminationReason::Displaced
@@ -472,10 +558,9 @@ impl NotebookState {
             runtime_type: e.runtime_type.clone(),
             client_id: e.client_id.clone(),
             capabilities: e.capabilities.clone(),
-            started_at: e.at,
-            lease_until: e
-                .at
-                .saturating_add(std::time::Duration::from_millis(e.valid_for_ms)),
+            author: stamp.map(|stamp| stamp.author.clone()),
+            started_at: at,
+            lease_until: at.saturating_add(std::time::Duration::from_millis(e.valid_for_ms)),
             status: SessionStatus::Ready,
             state: SessionState::Active,
         });
@@ -484,7 +569,7 @@ impl NotebookState {
         Ok(())
     }
 
-    fn terminate(&mut self, e: &RuntimeSessionTerminated) -> Result<(), Ignored> {
+    fn terminate(&mut self, e: &RuntimeSessionTerminated, at: Timestamp) -> Result<(), Ignored> {
         let index = *self
             .session_index
             .get(&e.session_id)
@@ -493,7 +578,7 @@ impl NotebookState {
         if !session.is_active() {
             return Err(Ignored::AlreadyEnded);
         }
-        if e.reason == TerminationReason::Expired && e.at < session.lease_until {
+        if e.reason == TerminationReason::Expired && at < session.lease_until {
             return Err(Ignored::LeaseStillValid);
         }
         self.end_session(index, e.reason);
@@ -665,7 +750,9 @@ impl NotebookState {
     }
 
     /// The active session, if its lease has run out by `now`: an observer should commit
-    /// `RuntimeSessionTerminated { reason: Expired }` for it.
+    /// `RuntimeSessionTerminated { reason: Expired }` for it. In a stamped log leases are in
+    /// the authority's time: see [`NotebookWatcher`](crate::NotebookWatcher) for how an
+    /// observer estimates that without trusting its own clock.
     pub fn expired_session(&self, now: Timestamp) -> Option<&RuntimeSession> {
         self.active_session()
             .filter(|session| session.lease_until <= now)

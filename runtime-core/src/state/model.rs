@@ -273,9 +273,13 @@ pub struct RuntimeSession {
     pub client_id: String,
     /// What it can run.
     pub capabilities: Capabilities,
-    /// When it started.
+    /// The identity that started it, by its start's [`Stamp`](crate::Stamp): only that
+    /// author may act for the session. `None` in an unstamped log.
+    pub author: Option<std::sync::Arc<str>>,
+    /// When it started (by the authority's clock in a stamped log).
     pub started_at: Timestamp,
-    /// Its lease runs out at this time unless renewed.
+    /// Its lease runs out at this time unless renewed (the authority's time in a stamped
+    /// log).
     pub lease_until: Timestamp,
     /// What it last reported.
     pub status: SessionStatus,

@@ -55,6 +55,17 @@ impl Log {
         self.state.apply(self.seq, &event)
     }
 
+    /// Folds `event` as an entry stamped by `author` at `at`.
+    fn stamped(&mut self, author: &str, at: u64, event: impl Into<Event>) -> Applied {
+        self.seq += 1;
+        let entry = LogEntry {
+            seq: self.seq,
+            event: std::sync::Arc::new(event.into()),
+            stamp: Some(Stamp::new(Timestamp(at), author)),
+        };
+        self.state.apply_entry(&entry)
+    }
+
     #[track_caller]
     fn ok(&mut self, event: impl Into<Event>) {
         assert_eq!(self.apply(event), Applied::Applied);
@@ -335,6 +346,112 @@ fn an_expiry_applies_only_once_the_lease_has_run_out() {
         },
         Ignored::AlreadyEnded,
     );
+}
+
+#[test]
+fn in_a_stamped_log_only_the_author_of_a_session_acts_for_it() {
+    let mut log = Log::new();
+    let ok = Applied::Applied;
+    let forged = Applied::Ignored(Ignored::WrongAuthor);
+    assert_eq!(log.stamped("runner", 0, started("s1", 0)), ok);
+    assert_eq!(log.stamped("alice", 1, cell_of("q1")), ok);
+    assert_eq!(log.stamped("alice", 1, request("q1")), ok);
+    // Mallory copies the session id from the log and writes in its name: nothing applies.
+    assert_eq!(log.stamped("mallory", 2, assigned("q1", "s1")), forged);
+    assert_eq!(log.stamped("runner", 2, assigned("q1", "s1")), ok);
+    assert_eq!(log.stamped("mallory", 3, start("q1", "s1")), forged);
+    assert_eq!(log.stamped("runner", 3, start("q1", "s1")), ok);
+    assert_eq!(
+        log.stamped("mallory", 4, stdout("q1", "s1", "o1", "forged")),
+        forged
+    );
+    let success = completed("q1", "s1", CompletionStatus::Success);
+    assert_eq!(log.stamped("mallory", 4, success.clone()), forged);
+    let renewed = RuntimeSessionRenewed {
+        session_id: "s1".into(),
+        at: Timestamp(4),
+        valid_for_ms: 1_000_000,
+    };
+    assert_eq!(log.stamped("mallory", 4, renewed), forged);
+    let status = RuntimeSessionStatusChanged {
+        session_id: "s1".into(),
+        status: SessionStatus::Idle,
+    };
+    assert_eq!(log.stamped("mallory", 4, status), forged);
+    let shutdown = terminated("s1", TerminationReason::Shutdown, 4);
+    assert_eq!(log.stamped("mallory", 4, shutdown.clone()), forged);
+    // Nor can an unstamped entry act for a session whose start was stamped.
+    log.ignored(stdout("q1", "s1", "o2", "unstamped"), Ignored::WrongAuthor);
+    // Expiring a lease is anyone's to do, but only once it has run out.
+    let expiry = terminated("s1", TerminationReason::Expired, 999_999);
+    assert_eq!(
+        log.stamped("mallory", 5, expiry),
+        Applied::Ignored(Ignored::LeaseStillValid)
+    );
+    assert_eq!(
+        log.state.active_session().unwrap().lease_until,
+        Timestamp(1_000)
+    );
+    // The runner's own work applies, and the forged events changed nothing.
+    assert_eq!(
+        log.stamped("runner", 6, stdout("q1", "s1", "o1", "real")),
+        ok
+    );
+    assert_eq!(log.stamped("runner", 7, success), ok);
+    assert_eq!(texts(log.entry("q1")), ["real"]);
+    assert_eq!(log.status("q1"), Some(CompletionStatus::Success));
+    assert_eq!(log.stamped("runner", 8, shutdown), ok);
+    assert_eq!(log.state.stats().ignored(Ignored::WrongAuthor), 8);
+}
+
+#[test]
+fn in_a_stamped_log_leases_run_by_the_stamps_not_the_writers_clocks() {
+    let mut log = Log::new();
+    let ok = Applied::Applied;
+    // The runtime's clock runs a minute behind the authority's.
+    assert_eq!(log.stamped("runner", 60_000, started("s1", 0)), ok);
+    assert_eq!(
+        log.state.active_session().unwrap().started_at,
+        Timestamp(60_000)
+    );
+    let renewed = RuntimeSessionRenewed {
+        session_id: "s1".into(),
+        at: Timestamp(900),
+        valid_for_ms: 1_000,
+    };
+    assert_eq!(log.stamped("runner", 60_900, renewed), ok);
+    assert_eq!(
+        log.state.active_session().unwrap().lease_until,
+        Timestamp(61_900)
+    );
+    // An observer whose clock runs ahead says the lease ran out: the stamp says it did not.
+    let early = terminated("s1", TerminationReason::Expired, 3_600_000);
+    assert_eq!(
+        log.stamped("watcher", 61_000, early),
+        Applied::Ignored(Ignored::LeaseStillValid)
+    );
+    // One whose clock runs behind says it has not yet: the stamp says it has.
+    let late = terminated("s1", TerminationReason::Expired, 0);
+    assert_eq!(log.stamped("watcher", 61_900, late), ok);
+    assert_eq!(
+        log.state.sessions()[0].state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+
+    // A new session displaces, or expires, the active one by its stamp's time too.
+    let mut log = Log::new();
+    assert_eq!(log.stamped("runner", 0, started("s1", 0)), ok);
+    assert_eq!(log.stamped("other", 500, started("s2", 5_000)), ok);
+    assert_eq!(
+        log.state.sessions()[0].state,
+        SessionState::Ended(TerminationReason::Displaced)
+    );
+    assert_eq!(log.stamped("third", 1_500, started("s3", 0)), ok);
+    assert_eq!(
+        log.state.sessions()[1].state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+    assert_eq!(log.state.sessions()[2].author.as_deref(), Some("third"));
 }
 
 #[test]

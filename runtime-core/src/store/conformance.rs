@@ -12,7 +12,8 @@
 
 use futures::{StreamExt, future};
 
-use super::{Batch, Store, StoreError};
+use super::{Batch, Stamp, Store, StoreError};
+use crate::clock::Timestamp;
 use crate::schema::{CellDeleted, Event, UnknownEvent};
 use crate::state::Seq;
 
@@ -47,6 +48,52 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     a_retried_batch_lands_once(&make()).await;
     racing_retries_of_one_batch_land_once(&make()).await;
     head_is_the_last_sequence_number(&make()).await;
+    every_event_of_a_batch_carries_its_stamp(&make()).await;
+}
+
+/// Every event of a batch carries the same stamp (or none, in a store that does not
+/// stamp), and reading again gives the same stamps.
+pub async fn every_event_of_a_batch_carries_its_stamp<S: Store>(store: &S) {
+    store
+        .commit(vec![event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    store.commit(vec![event(4), event(5)]).await.unwrap();
+    let stamps = |from: Seq, count: usize| {
+        store.subscribe(from).take(count).map(|entry| {
+            let entry = entry.expect("subscription yields entries, not errors");
+            (entry.seq, entry.stamp)
+        })
+    };
+    let all: Vec<_> = stamps(1, 5).collect().await;
+    assert_eq!(all[0].1, all[1].1, "one batch, one stamp");
+    assert_eq!(all[0].1, all[2].1, "one batch, one stamp");
+    assert_eq!(all[3].1, all[4].1, "one batch, one stamp");
+    let again: Vec<_> = stamps(2, 4).collect().await;
+    assert_eq!(
+        again,
+        all[1..],
+        "a stamp reads the same every time, from any point"
+    );
+}
+
+/// A batch committed with a stamp (by a hub, for the client it authenticated) is read back
+/// with that stamp, not the store's own. Every store a hub serves from must pass this.
+pub async fn a_batch_stamp_is_kept<S: Store>(store: &S) {
+    let stamp = Stamp::new(Timestamp(1_234_567), "alice@hub");
+    let batch = Batch::new(vec![event(1), event(2)]).stamped(stamp.clone());
+    store.commit_batch(&batch).await.unwrap();
+    let read: Vec<_> = store
+        .subscribe(1)
+        .take(2)
+        .map(|entry| entry.unwrap().stamp)
+        .collect()
+        .await;
+    assert_eq!(
+        read,
+        [Some(stamp.clone()), Some(stamp)],
+        "the batch's stamp is kept"
+    );
 }
 
 /// `head` is 0 for an empty notebook, then the sequence number of the last event.

@@ -8,7 +8,8 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 
-use super::{Batch, LogEntry, Store, StoreError, Subscription};
+use super::{Batch, LogEntry, Stamp, Store, StoreError, Subscription};
+use crate::clock::Clock;
 use crate::schema::{BatchId, Event};
 use crate::state::Seq;
 
@@ -24,14 +25,28 @@ const REMEMBERED_BATCHES: usize = 4096;
 /// Commits complete immediately; subscribers read through their own cursor into the shared
 /// log, so a slow reader costs no memory and loses nothing. It recognises a retried batch
 /// among the last 4,096 committed (commits to memory never fail, so a retry comes at once).
+///
+/// [`MemoryStore::new`] stamps nothing (everyone on it shares one process, one clock and
+/// one identity); [`MemoryStore::stamping`] stamps each batch from a clock and an identity,
+/// as a durable store does.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    authority: Option<Arc<Authority>>,
+}
+
+/// What a stamping store stamps unstamped batches with.
+struct Authority {
+    clock: Arc<dyn Clock>,
+    author: Arc<str>,
 }
 
 #[derive(Default)]
 struct Inner {
     log: Vec<Arc<Event>>,
+    /// The first sequence number and stamp of every batch, in order (the stamp of an entry
+    /// is its batch's: one per batch, not one per event).
+    batches_by_seq: Vec<(Seq, Option<Stamp>)>,
     /// The first sequence number of recent batches, by id: the newest ones, and the
     /// generation before them (two maps that are swapped, never pruned one by one).
     batches: HashMap<BatchId, Seq, IdHash>,
@@ -42,9 +57,37 @@ struct Inner {
 }
 
 impl MemoryStore {
-    /// An empty log.
+    /// An empty log that stamps nothing.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty log that stamps each batch committed without a [`Stamp`] with `clock`'s
+    /// time and `author`, as a durable store stamps with its clock and configured identity.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use runtime_core::{CellDeleted, ManualClock, MemoryStore, Stamp, Store, Timestamp};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let clock = ManualClock::new(Timestamp(5_000));
+    /// let store = MemoryStore::stamping(clock, "local");
+    /// store.commit(vec![CellDeleted { cell_id: "c".into() }.into()]).await?;
+    /// let entry = store.subscribe(1).next().await.unwrap()?;
+    /// assert_eq!(entry.stamp, Some(Stamp::new(Timestamp(5_000), "local")));
+    /// # Ok::<(), runtime_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stamping(clock: impl Clock + 'static, author: impl Into<Arc<str>>) -> Self {
+        // Send and Sync natively; on wasm32 nothing is, and nothing needs to be.
+        #[allow(clippy::arc_with_non_send_sync)]
+        Self {
+            inner: Arc::default(),
+            authority: Some(Arc::new(Authority {
+                clock: Arc::new(clock),
+                author: author.into(),
+            })),
+        }
     }
 
     /// Number of events committed.
@@ -59,14 +102,7 @@ impl MemoryStore {
 
     /// A copy of the whole log, for inspection.
     pub fn entries(&self) -> Vec<LogEntry> {
-        let inner = self.lock();
-        (1..)
-            .zip(&inner.log)
-            .map(|(seq, event)| LogEntry {
-                seq,
-                event: event.clone(),
-            })
-            .collect()
+        self.lock().read(1, usize::MAX)
     }
 
     /// Appends without waiting; what [`Store::commit`] does.
@@ -89,6 +125,11 @@ impl MemoryStore {
                 Entry::Occupied(landed) => return Ok(*landed.get()),
                 Entry::Vacant(new) => new.insert(first),
             };
+            let stamp = batch.stamp.clone().or_else(|| {
+                let authority = self.authority.as_deref()?;
+                Some(Stamp::new(authority.clock.now(), authority.author.clone()))
+            });
+            inner.batches_by_seq.push((first, stamp));
             inner.log.extend(batch.events.iter().cloned());
             if inner.batches.len() == REMEMBERED_BATCHES {
                 inner.older_batches = std::mem::take(&mut inner.batches);
@@ -140,6 +181,39 @@ impl std::hash::Hasher for FastHash {
 
 type IdHash = std::hash::BuildHasherDefault<FastHash>;
 
+impl Inner {
+    /// Up to `limit` entries from `from` on, with their batches' stamps.
+    fn read(&self, from: Seq, limit: usize) -> Vec<LogEntry> {
+        let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
+        if start >= self.log.len() {
+            return Vec::new();
+        }
+        let end = self.log.len().min(start.saturating_add(limit));
+        // The batch holding `from`: the last one that starts at or before it.
+        let mut batch = self
+            .batches_by_seq
+            .partition_point(|(first, _)| *first <= from)
+            .saturating_sub(1);
+        (start..end)
+            .map(|index| {
+                let seq = index as Seq + 1;
+                while self
+                    .batches_by_seq
+                    .get(batch + 1)
+                    .is_some_and(|(first, _)| *first <= seq)
+                {
+                    batch += 1;
+                }
+                LogEntry {
+                    seq,
+                    event: self.log[index].clone(),
+                    stamp: self.batches_by_seq[batch].1.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for MemoryStore {
@@ -183,20 +257,14 @@ impl Stream for MemorySubscription {
         }
         let this = &mut *self;
         let mut inner = this.store.lock();
-        let start = usize::try_from(this.next - 1).unwrap_or(usize::MAX);
-        if start >= inner.log.len() {
+        let entries = inner.read(this.next, READ_CHUNK);
+        if entries.is_empty() {
             inner.waiting.insert(this.reader, cx.waker().clone());
             return Poll::Pending;
         }
-        let end = inner.log.len().min(start + READ_CHUNK);
-        for event in &inner.log[start..end] {
-            this.buffer.push_back(LogEntry {
-                seq: this.next,
-                event: event.clone(),
-            });
-            this.next += 1;
-        }
         drop(inner);
+        this.next += entries.len() as Seq;
+        this.buffer.extend(entries);
         Poll::Ready(this.buffer.pop_front().map(Ok))
     }
 }
@@ -215,5 +283,17 @@ mod tests {
     #[test]
     fn memory_store_passes_the_store_conformance_suite() {
         futures::executor::block_on(crate::store::conformance::run_all(MemoryStore::new));
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn a_stamping_memory_store_passes_the_store_conformance_suite_and_keeps_given_stamps() {
+        use crate::store::conformance::{a_batch_stamp_is_kept, run_all};
+        let stamping = || MemoryStore::stamping(crate::ManualClock::default(), "local");
+        futures::executor::block_on(async {
+            run_all(stamping).await;
+            a_batch_stamp_is_kept(&stamping()).await;
+            a_batch_stamp_is_kept(&MemoryStore::new()).await;
+        });
     }
 }

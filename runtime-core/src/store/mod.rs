@@ -34,6 +34,7 @@ pub use catalog::{Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, check_n
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, Retrying};
 
+use crate::clock::Timestamp;
 use crate::maybe_send::{BoxStream, MaybeSend, MaybeSync};
 use crate::schema::{BatchId, Event};
 use crate::state::Seq;
@@ -87,26 +88,80 @@ pub struct Batch {
     pub id: BatchId,
     /// The events, in order.
     pub events: Vec<Arc<Event>>,
+    /// The authority's stamp, set by the code that authenticated the writer (a hub, for
+    /// a client it serves) and kept by the store. `None` from [`Batch::new`]: a store with
+    /// an authority of its own stamps the batch as it commits it.
+    pub stamp: Option<Stamp>,
 }
 
 impl Batch {
-    /// A batch of `events` with a fresh id.
+    /// A batch of `events` with a fresh id and no stamp.
     pub fn new(events: Vec<Event>) -> Self {
         Self {
             id: BatchId::next(),
             events: events.into_iter().map(Arc::new).collect(),
+            stamp: None,
+        }
+    }
+
+    /// This batch, committed under `stamp`: what a hub does with a batch it received from
+    /// an authenticated client.
+    pub fn stamped(self, stamp: Stamp) -> Self {
+        Self {
+            stamp: Some(stamp),
+            ..self
         }
     }
 }
 
-/// One committed event and its place in the log. On the wire (the sync protocol):
-/// `{"seq": 1, "event": {...}}`.
+/// Who committed an entry and when, as the authority that accepted it says: a hub stamps
+/// the identity a token authenticated and the time by its own clock; a local store its
+/// configured identity and its clock. Every event of a batch carries its batch's stamp.
+///
+/// The reducer decides leases by stamps' times and who may act for a runtime session by
+/// stamps' authors ([`NotebookState::apply_entry`](crate::NotebookState::apply_entry)),
+/// never by the times and names events carry: clocks of different machines are never
+/// compared, and no writer can act as another.
+///
+/// ```
+/// use runtime_core::{Stamp, Timestamp};
+///
+/// let stamp = Stamp::new(Timestamp(1_700_000_000_000), "alice");
+/// assert_eq!(serde_json::to_string(&stamp)?, r#"{"at":1700000000000,"author":"alice"}"#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    /// When the authority committed it, by the authority's clock.
+    pub at: Timestamp,
+    /// The identity that wrote it, as the authority authenticated it.
+    pub author: Arc<str>,
+}
+
+impl Stamp {
+    /// A stamp of `author` at `at`.
+    pub fn new(at: Timestamp, author: impl Into<Arc<str>>) -> Self {
+        Self {
+            at,
+            author: author.into(),
+        }
+    }
+}
+
+/// One committed event, its place in the log and its [`Stamp`]. On the wire (the sync
+/// protocol): `{"seq": 1, "event": {...}, "stamp": {"at": 1700000000000, "author": "alice"}}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     /// Its sequence number.
     pub seq: Seq,
     /// The event, shared by every reader.
     pub event: Arc<Event>,
+    /// Who committed it and when. `None` in a store without an authority (a
+    /// [`MemoryStore::new`], a store the application bridges in without stamps) and for
+    /// entries written before stores stamped: the reducer then goes by the event's own
+    /// fields, as every writer shares one clock and one identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<Stamp>,
 }
 
 /// What a subscription yields.

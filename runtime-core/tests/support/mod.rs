@@ -203,11 +203,33 @@ pub fn options(client: &str) -> AgentOptions {
     }
 }
 
+/// `clock` read `offset_ms` ahead (behind, if negative): a machine whose clock is off.
+#[derive(Clone)]
+pub struct Skewed {
+    pub clock: ManualClock,
+    pub offset_ms: i64,
+}
+
+impl Clock for Skewed {
+    fn now(&self) -> Timestamp {
+        Timestamp(
+            self.clock
+                .now()
+                .as_millis()
+                .saturating_add_signed(self.offset_ms),
+        )
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        self.clock.sleep(duration)
+    }
+}
+
 /// Folds the whole log of `store` as it is now.
 pub fn fold(store: &MemoryStore) -> NotebookState {
     let mut state = NotebookState::new();
     for entry in store.entries() {
-        state.apply(entry.seq, &entry.event);
+        state.apply_entry(&entry);
     }
     state
 }

@@ -12,6 +12,10 @@
 //!   that is not JSON text (a BLOB, bytes that are not UTF-8) reads as a malformed event:
 //!   skipped and counted by every reader, never fatal. A missing row (a gap in `seq`) stops
 //!   readers with an error that says how to repair the file ([`SqliteStore::repair`]).
+//! - Every row carries its batch's [`Stamp`](runtime_core::Stamp): the time by this
+//!   process's clock (every process on the file shares the machine's clock) and the
+//!   store's author ([`SqliteStore::stamping_as`], `local` by default), or the stamp a
+//!   hub gave the batch. Rows written before version 3 of the schema have none.
 //! - WAL mode with `synchronous = NORMAL`: an acknowledged commit is in the WAL before
 //!   `commit` returns, so it survives the writer being killed (`kill -9`); a power loss may
 //!   lose the last commits ([`Durability::Full`] closes that gap at one fsync per commit).
@@ -29,17 +33,22 @@ use std::time::Duration;
 
 use runtime_core::store::check_notebook_id;
 use runtime_core::{
-    Batch, Catalog, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Store, StoreError,
-    Subscription,
+    Batch, Catalog, Clock, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Stamp, Store,
+    StoreError, Subscription, Timestamp,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::Notify;
 
+use crate::TokioClock;
+
 /// `PRAGMA application_id` of our files ("RTAg").
 const APPLICATION_ID: i32 = 0x5254_4167;
-/// The schema version this build writes and reads. Version 1 files are upgraded in place.
-pub const SCHEMA_VERSION: i32 = 2;
+/// The schema version this build writes and reads. Older files are upgraded in place.
+pub const SCHEMA_VERSION: i32 = 3;
+/// The author a store stamps its commits with unless told otherwise
+/// ([`SqliteStore::stamping_as`]).
+pub const DEFAULT_AUTHOR: &str = "local";
 /// The type of the placeholder event [`SqliteStore::repair`] writes into a gap: unknown
 /// to every reader, so skipped and counted.
 pub const GAP_FILLER_TYPE: &str = "repair.MissingEvent";
@@ -144,6 +153,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     shared: Arc<Shared>,
     notebook: Arc<str>,
+    /// Who this handle's unstamped commits are stamped as.
+    author: Arc<str>,
 }
 
 struct Shared {
@@ -222,7 +233,17 @@ impl SqliteStore {
                 _watch: watch,
             }),
             notebook: notebook.into(),
+            author: DEFAULT_AUTHOR.into(),
         })
+    }
+
+    /// This store, stamping the batches it commits without a stamp as `author` (instead
+    /// of [`DEFAULT_AUTHOR`]): the identity of everyone writing through this handle.
+    pub fn stamping_as(self, author: impl Into<Arc<str>>) -> Self {
+        Self {
+            author: author.into(),
+            ..self
+        }
     }
 
     /// Another notebook in the same file, sharing this store's connection and watch.
@@ -230,6 +251,7 @@ impl SqliteStore {
         SqliteStore {
             shared: self.shared.clone(),
             notebook: notebook.into(),
+            author: self.author.clone(),
         }
     }
 
@@ -488,6 +510,15 @@ fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteErro
             )
             .map_err(&sqlite)?;
     }
+    if version < 3 {
+        // Version 3: each row's stamp, the authority's time (ms) and author.
+        transaction
+            .execute_batch(
+                "ALTER TABLE events ADD COLUMN at INTEGER;
+                 ALTER TABLE events ADD COLUMN author TEXT;",
+            )
+            .map_err(&sqlite)?;
+    }
     transaction
         .execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID};
@@ -582,9 +613,10 @@ fn waiting_for_the_lock<T>(
     }
 }
 
-/// A batch ready for SQL: its id and its events as JSON text.
+/// A batch ready for SQL: its id, its stamp and its events as JSON text.
 struct Encoded {
     id: String,
+    stamp: Stamp,
     events: Vec<String>,
 }
 
@@ -602,11 +634,14 @@ fn append(
         .query_row([notebook], |row| row.get(0))?;
     {
         let mut insert = transaction.prepare_cached(
-            "INSERT INTO events (notebook, seq, event, batch) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO events (notebook, seq, event, batch, at, author) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let at = i64::try_from(batch.stamp.at.as_millis()).unwrap_or(i64::MAX);
+        let author: &str = &batch.stamp.author;
         for (offset, event) in (1..).zip(&batch.events) {
             let id = (offset == 1).then_some(batch.id.as_str());
-            match insert.execute(params![notebook, last + offset, event, id]) {
+            match insert.execute(params![notebook, last + offset, event, id, at, author]) {
                 // The batch's id is there already: a retry of a batch that landed.
                 Err(error) if offset == 1 && is_duplicate_batch(&error) => {
                     drop(insert);
@@ -660,8 +695,13 @@ impl Store for SqliteStore {
         if batch.events.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
+        let stamp = batch
+            .stamp
+            .clone()
+            .unwrap_or_else(|| Stamp::new(TokioClock.now(), self.author.clone()));
         let encoded = Encoded {
             id: batch.id.to_string(),
+            stamp,
             events: batch
                 .events
                 .iter()
@@ -832,7 +872,8 @@ fn read_rows(
 ) -> Result<(Vec<LogEntry>, bool), StoreError> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT seq, CASE WHEN octet_length(event) <= ?3 THEN event END FROM events \
+            "SELECT seq, CASE WHEN octet_length(event) <= ?3 THEN event END, at, author \
+             FROM events \
              WHERE notebook = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?4",
         )
         .map_err(backend)?;
@@ -867,10 +908,22 @@ fn read_rows(
         entries.push(LogEntry {
             seq,
             event: Arc::new(decode_row(value)),
+            stamp: stamp_of(row),
         });
         expected += 1;
     }
     Ok((entries, false))
+}
+
+/// A row's stamp (columns 2 and 3): none for a row written before stamps, or a row
+/// another program wrote without one or with one of the wrong type.
+fn stamp_of(row: &rusqlite::Row<'_>) -> Option<Stamp> {
+    let at = row.get::<_, Option<i64>>(2).ok().flatten()?;
+    let author = row.get::<_, Option<String>>(3).ok().flatten()?;
+    Some(Stamp::new(
+        Timestamp(u64::try_from(at).unwrap_or(0)),
+        author,
+    ))
 }
 
 /// The event in a row's `event` column, whatever another program put there.

@@ -6,15 +6,19 @@
 //! client waiting on a crashed agent's cell sees it end `runtime_lost` instead of waiting
 //! forever.
 
+mod leases;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, select_biased};
+
+pub use leases::EXPIRY_MARGIN;
 
 use crate::clock::Clock;
 use crate::schema::*;
 use crate::state::{NotebookState, QueueEntry, Seq};
 use crate::store::{Store, StoreError, Subscription};
+use leases::LeaseEnforcer;
 
 /// Commits what a notebook client asks for, in the client's name.
 ///
@@ -146,19 +150,6 @@ pub struct NotebookWatcher {
     leases: Option<LeaseEnforcer>,
 }
 
-/// What a watcher needs to commit the expiry of a lease it sees run out.
-struct LeaseEnforcer {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    by: String,
-    /// The session whose expiry this watcher committed last: once is enough.
-    expired: Option<SessionId>,
-}
-
-/// How long past a lease's end an observer waits before it commits the expiry: room for a
-/// renewal in flight and for clocks a little apart.
-pub const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
-
 impl NotebookWatcher {
     /// Watches `store` from the start of its log.
     pub fn new<S: Store + ?Sized>(store: &S) -> Self {
@@ -170,10 +161,15 @@ impl NotebookWatcher {
     }
 
     /// This watcher, also acting as an observer of leases: while it waits, when the
-    /// active session's lease has run out (by `clock`, plus [`EXPIRY_MARGIN`]), it commits
+    /// active session's lease has run out (plus [`EXPIRY_MARGIN`]), it commits
     /// `RuntimeSessionTerminated { reason: Expired }` to `store` in the name of `by`. The
     /// log decides (an expiry applies only if the lease had run out at its time), so a
     /// late renewal wins and many observers do no harm.
+    ///
+    /// In a stamped log, leases run by the authority's clock, which the watcher estimates
+    /// from the stamps it folds: a clock that runs ahead costs at most an expiry or two the
+    /// log refuses (each teaches the watcher by how much), and one that runs behind still
+    /// expires a dead runtime within a lease of the last entry it saw.
     ///
     /// ```
     /// use runtime_core::{MemoryStore, ManualClock, NotebookWatcher};
@@ -187,12 +183,11 @@ impl NotebookWatcher {
         clock: impl Clock + 'static,
         by: impl Into<String>,
     ) -> Self {
-        self.leases = Some(LeaseEnforcer {
-            store: Arc::new(store),
-            clock: Arc::new(clock),
-            by: by.into(),
-            expired: None,
-        });
+        self.leases = Some(LeaseEnforcer::new(
+            Arc::new(store),
+            Arc::new(clock),
+            by.into(),
+        ));
         self
     }
 
@@ -219,62 +214,33 @@ impl NotebookWatcher {
     /// ```
     pub async fn next(&mut self) -> Result<Arc<Event>, StoreError> {
         loop {
-            let lease_end = self.lease_to_watch();
-            let entry = match (lease_end, &self.leases) {
-                (Some(wait), Some(leases)) => {
-                    let expired = leases.clock.sleep(wait).fuse();
-                    let next = self.log.next().fuse();
-                    futures::pin_mut!(expired, next);
-                    select_biased! {
-                        entry = next => entry,
-                        () = expired => {
-                            self.expire_lease().await?;
-                            continue;
+            let entry = match &self.leases {
+                Some(leases) => match leases.wait_for(&self.state) {
+                    Some(wait) => {
+                        let expired = leases.clock().sleep(wait).fuse();
+                        let next = self.log.next().fuse();
+                        futures::pin_mut!(expired, next);
+                        select_biased! {
+                            entry = next => entry,
+                            () = expired => {
+                                if let Some(leases) = &mut self.leases {
+                                    leases.expire(&self.state).await?;
+                                }
+                                continue;
+                            }
                         }
                     }
-                }
-                _ => self.log.next().await,
+                    None => self.log.next().await,
+                },
+                None => self.log.next().await,
             };
             let entry = entry.ok_or(StoreError::Closed)??;
-            self.state.apply(entry.seq, &entry.event);
+            let applied = self.state.apply_entry(&entry);
+            if let Some(leases) = &mut self.leases {
+                leases.observe(&entry, applied);
+            }
             return Ok(entry.event);
         }
-    }
-
-    /// How long until the active session's lease (plus the margin) runs out, if this
-    /// watcher enforces leases and has not expired that session already.
-    fn lease_to_watch(&self) -> Option<Duration> {
-        let leases = self.leases.as_ref()?;
-        let session = self.state.active_session()?;
-        if leases.expired.as_ref() == Some(&session.session_id) {
-            return None;
-        }
-        let deadline = session.lease_until.saturating_add(EXPIRY_MARGIN);
-        Some(deadline.saturating_since(leases.clock.now()))
-    }
-
-    /// Commits the expiry of the active session, if its lease has run out by now.
-    async fn expire_lease(&mut self) -> Result<(), StoreError> {
-        let Some(leases) = &mut self.leases else {
-            return Ok(());
-        };
-        let now = leases.clock.now();
-        let Some(session) = self.state.expired_session(now) else {
-            return Ok(());
-        };
-        tracing::info!(session_id = %session.session_id, "a runtime's lease ran out; ending its session");
-        let expiry = RuntimeSessionTerminated {
-            session_id: session.session_id.clone(),
-            reason: TerminationReason::Expired,
-            by: leases.by.clone(),
-            at: now,
-            detail: Some("its lease ran out without renewal".into()),
-        };
-        let session_id = session.session_id.clone();
-        leases.store.commit(vec![expiry.into()]).await?;
-        // Only once it is committed: after a failed commit the next wait tries again.
-        leases.expired = Some(session_id);
-        Ok(())
     }
 
     /// Folds the log until `done` holds for the state; returns the state.
