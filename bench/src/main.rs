@@ -88,6 +88,7 @@ fn sizes(quick: bool) -> Sizes {
             agents: 50,
             append: 5_000,
             fold: 20_000,
+            start_runs: 2,
             scaling: &[1, 10],
             scaling_samples: 50,
         }
@@ -103,6 +104,7 @@ fn sizes(quick: bool) -> Sizes {
             agents: 1_000,
             append: 200_000,
             fold: 1_000_000,
+            start_runs: 5,
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
         }
@@ -120,6 +122,8 @@ struct Sizes {
     agents: usize,
     append: usize,
     fold: usize,
+    /// B17: agent starts of each kind.
+    start_runs: usize,
     scaling: &'static [usize],
     scaling_samples: usize,
 }
@@ -611,6 +615,32 @@ async fn measure(
             target: "≤ 2 s",
             met: Some(fold <= Duration::from_secs(2)),
             data: json!({"events": size.fold, "total_us": fold.as_secs_f64() * 1e6}),
+        });
+    }
+
+    if wants("B17") {
+        eprintln!("B17: agent start on a {}-event notebook", size.fold);
+        let start =
+            processes::agent_start_on_a_long_notebook(scratch, size.fold, size.start_runs).await;
+        let ratio = start.from_snapshot.median_us / start.full_fold.median_us;
+        rows.push(Row {
+            id: "B17",
+            scenario: format!(
+                "echo agent start → ready on a {}-event SQLite notebook (lean snapshot of {} KiB; full fold beside it)",
+                size.fold,
+                start.snapshot_bytes / 1024
+            ),
+            ours: human(start.from_snapshot.median_us),
+            peer: format!("{} (full fold)", human(start.full_fold.median_us)),
+            ratio: Some(ratio),
+            target: "≤ 50 ms",
+            met: Some(start.from_snapshot.median_us <= 50_000.0),
+            data: json!({
+                "events": size.fold,
+                "from_snapshot": start.from_snapshot.to_json(),
+                "full_fold": start.full_fold.to_json(),
+                "snapshot_bytes": start.snapshot_bytes,
+            }),
         });
     }
 

@@ -410,3 +410,95 @@ pub async fn sqlite_fold(dir: &Path, events: usize) -> Duration {
     assert_eq!(state.entries().len(), events / 10);
     took
 }
+
+/// A store that hides its snapshots: an agent on it folds the whole log, as before
+/// snapshots existed.
+struct WithoutSnapshots(SqliteStore);
+
+#[async_trait::async_trait]
+impl Store for WithoutSnapshots {
+    async fn commit_batch(
+        &self,
+        batch: &runtime_core::Batch,
+    ) -> Result<u64, runtime_core::StoreError> {
+        self.0.commit_batch(batch).await
+    }
+
+    fn subscribe(&self, from: u64) -> runtime_core::Subscription {
+        self.0.subscribe(from)
+    }
+}
+
+/// How long an echo agent takes from its start to ready (session active, queue known).
+async fn agent_start(store: impl Store + 'static) -> Duration {
+    use runtime_core::{AgentOptions, RuntimeAgent};
+    let started = Instant::now();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let ready_tx = std::sync::Mutex::new(Some(ready_tx));
+    let agent = RuntimeAgent::new(
+        store,
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        AgentOptions::new("bench"),
+    )
+    .expect("valid options")
+    .on_execution(runtime_core::handler::Echo::new(runtime_native::TokioClock))
+    .on_ready(move |_| {
+        if let Some(ready) = ready_tx.lock().expect("not poisoned").take() {
+            let _ = ready.send(Instant::now());
+        }
+    });
+    let handle = agent.handle();
+    let task = tokio::spawn(agent.run());
+    let ready = ready_rx.await.expect("the agent became ready");
+    handle.shutdown();
+    let _ = task.await;
+    ready.duration_since(started)
+}
+
+/// What B17 measured: agent start on a long notebook, folding it all and from a snapshot.
+pub struct StartFigures {
+    pub full_fold: Summary,
+    pub from_snapshot: Summary,
+    pub snapshot_bytes: usize,
+}
+
+/// B17: an echo agent starts on a notebook of `events` events in a SQLite file: folding
+/// the whole log, then from the lean snapshot a first agent left.
+pub async fn agent_start_on_a_long_notebook(
+    dir: &Path,
+    events: usize,
+    runs: usize,
+) -> StartFigures {
+    let path = dir.join("start.db");
+    let store = SqliteStore::open(&path, "nb").expect("open");
+    store.commit(vec![session_start()]).await.expect("commit");
+    for b in 0..events / 10_000 {
+        store
+            .commit(realistic_batch(b * 1_000, 1_000))
+            .await
+            .expect("commit");
+    }
+    let mut full_fold = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let store = SqliteStore::open(&path, "nb").expect("reopen");
+        full_fold.push(agent_start(WithoutSnapshots(store)).await);
+    }
+    // This agent folds it all too, and leaves a snapshot at the head.
+    agent_start(SqliteStore::open(&path, "nb").expect("reopen")).await;
+    let snapshot = store
+        .latest_snapshot(runtime_core::SnapshotKind::Lean)
+        .await
+        .expect("read")
+        .expect("the agent left a snapshot");
+    let mut from_snapshot = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let store = SqliteStore::open(&path, "nb").expect("reopen");
+        from_snapshot.push(agent_start(store).await);
+    }
+    StartFigures {
+        full_fold: Summary::of(&full_fold),
+        from_snapshot: Summary::of(&from_snapshot),
+        snapshot_bytes: snapshot.state.len(),
+    }
+}

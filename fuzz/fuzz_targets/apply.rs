@@ -1,12 +1,13 @@
 //! Any log (one event per line, optionally stamped: `author@millis {json}`) folds without
 //! panicking, and an agent's lean fold makes the same decisions as a UI's full fold: the
-//! same statistics, entry states, execution counts and sessions.
+//! same statistics, entry states, execution counts and sessions. A fold resumed from a
+//! snapshot taken halfway decides the rest as the whole fold does.
 #![no_main]
 
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use runtime_core::{Event, LogEntry, NotebookState, Stamp, Timestamp};
+use runtime_core::{Event, LogEntry, NotebookState, SnapshotKind, Stamp, Timestamp};
 
 /// The line's stamp, if it starts with `author@millis `, and the event after it.
 fn stamped(line: &str) -> (Option<Stamp>, &str) {
@@ -26,7 +27,14 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut full = NotebookState::new();
     let mut lean = NotebookState::lean();
+    let lines = text.lines().count();
+    let mut resumed = None;
     for (seq, line) in (1..).zip(text.lines()) {
+        if seq as usize == lines / 2 + 1 {
+            let snapshot = full.snapshot();
+            let state = NotebookState::from_snapshot(&snapshot, SnapshotKind::Full);
+            resumed = Some(state.expect("a state's own snapshot restores"));
+        }
         let (stamp, json) = stamped(line);
         let entry = LogEntry {
             seq,
@@ -35,6 +43,14 @@ fuzz_target!(|data: &[u8]| {
         };
         let applied = full.apply_entry(&entry);
         assert_eq!(lean.apply_entry(&entry), applied, "seq {seq}: {line}");
+        if let Some(resumed) = &mut resumed {
+            assert_eq!(resumed.apply_entry(&entry), applied, "resumed, seq {seq}: {line}");
+        }
+    }
+    if let Some(resumed) = &resumed {
+        assert_eq!(resumed.stats(), full.stats());
+        assert_eq!(resumed.entries(), full.entries());
+        assert_eq!(resumed.sessions(), full.sessions());
     }
     assert_eq!(full.stats(), lean.stats());
     assert_eq!(full.sessions(), lean.sessions());

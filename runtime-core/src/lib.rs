@@ -61,6 +61,7 @@ pub mod sync;
 
 pub use agent::{
     AgentError, AgentHandle, AgentOptions, AgentStatus, ExecutionFailure, RuntimeAgent,
+    SNAPSHOT_EVERY,
 };
 pub use client::{NotebookClient, NotebookWatcher};
 pub use clock::{Clock, ManualClock, Timestamp};

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use runtime_core::*;
 use serde_json::json;
 use support::{Output, Sim, Skewed, TaskId, describe, fold, options, request, wait_for};
@@ -1223,6 +1224,128 @@ fn a_watcher_whose_clock_runs_behind_expires_a_crashed_runtime_on_a_stamping_sto
         fold(&store).sessions()[0].state,
         SessionState::Ended(TerminationReason::Expired)
     );
+}
+
+/// A store that counts the entries its subscriptions deliver.
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryStore,
+    delivered: Arc<AtomicUsize>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for Counting {
+    async fn commit_batch(&self, batch: &Batch) -> Result<u64, StoreError> {
+        self.inner.commit_batch(batch).await
+    }
+
+    fn subscribe(&self, from: u64) -> Subscription {
+        let delivered = self.delivered.clone();
+        Box::pin(self.inner.subscribe(from).inspect(move |_| {
+            delivered.fetch_add(1, Ordering::SeqCst);
+        }))
+    }
+
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.latest_snapshot(kind).await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+}
+
+/// Commits `count` events no reducer rule cares about (deletions of unknown cells).
+fn filler(store: &MemoryStore, count: usize) {
+    let events = (0..count)
+        .map(|n| {
+            CellDeleted {
+                cell_id: format!("gone-{n}").into(),
+            }
+            .into()
+        })
+        .collect();
+    store.commit_now(events).unwrap();
+}
+
+fn spawn_counted_agent(sim: &mut Sim, store: &Counting) -> AgentHandle {
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(echo);
+    let handle = agent.handle();
+    sim.spawn(agent.run());
+    handle
+}
+
+/// An agent that folded more than SNAPSHOT_EVERY entries leaves a lean snapshot; the next
+/// agent starts from it, reads only the entries after it, and decides as the first would.
+#[test]
+fn an_agent_leaves_a_snapshot_and_the_next_one_starts_from_it() {
+    let mut sim = Sim::new(38);
+    let memory = MemoryStore::new();
+    let store = Counting {
+        inner: memory.clone(),
+        delivered: Arc::default(),
+    };
+    filler(&memory, SNAPSHOT_EVERY as usize + 500);
+    let first = request(&mut sim, &memory, "first");
+    let handle = spawn_counted_agent(&mut sim, &store);
+    assert_eq!(
+        wait_for(&mut sim, &memory, &first).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    handle.shutdown();
+    sim.settle(Duration::from_secs(1));
+    let snapshot = futures::executor::block_on(memory.latest_snapshot(SnapshotKind::Lean))
+        .unwrap()
+        .expect("the first agent saved a snapshot");
+    assert!(snapshot.seq > SNAPSHOT_EVERY, "{}", snapshot.seq);
+
+    let second = request(&mut sim, &memory, "second");
+    store.delivered.store(0, Ordering::SeqCst);
+    let handle = spawn_counted_agent(&mut sim, &store);
+    assert_eq!(
+        wait_for(&mut sim, &memory, &second).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    handle.shutdown();
+    sim.settle(Duration::from_secs(1));
+    let read = store.delivered.load(Ordering::SeqCst);
+    let after = memory.len() - snapshot.seq as usize;
+    assert!(
+        read <= after,
+        "the second agent read {read} entries; {after} follow the snapshot"
+    );
+    let state = fold(&memory);
+    assert_eq!(state.sessions().len(), 2);
+    assert_eq!(state.entry(&second).unwrap().execution_count, Some(2));
+}
+
+/// A snapshot that does not decode costs only time: the agent folds the log from the start.
+#[test]
+fn an_unusable_snapshot_costs_only_time() {
+    let mut sim = Sim::new(39);
+    let store = MemoryStore::new();
+    filler(&store, 10);
+    let queue_id = request(&mut sim, &store, "run me");
+    let garbage = Snapshot {
+        seq: 5,
+        kind: SnapshotKind::Lean,
+        state: "{\"format\": 1, \"cells\": \"not a list\"}".into(),
+    };
+    futures::executor::block_on(store.save_snapshot(&garbage)).unwrap();
+    let (_, _, handle) = spawn_agent(&mut sim, &store, options("alice"), echo);
+    assert_eq!(
+        wait_for(&mut sim, &store, &queue_id).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    handle.shutdown();
 }
 
 #[test]

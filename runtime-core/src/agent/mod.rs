@@ -8,6 +8,8 @@
 mod execution;
 mod run;
 
+pub use run::SNAPSHOT_EVERY;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -14,11 +14,14 @@ use crate::context::{CancelReason, CancelSignal, ExecutionContext, ExecutionInfo
 use crate::handler::ExecutionHandler;
 use crate::maybe_send::BoxFuture;
 use crate::schema::*;
-use crate::state::{Applied, EntryState, Ignored, NotebookState, Seq, SessionState};
+use crate::state::{Applied, EntryState, Ignored, NotebookState, Seq, SessionState, SnapshotKind};
 use crate::store::{LogEntry, Store, StoreError, Subscription};
 
 /// How many entries the agent folds before it lets other tasks run.
 const CATCH_UP_SLICE: usize = 1024;
+/// The agent saves a lean snapshot once it has folded this many entries past the latest
+/// one, so the next agent to start on the notebook folds at most about this many.
+pub const SNAPSHOT_EVERY: Seq = 10_000;
 
 /// Returns `Pending` once (after asking to be polled again), so other tasks run.
 async fn yield_now() {
@@ -74,6 +77,8 @@ struct Runner {
     announce_applied: bool,
     /// Ignore reasons already logged at warn level.
     warned: BTreeSet<Ignored>,
+    /// The sequence number of the latest snapshot the store has (or this agent tried).
+    snapshot_seq: Seq,
 }
 
 pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentError> {
@@ -83,14 +88,15 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
         return Err(AgentError::NoHandler);
     };
     let span = tracing::info_span!("runtime_agent", session_id = %shared.session_id);
+    let state = tracing::Instrument::instrument(starting_state(&*agent.store), span.clone()).await;
     let mut runner = Runner {
-        log: agent.store.subscribe(1),
+        log: agent.store.subscribe(state.last_seq() + 1),
+        snapshot_seq: state.last_seq(),
         handler,
         session_id: shared.session_id.clone(),
         shared: shared.clone(),
         agent,
-        // An agent needs ids and states, never output bodies.
-        state: NotebookState::lean(),
+        state,
         running: None,
         claim: None,
         reported: SessionStatus::Ready,
@@ -112,6 +118,30 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
     }
     shared.set_status(AgentStatus::Stopped);
     ended
+}
+
+/// The state an agent starts from: the store's latest lean snapshot, or an empty lean state
+/// (an agent needs ids and states, never output bodies). A snapshot that cannot be read or
+/// used costs only time: the agent folds the log from the start.
+async fn starting_state(store: &dyn Store) -> NotebookState {
+    match store.latest_snapshot(SnapshotKind::Lean).await {
+        Ok(Some(snapshot)) => match NotebookState::from_snapshot(&snapshot, SnapshotKind::Lean) {
+            Ok(state) => {
+                tracing::debug!(seq = snapshot.seq, "starting from the store's snapshot");
+                return state;
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                seq = snapshot.seq,
+                "cannot use the store's snapshot; folding the log from the start"
+            ),
+        },
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(%error, "cannot read a snapshot; folding the log from the start");
+        }
+    }
+    NotebookState::lean()
 }
 
 impl Runner {
@@ -190,7 +220,23 @@ impl Runner {
                 yield_now().await;
             }
         }
+        self.save_snapshot_when_due().await;
         Ok(())
+    }
+
+    /// Saves a lean snapshot once [`SNAPSHOT_EVERY`] entries were folded past the latest.
+    /// A failure is only logged: a snapshot is a cache.
+    async fn save_snapshot_when_due(&mut self) {
+        if self.state.last_seq() < self.snapshot_seq.saturating_add(SNAPSHOT_EVERY) {
+            return;
+        }
+        let snapshot = self.state.snapshot();
+        // Whatever happens, the next try comes SNAPSHOT_EVERY entries later.
+        self.snapshot_seq = snapshot.seq;
+        match self.agent.store.save_snapshot(&snapshot).await {
+            Ok(()) => tracing::debug!(seq = snapshot.seq, "saved a snapshot"),
+            Err(error) => tracing::debug!(%error, seq = snapshot.seq, "could not save a snapshot"),
+        }
     }
 
     /// Waits for at least one entry, then folds all that are ready.

@@ -63,6 +63,19 @@ pub enum CompletionStatus {
     RuntimeLost,
 }
 
+impl CompletionStatus {
+    /// Its name on the wire: `success`, `error`, `cancelled`, `timed_out`, `runtime_lost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionStatus::Success => "success",
+            CompletionStatus::Error => "error",
+            CompletionStatus::Cancelled => "cancelled",
+            CompletionStatus::TimedOut => "timed_out",
+            CompletionStatus::RuntimeLost => "runtime_lost",
+        }
+    }
+}
+
 /// Which output stream a text belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

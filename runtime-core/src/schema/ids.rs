@@ -9,22 +9,40 @@
 //! their seeds do. Ids are names, not secrets: nothing may rely on them being unguessable.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
+
+/// Reads an id's text straight into its shared form: one allocation, none for a borrowed
+/// string's intermediate copy.
+struct IdVisitor;
+
+impl serde::de::Visitor<'_> for IdVisitor {
+    type Value = Arc<str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an id (a string)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<Arc<str>, E> {
+        Ok(id.into())
+    }
+}
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// A clone shares the text (ids are copied into indices and states often).
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         /// Decoding refuses an empty id, so an event carrying one becomes malformed.
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let id = String::deserialize(deserializer)?;
+                let id = deserializer.deserialize_str(IdVisitor)?;
                 if id.is_empty() {
                     return Err(serde::de::Error::custom(concat!(
                         "an empty ",
@@ -40,7 +58,7 @@ macro_rules! id_type {
             /// A fresh id, never made before in this process (uuid v4 form, from a per-process
             /// random seed and a counter: no system call per id; ids are names, not secrets).
             pub fn random() -> Self {
-                Self(fresh_uuid())
+                Self(fresh_uuid().into())
             }
 
             /// The id as a string slice.
@@ -57,13 +75,20 @@ macro_rules! id_type {
 
         impl From<String> for $name {
             fn from(id: String) -> Self {
-                Self(id)
+                Self(id.into())
             }
         }
 
         impl From<&str> for $name {
             fn from(id: &str) -> Self {
-                Self(id.to_owned())
+                Self(id.into())
+            }
+        }
+
+        /// Looks an id up by its text (it hashes and compares as its text).
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
             }
         }
     };
@@ -102,7 +127,7 @@ impl BatchId {
     pub fn next() -> Self {
         let (high, low) = seed();
         let n = BATCH_COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(format!("{high:016x}{low:016x}-{n:016x}"))
+        Self(format!("{high:016x}{low:016x}-{n:016x}").into())
     }
 }
 
@@ -144,7 +169,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn fresh_ids_are_uuid_v4_and_never_repeat() {
-        let ids: std::collections::HashSet<String> =
+        let ids: std::collections::HashSet<Arc<str>> =
             (0..100_000).map(|_| QueueId::random().0).collect();
         assert_eq!(ids.len(), 100_000);
         for id in ids.iter().take(100) {

@@ -27,17 +27,22 @@
 //! nothing of an entry once it has completed but its id and final state.
 
 mod model;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use model::*;
+pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotError, SnapshotKind};
 
 use crate::clock::Timestamp;
 use crate::schema::*;
 use crate::store::{LogEntry, Stamp};
 
 /// Why an event did not change the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Ignored {
     /// Its sequence number is not after the last one applied (a replayed delivery).
     OutOfOrder,
@@ -78,7 +83,7 @@ pub enum Applied {
 }
 
 /// Counts of what the reducer did, for diagnostics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApplyStats {
     /// Events applied.
     pub applied: u64,

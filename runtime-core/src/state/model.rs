@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
@@ -14,15 +15,18 @@ use crate::schema::{
 pub type Seq = u64;
 
 /// A cell of the notebook.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cell {
     /// Its id.
     pub id: CellId,
     /// Its kind.
     pub cell_type: CellType,
     /// Its current source.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     /// The execution whose outputs the cell shows: the one most recently started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shown_execution: Option<QueueId>,
 }
 
@@ -130,13 +134,19 @@ impl QueueEntry {
 
     /// `true` if the entry ever had an output with this id (shown, or cleared since).
     pub(crate) fn used_output_id(&self, output_id: &OutputId) -> bool {
-        self.output_index.spent.contains(output_id) || self.output_position(output_id).is_some()
+        self.output_index
+            .spent
+            .as_ref()
+            .is_some_and(|spent| spent.contains(output_id))
+            || self.output_position(output_id).is_some()
     }
 
     /// Removes every shown output; their ids stay used.
     pub(crate) fn clear_outputs(&mut self) {
-        let spent = &mut self.output_index.spent;
-        spent.extend(self.outputs.drain(..).map(|output| output.output_id));
+        if !self.outputs.is_empty() {
+            let spent = self.output_index.spent.get_or_insert_default();
+            spent.extend(self.outputs.drain(..).map(|output| output.output_id));
+        }
         self.output_index.positions = None;
         self.has_result = false;
         self.clear_pending = false;
@@ -156,7 +166,7 @@ impl QueueEntry {
                     .map(|(n, o)| (o.output_id.clone(), n))
                     .chain([(output.output_id.clone(), position)])
                     .collect();
-                self.output_index.positions = Some(positions);
+                self.output_index.positions = Some(Box::new(positions));
             }
             None => {}
         }
@@ -169,28 +179,51 @@ impl QueueEntry {
         self.outputs = Vec::new();
         self.output_index = OutputIndex::default();
         self.source = String::new();
+        self.requested_by = String::new();
         self.metadata = Map::new();
+    }
+
+    /// Rebuilds the lookup of outputs by id, with `spent` the ids of cleared outputs
+    /// (after decoding a snapshot, which keeps only the outputs and the spent ids).
+    pub(crate) fn reindex_outputs(&mut self, spent: HashSet<OutputId>) {
+        let outputs = std::mem::take(&mut self.outputs);
+        self.output_index = OutputIndex {
+            positions: None,
+            spent: (!spent.is_empty()).then(|| Box::new(spent)),
+        };
+        for output in outputs {
+            self.push_output(output);
+        }
     }
 }
 
 /// An entry's outputs by id: a scan while there are few, a map once there are many, so
 /// folding stays linear in the number of outputs; plus the ids of cleared outputs, which
 /// are never used again (an append or update cannot reach a newer output that took one).
+///
+/// Both parts are boxed and absent until needed: most entries have few outputs and never
+/// clear them, and a long notebook's state holds many entries (16 bytes each instead of 96).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[allow(clippy::box_collection)] // the box is what keeps an absent collection at 8 bytes
 pub(crate) struct OutputIndex {
-    positions: Option<HashMap<OutputId, usize>>,
-    spent: HashSet<OutputId>,
+    positions: Option<Box<HashMap<OutputId, usize>>>,
+    spent: Option<Box<HashSet<OutputId>>>,
 }
 
 impl OutputIndex {
     /// Up to this many shown outputs, lookups scan.
     const LINEAR: usize = 16;
+
+    /// The ids of cleared outputs, if any were.
+    pub(crate) fn spent(&self) -> Option<&HashSet<OutputId>> {
+        self.spent.as_deref()
+    }
 }
 
 /// One output of an execution. As JSON (for UIs and the hub's REST view):
 /// `{"outputId": "...", "outputType": "stream", "name": "stdout", "text": "..."}`, with
 /// `outputType` one of `stream`, `display_data`, `execute_result`, `error`, `markdown`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
     /// Its id.
@@ -201,7 +234,7 @@ pub struct Output {
 }
 
 /// The kinds of output, as Jupyter frontends know them, plus markdown.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outputType", rename_all_fields = "camelCase")]
 pub enum OutputKind {
     /// Text on stdout or stderr.
@@ -220,7 +253,7 @@ pub enum OutputKind {
         /// Per-MIME metadata.
         metadata: Map<String, Value>,
         /// The id updates use.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         display_id: Option<DisplayId>,
     },
     /// The execution's result.
@@ -252,7 +285,8 @@ pub enum OutputKind {
 }
 
 /// Whether a session is the notebook's active one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// The active session: the only one that may claim and run work.
     Active,
@@ -261,7 +295,8 @@ pub enum SessionState {
 }
 
 /// One run of one runtime agent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuntimeSession {
     /// Its id.
     pub session_id: SessionId,
@@ -275,6 +310,7 @@ pub struct RuntimeSession {
     pub capabilities: Capabilities,
     /// The identity that started it, by its start's [`Stamp`](crate::Stamp): only that
     /// author may act for the session. `None` in an unstamped log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<std::sync::Arc<str>>,
     /// When it started (by the authority's clock in a stamped log).
     pub started_at: Timestamp,

@@ -1054,3 +1054,190 @@ fn many_outputs_are_found_by_id_and_stay_spent_after_a_clear() {
     log.ok(stdout("q1", "s1", "fresh", "new"));
     assert_eq!(texts(log.entry("q1")), ["new"]);
 }
+
+/// A log that exercises every part of the state: cells, a deleted cell, a queue, outputs
+/// with a display updated across executions, a clear, a cancel, a lost execution, two
+/// sessions.
+fn rich_log() -> Vec<Event> {
+    let mut events: Vec<Event> = vec![
+        started("s1", 0).into(),
+        cell_of("q1").into(),
+        cell_of("q2").into(),
+        cell_of("q3").into(),
+        request("q1").into(),
+        request("q2").into(),
+        request("q3").into(),
+        assigned("q1", "s1").into(),
+        start("q1", "s1").into(),
+        ExecutionStarted {
+            queue_id: "q1".into(),
+            session_id: "s1".into(),
+            at: Timestamp(5),
+        }
+        .into(),
+    ];
+    events.push(display("d1", "first", Some("shared")).into());
+    for n in 0..20 {
+        events.push(stdout("q1", "s1", &format!("o{n}"), "line\n").into());
+    }
+    events.push(clear(true).into());
+    events.push(stdout("q1", "s1", "after-clear", "x").into());
+    events.push(completed("q1", "s1", CompletionStatus::Success).into());
+    events.push(assigned("q2", "s1").into());
+    events.push(start("q2", "s1").into());
+    events.push(
+        DisplayOutputAdded {
+            queue_id: "q2".into(),
+            ..display("d2", "second", Some("shared"))
+        }
+        .into(),
+    );
+    events.push(
+        DisplayOutputUpdated {
+            queue_id: "q2".into(),
+            ..update("shared", "updated")
+        }
+        .into(),
+    );
+    events.push(
+        ExecutionCancelRequested {
+            target: CancelTarget::Entry {
+                queue_id: "q3".into(),
+            },
+            requested_by: "user".into(),
+        }
+        .into(),
+    );
+    events.push(
+        CellDeleted {
+            cell_id: "cell-q3".into(),
+        }
+        .into(),
+    );
+    events.push(started("s2", 10_000).into());
+    events.push(request("q4").into()); // a request for a deleted-and-unknown cell: refused
+    events.push(cell_of("q5").into());
+    events.push(request("q5").into());
+    events.push(assigned("q5", "s2").into());
+    events.push(
+        DisplayOutputUpdated {
+            queue_id: "q5".into(),
+            session_id: "s2".into(),
+            ..update("shared", "late")
+        }
+        .into(),
+    );
+    events
+}
+
+#[track_caller]
+fn assert_same_state(a: &NotebookState, b: &NotebookState) {
+    assert_eq!(a.last_seq(), b.last_seq());
+    assert_eq!(a.entries(), b.entries());
+    assert_eq!(a.sessions(), b.sessions());
+    assert_eq!(a.active_session(), b.active_session());
+    assert_eq!(a.stats(), b.stats());
+    assert_eq!(a.execution_count(), b.execution_count());
+    assert_eq!(a.cells().collect::<Vec<_>>(), b.cells().collect::<Vec<_>>());
+    let pending = |s: &NotebookState| s.pending().map(|e| e.queue_id.clone()).collect::<Vec<_>>();
+    assert_eq!(pending(a), pending(b));
+    let held = |s: &NotebookState| {
+        s.in_progress()
+            .map(|e| e.queue_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(a), held(b));
+}
+
+/// From a snapshot taken after any prefix of the log, folding the rest decides every
+/// event as the whole fold does and ends in the same state, lean and full.
+#[test]
+fn a_state_resumed_from_a_snapshot_at_any_point_folds_on_as_the_whole_log_does() {
+    let events = rich_log();
+    for (kind, make) in [
+        (
+            SnapshotKind::Full,
+            NotebookState::new as fn() -> NotebookState,
+        ),
+        (SnapshotKind::Lean, NotebookState::lean),
+    ] {
+        let mut whole = make();
+        let decisions: Vec<Applied> = (1..)
+            .zip(&events)
+            .map(|(seq, event)| whole.apply(seq, event))
+            .collect();
+        for split in 0..=events.len() {
+            let mut prefix = make();
+            for (seq, event) in (1..).zip(&events[..split]) {
+                prefix.apply(seq, event);
+            }
+            let snapshot = prefix.snapshot();
+            assert_eq!(snapshot.seq, split as Seq);
+            let mut resumed = NotebookState::from_snapshot(&snapshot, kind).unwrap();
+            assert_same_state(&resumed, &prefix);
+            for (seq, event) in (1..).zip(&events).skip(split) {
+                let decided = resumed.apply(seq, event);
+                assert_eq!(
+                    decided,
+                    decisions[seq as usize - 1],
+                    "{kind:?} split {split}, seq {seq}"
+                );
+            }
+            assert_same_state(&resumed, &whole);
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_of_another_kind_format_or_a_contradiction_is_refused() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "hi"));
+    let full = log.state.snapshot();
+    let refused = |state: &str| {
+        let snapshot = Snapshot {
+            state: state.into(),
+            ..full.clone()
+        };
+        NotebookState::from_snapshot(&snapshot, SnapshotKind::Full).unwrap_err()
+    };
+    assert!(matches!(
+        NotebookState::from_snapshot(&full, SnapshotKind::Lean),
+        Err(SnapshotError::Kind { .. })
+    ));
+    assert!(matches!(refused("not json"), SnapshotError::Decode(_)));
+    assert!(matches!(
+        refused("{\"format\": 99}"),
+        SnapshotError::Format { found: 99 }
+    ));
+    assert!(matches!(refused("[]"), SnapshotError::Decode(_)));
+    let json: serde_json::Value = serde_json::from_str(&full.state).unwrap();
+    let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json = json.clone();
+        edit(&mut json);
+        refused(&json.to_string())
+    };
+    let twice = edited(&|json| {
+        let entry = json["entries"][0].clone();
+        json["entries"].as_array_mut().unwrap().push(entry);
+    });
+    assert!(matches!(twice, SnapshotError::Inconsistent(_)), "{twice}");
+    let two_active = edited(&|json| {
+        let mut session = json["sessions"][0].clone();
+        session["sessionId"] = "s2".into();
+        json["sessions"].as_array_mut().unwrap().push(session);
+    });
+    assert!(
+        matches!(two_active, SnapshotError::Inconsistent(_)),
+        "{two_active}"
+    );
+    let no_such_active = edited(&|json| json["activeSession"] = "nobody".into());
+    assert!(
+        matches!(no_such_active, SnapshotError::Inconsistent(_)),
+        "{no_such_active}"
+    );
+    let wrong_seq = Snapshot {
+        seq: full.seq + 1,
+        ..full.clone()
+    };
+    assert!(NotebookState::from_snapshot(&wrong_seq, SnapshotKind::Full).is_err());
+}

@@ -15,7 +15,7 @@ use futures::{StreamExt, future};
 use super::{Batch, Stamp, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::schema::{CellDeleted, Event, UnknownEvent};
-use crate::state::Seq;
+use crate::state::{Seq, Snapshot, SnapshotKind};
 
 fn event(n: usize) -> Event {
     CellDeleted {
@@ -49,6 +49,46 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     racing_retries_of_one_batch_land_once(&make()).await;
     head_is_the_last_sequence_number(&make()).await;
     every_event_of_a_batch_carries_its_stamp(&make()).await;
+    the_latest_snapshot_is_kept(&make()).await;
+}
+
+/// A store that keeps snapshots keeps the latest of each kind as it was given, never goes
+/// back to an older one, and refuses one past the head. (A store that keeps none returns
+/// none.)
+pub async fn the_latest_snapshot_is_kept<S: Store>(store: &S) {
+    store
+        .commit(vec![event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    let at = |seq: Seq| Snapshot {
+        seq,
+        kind: SnapshotKind::Lean,
+        state: format!("{{\"opaque\": {seq}}}").into(),
+    };
+    store.save_snapshot(&at(2)).await.unwrap();
+    let Some(kept) = store.latest_snapshot(SnapshotKind::Lean).await.unwrap() else {
+        return; // a store without snapshots
+    };
+    assert_eq!(kept, at(2), "the snapshot is kept as it was given");
+    store.save_snapshot(&at(1)).await.unwrap();
+    let latest = store.latest_snapshot(SnapshotKind::Lean).await.unwrap();
+    assert_eq!(
+        latest,
+        Some(at(2)),
+        "an older snapshot does not replace a newer one"
+    );
+    store.save_snapshot(&at(3)).await.unwrap();
+    let latest = store.latest_snapshot(SnapshotKind::Lean).await.unwrap();
+    assert_eq!(latest, Some(at(3)), "a newer one does");
+    let full = store.latest_snapshot(SnapshotKind::Full).await.unwrap();
+    assert_eq!(full, None, "kinds are kept apart");
+    let past_head = store.save_snapshot(&at(4)).await;
+    assert!(
+        matches!(past_head, Err(StoreError::Invalid(_))),
+        "a snapshot past the head is refused: {past_head:?}"
+    );
+    let latest = store.latest_snapshot(SnapshotKind::Lean).await.unwrap();
+    assert_eq!(latest, Some(at(3)));
 }
 
 /// Every event of a batch carries the same stamp (or none, in a store that does not

@@ -8,10 +8,10 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 
-use super::{Batch, LogEntry, Stamp, Store, StoreError, Subscription};
+use super::{Batch, LogEntry, Stamp, Store, StoreError, Subscription, check_snapshot};
 use crate::clock::Clock;
 use crate::schema::{BatchId, Event};
-use crate::state::Seq;
+use crate::state::{Seq, Snapshot, SnapshotKind};
 
 /// How many entries a subscription takes per lock: bounds the per-reader buffer.
 const READ_CHUNK: usize = 256;
@@ -54,6 +54,8 @@ struct Inner {
     next_reader: u64,
     /// Readers that caught up and wait for the next commit.
     waiting: HashMap<u64, Waker>,
+    /// The latest snapshot of each kind.
+    snapshots: HashMap<SnapshotKind, Snapshot>,
 }
 
 impl MemoryStore {
@@ -223,6 +225,26 @@ impl Store for MemoryStore {
 
     async fn head(&self) -> Result<Seq, StoreError> {
         Ok(self.len() as Seq)
+    }
+
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(&kind).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        check_snapshot(snapshot, inner.log.len() as Seq)?;
+        let kept = inner.snapshots.entry(snapshot.kind);
+        match kept {
+            Entry::Occupied(mut kept) if kept.get().seq < snapshot.seq => {
+                kept.insert(snapshot.clone());
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(none) => {
+                none.insert(snapshot.clone());
+            }
+        }
+        Ok(())
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {

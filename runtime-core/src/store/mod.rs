@@ -14,6 +14,10 @@
 //! - [`Store::subscribe`] yields every committed event with `seq >= from`, in order, then
 //!   live ones as they are committed. It never skips, reorders or drops, however slow the
 //!   reader: a reader reads the log at its own pace, with no unbounded queue per reader.
+//! - A store may keep [`Snapshot`]s of the folded state ([`Store::save_snapshot`],
+//!   [`Store::latest_snapshot`]) so readers start from the latest one and fold only what
+//!   follows it. A snapshot is a cache: a store may drop it, and a reader that cannot use
+//!   one folds the log from the start.
 //! - Errors are [retriable](StoreError::is_retriable) (a busy lock, a dropped connection:
 //!   try again, with the same batch id) or permanent.
 //!
@@ -37,7 +41,18 @@ pub use retry::{RetryPolicy, Retrying};
 use crate::clock::Timestamp;
 use crate::maybe_send::{BoxStream, MaybeSend, MaybeSync};
 use crate::schema::{BatchId, Event};
-use crate::state::Seq;
+use crate::state::{Seq, Snapshot, SnapshotKind};
+
+/// Refuses a snapshot past the notebook's head: it would claim entries the log lacks.
+pub fn check_snapshot(snapshot: &Snapshot, head: Seq) -> Result<(), StoreError> {
+    if snapshot.seq > head {
+        return Err(StoreError::Invalid(format!(
+            "a snapshot at sequence number {} is past the notebook's last event ({head})",
+            snapshot.seq
+        )));
+    }
+    Ok(())
+}
 
 /// Why a store operation failed. Messages never contain secrets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,6 +233,21 @@ pub trait Store: MaybeSend + MaybeSync {
         }
         Ok(head)
     }
+
+    /// The latest snapshot of `kind` the store keeps, if any. The provided version keeps
+    /// none.
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        let _ = kind;
+        Ok(None)
+    }
+
+    /// Keeps `snapshot` as the latest of its kind, unless the store has a later one. One
+    /// past the notebook's head is refused ([`StoreError::Invalid`]). The provided version
+    /// keeps nothing; so does a store whose snapshots its own authority makes (a hub's).
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let _ = snapshot;
+        Ok(())
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
@@ -233,5 +263,13 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     async fn head(&self) -> Result<Seq, StoreError> {
         (**self).head().await
+    }
+
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        (**self).latest_snapshot(kind).await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        (**self).save_snapshot(snapshot).await
     }
 }

@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 use super::{Batch, LogEntry, Store, StoreError, Subscription};
 use crate::clock::Clock;
-use crate::state::Seq;
+use crate::state::{Seq, Snapshot, SnapshotKind};
 
 /// How [`Retrying`] retries.
 ///
@@ -166,6 +166,16 @@ impl Store for Retrying {
                 }
             }
         }
+    }
+
+    /// Not retried: a snapshot is a cache, and a reader without one folds the log.
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.latest_snapshot(kind).await
+    }
+
+    /// Not retried: a snapshot is a cache, and the next one will do.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {

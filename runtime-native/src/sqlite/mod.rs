@@ -12,10 +12,12 @@
 //!   that is not JSON text (a BLOB, bytes that are not UTF-8) reads as a malformed event:
 //!   skipped and counted by every reader, never fatal. A missing row (a gap in `seq`) stops
 //!   readers with an error that says how to repair the file ([`SqliteStore::repair`]).
-//! - Every row carries its batch's [`Stamp`](runtime_core::Stamp): the time by this
+//! - Every row carries its batch's [`Stamp`]: the time by this
 //!   process's clock (every process on the file shares the machine's clock) and the
 //!   store's author ([`SqliteStore::stamping_as`], `local` by default), or the stamp a
 //!   hub gave the batch. Rows written before version 3 of the schema have none.
+//! - Snapshots: the latest of each kind per notebook, in a table of their own; a newer one
+//!   replaces it, an older one or one past the head does not.
 //! - WAL mode with `synchronous = NORMAL`: an acknowledged commit is in the WAL before
 //!   `commit` returns, so it survives the writer being killed (`kill -9`); a power loss may
 //!   lose the last commits ([`Durability::Full`] closes that gap at one fsync per commit).
@@ -31,13 +33,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runtime_core::store::check_notebook_id;
+use runtime_core::store::{check_notebook_id, check_snapshot};
 use runtime_core::{
-    Batch, Catalog, Clock, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Stamp, Store,
-    StoreError, Subscription, Timestamp,
+    Batch, Catalog, Clock, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Snapshot,
+    SnapshotKind, Stamp, Store, StoreError, Subscription, Timestamp,
 };
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Notify;
 
 use crate::TokioClock;
@@ -497,7 +499,14 @@ fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteErro
                  seq INTEGER NOT NULL,
                  event TEXT NOT NULL,
                  PRIMARY KEY (notebook, seq)
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS snapshots (
+                 notebook TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 state TEXT NOT NULL,
+                 PRIMARY KEY (notebook, kind)
+             );",
         )
         .map_err(&sqlite)?;
     if version < 2 {
@@ -533,6 +542,15 @@ fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteErro
         tracing::warn!(%mode, "the store could not switch to WAL mode; readers may wait for writers");
     }
     Ok(())
+}
+
+/// Runs `work` on tokio's blocking threads: reads and writes that may take a while.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Backend(format!("a store task failed: {error}")))?
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
@@ -714,16 +732,13 @@ impl Store for SqliteStore {
                 // Another writer holds the lock: wait for it on a blocking thread.
                 let shared = self.shared.clone();
                 let notebook = self.notebook.clone();
-                tokio::task::spawn_blocking(move || {
+                blocking(move || {
                     let mut writer = shared.lock_writer();
                     let timeout = shared.options.busy_timeout;
                     waiting_for_the_lock(timeout, || append(&mut writer, &notebook, &encoded))
                         .map_err(backend)
                 })
-                .await
-                .map_err(|error| {
-                    StoreError::Backend(format!("the commit task failed: {error}"))
-                })??
+                .await?
             }
         };
         *self
@@ -739,6 +754,69 @@ impl Store for SqliteStore {
 
     async fn head(&self) -> Result<Seq, StoreError> {
         SqliteStore::head(self)
+    }
+
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        // A snapshot can be megabytes: read it off the async threads, with a connection of
+        // its own from the pool.
+        let shared = self.shared.clone();
+        let notebook = self.notebook.clone();
+        blocking(move || {
+            let connection = shared.take_reader()?;
+            let found = connection
+                .prepare_cached(
+                    "SELECT seq, state FROM snapshots WHERE notebook = ?1 AND kind = ?2",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(params![&*notebook, kind.as_str()], |row| {
+                            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                        })
+                        .optional()
+                })
+                .map_err(backend);
+            shared.return_reader(connection);
+            Ok(found?.map(|(seq, state)| Snapshot {
+                seq: u64::try_from(seq).unwrap_or(0),
+                kind,
+                state: state.into(),
+            }))
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        let notebook = self.notebook.clone();
+        let snapshot = snapshot.clone();
+        blocking(move || {
+            let mut writer = shared.lock_writer();
+            let timeout = shared.options.busy_timeout;
+            waiting_for_the_lock(timeout, || {
+                let transaction = writer
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let head: i64 = transaction
+                    .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE notebook = ?1")?
+                    .query_row([&*notebook], |row| row.get(0))?;
+                let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+                if seq > head {
+                    return Ok(Err(head));
+                }
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO snapshots (notebook, kind, seq, state) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (notebook, kind) DO UPDATE \
+                         SET seq = excluded.seq, state = excluded.state \
+                         WHERE excluded.seq > snapshots.seq",
+                    )?
+                    .execute(params![&*notebook, snapshot.kind.as_str(), seq, &*snapshot.state])?;
+                transaction.commit()?;
+                Ok(Ok(()))
+            })
+            .map_err(backend)?
+            .or_else(|head| check_snapshot(&snapshot, head as Seq))
+        })
+        .await
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {
@@ -848,14 +926,13 @@ impl Reader {
         let shared = self.shared.clone();
         let notebook = self.notebook.clone();
         let next = self.next;
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let connection = shared.take_reader()?;
             let read = read_rows(&connection, &notebook, next, READ_CHUNK, i64::MAX);
             shared.return_reader(connection);
             read
         })
         .await
-        .map_err(|error| StoreError::Backend(format!("the read task failed: {error}")))?
     }
 }
 
