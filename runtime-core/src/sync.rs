@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{BatchId, Event};
-use crate::state::Seq;
+use crate::state::{Seq, Snapshot, SnapshotKind};
 use crate::store::{LogEntry, NotebookInfo, StoreError};
 
 /// The protocol version this library speaks.
@@ -17,6 +17,11 @@ pub const PROTOCOL: u32 = 1;
 /// subscription on their way; the client asks for another with [`ClientFrame::More`]
 /// each time it took one.
 pub const PAGE_ENTRIES: usize = 256;
+
+/// The largest snapshot a hub sends (its encoded state, in bytes), well inside a
+/// WebSocket client's default frame limit; a larger one is not sent and the client folds the
+/// log instead.
+pub const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024;
 
 /// A bearer token. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +114,16 @@ pub enum ClientFrame {
         /// The client's number for this request.
         req: u64,
     },
+    /// Ask for the latest snapshot of a notebook's state, to subscribe after it instead
+    /// of from sequence 1. The hub makes snapshots itself; clients cannot store them.
+    Snapshot {
+        /// The client's number for this request.
+        req: u64,
+        /// The notebook.
+        notebook: String,
+        /// Lean (an agent's) or full (a UI's).
+        kind: SnapshotKind,
+    },
     /// A heartbeat; the hub answers [`HubFrame::Pong`].
     Ping {
         /// The client's number for this request.
@@ -160,6 +175,15 @@ pub enum HubFrame {
         req: u64,
         /// The notebooks.
         notebooks: Vec<NotebookInfo>,
+    },
+    /// The answer to `snapshot`: none when the notebook is short (fold it all) or the
+    /// snapshot would be larger than [`MAX_SNAPSHOT_BYTES`].
+    Snapshot {
+        /// The request.
+        req: u64,
+        /// The snapshot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snapshot>,
     },
     /// The answer to `ping`.
     Pong {

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::Shared;
 use crate::identity::Identity;
+use crate::snapshots;
 
 /// How long a client has to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -226,6 +227,21 @@ async fn identified(
             ClientFrame::Head { req, notebook } => Some(
                 match async { shared.catalog.open(&notebook)?.head().await }.await {
                     Ok(seq) => HubFrame::Head { req, seq },
+                    Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+                },
+            ),
+            ClientFrame::Snapshot {
+                req,
+                notebook,
+                kind,
+            } => Some(
+                match async {
+                    let store = shared.catalog.open(&notebook)?;
+                    snapshots::latest(&*store, &notebook, kind, &shared.making).await
+                }
+                .await
+                {
+                    Ok(snapshot) => HubFrame::Snapshot { req, snapshot },
                     Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
                 },
             ),

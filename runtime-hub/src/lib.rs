@@ -28,6 +28,7 @@
 mod connection;
 mod identity;
 mod rest;
+mod snapshots;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ struct Shared {
     authenticator: Arc<dyn Authenticator>,
     /// The authority's clock: every committed batch is stamped with its time.
     clock: Arc<dyn Clock>,
+    /// Snapshots being made now.
+    making: snapshots::Making,
 }
 
 impl Shared {
@@ -103,6 +106,7 @@ impl Hub {
                 catalog,
                 authenticator,
                 clock: Arc::new(runtime_native::TokioClock),
+                making: snapshots::Making::default(),
             }),
         }
     }
@@ -116,6 +120,7 @@ impl Hub {
                 catalog: shared.catalog.clone(),
                 authenticator: shared.authenticator.clone(),
                 clock: Arc::new(clock),
+                making: snapshots::Making::default(),
             }),
         }
     }

@@ -183,6 +183,106 @@ async fn the_hub_stamps_authors_and_nobody_acts_for_a_runtime_they_are_not() {
     handle.shutdown();
 }
 
+/// A store that counts the entries its subscriptions deliver.
+#[derive(Clone)]
+struct Counting {
+    inner: HubStore,
+    delivered: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    async fn commit_batch(&self, batch: &Batch) -> Result<u64, StoreError> {
+        self.inner.commit_batch(batch).await
+    }
+
+    fn subscribe(&self, from: u64) -> Subscription {
+        let delivered = self.delivered.clone();
+        Box::pin(self.inner.subscribe(from).inspect(move |_| {
+            delivered.fetch_add(1, Ordering::SeqCst);
+        }))
+    }
+
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.latest_snapshot(kind).await
+    }
+}
+
+/// On a long notebook, the hub makes a snapshot from the log (clients cannot store one),
+/// and an agent joining through the hub receives it and the tail, not the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_joining_a_long_notebook_gets_the_hubs_snapshot_and_the_tail() {
+    let catalog = MemoryCatalog::new();
+    let url = hub(Arc::new(catalog.clone())).await;
+    let alice = HubStore::connect(&url, BearerToken::new(ALICE), "long", quick()).unwrap();
+    let filler = SNAPSHOT_EVERY as usize + 1_000;
+    for chunk in 0..filler / 1_000 {
+        let events = (0..1_000)
+            .map(|n| {
+                CellDeleted {
+                    cell_id: format!("gone-{chunk}-{n}").into(),
+                }
+                .into()
+            })
+            .collect();
+        alice.commit(events).await.unwrap();
+    }
+    // A client's snapshot is not kept: the hub makes its own.
+    let forged = Snapshot {
+        seq: 5,
+        kind: SnapshotKind::Lean,
+        state: "{}".into(),
+    };
+    alice.save_snapshot(&forged).await.unwrap();
+    let backing = catalog.store("long");
+    assert_eq!(
+        backing.latest_snapshot(SnapshotKind::Lean).await.unwrap(),
+        None
+    );
+
+    let head = alice.head().await.unwrap();
+    let snapshot = alice
+        .latest_snapshot(SnapshotKind::Lean)
+        .await
+        .unwrap()
+        .expect("the hub made a snapshot of a long notebook");
+    assert_eq!(snapshot.seq, head);
+    assert_eq!(
+        backing.latest_snapshot(SnapshotKind::Lean).await.unwrap(),
+        Some(snapshot.clone()),
+        "and kept it"
+    );
+    let full = alice
+        .latest_snapshot(SnapshotKind::Full)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(NotebookState::from_snapshot(&full, SnapshotKind::Full).is_ok());
+
+    let client = NotebookClient::new(alice.clone(), "alice");
+    let (_, queue_id) = client.run_cell(CellType::Code, "after").await.unwrap();
+    let agent_store = Counting {
+        inner: HubStore::connect(&url, BearerToken::new(AGENT), "long", quick()).unwrap(),
+        delivered: Arc::default(),
+    };
+    let handle = support::echo_agent(agent_store.clone(), "agent-1");
+    let mut watcher = NotebookWatcher::new(&alice);
+    let entry = tokio::time::timeout(
+        Duration::from_secs(30),
+        watcher.wait_for_completion(&queue_id),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    handle.shutdown();
+    let delivered = agent_store.delivered.load(Ordering::SeqCst);
+    assert!(
+        delivered < 100,
+        "the agent received {delivered} entries of a {head}-entry log"
+    );
+}
+
 /// A proxy between clients and the hub that cuts every connection at random moments
 /// while 300 batches are committed one after another and a reader follows the log: the
 /// log holds each batch once, in order, and the reader saw exactly the log.

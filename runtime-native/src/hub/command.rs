@@ -1,7 +1,7 @@
 //! What a [`HubStore`](super::HubStore) asks its connection task to do.
 
 use runtime_core::sync::ClientFrame;
-use runtime_core::{Batch, LogEntry, NotebookInfo, Seq, StoreError};
+use runtime_core::{Batch, LogEntry, NotebookInfo, Seq, Snapshot, SnapshotKind, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 pub(super) enum Command {
@@ -26,12 +26,18 @@ pub(super) enum Command {
     Query(Query),
 }
 
-/// A request answered once: list the notebooks, or read a notebook's head.
+/// A request answered once: list the notebooks, read a notebook's head or its latest
+/// snapshot.
 pub(super) enum Query {
     List(oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>),
     Head {
         notebook: String,
         reply: oneshot::Sender<Result<Seq, StoreError>>,
+    },
+    Snapshot {
+        notebook: String,
+        kind: SnapshotKind,
+        reply: oneshot::Sender<Result<Option<Snapshot>, StoreError>>,
     },
 }
 
@@ -43,6 +49,11 @@ impl Query {
                 req,
                 notebook: notebook.clone(),
             },
+            Query::Snapshot { notebook, kind, .. } => ClientFrame::Snapshot {
+                req,
+                notebook: notebook.clone(),
+                kind: *kind,
+            },
         }
     }
 
@@ -52,6 +63,9 @@ impl Query {
                 let _ = reply.send(Err(error));
             }
             Query::Head { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Query::Snapshot { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
         }

@@ -363,6 +363,11 @@ impl Connection {
                     let _ = reply.send(Ok(seq));
                 }
             }
+            HubFrame::Snapshot { req, snapshot } => {
+                if let Some(Query::Snapshot { reply, .. }) = self.queries.remove(&req) {
+                    let _ = reply.send(Ok(snapshot));
+                }
+            }
             HubFrame::Error {
                 req,
                 sub,

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use runtime_core::store::check_notebook_id;
 use runtime_core::sync::BearerToken;
-use runtime_core::{Batch, Catalog, NotebookInfo, Seq, Store, StoreError, Subscription};
+use runtime_core::{
+    Batch, Catalog, NotebookInfo, Seq, Snapshot, SnapshotKind, Store, StoreError, Subscription,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use command::{Command, Query};
@@ -246,6 +248,19 @@ impl Store for HubStore {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Query(Query::Head {
             notebook: self.notebook.clone(),
+            reply,
+        }))
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The hub's latest snapshot, which the hub makes itself. (Saving one is not asked of
+    /// the hub: clients cannot store snapshots, so [`Store::save_snapshot`] keeps nothing.)
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Query(Query::Snapshot {
+            notebook: self.notebook.clone(),
+            kind,
             reply,
         }))
         .await?;

@@ -1,0 +1,101 @@
+//! The hub's snapshots: made by the hub from the log, never taken from a client, so a
+//! client that joins a long notebook receives a snapshot and the tail, not the whole log,
+//! and no client can hand other clients a state the log does not say.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use runtime_core::sync::MAX_SNAPSHOT_BYTES;
+use runtime_core::{NotebookState, SNAPSHOT_EVERY, Snapshot, SnapshotKind, Store, StoreError};
+
+/// Which snapshots are being made now, so two clients joining one notebook at once make it
+/// once (the second gets the stored one).
+#[derive(Default)]
+pub(crate) struct Making(Mutex<HashSet<(String, SnapshotKind)>>);
+
+/// Marks a snapshot as being made until dropped.
+struct MakingGuard<'a> {
+    making: &'a Making,
+    key: (String, SnapshotKind),
+}
+
+impl Drop for MakingGuard<'_> {
+    fn drop(&mut self) {
+        self.making.lock().remove(&self.key);
+    }
+}
+
+impl Making {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, SnapshotKind)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn start(&self, notebook: &str, kind: SnapshotKind) -> Option<MakingGuard<'_>> {
+        let key = (notebook.to_owned(), kind);
+        self.lock()
+            .insert(key.clone())
+            .then_some(MakingGuard { making: self, key })
+    }
+}
+
+/// The snapshot of `kind` to send for `notebook`: the store's latest, or, when
+/// [`SNAPSHOT_EVERY`] entries or more follow it, a new one folded from it (and kept). None
+/// for a notebook shorter than that, or a snapshot too large to send.
+pub(crate) async fn latest(
+    store: &dyn Store,
+    notebook: &str,
+    kind: SnapshotKind,
+    making: &Making,
+) -> Result<Option<Snapshot>, StoreError> {
+    let stored = store.latest_snapshot(kind).await?;
+    let head = store.head().await?;
+    let folded = stored.as_ref().map_or(0, |snapshot| snapshot.seq);
+    let snapshot = match making.start(notebook, kind) {
+        Some(_guard) if head.saturating_sub(folded) >= SNAPSHOT_EVERY => {
+            let snapshot = fold_from(store, stored, kind, head).await?;
+            if let Err(error) = store.save_snapshot(&snapshot).await {
+                tracing::warn!(%error, notebook, "could not keep a snapshot");
+            }
+            Some(snapshot)
+        }
+        _ => stored,
+    };
+    Ok(snapshot.filter(|snapshot| {
+        let fits = snapshot.state.len() <= MAX_SNAPSHOT_BYTES;
+        if !fits {
+            tracing::warn!(
+                notebook,
+                bytes = snapshot.state.len(),
+                "a snapshot is too large to send; the client folds the log"
+            );
+        }
+        fits
+    }))
+}
+
+/// Folds `store` from `stored` (or from the start) up to `head`.
+async fn fold_from(
+    store: &dyn Store,
+    stored: Option<Snapshot>,
+    kind: SnapshotKind,
+    head: u64,
+) -> Result<Snapshot, StoreError> {
+    let usable = stored.and_then(|snapshot| {
+        NotebookState::from_snapshot(&snapshot, kind)
+            .map_err(|error| tracing::warn!(%error, "the stored snapshot is unusable"))
+            .ok()
+    });
+    let mut state = usable.unwrap_or_else(|| match kind {
+        SnapshotKind::Lean => NotebookState::lean(),
+        SnapshotKind::Full => NotebookState::new(),
+    });
+    let mut log = store.subscribe(state.last_seq() + 1);
+    while state.last_seq() < head {
+        let entry = log.next().await.ok_or(StoreError::Closed)??;
+        state.apply_entry(&entry);
+    }
+    Ok(state.snapshot())
+}
