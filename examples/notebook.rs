@@ -260,7 +260,7 @@ fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
 /// The notebook as it is now.
 async fn current(store: &AnyStore) -> Result<NotebookState, StoreError> {
     let head = store.head().await?;
-    let mut watcher = NotebookWatcher::new(store);
+    let mut watcher = NotebookWatcher::resume(store).await;
     Ok(watcher.wait_until(|s| s.last_seq() >= head).await?.clone())
 }
 

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use runtime_core::sync::BearerToken;
-use runtime_core::{Batch, Seq, Store, Subscription, TerminationReason};
+use runtime_core::{Batch, Seq, Snapshot, SnapshotKind, Store, Subscription, TerminationReason};
 use runtime_native::config::CommonConfig;
 use runtime_native::hub::{HubOptions, HubStore};
 use runtime_native::{RunError, SqliteStore};
@@ -61,6 +61,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(store) => Store::head(store).await,
             AnyStore::Hub(store) => store.head().await,
+        }
+    }
+
+    async fn latest_snapshot(&self, kind: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.latest_snapshot(kind).await,
+            AnyStore::Hub(store) => store.latest_snapshot(kind).await,
+        }
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.save_snapshot(snapshot).await,
+            AnyStore::Hub(store) => store.save_snapshot(snapshot).await,
         }
     }
 }

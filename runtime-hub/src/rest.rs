@@ -13,7 +13,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use runtime_core::sync::{BearerToken, ErrorCode};
-use runtime_core::{BatchId, Event, LogEntry, NotebookWatcher, Seq, Store, StoreError};
+use runtime_core::{
+    BatchId, Event, LogEntry, NotebookWatcher, Seq, SnapshotKind, Store, StoreError,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -145,8 +147,10 @@ pub(crate) async fn cells(
 ) -> Result<Json<Value>, Refused> {
     identify(&shared, &headers)?;
     let store = shared.catalog.open(&notebook)?;
+    let snapshot =
+        crate::snapshots::latest(&*store, &notebook, SnapshotKind::Full, &shared.making).await?;
     let head = store.head().await?;
-    let mut watcher = NotebookWatcher::new(&*store);
+    let mut watcher = NotebookWatcher::from_snapshot(&*store, snapshot.as_ref());
     let state = watcher.wait_until(|state| state.last_seq() >= head).await?;
     let cells: Vec<Value> = state
         .cells()

@@ -197,3 +197,56 @@ async fn rest_reads_writes_and_streams_with_identities_checked() {
     assert_eq!(ids, [3, 4], "resumed after Last-Event-ID 2");
     handle.shutdown();
 }
+
+/// The cells view of a long notebook starts from the hub's full snapshot (made and kept on
+/// the first request) and folds only what follows: it shows what folding it all shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cells_view_of_a_long_notebook_starts_from_a_snapshot() {
+    use runtime_core::{CellCreated, CellDeleted, CellType, SNAPSHOT_EVERY, SnapshotKind};
+    let catalog = MemoryCatalog::new();
+    let address = support::hub(Arc::new(catalog.clone())).await;
+    let backing = catalog.store("long");
+    let cell = |id: &str| -> runtime_core::Event {
+        CellCreated {
+            cell_id: id.into(),
+            cell_type: CellType::Code,
+            source: format!("source of {id}"),
+        }
+        .into()
+    };
+    backing.commit(vec![cell("first")]).await.unwrap();
+    for chunk in 0..=SNAPSHOT_EVERY / 1_000 {
+        let events = (0..1_000)
+            .map(|n| {
+                CellDeleted {
+                    cell_id: format!("gone-{chunk}-{n}").into(),
+                }
+                .into()
+            })
+            .collect();
+        backing.commit(events).await.unwrap();
+    }
+    let ids = |cells: &Value| -> Vec<String> {
+        cells["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|cell| cell["cellId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, cells) = call(&address, "GET", "/notebooks/long/cells", Some(ALICE), None).await;
+    assert_eq!(status, 200, "{cells}");
+    assert_eq!(ids(&cells), ["first"]);
+    assert_eq!(cells["cells"][0]["source"], "source of first");
+    let snapshot = backing.latest_snapshot(SnapshotKind::Full).await.unwrap();
+    assert_eq!(snapshot.map(|s| s.seq), Some(backing.len() as u64));
+
+    backing.commit(vec![cell("second")]).await.unwrap();
+    let (_, cells) = call(&address, "GET", "/notebooks/long/cells", Some(ALICE), None).await;
+    assert_eq!(
+        ids(&cells),
+        ["first", "second"],
+        "the tail after the snapshot"
+    );
+    assert_eq!(cells["head"], backing.len() as u64);
+}

@@ -16,7 +16,7 @@ pub use leases::EXPIRY_MARGIN;
 
 use crate::clock::Clock;
 use crate::schema::*;
-use crate::state::{NotebookState, QueueEntry, Seq};
+use crate::state::{NotebookState, QueueEntry, Seq, Snapshot, SnapshotKind};
 use crate::store::{Store, StoreError, Subscription};
 use leases::LeaseEnforcer;
 
@@ -153,9 +153,52 @@ pub struct NotebookWatcher {
 impl NotebookWatcher {
     /// Watches `store` from the start of its log.
     pub fn new<S: Store + ?Sized>(store: &S) -> Self {
+        Self::from_snapshot(store, None)
+    }
+
+    /// Watches `store` from its latest full snapshot, folding only what follows it: what a
+    /// UI joining a long notebook does. Without a usable snapshot, from the start.
+    ///
+    /// ```
+    /// use runtime_core::{CellDeleted, MemoryStore, NotebookState, NotebookWatcher, Store};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let store = MemoryStore::new();
+    /// store.commit(vec![CellDeleted { cell_id: "c".into() }.into()]).await?;
+    /// let mut folded = NotebookState::new();
+    /// folded.apply(1, &CellDeleted { cell_id: "c".into() }.into());
+    /// store.save_snapshot(&folded.snapshot()).await?;
+    /// let watcher = NotebookWatcher::resume(&store).await;
+    /// assert_eq!(watcher.state().last_seq(), 1);
+    /// # Ok::<(), runtime_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn resume<S: Store + ?Sized>(store: &S) -> Self {
+        let snapshot = match store.latest_snapshot(SnapshotKind::Full).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                tracing::debug!(%error, "no snapshot to start from; folding the log");
+                None
+            }
+        };
+        Self::from_snapshot(store, snapshot.as_ref())
+    }
+
+    /// Watches `store` from `snapshot` (a full one), or from the start without one or if
+    /// it cannot be used.
+    pub fn from_snapshot<S: Store + ?Sized>(store: &S, snapshot: Option<&Snapshot>) -> Self {
+        let state = snapshot
+            .and_then(|snapshot| {
+                NotebookState::from_snapshot(snapshot, SnapshotKind::Full)
+                    .map_err(|error| {
+                        tracing::warn!(%error, "cannot use the snapshot; folding the log");
+                    })
+                    .ok()
+            })
+            .unwrap_or_default();
         Self {
-            log: store.subscribe(1),
-            state: NotebookState::new(),
+            log: store.subscribe(state.last_seq() + 1),
+            state,
             leases: None,
         }
     }
