@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use runtime_core::sync::{ClientFrame, ErrorCode, HubFrame, PAGE_ENTRIES, PROTOCOL};
 use runtime_core::{BatchId, Event, Seq, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
+use crate::feeds::Follower;
 use crate::identity::Identity;
 use crate::snapshots;
 
@@ -188,6 +189,8 @@ async fn identified(
                         Ok(store) => {
                             let credit = Arc::new(Semaphore::new(PAGES_IN_FLIGHT));
                             let task = tokio::spawn(pump(
+                                shared.clone(),
+                                notebook,
                                 store,
                                 sub,
                                 from,
@@ -280,27 +283,42 @@ async fn commit(
 /// Sends a subscription's entries a page at a time, at most [`PAGES_IN_FLIGHT`] pages
 /// ahead of the client's `more`s: a slow client costs two pages, however far behind, and a
 /// live one gets each new entry without waiting for a `more` to come back.
+///
+/// Live entries come from the notebook's shared feed (one store reader for all its
+/// followers); history, and whatever a slow client fell behind by, from the store.
 async fn pump(
+    shared: Arc<Shared>,
+    notebook: String,
     store: Arc<dyn Store>,
     sub: u64,
     from: Seq,
     outbox: mpsc::Sender<HubFrame>,
     credit: Arc<Semaphore>,
 ) {
-    let mut entries = store.subscribe(from.max(1));
+    let follower = async {
+        let feed = shared.feeds.follow(&notebook, &store).await?;
+        Follower::new(feed, store, from).await
+    };
+    let mut entries = match follower.await {
+        Ok(follower) => follower,
+        Err(why) => {
+            let _ = outbox
+                .send(error(None, Some(sub), ErrorCode::of(&why), why.to_string()))
+                .await;
+            return;
+        }
+    };
     loop {
         let mut page = Vec::new();
         let mut failed = None;
         match entries.next().await {
-            Some(Ok(entry)) => page.push(entry),
-            Some(Err(why)) => failed = Some(why),
-            None => failed = Some(runtime_core::StoreError::Closed),
+            Ok(entry) => page.push(entry),
+            Err(why) => failed = Some(why),
         }
         while failed.is_none() && !page.is_empty() && page.len() < PAGE_ENTRIES {
-            match entries.next().now_or_never() {
-                Some(Some(Ok(entry))) => page.push(entry),
-                Some(Some(Err(why))) => failed = Some(why),
-                Some(None) => failed = Some(runtime_core::StoreError::Closed),
+            match entries.next_ready() {
+                Some(Ok(entry)) => page.push(entry),
+                Some(Err(why)) => failed = Some(why),
                 None => break,
             }
         }

@@ -26,6 +26,7 @@
 //! ```
 
 mod connection;
+mod feeds;
 mod identity;
 mod rest;
 mod snapshots;
@@ -59,6 +60,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// Snapshots being made now.
     making: snapshots::Making,
+    /// One live reader per followed notebook.
+    feeds: feeds::Feeds,
 }
 
 impl Shared {
@@ -107,6 +110,7 @@ impl Hub {
                 authenticator,
                 clock: Arc::new(runtime_native::TokioClock),
                 making: snapshots::Making::default(),
+                feeds: feeds::Feeds::default(),
             }),
         }
     }
@@ -121,6 +125,7 @@ impl Hub {
                 authenticator: shared.authenticator.clone(),
                 clock: Arc::new(clock),
                 making: snapshots::Making::default(),
+                feeds: feeds::Feeds::default(),
             }),
         }
     }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::feeds::Follower;
 use crate::identity::Identity;
 
 /// The most entries one `GET …/events` returns.
@@ -216,7 +217,17 @@ pub(crate) async fn stream(
         .and_then(|value| value.parse::<Seq>().ok())
         .map(|last| last + 1);
     let from = resume.or(range.from).unwrap_or(1).max(1);
-    let events = store.subscribe(from).map(|entry| {
+    // Live entries from the notebook's shared feed, as WebSocket subscriptions get them.
+    let feed = shared.feeds.follow(&notebook, &store).await?;
+    let follower = Follower::new(feed, store, from).await?;
+    // The stream ends after an error (the client reconnects with Last-Event-ID).
+    let entries = futures::stream::unfold(Some(follower), |follower| async move {
+        let mut follower = follower?;
+        let entry = follower.next().await;
+        let next = entry.is_ok().then_some(follower);
+        Some((entry, next))
+    });
+    let events = entries.map(|entry| {
         Ok(match entry {
             Ok(entry) => SseEvent::default()
                 .id(entry.seq.to_string())
