@@ -95,7 +95,11 @@ pub fn open_store(common: &CommonConfig) -> Result<AnyStore, ExitCode> {
             ));
         };
         let token = BearerToken::new(token.expose());
-        return HubStore::connect(&location, token, &common.notebook, HubOptions::default())
+        let options = HubOptions {
+            ca_file: common.ca_file.clone(),
+            ..HubOptions::default()
+        };
+        return HubStore::connect(&location, token, &common.notebook, options)
             .map(AnyStore::Hub)
             .map_err(|error| fail(error.to_string()));
     }

@@ -14,7 +14,6 @@ use runtime_core::sync::BearerToken;
 use runtime_core::*;
 use runtime_native::hub::{ConnectionState, HubOptions, HubStore};
 use support::{AGENT, ALICE};
-use tokio::net::{TcpListener, TcpStream};
 
 /// A hub on 127.0.0.1 over `catalog`; returns its URL.
 async fn hub(catalog: Arc<dyn Catalog>) -> String {
@@ -415,41 +414,9 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
 /// refuses the connection (and the client keeps retrying, as for any lost connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_works_with_a_private_ca_and_refuses_an_unknown_certificate() {
-    use tokio_rustls::rustls;
     let url = hub(Arc::new(MemoryCatalog::new())).await;
-    let target = url.trim_start_matches("ws://").to_owned();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![certified.cert.der().clone()],
-        rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let (acceptor, target) = (acceptor.clone(), target.clone());
-            tokio::spawn(async move {
-                let Ok(mut inbound) = acceptor.accept(inbound).await else {
-                    return;
-                };
-                let Ok(mut outbound) = TcpStream::connect(target).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-            });
-        }
-    });
+    let (port, ca_file, _dir) =
+        support::tls_proxy(url.trim_start_matches("ws://").to_owned()).await;
     let secure = format!("wss://localhost:{port}");
     let store = HubStore::connect(
         &secure,

@@ -177,6 +177,49 @@ fn cells_run_through_the_hub_and_the_agent_rides_out_a_hub_restart() {
     hub.wait().unwrap();
 }
 
+/// The command-line clients reach a `wss://` hub with a private CA through `--ca-file`
+/// (or `RUNTIME_CA_FILE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_trusts_a_private_ca_given_with_ca_file() {
+    let home = Home::new();
+    let (mut hub, url) = home.hub("127.0.0.1:0");
+    let (port, ca_file, _dir) =
+        support::tls_proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let secure = format!("wss://localhost:{port}");
+    let mut queue = home.command(&example("notebook"));
+    queue
+        .args([
+            "--store",
+            &secure,
+            "--auth-token",
+            ALICE,
+            "--client-id",
+            "alice",
+        ])
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .args(["run", "--no-wait", "over tls"]);
+    let mut show = home.command(&example("notebook"));
+    show.args([
+        "--store",
+        &secure,
+        "--auth-token",
+        ALICE,
+        "--client-id",
+        "alice",
+        "show",
+    ])
+    .env("RUNTIME_CA_FILE", &ca_file);
+    let (queued, shown) =
+        tokio::task::spawn_blocking(move || (queue.output().unwrap(), show.output().unwrap()))
+            .await
+            .unwrap();
+    ran(&queued);
+    assert!(ran(&shown).contains("over tls"), "{}", ran(&shown));
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+}
+
 #[test]
 fn a_tokens_file_others_can_read_is_refused() {
     let home = Home::new();

@@ -39,6 +39,9 @@ pub struct CommonArgs {
     /// Log filter, e.g. `info` or `runtime_core=debug` [default: $RUST_LOG, else info]
     #[arg(long, env = "RUNTIME_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// PEM certificates to trust for a wss:// hub, besides the usual public roots (a private CA or a self-signed hub)
+    #[arg(long, env = "RUNTIME_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     /// Configuration file [default: runtime-agents/config.toml in the user config directory, if present]
     #[arg(long, env = "RUNTIME_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -78,6 +81,7 @@ struct FileConfig {
     store: Option<PathBuf>,
     client_id: Option<String>,
     log: Option<String>,
+    ca_file: Option<PathBuf>,
     runtime_id: Option<String>,
     runtime_type: Option<String>,
     lease_secs: Option<f64>,
@@ -146,6 +150,8 @@ pub struct CommonConfig {
     pub auth_token: Option<AuthToken>,
     /// The log filter.
     pub log: String,
+    /// Certificates to trust for a `wss://` hub, besides the public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What [`AgentArgs`] resolve to.
@@ -203,6 +209,7 @@ impl CommonArgs {
             client_id,
             auth_token,
             log,
+            ca_file: self.ca_file.or_else(|| file.ca_file.clone()),
         })
     }
 }
