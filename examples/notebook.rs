@@ -120,6 +120,10 @@ async fn main() -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
+    if let Err(error) = store.reachable(examples::REACH_HUB_WITHIN).await {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let client = NotebookClient::new(store.clone(), config.client_id.clone());
     let outcome = match cli.command {
         Command::Run {

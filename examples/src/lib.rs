@@ -79,6 +79,46 @@ impl Store for AnyStore {
     }
 }
 
+/// How long a one-shot command waits for a hub before it gives up.
+pub const REACH_HUB_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl AnyStore {
+    /// Waits until a hub store is connected, at most `within`; a file store is always
+    /// there. For one-shot commands: an agent rides out a hub that is down, but a person
+    /// at a prompt wants to hear that it is, not wait forever.
+    pub async fn reachable(&self, within: std::time::Duration) -> Result<(), String> {
+        use runtime_native::hub::ConnectionState;
+        let AnyStore::Hub(store) = self else {
+            return Ok(());
+        };
+        let mut state = store.connection_state();
+        let settled = state.wait_for(|state| {
+            matches!(
+                state,
+                ConnectionState::Connected { .. } | ConnectionState::Failed(_)
+            )
+        });
+        let last_error = |state: &ConnectionState| match state {
+            ConnectionState::Reconnecting { error, .. } | ConnectionState::Failed(error) => {
+                format!(": {error}")
+            }
+            _ => String::new(),
+        };
+        match tokio::time::timeout(within, settled).await {
+            Ok(Ok(state)) => match &*state {
+                ConnectionState::Failed(error) => Err(format!("the hub refused us: {error}")),
+                _ => Ok(()),
+            },
+            Ok(Err(_)) => Err("the hub connection closed".to_owned()),
+            Err(_) => Err(format!(
+                "cannot reach the hub within {} s{}",
+                within.as_secs(),
+                last_error(&store.connection_state().borrow())
+            )),
+        }
+    }
+}
+
 /// Opens the configured notebook's store (`PATH`, `sqlite:PATH` or `ws://HOST:PORT`), or
 /// says why not (and exits 1).
 pub fn open_store(common: &CommonConfig) -> Result<AnyStore, ExitCode> {

@@ -220,6 +220,63 @@ async fn the_cli_trusts_a_private_ca_given_with_ca_file() {
     hub.wait().unwrap();
 }
 
+/// A one-shot command does not wait forever for a hub that is not there, or whose
+/// certificate it cannot check: it says so and exits 1 (agents, by contrast, ride it out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_when_it_cannot_reach_the_hub_and_exits() {
+    let home = Home::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("ws://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (mut hub, url) = home.hub("127.0.0.1:0");
+    let (port, _ca_file, _dir) =
+        support::tls_proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let untrusted = format!("wss://localhost:{port}");
+    let mut attempts: Vec<Command> = [nobody, untrusted]
+        .iter()
+        .map(|store| {
+            let mut command = home.command(&example("notebook"));
+            command.args([
+                "--store",
+                store,
+                "--auth-token",
+                ALICE,
+                "--client-id",
+                "alice",
+                "status",
+            ]);
+            command
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let children: Vec<Child> = attempts
+            .iter_mut()
+            .map(|command| {
+                command
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap())
+            .collect::<Vec<Output>>()
+    })
+    .await
+    .unwrap();
+    for (output, why) in outputs.iter().zip(["connect", "certificate"]) {
+        assert_eq!(output.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("cannot reach the hub"), "{said}");
+        assert!(said.to_lowercase().contains(why), "{said}");
+        assert!(!said.contains(ALICE), "{said}");
+    }
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+}
+
 #[test]
 fn a_tokens_file_others_can_read_is_refused() {
     let home = Home::new();
