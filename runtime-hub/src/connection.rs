@@ -60,6 +60,21 @@ fn error(
     }
 }
 
+/// The notebook a frame names, and the request or subscription an answer refers to.
+fn names_notebook(frame: &ClientFrame) -> Option<(&str, Option<u64>, Option<u64>)> {
+    match frame {
+        ClientFrame::Subscribe { sub, notebook, .. } => Some((notebook, None, Some(*sub))),
+        ClientFrame::Commit { req, notebook, .. }
+        | ClientFrame::Head { req, notebook }
+        | ClientFrame::Snapshot { req, notebook, .. } => Some((notebook, Some(*req), None)),
+        ClientFrame::Hello { .. }
+        | ClientFrame::More { .. }
+        | ClientFrame::Unsubscribe { .. }
+        | ClientFrame::List { .. }
+        | ClientFrame::Ping { .. } => None,
+    }
+}
+
 /// Decodes a client frame; a bad one is described by where it went wrong, never by what
 /// it held (a hello's token, say).
 fn decode(text: &str) -> Result<ClientFrame, String> {
@@ -158,6 +173,14 @@ async fn identified(
                 continue;
             }
         };
+        if let Some((notebook, req, sub)) = names_notebook(&frame) {
+            if let Err(why) = identity.may_use(notebook) {
+                if !send(error(req, sub, ErrorCode::Forbidden, why)).await {
+                    break;
+                }
+                continue;
+            }
+        }
         let reply = match frame {
             ClientFrame::Hello { .. } => Some(error(
                 None,
@@ -249,7 +272,10 @@ async fn identified(
                 },
             ),
             ClientFrame::List { req } => Some(match shared.catalog.notebooks().await {
-                Ok(notebooks) => HubFrame::Notebooks { req, notebooks },
+                Ok(mut notebooks) => {
+                    notebooks.retain(|notebook| identity.notebooks.allows(&notebook.id));
+                    HubFrame::Notebooks { req, notebooks }
+                }
                 Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
             }),
             ClientFrame::Ping { req } => Some(HubFrame::Pong { req }),

@@ -13,6 +13,69 @@ pub struct Identity {
     pub id: String,
     /// What it may do.
     pub role: Role,
+    /// Which notebooks it may read and write.
+    pub notebooks: NotebookAccess,
+}
+
+impl Identity {
+    /// `id` with `role`, on every notebook.
+    pub fn new(id: impl Into<String>, role: Role) -> Self {
+        Self {
+            id: id.into(),
+            role,
+            notebooks: NotebookAccess::All,
+        }
+    }
+
+    /// This identity, on `notebooks` only.
+    pub fn on(self, notebooks: NotebookAccess) -> Self {
+        Self { notebooks, ..self }
+    }
+
+    /// Refuses a notebook this identity may not use, naming both (neither is a secret).
+    pub(crate) fn may_use(&self, notebook: &str) -> Result<(), String> {
+        if self.notebooks.allows(notebook) {
+            Ok(())
+        } else {
+            Err(format!("{:?} may not use notebook {notebook:?}", self.id))
+        }
+    }
+}
+
+/// Which notebooks an identity may read and write: a per-notebook access list.
+///
+/// ```
+/// use runtime_hub::NotebookAccess;
+///
+/// let team = NotebookAccess::Only(vec!["team-*".into(), "demo".into()]);
+/// assert!(team.allows("team-42") && team.allows("demo"));
+/// assert!(!team.allows("demo-2") && !team.allows("payroll"));
+/// assert!(NotebookAccess::All.allows("payroll"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NotebookAccess {
+    /// Every notebook.
+    #[default]
+    All,
+    /// Only these: notebook ids, or prefixes ending in `*` (`team-*`).
+    Only(Vec<String>),
+}
+
+impl NotebookAccess {
+    /// Whether `notebook` is on the list.
+    pub fn allows(&self, notebook: &str) -> bool {
+        match self {
+            NotebookAccess::All => true,
+            NotebookAccess::Only(patterns) => {
+                patterns
+                    .iter()
+                    .any(|pattern| match pattern.strip_suffix('*') {
+                        Some(prefix) => notebook.starts_with(prefix),
+                        None => pattern == notebook,
+                    })
+            }
+        }
+    }
 }
 
 /// Maps a bearer token to an identity; `None` refuses it. Mount your own in
@@ -30,6 +93,7 @@ pub trait Authenticator: Send + Sync {
 /// token = "a-long-random-secret"
 /// identity = "alice"
 /// role = "user"        # or "agent": only agents start runtime sessions
+/// notebooks = ["team-*", "demo"]   # optional: only these (ids, or prefixes ending in *)
 /// ```
 pub struct TokensFile {
     tokens: Vec<(BearerToken, Identity)>,
@@ -67,6 +131,7 @@ struct Entry {
     token: BearerToken,
     identity: String,
     role: Role,
+    notebooks: Option<Vec<String>>,
 }
 
 /// The shortest token accepted: a short token can be guessed.
@@ -97,12 +162,26 @@ impl TokensFile {
             if entry.identity.is_empty() {
                 return Err(invalid(format!("tokens[{n}]: the identity is empty")));
             }
+            let notebooks = match entry.notebooks {
+                None => NotebookAccess::All,
+                Some(patterns) => {
+                    let bad = patterns.iter().find(|pattern| {
+                        let fixed = pattern.strip_suffix('*').unwrap_or(pattern);
+                        pattern.is_empty() || fixed.contains('*')
+                    });
+                    if let Some(bad) = bad {
+                        return Err(invalid(format!(
+                            "tokens[{n}] ({}): notebooks entry {bad:?} is neither a notebook id \
+                             nor a prefix ending in *",
+                            entry.identity
+                        )));
+                    }
+                    NotebookAccess::Only(patterns)
+                }
+            };
             tokens.push((
                 entry.token,
-                Identity {
-                    id: entry.identity,
-                    role: entry.role,
-                },
+                Identity::new(entry.identity, entry.role).on(notebooks),
             ));
         }
         Ok(TokensFile { tokens })
@@ -192,6 +271,40 @@ pub(crate) fn check_batch(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn load(text: &str) -> Result<TokensFile, TokensError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        TokensFile::load(&path)
+    }
+
+    #[test]
+    fn an_access_list_is_read_and_a_malformed_one_refused() {
+        let tokens = load(
+            "[[tokens]]\ntoken = \"bob-token-0123456789\"\nidentity = \"bob\"\nrole = \"user\"\n\
+             notebooks = [\"team-*\", \"demo\"]\n",
+        )
+        .unwrap();
+        let bob = tokens
+            .authenticate(&BearerToken::new("bob-token-0123456789"))
+            .unwrap();
+        assert!(bob.may_use("team-1").is_ok() && bob.may_use("demo").is_ok());
+        assert!(bob.may_use("payroll").is_err());
+        for bad in ["\"\"", "\"a*b\"", "\"*x\""] {
+            let refused = load(&format!(
+                "[[tokens]]\ntoken = \"bob-token-0123456789\"\nidentity = \"bob\"\nrole = \"user\"\n\
+                 notebooks = [{bad}]\n"
+            ))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(refused.contains("neither a notebook id"), "{refused}");
+            assert!(!refused.contains("bob-token"), "{refused}");
+        }
+    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -41,7 +41,9 @@ use axum::routing::get;
 use runtime_core::sync::ErrorCode;
 use runtime_core::{Batch, BatchId, Catalog, Clock, Event, Seq, Stamp};
 
-pub use identity::{Authenticator, Identity, MIN_TOKEN_LEN, TokensError, TokensFile};
+pub use identity::{
+    Authenticator, Identity, MIN_TOKEN_LEN, NotebookAccess, TokensError, TokensFile,
+};
 pub use rest::MAX_EVENTS_PER_READ;
 
 /// The largest frame a client may send (a batch of events).
@@ -79,6 +81,9 @@ impl Shared {
             let empty = runtime_core::StoreError::EmptyBatch;
             return Err((ErrorCode::of(&empty), empty.to_string()));
         }
+        identity
+            .may_use(notebook)
+            .map_err(|why| (ErrorCode::Forbidden, why))?;
         if let Err(why) = identity::check_batch(identity, &events) {
             tracing::warn!(%why, "refused a commit");
             return Err((ErrorCode::Forbidden, why));

@@ -79,13 +79,23 @@ fn identify(shared: &Shared, headers: &HeaderMap) -> Result<Identity, Refused> {
         .ok_or_else(unauthorized)
 }
 
+/// The identity of the request's bearer token, if it may use `notebook` (403 if not).
+fn identify_for(shared: &Shared, headers: &HeaderMap, notebook: &str) -> Result<Identity, Refused> {
+    let identity = identify(shared, headers)?;
+    identity
+        .may_use(notebook)
+        .map_err(|why| Refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, why))?;
+    Ok(identity)
+}
+
 /// `GET /notebooks`
 pub(crate) async fn notebooks(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refused> {
-    identify(&shared, &headers)?;
-    let notebooks = shared.catalog.notebooks().await?;
+    let identity = identify(&shared, &headers)?;
+    let mut notebooks = shared.catalog.notebooks().await?;
+    notebooks.retain(|notebook| identity.notebooks.allows(&notebook.id));
     Ok(Json(json!({ "notebooks": notebooks })))
 }
 
@@ -132,7 +142,7 @@ pub(crate) async fn events(
     Query(range): Query<Range>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refused> {
-    identify(&shared, &headers)?;
+    identify_for(&shared, &headers, &notebook)?;
     let store = shared.catalog.open(&notebook)?;
     let limit = range.limit.unwrap_or(256).clamp(1, MAX_EVENTS_PER_READ);
     let (entries, head) = read(&*store, range.from.unwrap_or(1).max(1), limit).await?;
@@ -146,7 +156,7 @@ pub(crate) async fn cells(
     Path(notebook): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refused> {
-    identify(&shared, &headers)?;
+    identify_for(&shared, &headers, &notebook)?;
     let store = shared.catalog.open(&notebook)?;
     let snapshot =
         crate::snapshots::latest(&*store, &notebook, SnapshotKind::Full, &shared.making).await?;
@@ -209,7 +219,7 @@ pub(crate) async fn stream(
     Query(range): Query<Range>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Refused> {
-    identify(&shared, &headers)?;
+    identify_for(&shared, &headers, &notebook)?;
     let store = shared.catalog.open(&notebook)?;
     let resume = headers
         .get("last-event-id")

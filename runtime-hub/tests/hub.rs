@@ -13,7 +13,7 @@ use futures::StreamExt;
 use runtime_core::sync::BearerToken;
 use runtime_core::*;
 use runtime_native::hub::{ConnectionState, HubOptions, HubStore};
-use support::{AGENT, ALICE};
+use support::{AGENT, ALICE, BOB};
 
 /// A hub on 127.0.0.1 over `catalog`; returns its URL.
 async fn hub(catalog: Arc<dyn Catalog>) -> String {
@@ -180,6 +180,62 @@ async fn the_hub_stamps_authors_and_nobody_acts_for_a_runtime_they_are_not() {
         assert_eq!(author, expected, "{:?}", entry.event);
     }
     handle.shutdown();
+}
+
+/// A per-notebook access list: Bob may use the notebooks `bob-*` and no other; he does
+/// not see the others listed, and cannot read, write, or ask the head or a snapshot of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_uses_only_the_notebooks_on_its_access_list() {
+    let url = hub(Arc::new(MemoryCatalog::new())).await;
+    let alice = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    alice.commit(vec![cell("alices")]).await.unwrap();
+    let bob = HubStore::connect(&url, BearerToken::new(BOB), "bob-1", quick()).unwrap();
+    bob.commit(vec![cell("bobs")]).await.unwrap();
+    assert_eq!(bob.head().await.unwrap(), 1);
+
+    let trespass = bob.notebook("shared").unwrap();
+    let forbidden = |error: StoreError| {
+        let message = error.to_string();
+        assert!(
+            message.contains("may not use notebook \"shared\""),
+            "{message}"
+        );
+        assert!(!message.contains(BOB), "{message}");
+    };
+    forbidden(trespass.commit(vec![cell("intruder")]).await.unwrap_err());
+    forbidden(trespass.head().await.unwrap_err());
+    forbidden(
+        trespass
+            .latest_snapshot(SnapshotKind::Lean)
+            .await
+            .unwrap_err(),
+    );
+    let read = tokio::time::timeout(Duration::from_secs(30), trespass.subscribe(1).next())
+        .await
+        .unwrap()
+        .unwrap();
+    forbidden(read.unwrap_err());
+    let listed: Vec<String> = bob
+        .notebooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|notebook| notebook.id)
+        .collect();
+    assert_eq!(listed, ["bob-1"]);
+    assert_eq!(
+        alice.head().await.unwrap(),
+        1,
+        "nothing of Bob's landed in shared"
+    );
+    let everyone: Vec<String> = alice
+        .notebooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|notebook| notebook.id)
+        .collect();
+    assert_eq!(everyone, ["bob-1", "shared"]);
 }
 
 /// A store that counts the entries its subscriptions deliver.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use runtime_core::sync::BearerToken;
 use runtime_core::*;
 use serde_json::{Value, json};
-use support::{AGENT, ALICE};
+use support::{AGENT, ALICE, BOB};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -249,4 +249,37 @@ async fn the_cells_view_of_a_long_notebook_starts_from_a_snapshot() {
         "the tail after the snapshot"
     );
     assert_eq!(cells["head"], backing.len() as u64);
+}
+
+/// Over REST too, an identity sees and uses only the notebooks on its access list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_keeps_to_the_access_list() {
+    let address = hub().await;
+    let created = json!({"events": [cell_created("c1", "x")]});
+    for notebook in ["shared", "bob-1"] {
+        let path = format!("/notebooks/{notebook}/events");
+        let (status, _) = call(&address, "POST", &path, Some(ALICE), Some(created.clone())).await;
+        assert_eq!(status, 200);
+    }
+    for (method, path) in [
+        ("GET", "/notebooks/shared/cells"),
+        ("GET", "/notebooks/shared/events?from=1"),
+        ("GET", "/notebooks/shared/stream"),
+        ("POST", "/notebooks/shared/events"),
+    ] {
+        let body = (method == "POST").then(|| created.clone());
+        let (status, refused) = call(&address, method, path, Some(BOB), body).await;
+        assert_eq!(status, 403, "{method} {path}: {refused}");
+        assert_eq!(refused["error"]["code"], "forbidden");
+    }
+    let (status, cells) = call(&address, "GET", "/notebooks/bob-1/cells", Some(BOB), None).await;
+    assert_eq!(status, 200, "{cells}");
+    let (_, listed) = call(&address, "GET", "/notebooks", Some(BOB), None).await;
+    let ids: Vec<&str> = listed["notebooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|notebook| notebook["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["bob-1"]);
 }

@@ -15,20 +15,20 @@ use tokio::sync::watch;
 pub(crate) const ALICE: &str = "alice-token-0123456789";
 /// An agent's token (`agent-1`).
 pub(crate) const AGENT: &str = "agent-token-0123456789";
+/// A user's token (`bob`) for the notebooks `bob-*` only.
+pub(crate) const BOB: &str = "bob-token-0123456789";
 
-/// Knows [`ALICE`] and [`AGENT`].
+/// Knows [`ALICE`], [`AGENT`] and [`BOB`].
 pub(crate) struct Tokens;
 
 impl Authenticator for Tokens {
     fn authenticate(&self, token: &BearerToken) -> Option<Identity> {
-        let (id, role) = match token.expose() {
-            ALICE => ("alice", Role::User),
-            AGENT => ("agent-1", Role::Agent),
+        Some(match token.expose() {
+            ALICE => Identity::new("alice", Role::User),
+            AGENT => Identity::new("agent-1", Role::Agent),
+            BOB => Identity::new("bob", Role::User)
+                .on(runtime_hub::NotebookAccess::Only(vec!["bob-*".into()])),
             _ => return None,
-        };
-        Some(Identity {
-            id: id.into(),
-            role,
         })
     }
 }
