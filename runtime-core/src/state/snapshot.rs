@@ -18,7 +18,7 @@ use super::{
     ApplyStats, Cell, EntryState, NotebookState, Output, OutputKind, QueueEntry, RuntimeSession,
 };
 use crate::clock::Timestamp;
-use crate::schema::{CellId, CellType, CompletionStatus, OutputId, QueueId, SessionId};
+use crate::schema::{CellId, CellType, CompletionStatus, DisplayId, OutputId, QueueId, SessionId};
 use crate::state::Seq;
 
 /// The encoding version this build writes and reads; a snapshot in another is refused.
@@ -93,6 +93,7 @@ struct Encoding<'a> {
     deleted_cells: &'a HashSet<CellId>,
     done: String,
     entries: Vec<(usize, EncodedRow<'a>)>,
+    display_ids: Vec<&'a DisplayId>,
     sessions: &'a [RuntimeSession],
     active_session: Option<&'a SessionId>,
     stats: &'a ApplyStats,
@@ -110,6 +111,10 @@ struct Decoding {
     deleted_cells: HashSet<CellId>,
     done: String,
     entries: Vec<(usize, DecodedRow)>,
+    /// Every display id ever shown: an update for one applies even when nothing shows it
+    /// any more (and one never shown is not found).
+    #[serde(default)]
+    display_ids: Vec<DisplayId>,
     sessions: Vec<RuntimeSession>,
     active_session: Option<SessionId>,
     stats: ApplyStats,
@@ -402,6 +407,7 @@ impl NotebookState {
             deleted_cells: &self.deleted_cells,
             done,
             entries,
+            display_ids: self.displays.keys().collect(),
             sessions: &self.sessions,
             active_session: self.active_session().map(|session| &session.session_id),
             stats: &self.stats,
@@ -520,6 +526,9 @@ impl NotebookState {
                 }
             }
             state.entries.push(entry);
+        }
+        for display_id in decoded.display_ids {
+            state.displays.entry(display_id).or_default();
         }
         if rows.next().is_some() || lines.next().is_some() {
             return Err(SnapshotError::Inconsistent(

@@ -1114,6 +1114,21 @@ fn rich_log() -> Vec<Event> {
         }
         .into(),
     );
+    // Everything showing display "first" is cleared; an update for it still applies.
+    events.push(
+        OutputsCleared {
+            queue_id: "q2".into(),
+            ..clear(false)
+        }
+        .into(),
+    );
+    events.push(
+        DisplayOutputUpdated {
+            queue_id: "q2".into(),
+            ..update("shared", "after the clear")
+        }
+        .into(),
+    );
     events.push(started("s2", 10_000).into());
     events.push(request("q4").into()); // a request for a deleted-and-unknown cell: refused
     events.push(cell_of("q5").into());
