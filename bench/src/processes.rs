@@ -384,19 +384,24 @@ pub async fn sqlite_append(dir: &Path, events: usize) -> f64 {
     events as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A SQLite file at `path` whose notebook `nb` holds a session start and then `events`
+/// realistic events (a tenth of them requests), 1,000 executions per commit.
+async fn long_notebook(path: &Path, events: usize) -> SqliteStore {
+    let store = SqliteStore::open(path, "nb").expect("open");
+    store.commit(vec![session_start()]).await.expect("commit");
+    for b in 0..events / 10_000 {
+        store
+            .commit(realistic_batch(b * 1_000, 1_000))
+            .await
+            .expect("commit");
+    }
+    store
+}
+
 /// B9: reopen a file of `events` events and fold them all into a state.
 pub async fn sqlite_fold(dir: &Path, events: usize) -> Duration {
     let path = dir.join("fold.db");
-    {
-        let store = SqliteStore::open(&path, "nb").expect("open");
-        store.commit(vec![session_start()]).await.expect("commit");
-        for b in 0..events / 10_000 {
-            store
-                .commit(realistic_batch(b * 1_000, 1_000))
-                .await
-                .expect("commit");
-        }
-    }
+    drop(long_notebook(&path, events).await);
     let started = Instant::now();
     let store = SqliteStore::open(&path, "nb").expect("reopen");
     let head = store.head().expect("head");
@@ -471,14 +476,7 @@ pub async fn agent_start_on_a_long_notebook(
     runs: usize,
 ) -> StartFigures {
     let path = dir.join("start.db");
-    let store = SqliteStore::open(&path, "nb").expect("open");
-    store.commit(vec![session_start()]).await.expect("commit");
-    for b in 0..events / 10_000 {
-        store
-            .commit(realistic_batch(b * 1_000, 1_000))
-            .await
-            .expect("commit");
-    }
+    let store = long_notebook(&path, events).await;
     let mut full_fold = Vec::with_capacity(runs);
     for _ in 0..runs {
         let store = SqliteStore::open(&path, "nb").expect("reopen");

@@ -26,6 +26,8 @@ const OUTBOX: usize = 16;
 const PAGES_IN_FLIGHT: usize = 2;
 /// The most subscriptions one connection may hold.
 const MAX_SUBSCRIPTIONS: usize = 64;
+/// Snapshot requests one connection may have in flight.
+const SNAPSHOTS_AT_ONCE: usize = 2;
 
 /// Serves one WebSocket until the client goes.
 pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
@@ -148,6 +150,7 @@ async fn identified(
         return;
     }
     let mut subscriptions: HashMap<u64, (JoinHandle<()>, Arc<Semaphore>)> = HashMap::new();
+    let snapshot_permits = Arc::new(Semaphore::new(SNAPSHOTS_AT_ONCE));
     while let Some(message) = frames.next().await {
         let text = match message {
             Ok(Message::Text(text)) => text,
@@ -256,21 +259,38 @@ async fn identified(
                     Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
                 },
             ),
+            // Making a snapshot may fold many entries: off this loop, so the connection's
+            // other frames are not kept waiting; at most SNAPSHOTS_AT_ONCE per connection.
             ClientFrame::Snapshot {
                 req,
                 notebook,
                 kind,
-            } => Some(
-                match async {
-                    let store = shared.catalog.open(&notebook)?;
-                    snapshots::latest(&*store, &notebook, kind, &shared.making).await
+            } => match snapshot_permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (shared, outbox) = (shared.clone(), outbox.clone());
+                    tokio::spawn(async move {
+                        let latest = async {
+                            let store = shared.catalog.open(&notebook)?;
+                            snapshots::latest(&*store, &notebook, kind, &shared.making).await
+                        };
+                        let reply = match latest.await {
+                            Ok(snapshot) => HubFrame::Snapshot { req, snapshot },
+                            Err(why) => {
+                                error(Some(req), None, ErrorCode::of(&why), why.to_string())
+                            }
+                        };
+                        let _ = outbox.send(reply).await;
+                        drop(permit);
+                    });
+                    None
                 }
-                .await
-                {
-                    Ok(snapshot) => HubFrame::Snapshot { req, snapshot },
-                    Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
-                },
-            ),
+                Err(_) => Some(error(
+                    Some(req),
+                    None,
+                    ErrorCode::Unavailable,
+                    format!("at most {SNAPSHOTS_AT_ONCE} snapshot requests at once; try again"),
+                )),
+            },
             ClientFrame::List { req } => Some(match shared.catalog.notebooks().await {
                 Ok(mut notebooks) => {
                     notebooks.retain(|notebook| identity.notebooks.allows(&notebook.id));
