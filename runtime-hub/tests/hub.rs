@@ -349,6 +349,7 @@ async fn cut_connections_lose_nothing_and_duplicate_nothing() {
         address,
         cut,
         accepted,
+        ..
     } = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
     let proxy_url = format!("ws://{address}");
     let writer = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
@@ -413,6 +414,7 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
         address,
         cut,
         accepted,
+        ..
     } = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
     let proxy_url = format!("ws://{address}");
     let agent_store =
@@ -463,6 +465,107 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
         "only {connections} connections: the proxy did not cut"
     );
     handle.shutdown();
+}
+
+/// An agent cut off from the hub for longer than its lease, in the middle of a cell: a
+/// client enforcing leases ends the session, and the cell ends `runtime_lost`, not
+/// `success` and never re-run; when the agent is back it stops, and nothing it writes for
+/// the lost cell applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_past_its_lease_loses_its_cell_truthfully() {
+    let catalog = MemoryCatalog::new();
+    let url = hub(Arc::new(catalog.clone())).await;
+    let proxy = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
+    let agent_store = HubStore::connect(
+        &format!("ws://{}", proxy.address),
+        BearerToken::new(AGENT),
+        "cut-off",
+        quick(),
+    )
+    .unwrap();
+    let options = AgentOptions {
+        lease_duration: Duration::from_secs(1),
+        renew_interval: Duration::from_millis(300),
+        ..AgentOptions::new("agent-1")
+    };
+    let agent = RuntimeAgent::new(
+        agent_store,
+        runtime_native::TokioClock,
+        Capabilities::code(),
+        options,
+    )
+    .unwrap()
+    .on_execution(handler::Echo::new(runtime_native::TokioClock));
+    let handle = agent.handle();
+    let session = handle.session_id().clone();
+    let ran = tokio::spawn(agent.run());
+
+    let client_store =
+        HubStore::connect(&url, BearerToken::new(ALICE), "cut-off", quick()).unwrap();
+    let client = NotebookClient::new(client_store.clone(), "alice");
+    let (_, queue_id) = client.run_cell(CellType::Code, "%sleep 60").await.unwrap();
+    let mut watcher = NotebookWatcher::new(&client_store).enforcing_leases(
+        client_store.clone(),
+        runtime_native::TokioClock,
+        "alice",
+    );
+    let running = |state: &NotebookState| {
+        state
+            .entry(&queue_id)
+            .is_some_and(|entry| matches!(entry.state, EntryState::Executing { .. }))
+    };
+    tokio::time::timeout(Duration::from_secs(30), watcher.wait_until(running))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The agent's way to the hub goes down, past its lease.
+    proxy.offline.store(true, Ordering::SeqCst);
+    proxy.cut.send_modify(|cuts| *cuts += 1);
+    let entry = tokio::time::timeout(
+        Duration::from_secs(60),
+        watcher.wait_for_completion(&queue_id),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert_eq!(
+        entry.state.status(),
+        Some(CompletionStatus::RuntimeLost),
+        "{:?}",
+        entry.state
+    );
+
+    // Back: the agent learns its session ended and stops.
+    proxy.offline.store(false, Ordering::SeqCst);
+    let ended = tokio::time::timeout(Duration::from_secs(60), ran)
+        .await
+        .expect("the agent stops")
+        .unwrap();
+    assert!(matches!(ended, Ok(TerminationReason::Expired)), "{ended:?}");
+    // Whatever the agent wrote for the cell once its session had ended is ignored.
+    let mut state = NotebookState::new();
+    let mut ended_at = None;
+    for entry in catalog.store("cut-off").entries() {
+        let applied = state.apply_entry(&entry);
+        if ended_at.is_none() && state.session(&session).is_some_and(|s| !s.is_active()) {
+            ended_at = Some(entry.seq);
+        } else if ended_at.is_some() && entry.event.queue_id() == Some(&queue_id) {
+            assert!(
+                matches!(applied, Applied::Ignored(_)),
+                "applied after the session ended: {:?}",
+                entry.event
+            );
+        }
+    }
+    let lost = state.entry(&queue_id).unwrap();
+    assert_eq!(lost.state.status(), Some(CompletionStatus::RuntimeLost));
+    assert_eq!(
+        state.session(&session).unwrap().state,
+        SessionState::Ended(TerminationReason::Expired)
+    );
+    assert_eq!(state.entries().len(), 1, "the cell was not run again");
 }
 
 /// A hub behind TLS (a terminating proxy with a self-signed certificate for `localhost`):

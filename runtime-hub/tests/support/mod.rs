@@ -68,6 +68,9 @@ pub(crate) struct Proxy {
     pub(crate) cut: watch::Sender<u64>,
     /// How many connections it accepted.
     pub(crate) accepted: Arc<AtomicUsize>,
+    /// While set, a new connection is closed as soon as it is accepted: the target is
+    /// unreachable (cut the current ones too, to take it down).
+    pub(crate) offline: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Forwards TCP to `target` (with TCP_NODELAY on both hops, as the hub and its clients
@@ -78,8 +81,13 @@ pub(crate) async fn proxy(target: String) -> Proxy {
     let (cut, cuts) = watch::channel(0u64);
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
+    let offline = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let down = offline.clone();
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
+            if down.load(Ordering::SeqCst) {
+                continue; // dropped: closed at once
+            }
             counter.fetch_add(1, Ordering::SeqCst);
             let target = target.clone();
             let mut cuts = cuts.clone();
@@ -100,6 +108,7 @@ pub(crate) async fn proxy(target: String) -> Proxy {
         address,
         cut,
         accepted,
+        offline,
     }
 }
 
