@@ -169,7 +169,10 @@ async fn run(
     // While it waits, the client also ends a session whose lease ran out (a runtime killed
     // mid-cell), so the cell ends `runtime_lost` instead of leaving it waiting forever.
     let mut watcher =
-        NotebookWatcher::new(store).enforcing_leases(store.clone(), TokioClock, client_id);
+        NotebookWatcher::resume(store)
+            .await
+            .enforcing_leases(store.clone(), TokioClock, client_id);
+    let resumed_at = watcher.state().last_seq();
     // The log as it was before the request: everything after it is this run's to show (an
     // agent may answer before a head read after the request would return).
     let head = store.head().await?;
@@ -183,6 +186,7 @@ async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
+    leave_snapshot(store, state, resumed_at).await;
     if !json {
         match state.active_session() {
             None => eprintln!(
@@ -265,7 +269,22 @@ fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
 async fn current(store: &AnyStore) -> Result<NotebookState, StoreError> {
     let head = store.head().await?;
     let mut watcher = NotebookWatcher::resume(store).await;
-    Ok(watcher.wait_until(|s| s.last_seq() >= head).await?.clone())
+    let resumed_at = watcher.state().last_seq();
+    let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
+    leave_snapshot(store, state, resumed_at).await;
+    Ok(state.clone())
+}
+
+/// Saves a full snapshot of `state` when it holds `SNAPSHOT_EVERY` entries or more past
+/// the snapshot it resumed from (at `resumed_at`), so the next command folds less. A
+/// failure only costs the next command time. (A hub makes its own; saving to one keeps
+/// nothing.)
+async fn leave_snapshot(store: &AnyStore, state: &NotebookState, resumed_at: u64) {
+    if state.last_seq() < resumed_at.saturating_add(runtime_core::SNAPSHOT_EVERY) {
+        return;
+    }
+    // A snapshot is a cache: a store that cannot keep one now loses nothing.
+    let _ = store.save_snapshot(&state.snapshot()).await;
 }
 
 fn status(state: &NotebookState, json: bool) -> ExitCode {

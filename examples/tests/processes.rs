@@ -570,6 +570,57 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
 }
 
+/// On a long notebook, a `notebook` command leaves a full snapshot at what it folded, and
+/// the next one starts from it and shows the same cells plus what came since.
+#[test]
+fn the_notebook_client_leaves_a_snapshot_and_the_next_command_shows_the_same() {
+    use runtime_core::{CellCreated, CellDeleted, SNAPSHOT_EVERY, SnapshotKind};
+    let home = Home::new();
+    let store = home.store();
+    let cell = |id: &str| -> Event {
+        CellCreated {
+            cell_id: id.into(),
+            cell_type: CellType::Code,
+            source: format!("print('{id}')"),
+        }
+        .into()
+    };
+    runtime().block_on(async {
+        store.commit(vec![cell("first")]).await.unwrap();
+        for chunk in 0..=SNAPSHOT_EVERY / 1_000 {
+            let events = (0..1_000)
+                .map(|n| {
+                    CellDeleted {
+                        cell_id: format!("gone-{chunk}-{n}").into(),
+                    }
+                    .into()
+                })
+                .collect();
+            store.commit(events).await.unwrap();
+        }
+    });
+    let shown = home.notebook(&["show"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let first = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(first.contains("print('first')"), "{first}");
+    let snapshot = runtime()
+        .block_on(store.latest_snapshot(SnapshotKind::Full))
+        .unwrap()
+        .expect("the command left a full snapshot");
+    assert_eq!(snapshot.seq, store.head().unwrap());
+
+    runtime()
+        .block_on(store.commit(vec![cell("second")]))
+        .unwrap();
+    let again = String::from_utf8_lossy(&home.notebook(&["show"]).stdout).into_owned();
+    assert!(again.starts_with(first.trim_end()), "{again}");
+    assert!(again.contains("print('second')"), "{again}");
+}
+
 #[test]
 fn every_acknowledged_commit_survives_kill_9_of_the_writer() {
     let home = Home::new();
