@@ -143,8 +143,13 @@ async fn main() -> ExitCode {
             .await
         }
         Command::Cancel { queue_id, all } => cancel(&client, queue_id, all, cli.json).await,
-        Command::Status => current(&store).await.map(|state| status(&state, cli.json)),
-        Command::Show => current(&store).await.map(|state| show(&state, cli.json)),
+        // Status needs sessions and the queue, not outputs: a lean fold.
+        Command::Status => current(NotebookWatcher::resume_lean(&store).await, &store)
+            .await
+            .map(|state| status(&state, cli.json)),
+        Command::Show => current(NotebookWatcher::resume(&store).await, &store)
+            .await
+            .map(|state| show(&state, cli.json)),
         Command::Flood { count } => flood(&store, count).await,
         Command::Repair => repair(&store, cli.json),
     };
@@ -265,17 +270,19 @@ fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The notebook as it is now.
-async fn current(store: &AnyStore) -> Result<NotebookState, StoreError> {
+/// The notebook as it is now, folded on by `watcher` (resumed from a snapshot).
+async fn current(
+    mut watcher: NotebookWatcher,
+    store: &AnyStore,
+) -> Result<NotebookState, StoreError> {
     let head = store.head().await?;
-    let mut watcher = NotebookWatcher::resume(store).await;
     let resumed_at = watcher.state().last_seq();
     let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
     leave_snapshot(store, state, resumed_at).await;
     Ok(state.clone())
 }
 
-/// Saves a full snapshot of `state` when it holds `SNAPSHOT_EVERY` entries or more past
+/// Saves a snapshot of `state` (full or lean, as it is) when it holds `SNAPSHOT_EVERY` entries or more past
 /// the snapshot it resumed from (at `resumed_at`), so the next command folds less. A
 /// failure only costs the next command time. (A hub makes its own; saving to one keeps
 /// nothing.)

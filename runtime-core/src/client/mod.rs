@@ -174,28 +174,49 @@ impl NotebookWatcher {
     /// # }).unwrap();
     /// ```
     pub async fn resume<S: Store + ?Sized>(store: &S) -> Self {
-        let snapshot = match store.latest_snapshot(SnapshotKind::Full).await {
+        Self::resuming(store, SnapshotKind::Full).await
+    }
+
+    /// Watches `store` with a lean state ([`NotebookState::lean`]: sessions, the queue and
+    /// states, no output bodies), from its latest lean snapshot: for a client that shows
+    /// what runs and what waits, not outputs. Agents leave lean snapshots as they go.
+    pub async fn resume_lean<S: Store + ?Sized>(store: &S) -> Self {
+        Self::resuming(store, SnapshotKind::Lean).await
+    }
+
+    async fn resuming<S: Store + ?Sized>(store: &S, kind: SnapshotKind) -> Self {
+        let snapshot = match store.latest_snapshot(kind).await {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::debug!(%error, "no snapshot to start from; folding the log");
                 None
             }
         };
-        Self::from_snapshot(store, snapshot.as_ref())
+        Self::from_state(store, Self::state_from(snapshot.as_ref(), kind))
     }
 
     /// Watches `store` from `snapshot` (a full one), or from the start without one or if
     /// it cannot be used.
     pub fn from_snapshot<S: Store + ?Sized>(store: &S, snapshot: Option<&Snapshot>) -> Self {
-        let state = snapshot
-            .and_then(|snapshot| {
-                NotebookState::from_snapshot(snapshot, SnapshotKind::Full)
-                    .map_err(|error| {
-                        tracing::warn!(%error, "cannot use the snapshot; folding the log");
-                    })
-                    .ok()
-            })
-            .unwrap_or_default();
+        Self::from_state(store, Self::state_from(snapshot, SnapshotKind::Full))
+    }
+
+    /// The state `snapshot` holds, or an empty one of `kind`.
+    fn state_from(snapshot: Option<&Snapshot>, kind: SnapshotKind) -> NotebookState {
+        let restored = snapshot.and_then(|snapshot| {
+            NotebookState::from_snapshot(snapshot, kind)
+                .map_err(|error| {
+                    tracing::warn!(%error, "cannot use the snapshot; folding the log");
+                })
+                .ok()
+        });
+        restored.unwrap_or_else(|| match kind {
+            SnapshotKind::Lean => NotebookState::lean(),
+            SnapshotKind::Full => NotebookState::new(),
+        })
+    }
+
+    fn from_state<S: Store + ?Sized>(store: &S, state: NotebookState) -> Self {
         Self {
             log: store.subscribe(state.last_seq() + 1),
             state,
