@@ -613,6 +613,14 @@ fn the_notebook_client_leaves_a_snapshot_and_the_next_command_shows_the_same() {
         .expect("the command left a full snapshot");
     assert_eq!(snapshot.seq, store.head().unwrap());
 
+    // status folds lean (sessions and the queue, no outputs) and leaves a lean one.
+    assert!(home.notebook(&["status"]).status.success());
+    let lean = runtime()
+        .block_on(store.latest_snapshot(SnapshotKind::Lean))
+        .unwrap()
+        .expect("status left a lean snapshot");
+    assert_eq!(lean.seq, snapshot.seq);
+
     runtime()
         .block_on(store.commit(vec![cell("second")]))
         .unwrap();
