@@ -184,6 +184,11 @@ pub type Subscription = BoxStream<'static, Result<LogEntry, StoreError>>;
 
 /// One notebook's event log. See the [module docs](self) for the contract.
 ///
+/// A store that wraps another (to count, log, or choose between backends) forwards every
+/// method it does not change, the provided ones too: a wrapper that leaves out
+/// [`latest_snapshot`](Store::latest_snapshot) and [`save_snapshot`](Store::save_snapshot)
+/// still works, but every reader behind it folds the whole log.
+///
 /// # Example
 ///
 /// ```
