@@ -509,7 +509,7 @@ fn settings_come_from_the_flag_then_the_environment_then_the_file() {
         .notebooks()
         .unwrap()
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|info| info.id)
         .collect();
     assert_eq!(notebooks, ["from-env", "from-file", "from-flag"]);
 }

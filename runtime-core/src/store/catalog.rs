@@ -6,15 +6,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::{MemoryStore, Store, StoreError};
+use crate::clock::Timestamp;
 use crate::state::Seq;
 
-/// A notebook as a catalog lists it.
+/// A notebook as a catalog lists it. On the wire:
+/// `{"id": "demo", "head": 2, "lastActivity": 1700000000000}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NotebookInfo {
     /// Its id.
     pub id: String,
     /// The sequence number of its last event (0 if it has none).
     pub head: Seq,
+    /// When its last event was committed, by that entry's [`Stamp`](crate::Stamp); none
+    /// for an unstamped one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<Timestamp>,
 }
 
 /// The notebooks of one store: list them, and open one (an empty notebook is created by
@@ -98,6 +105,7 @@ impl Catalog for MemoryCatalog {
             .map(|(id, store)| NotebookInfo {
                 id: id.clone(),
                 head: store.len() as Seq,
+                last_activity: store.last_stamp().map(|stamp| stamp.at),
             })
             .collect())
     }

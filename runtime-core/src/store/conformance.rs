@@ -340,6 +340,15 @@ pub async fn catalog_lists_and_opens_notebooks<C: crate::Catalog + ?Sized>(catal
         ],
         "the catalog lists each notebook with its head"
     );
+    // Its last activity is its last entry's stamp time, where entries are stamped.
+    let last = first.subscribe(2).next().await.unwrap().unwrap();
+    let info = catalog.notebooks().await.unwrap();
+    let info = info.iter().find(|info| info.id == "conformance-a").unwrap();
+    assert_eq!(
+        info.last_activity,
+        last.stamp.map(|stamp| stamp.at),
+        "the last activity is the last entry's stamp"
+    );
     let again = catalog.open("conformance-a").unwrap();
     assert_eq!(
         read(&*again, 1, 2).await.len(),

@@ -102,6 +102,14 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// The stamp of the last batch, if it has one.
+    pub(crate) fn last_stamp(&self) -> Option<Stamp> {
+        self.lock()
+            .batches_by_seq
+            .last()
+            .and_then(|(_, stamp)| stamp.clone())
+    }
+
     /// A copy of the whole log, for inspection.
     pub fn entries(&self) -> Vec<LogEntry> {
         self.lock().read(1, usize::MAX)

@@ -282,21 +282,30 @@ impl SqliteStore {
         })
     }
 
-    /// Every notebook in the file with its number of events.
-    pub fn notebooks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    /// Every notebook in the file: its id, head and the time of its last entry.
+    pub fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
         self.shared.read(|connection| {
+            // With one max() aggregate, SQLite takes the bare column `at` from the row
+            // holding the maximum: the last entry's stamp.
             let mut statement = connection
                 .prepare(
-                    "SELECT notebook, MAX(seq) FROM events GROUP BY notebook ORDER BY notebook",
+                    "SELECT notebook, MAX(seq), at FROM events GROUP BY notebook ORDER BY notebook",
                 )
                 .map_err(backend)?;
             let rows = statement
                 .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    Ok(NotebookInfo {
+                        id: row.get::<_, String>(0)?,
+                        head: row.get::<_, i64>(1)?.max(0) as Seq,
+                        last_activity: row
+                            .get::<_, Option<i64>>(2)
+                            .ok()
+                            .flatten()
+                            .map(|at| Timestamp(u64::try_from(at).unwrap_or(0))),
+                    })
                 })
                 .map_err(backend)?;
-            rows.map(|row| row.map(|(id, n)| (id, n.max(0) as u64)).map_err(backend))
-                .collect()
+            rows.map(|row| row.map_err(backend)).collect()
         })
     }
 
@@ -695,10 +704,7 @@ fn is_duplicate_batch(error: &rusqlite::Error) -> bool {
 #[async_trait::async_trait]
 impl Catalog for SqliteStore {
     async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
-        Ok(SqliteStore::notebooks(self)?
-            .into_iter()
-            .map(|(id, head)| NotebookInfo { id, head })
-            .collect())
+        SqliteStore::notebooks(self)
     }
 
     fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
