@@ -13,7 +13,6 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
-use crate::feeds::Follower;
 use crate::identity::Identity;
 use crate::snapshots;
 
@@ -341,11 +340,7 @@ async fn pump(
     outbox: mpsc::Sender<HubFrame>,
     credit: Arc<Semaphore>,
 ) {
-    let follower = async {
-        let feed = shared.feeds.follow(&notebook, &store).await?;
-        Follower::new(feed, store, from).await
-    };
-    let mut entries = match follower.await {
+    let mut entries = match shared.feeds.follower(&notebook, store, from).await {
         Ok(follower) => follower,
         Err(why) => {
             let _ = outbox

@@ -72,6 +72,18 @@ impl Feeds {
         Ok(feed)
     }
 
+    /// A follower of `notebook` from `from` on: its live feed (started if none runs) for
+    /// what comes next, `store` for what came before.
+    pub(crate) async fn follower(
+        &self,
+        notebook: &str,
+        store: Arc<dyn Store>,
+        from: Seq,
+    ) -> Result<Follower, StoreError> {
+        let feed = self.follow(notebook, &store).await?;
+        Follower::new(feed, store, from).await
+    }
+
     /// The feed of `notebook`, if one runs and its reader has not stopped (on a store
     /// error: the next follower starts a new one).
     fn running(&self, notebook: &str) -> Option<Arc<Feed>> {

@@ -20,7 +20,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::feeds::Follower;
 use crate::identity::Identity;
 
 /// The most entries one `GET …/events` returns.
@@ -228,8 +227,7 @@ pub(crate) async fn stream(
         .map(|last| last + 1);
     let from = resume.or(range.from).unwrap_or(1).max(1);
     // Live entries from the notebook's shared feed, as WebSocket subscriptions get them.
-    let feed = shared.feeds.follow(&notebook, &store).await?;
-    let follower = Follower::new(feed, store, from).await?;
+    let follower = shared.feeds.follower(&notebook, store, from).await?;
     // The stream ends after an error (the client reconnects with Last-Event-ID).
     let entries = futures::stream::unfold(Some(follower), |follower| async move {
         let mut follower = follower?;
