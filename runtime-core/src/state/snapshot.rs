@@ -138,7 +138,7 @@ fn done_line(entry: &QueueEntry, out: &mut String) -> bool {
         return false;
     };
     let plain = |id: &str| !id.contains(['\t', '\n', '\r']);
-    if !(encode_entry(entry).10.is_none()
+    if !(extra_of(entry).is_none()
         && plain(entry.queue_id.as_str())
         && plain(entry.cell_id.as_str()))
     {
@@ -279,6 +279,23 @@ fn encode_entry(entry: &QueueEntry) -> EncodedRow<'_> {
         } => (2, Some(session_id), Some(*started_at), None, None),
         EntryState::Completed { status, error } => (3, None, None, Some(*status), error.as_deref()),
     };
+    EntryRow(
+        &entry.queue_id,
+        &entry.cell_id,
+        entry.cell_type,
+        entry.requested_seq,
+        code,
+        holder,
+        started_at,
+        status,
+        error,
+        entry.execution_count,
+        extra_of(entry),
+    )
+}
+
+/// What an entry holds besides its ids, place and state, if anything.
+fn extra_of(entry: &QueueEntry) -> Option<EntryExtra<'_>> {
     let extra = EntryExtra {
         source: &entry.source,
         requested_by: &entry.requested_by,
@@ -297,19 +314,7 @@ fn encode_entry(entry: &QueueEntry) -> EncodedRow<'_> {
         && extra.metadata.is_empty()
         && extra.spent_output_ids.is_none()
         && !extra.has_result;
-    EntryRow(
-        &entry.queue_id,
-        &entry.cell_id,
-        entry.cell_type,
-        entry.requested_seq,
-        code,
-        holder,
-        started_at,
-        status,
-        error,
-        entry.execution_count,
-        (!empty).then_some(extra),
-    )
+    (!empty).then_some(extra)
 }
 
 fn decode_entry(row: DecodedRow) -> Result<QueueEntry, SnapshotError> {
