@@ -81,7 +81,7 @@ fn start_hub(hub: &Path, dir: &Path) -> (Child, String) {
 }
 
 fn hub_store(url: &str, token: &str, notebook: &str) -> runtime_native::hub::HubStore {
-    runtime_native::hub::HubStore::connect(
+    runtime_native::hub::connect(
         url,
         runtime_core::sync::BearerToken::new(token),
         notebook,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use runtime_core::sync::BearerToken;
 use runtime_core::{Batch, Seq, Snapshot, SnapshotKind, Store, Subscription, TerminationReason};
 use runtime_native::config::CommonConfig;
-use runtime_native::hub::{HubOptions, HubStore};
+use runtime_native::hub::{self, HubOptions, HubStore};
 use runtime_native::{RunError, SqliteStore};
 
 use runtime_core::{
@@ -91,7 +91,7 @@ impl AnyStore {
         let AnyStore::Hub(store) = self else {
             return Ok(());
         };
-        let mut state = store.connection_state();
+        let state = store.connection_state();
         let settled = state.wait_for(|state| {
             matches!(
                 state,
@@ -105,7 +105,7 @@ impl AnyStore {
             _ => String::new(),
         };
         match tokio::time::timeout(within, settled).await {
-            Ok(Ok(state)) => match &*state {
+            Ok(Ok(state)) => match &state {
                 ConnectionState::Failed(error) => Err(format!("the hub refused us: {error}")),
                 _ => Ok(()),
             },
@@ -113,7 +113,7 @@ impl AnyStore {
             Err(_) => Err(format!(
                 "cannot reach the hub within {} s{}",
                 within.as_secs(),
-                last_error(&store.connection_state().borrow())
+                last_error(&store.connection_state().get())
             )),
         }
     }
@@ -139,7 +139,7 @@ pub fn open_store(common: &CommonConfig) -> Result<AnyStore, ExitCode> {
             ca_file: common.ca_file.clone(),
             ..HubOptions::default()
         };
-        return HubStore::connect(&location, token, &common.notebook, options)
+        return hub::connect(&location, token, &common.notebook, options)
             .map(AnyStore::Hub)
             .map_err(|error| fail(error.to_string()));
     }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use runtime_core::sync::BearerToken;
+use runtime_core::sync::HubOptions as ClientOptions;
 use runtime_core::*;
-use runtime_native::hub::{ConnectionState, HubOptions, HubStore};
+use runtime_native::hub::{self, ConnectionState, HubOptions, HubStore};
 use support::{AGENT, ALICE, BOB};
 
 /// A hub on 127.0.0.1 over `catalog`; returns its URL.
@@ -22,16 +23,19 @@ async fn hub(catalog: Arc<dyn Catalog>) -> String {
 
 fn quick() -> HubOptions {
     HubOptions {
-        backoff_base: Duration::from_millis(5),
-        backoff_cap: Duration::from_millis(50),
-        ..HubOptions::default()
+        client: ClientOptions {
+            backoff_base: Duration::from_millis(5),
+            backoff_cap: Duration::from_millis(50),
+            ..ClientOptions::default()
+        },
+        ca_file: None,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_contract_holds_through_the_hub() {
     let url = hub(Arc::new(MemoryCatalog::new())).await;
-    let store = HubStore::connect(&url, BearerToken::new(ALICE), "first", quick()).unwrap();
+    let store = hub::connect(&url, BearerToken::new(ALICE), "first", quick()).unwrap();
     let count = AtomicUsize::new(0);
     let make = || {
         let n = count.fetch_add(1, Ordering::SeqCst);
@@ -44,18 +48,17 @@ async fn the_store_contract_holds_through_the_hub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identities_are_checked_and_a_bad_token_fails_for_good() {
     let url = hub(Arc::new(MemoryCatalog::new())).await;
-    let wrong =
-        HubStore::connect(&url, BearerToken::new("not-a-token-at-all"), "n", quick()).unwrap();
+    let wrong = hub::connect(&url, BearerToken::new("not-a-token-at-all"), "n", quick()).unwrap();
     let error = wrong.commit(vec![cell("c1")]).await.unwrap_err();
     assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
     assert!(!error.to_string().contains("not-a-token"), "{error}");
     assert!(matches!(
-        *wrong.connection_state().borrow(),
+        wrong.connection_state().get(),
         ConnectionState::Failed(_)
     ));
     assert!(!format!("{wrong:?}").contains("not-a-token"));
 
-    let alice = HubStore::connect(&url, BearerToken::new(ALICE), "n", quick()).unwrap();
+    let alice = hub::connect(&url, BearerToken::new(ALICE), "n", quick()).unwrap();
     alice.commit(vec![cell("c1")]).await.unwrap();
     // Impersonation: a request in someone else's name.
     let error = alice
@@ -92,9 +95,9 @@ async fn an_agent_serves_a_client_across_the_hub() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = runtime_native::SqliteStore::open(dir.path().join("hub.db"), "default").unwrap();
     let url = hub(Arc::new(catalog)).await;
-    let agent_store = HubStore::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
+    let agent_store = hub::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
     let handle = support::echo_agent(agent_store, "agent-1");
-    let client_store = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    let client_store = hub::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
     let client = NotebookClient::new(client_store.clone(), "alice");
     for n in 0..5 {
         run_to_success(&client, &client_store, &format!("print({n})")).await;
@@ -109,9 +112,9 @@ async fn an_agent_serves_a_client_across_the_hub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_stamps_authors_and_nobody_acts_for_a_runtime_they_are_not() {
     let url = hub(Arc::new(MemoryCatalog::new())).await;
-    let agent_store = HubStore::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
+    let agent_store = hub::connect(&url, BearerToken::new(AGENT), "shared", quick()).unwrap();
     let handle = support::echo_agent(agent_store, "agent-1");
-    let alice_store = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    let alice_store = hub::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
     let client = NotebookClient::new(alice_store.clone(), "alice");
     run_to_success(&client, &alice_store, "before").await;
 
@@ -187,9 +190,9 @@ async fn the_hub_stamps_authors_and_nobody_acts_for_a_runtime_they_are_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_uses_only_the_notebooks_on_its_access_list() {
     let url = hub(Arc::new(MemoryCatalog::new())).await;
-    let alice = HubStore::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    let alice = hub::connect(&url, BearerToken::new(ALICE), "shared", quick()).unwrap();
     alice.commit(vec![cell("alices")]).await.unwrap();
-    let bob = HubStore::connect(&url, BearerToken::new(BOB), "bob-1", quick()).unwrap();
+    let bob = hub::connect(&url, BearerToken::new(BOB), "bob-1", quick()).unwrap();
     bob.commit(vec![cell("bobs")]).await.unwrap();
     assert_eq!(bob.head().await.unwrap(), 1);
 
@@ -269,7 +272,7 @@ impl Store for Counting {
 async fn an_agent_joining_a_long_notebook_gets_the_hubs_snapshot_and_the_tail() {
     let catalog = MemoryCatalog::new();
     let url = hub(Arc::new(catalog.clone())).await;
-    let alice = HubStore::connect(&url, BearerToken::new(ALICE), "long", quick()).unwrap();
+    let alice = hub::connect(&url, BearerToken::new(ALICE), "long", quick()).unwrap();
     let filler = SNAPSHOT_EVERY as usize + 1_000;
     for chunk in 0..filler / 1_000 {
         let events = (0..1_000)
@@ -317,7 +320,7 @@ async fn an_agent_joining_a_long_notebook_gets_the_hubs_snapshot_and_the_tail() 
     let client = NotebookClient::new(alice.clone(), "alice");
     let (_, queue_id) = client.run_cell(CellType::Code, "after").await.unwrap();
     let agent_store = Counting {
-        inner: HubStore::connect(&url, BearerToken::new(AGENT), "long", quick()).unwrap(),
+        inner: hub::connect(&url, BearerToken::new(AGENT), "long", quick()).unwrap(),
         delivered: Arc::default(),
     };
     let handle = support::echo_agent(agent_store.clone(), "agent-1");
@@ -352,8 +355,8 @@ async fn cut_connections_lose_nothing_and_duplicate_nothing() {
         ..
     } = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
     let proxy_url = format!("ws://{address}");
-    let writer = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
-    let reader = HubStore::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
+    let writer = hub::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
+    let reader = hub::connect(&proxy_url, BearerToken::new(ALICE), "cuts", quick()).unwrap();
     // The reader follows until the writer's last batch, however many it wrote.
     let read = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -417,8 +420,7 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
         ..
     } = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
     let proxy_url = format!("ws://{address}");
-    let agent_store =
-        HubStore::connect(&proxy_url, BearerToken::new(AGENT), "kept", quick()).unwrap();
+    let agent_store = hub::connect(&proxy_url, BearerToken::new(AGENT), "kept", quick()).unwrap();
     let handle = support::echo_agent(agent_store, "agent-1");
     let session = handle.session_id().clone();
     let cutter = tokio::spawn(async move {
@@ -427,7 +429,7 @@ async fn an_agent_keeps_its_session_across_cut_connections() {
             cut.send_modify(|cuts| *cuts += 1);
         }
     });
-    let client_store = HubStore::connect(&url, BearerToken::new(ALICE), "kept", quick()).unwrap();
+    let client_store = hub::connect(&url, BearerToken::new(ALICE), "kept", quick()).unwrap();
     let client = NotebookClient::new(client_store.clone(), "alice");
     // At least 20 cells, and on through at least 6 connections of the agent's.
     let mut cells = 0;
@@ -476,7 +478,7 @@ async fn an_agent_cut_off_past_its_lease_loses_its_cell_truthfully() {
     let catalog = MemoryCatalog::new();
     let url = hub(Arc::new(catalog.clone())).await;
     let proxy = support::proxy(url.trim_start_matches("ws://").to_owned()).await;
-    let agent_store = HubStore::connect(
+    let agent_store = hub::connect(
         &format!("ws://{}", proxy.address),
         BearerToken::new(AGENT),
         "cut-off",
@@ -500,8 +502,7 @@ async fn an_agent_cut_off_past_its_lease_loses_its_cell_truthfully() {
     let session = handle.session_id().clone();
     let ran = tokio::spawn(agent.run());
 
-    let client_store =
-        HubStore::connect(&url, BearerToken::new(ALICE), "cut-off", quick()).unwrap();
+    let client_store = hub::connect(&url, BearerToken::new(ALICE), "cut-off", quick()).unwrap();
     let client = NotebookClient::new(client_store.clone(), "alice");
     let (_, queue_id) = client.run_cell(CellType::Code, "%sleep 60").await.unwrap();
     let mut watcher = NotebookWatcher::new(&client_store).enforcing_leases(
@@ -577,7 +578,7 @@ async fn wss_works_with_a_private_ca_and_refuses_an_unknown_certificate() {
     let (port, ca_file, _dir) =
         support::tls_proxy(url.trim_start_matches("ws://").to_owned()).await;
     let secure = format!("wss://localhost:{port}");
-    let store = HubStore::connect(
+    let store = hub::connect(
         &secure,
         BearerToken::new(ALICE),
         "tls",
@@ -591,16 +592,15 @@ async fn wss_works_with_a_private_ca_and_refuses_an_unknown_certificate() {
     let first = store.subscribe(1).next().await.unwrap().unwrap();
     assert_eq!(*first.event, cell("over-tls"));
 
-    let untrusting = HubStore::connect(&secure, BearerToken::new(ALICE), "tls", quick()).unwrap();
-    let mut state = untrusting.connection_state();
+    let untrusting = hub::connect(&secure, BearerToken::new(ALICE), "tls", quick()).unwrap();
+    let state = untrusting.connection_state();
     let refused = tokio::time::timeout(
         Duration::from_secs(30),
         state.wait_for(|state| matches!(state, ConnectionState::Reconnecting { .. })),
     )
     .await
     .unwrap()
-    .unwrap()
-    .clone();
+    .unwrap();
     let ConnectionState::Reconnecting { error, .. } = refused else {
         unreachable!()
     };

@@ -321,7 +321,7 @@ async fn cutting_proxy(target: String, seed: u64) -> u16 {
 async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
     use runtime_core::sync::BearerToken;
     use runtime_core::*;
-    use runtime_native::hub::{HubOptions, HubStore};
+    use runtime_native::hub::{self, HubOptions};
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -351,11 +351,14 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
     };
     let mut agent = spawn_agent();
     let options = HubOptions {
-        backoff_base: Duration::from_millis(10),
-        backoff_cap: Duration::from_millis(200),
-        ..HubOptions::default()
+        client: runtime_core::sync::HubOptions {
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(200),
+            ..Default::default()
+        },
+        ca_file: None,
     };
-    let store = HubStore::connect(&url, BearerToken::new(ALICE), "default", options).unwrap();
+    let store = hub::connect(&url, BearerToken::new(ALICE), "default", options).unwrap();
     let client = NotebookClient::new(store.clone(), "alice");
     let cell = client.create_cell(CellType::Code, "0").await.unwrap();
     let mut queued = Vec::new();

@@ -114,7 +114,7 @@ async fn rest_reads_writes_and_streams_with_identities_checked() {
     assert!(!body.to_string().contains(ALICE));
 
     // An agent on the hub serves the request; the cells view shows the outcome.
-    let agent_store = runtime_native::hub::HubStore::connect(
+    let agent_store = runtime_native::hub::connect(
         &format!("ws://{address}"),
         BearerToken::new(AGENT),
         "nb",

@@ -2,10 +2,11 @@
 
 use std::collections::VecDeque;
 
-use runtime_core::{LogEntry, StoreError};
-use tokio::sync::mpsc;
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
 
 use super::command::{Command, Page};
+use crate::store::{LogEntry, StoreError};
 
 /// A subscription's reading end: asks for the next page once it took one.
 pub(super) struct Reader {
@@ -49,7 +50,7 @@ impl Reader {
             if self.ended {
                 return None;
             }
-            match self.received.recv().await {
+            match self.received.next().await {
                 Some((generation, Ok(entries))) => {
                     self.buffered.extend(entries);
                     let more = Command::More {

@@ -1,20 +1,24 @@
 //! The connection task behind a [`HubStore`](super::HubStore): connects, says hello,
 //! serves commands and frames, and after a loss reconnects with backoff and redoes what
-//! was unfinished.
+//! was unfinished. It owns no socket type and no timer: the [`Transport`] and the
+//! [`Clock`] it was given do that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use runtime_core::sync::{BearerToken, ClientFrame, ErrorCode, HubFrame, PROTOCOL};
-use runtime_core::{Batch, LogEntry, Seq, StoreError};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use futures::channel::{mpsc, oneshot};
+use futures::future::{self, Either};
+use futures::{FutureExt, StreamExt, select_biased};
 
+use super::HubOptions;
 use super::command::{Command, Page, Query};
-use super::{ConnectionState, HubOptions};
+use super::transport::{Socket, Transport};
+use super::watch::{ConnectionState, StatePublisher};
+use crate::clock::Clock;
+use crate::state::Seq;
+use crate::store::{Batch, LogEntry, StoreError};
+use crate::sync::{BearerToken, ClientFrame, ErrorCode, HubFrame, PROTOCOL};
 
 /// A subscription as the connection task keeps it.
 struct Subscribed {
@@ -34,11 +38,11 @@ struct Pending {
 /// The connection task's state: everything it must redo after a reconnect.
 pub(super) struct Connection {
     url: String,
-    /// For `wss://`.
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    transport: Box<dyn Transport>,
+    clock: Arc<dyn Clock>,
     token: BearerToken,
     options: HubOptions,
-    state: watch::Sender<ConnectionState>,
+    state: StatePublisher,
     /// Commits by request number, in the order they were made.
     commits: BTreeMap<u64, Pending>,
     subscriptions: HashMap<u64, Subscribed>,
@@ -50,9 +54,6 @@ pub(super) struct Connection {
     failed: Option<String>,
     random: u64,
 }
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Why a connection ended.
 enum Ended {
@@ -68,14 +69,16 @@ impl Connection {
     /// The task for `url`, not yet connected.
     pub(super) fn new(
         url: String,
-        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        transport: Box<dyn Transport>,
+        clock: Arc<dyn Clock>,
         token: BearerToken,
         options: HubOptions,
-        state: watch::Sender<ConnectionState>,
+        state: StatePublisher,
     ) -> Self {
         Connection {
             url,
-            tls,
+            transport,
+            clock,
             token,
             options,
             state,
@@ -85,7 +88,8 @@ impl Connection {
             next_req: 1,
             generation: 0,
             failed: None,
-            random: seed(),
+            // Jitter needs no cryptographic randomness, only a different seed per client.
+            random: uuid::Uuid::new_v4().as_u64_pair().0 | 1,
         }
     }
 
@@ -97,8 +101,7 @@ impl Connection {
                     attempt = 0;
                     self.generation += 1;
                     tracing::info!(url = %self.url, %identity, "connected to the hub");
-                    self.state
-                        .send_replace(ConnectionState::Connected { identity });
+                    self.state.set(ConnectionState::Connected { identity });
                     self.serve(socket, &mut inbox).await
                 }
                 Err(ended) => ended,
@@ -108,9 +111,9 @@ impl Connection {
                 Ended::Refused(why) => {
                     tracing::warn!(url = %self.url, %why, "the hub refused the connection");
                     self.fail(why.clone());
-                    self.state.send_replace(ConnectionState::Failed(why));
+                    self.state.set(ConnectionState::Failed(why));
                     // Answer every later call with the refusal until the stores are gone.
-                    while let Some(command) = inbox.recv().await {
+                    while let Some(command) = inbox.next().await {
                         self.refuse(command);
                     }
                     return;
@@ -119,17 +122,17 @@ impl Connection {
                     attempt = attempt.saturating_add(1);
                     let retry_in = self.backoff(attempt);
                     tracing::info!(url = %self.url, %error, ?retry_in, "the hub connection is down; retrying");
-                    self.state.send_replace(ConnectionState::Reconnecting {
+                    self.state.set(ConnectionState::Reconnecting {
                         attempt,
                         retry_in,
                         error,
                     });
                     // Calls keep coming while the connection is down: queue them.
-                    let wake = Instant::now() + retry_in;
+                    let mut wake = self.clock.sleep(retry_in).fuse();
                     loop {
-                        tokio::select! {
-                            () = tokio::time::sleep_until(wake) => break,
-                            command = inbox.recv() => match command {
+                        select_biased! {
+                            () = wake => break,
+                            command = inbox.next() => match command {
                                 Some(command) => {
                                     // Recorded, to be sent once connected.
                                     let _ = self.queue_frame(command);
@@ -150,7 +153,7 @@ impl Connection {
             .backoff_base
             .saturating_mul(1u32 << attempt.min(20))
             .min(self.options.backoff_cap);
-        // xorshift64*: jitter needs no cryptographic randomness.
+        // xorshift64*.
         self.random ^= self.random >> 12;
         self.random ^= self.random << 25;
         self.random ^= self.random >> 27;
@@ -159,46 +162,57 @@ impl Connection {
         cap.mul_f64(fraction)
     }
 
-    async fn connect(&mut self) -> Result<(Socket, String), Ended> {
-        let lost = |error: String| Ended::Lost(error);
-        let (mut socket, _) = tokio::time::timeout(
-            self.options.heartbeat * 3,
-            // Nagle's algorithm would hold small frames back for the peer's delayed ack.
-            tokio_tungstenite::connect_async_tls_with_config(
-                self.url.as_str(),
-                None,
-                true,
-                Some(match &self.tls {
-                    Some(config) => tokio_tungstenite::Connector::Rustls(config.clone()),
-                    None => tokio_tungstenite::Connector::Plain,
-                }),
-            ),
-        )
-        .await
-        .map_err(|_| lost("connecting timed out".to_owned()))?
-        .map_err(|error| lost(format!("cannot connect: {error}")))?;
+    /// `work`, or `Err(Ended::Lost(why))` if it takes longer than three heartbeats.
+    async fn within_heartbeats<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Ended>>,
+        why: &str,
+    ) -> Result<T, Ended> {
+        let limit = self.clock.sleep(self.options.heartbeat * 3);
+        match future::select(std::pin::pin!(work), limit).await {
+            Either::Left((done, _)) => done,
+            Either::Right(((), _)) => Err(Ended::Lost(why.to_owned())),
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(Box<dyn Socket>, String), Ended> {
+        let connecting = async {
+            self.transport
+                .connect(&self.url)
+                .await
+                .map_err(|error| Ended::Lost(format!("cannot connect: {error}")))
+        };
+        let mut socket = self
+            .within_heartbeats(connecting, "connecting timed out")
+            .await?;
         let hello = ClientFrame::Hello {
             token: self.token.clone(),
             protocol: PROTOCOL,
         };
-        send(&mut socket, &hello).await.map_err(lost)?;
-        let answer = tokio::time::timeout(self.options.heartbeat * 3, next_frame(&mut socket))
-            .await
-            .map_err(|_| lost("the hub did not answer hello".to_owned()))?;
+        send(socket.as_mut(), &hello).await.map_err(Ended::Lost)?;
+        let answer = async { next_frame(socket.as_mut()).await.map_err(Ended::Lost) };
+        let answer = self
+            .within_heartbeats(answer, "the hub did not answer hello")
+            .await?;
         match answer {
-            Ok(HubFrame::Welcome { identity, .. }) => Ok((socket, identity)),
-            Ok(HubFrame::Error {
+            HubFrame::Welcome { identity, .. } => Ok((socket, identity)),
+            HubFrame::Error {
                 code: ErrorCode::Unauthorized,
                 message,
                 ..
-            }) => Err(Ended::Refused(message)),
-            Ok(other) => Err(lost(format!("unexpected answer to hello: {other:?}"))),
-            Err(error) => Err(lost(error)),
+            } => Err(Ended::Refused(message)),
+            other => Err(Ended::Lost(format!(
+                "unexpected answer to hello: {other:?}"
+            ))),
         }
     }
 
     /// Redoes what the last connection left unfinished, then serves until it is lost.
-    async fn serve(&mut self, mut socket: Socket, inbox: &mut mpsc::Receiver<Command>) -> Ended {
+    async fn serve(
+        &mut self,
+        mut socket: Box<dyn Socket>,
+        inbox: &mut mpsc::Receiver<Command>,
+    ) -> Ended {
         let mut resend = Vec::new();
         for (&sub, subscribed) in &self.subscriptions {
             resend.push(ClientFrame::Subscribe {
@@ -214,41 +228,42 @@ impl Connection {
             resend.push(query.frame(req));
         }
         for frame in resend {
-            if let Err(error) = send(&mut socket, &frame).await {
+            if let Err(error) = send(socket.as_mut(), &frame).await {
                 return Ended::Lost(error);
             }
         }
-        let mut heartbeat = tokio::time::interval(self.options.heartbeat);
-        heartbeat.tick().await;
-        let mut heard = Instant::now();
+        let heartbeat = self.options.heartbeat;
+        let mut tick = self.clock.sleep(heartbeat).fuse();
+        let mut heard = self.clock.now();
         loop {
-            tokio::select! {
-                command = inbox.recv() => {
+            select_biased! {
+                command = inbox.next() => {
                     let Some(command) = command else {
-                        let _ = socket.close(None).await;
+                        socket.close().await;
                         return Ended::Dropped;
                     };
                     if let Some(frame) = self.queue_frame(command) {
-                        if let Err(error) = send(&mut socket, &frame).await {
+                        if let Err(error) = send(socket.as_mut(), &frame).await {
                             return Ended::Lost(error);
                         }
                     }
                 }
-                frame = next_frame(&mut socket) => {
-                    heard = Instant::now();
+                frame = next_frame(socket.as_mut()).fuse() => {
+                    heard = self.clock.now();
                     match frame {
                         Ok(frame) => self.receive(frame),
                         Err(error) => return Ended::Lost(error),
                     }
                 }
-                _ = heartbeat.tick() => {
-                    if heard.elapsed() > self.options.heartbeat * 3 {
+                () = tick => {
+                    if self.clock.now().saturating_since(heard) > heartbeat * 3 {
                         return Ended::Lost("no frame from the hub for three heartbeats".to_owned());
                     }
                     let ping = ClientFrame::Ping { req: self.req() };
-                    if let Err(error) = send(&mut socket, &ping).await {
+                    if let Err(error) = send(socket.as_mut(), &ping).await {
                         return Ended::Lost(error);
                     }
+                    tick = self.clock.sleep(heartbeat).fuse();
                 }
             }
         }
@@ -382,7 +397,7 @@ impl Connection {
                         query.fail(error());
                     }
                 }
-                if let Some(subscribed) = sub.and_then(|sub| self.subscriptions.remove(&sub)) {
+                if let Some(mut subscribed) = sub.and_then(|sub| self.subscriptions.remove(&sub)) {
                     let _ = subscribed.pages.try_send((self.generation, Err(error())));
                 }
                 if req.is_none() && sub.is_none() {
@@ -403,7 +418,7 @@ impl Connection {
         for (_, query) in std::mem::take(&mut self.queries) {
             query.fail(error());
         }
-        for (_, subscribed) in std::mem::take(&mut self.subscriptions) {
+        for (_, mut subscribed) in std::mem::take(&mut self.subscriptions) {
             let _ = subscribed.pages.try_send((self.generation, Err(error())));
         }
     }
@@ -416,7 +431,7 @@ impl Connection {
                 let _ = reply.send(Err(error));
             }
             Command::Query(query) => query.fail(error),
-            Command::Subscribe { pages, .. } => {
+            Command::Subscribe { mut pages, .. } => {
                 let _ = pages.try_send((self.generation, Err(error)));
             }
             Command::More { .. } | Command::Unsubscribe { .. } => {}
@@ -433,37 +448,26 @@ fn commit_frame(req: u64, pending: &Pending) -> ClientFrame {
     }
 }
 
-async fn send(socket: &mut Socket, frame: &ClientFrame) -> Result<(), String> {
+async fn send(socket: &mut dyn Socket, frame: &ClientFrame) -> Result<(), String> {
     let text = serde_json::to_string(frame).map_err(|error| error.to_string())?;
     socket
-        .send(Message::Text(text.into()))
+        .send(text)
         .await
         .map_err(|error| format!("the connection broke: {error}"))
 }
 
 /// The next hub frame; a frame that does not decode is logged and skipped.
-async fn next_frame(socket: &mut Socket) -> Result<HubFrame, String> {
+async fn next_frame(socket: &mut dyn Socket) -> Result<HubFrame, String> {
     loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => match serde_json::from_str::<HubFrame>(&text) {
+        match socket.receive().await {
+            Some(Ok(text)) => match serde_json::from_str::<HubFrame>(&text) {
                 Ok(frame) => return Ok(frame),
                 Err(error) => {
                     tracing::warn!(kind = ?error.classify(), column = error.column(), "skipped a frame from the hub that does not decode");
                 }
             },
-            Some(Ok(Message::Close(_))) | None => {
-                return Err("the hub closed the connection".to_owned());
-            }
-            Some(Ok(_)) => {}
+            None => return Err("the hub closed the connection".to_owned()),
             Some(Err(error)) => return Err(format!("the connection broke: {error}")),
         }
     }
-}
-
-/// A seed for the backoff's jitter.
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(u64::from(std::process::id()));
-    hasher.finish() | 1
 }

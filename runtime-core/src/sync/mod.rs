@@ -2,8 +2,14 @@
 //! over a WebSocket, one JSON object per text frame. `docs/sync-protocol.md` describes the
 //! conversation; every example there decodes into these types (a test checks).
 
+mod client;
+
 use std::sync::Arc;
 
+pub use client::{
+    ConnectionState, ConnectionTask, ConnectionWatch, HubOptions, HubStore, HubUrlError, Socket,
+    StatePublisher, Transport, hub_url,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{BatchId, Event};

@@ -1,8 +1,10 @@
 //! What a [`HubStore`](super::HubStore) asks its connection task to do.
 
-use runtime_core::sync::ClientFrame;
-use runtime_core::{Batch, LogEntry, NotebookInfo, Seq, Snapshot, SnapshotKind, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use futures::channel::{mpsc, oneshot};
+
+use crate::state::{Seq, Snapshot, SnapshotKind};
+use crate::store::{Batch, LogEntry, NotebookInfo, StoreError};
+use crate::sync::ClientFrame;
 
 pub(super) enum Command {
     Commit {
