@@ -1,6 +1,9 @@
 // The browser demo: the page owns a store and renders from it; the wasm runtime agent
-// plugs into the same store.
-import init, { createBrowserRuntimeAgent } from "./pkg/runtime_wasm.js";
+// plugs into the same store. With `?hub=ws://HOST:PORT` the store is a notebook on a hub
+// (`&notebook=ID`, default "demo"), shared with every other tab and process on it; the
+// token is asked for once per tab and kept in sessionStorage, never in the URL. With
+// `&agent=off` the tab only shows and runs cells, and another runtime serves them.
+import init, { createBrowserRuntimeAgent, HubStore } from "./pkg/runtime_wasm.js";
 
 const STORAGE_KEY = "browserEcho.events";
 
@@ -80,8 +83,8 @@ function view(events) {
   return { cells: [...cells.values()], runs, session };
 }
 
-function render(store, agent) {
-  const { cells, runs, session } = view(store.events);
+function render(events, who) {
+  const { cells, runs, session } = view(events);
   const status = document.getElementById("runtime-status");
   const shown = session ? (session.status === "ready" ? "idle" : session.status) : "none";
   status.textContent = shown;
@@ -108,7 +111,7 @@ function render(store, agent) {
       cancel.className = "cancel";
       cancel.textContent = "Cancel";
       cancel.onclick = () => store.commit([{
-        type: "v1.ExecutionCancelRequested", target: { scope: "entry", queueId: run.queueId }, requestedBy: "demo-user",
+        type: "v1.ExecutionCancelRequested", target: { scope: "entry", queueId: run.queueId }, requestedBy: who,
       }]);
       head.append(cancel);
     }
@@ -138,26 +141,75 @@ async function echo(ctx) {
   return { result: { "text/plain": `Echo: ${ctx.source}` } };
 }
 
-await init();
-const store = new PageStore();
-const agent = createBrowserRuntimeAgent(store, { canExecuteCode: true }, { clientId: "demo-user", runtimeType: "echo" });
-agent.onExecution(echo);
-store.subscribe(1, () => render(store, agent));
-await agent.start();
-render(store, agent);
+/** The hub's store, once the tab has a token; null when it must sign in first. */
+function hubStore(hub, notebook) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    const form = document.getElementById("sign-in");
+    form.hidden = false;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
+      location.reload();
+    });
+    return null;
+  }
+  return new HubStore(hub, token, notebook);
+}
 
-document.getElementById("new-cell").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const source = document.getElementById("source").value;
-  const cellId = crypto.randomUUID();
-  store.commit([
-    { type: "v1.CellCreated", cellId, cellType: "code", source },
-    { type: "v1.ExecutionRequested", queueId: crypto.randomUUID(), cellId, cellType: "code", source, requestedBy: "demo-user" },
-  ]);
-});
-document.getElementById("reset").addEventListener("click", async () => {
-  await agent.shutdown(); // first, so closing the page records nothing more
-  localStorage.removeItem(STORAGE_KEY);
-  location.reload();
-});
-window.demo = { store, agent };
+/** Shows the hub connection's state; resolves with the identity once connected. */
+function connected(store) {
+  const shown = document.getElementById("hub-state");
+  return new Promise((resolve, reject) => {
+    store.onConnectionState((state) => {
+      shown.hidden = false;
+      shown.className = state.state;
+      shown.textContent = state.state === "connected" ? `hub: ${store.notebookId} as ${state.identity}`
+        : state.state === "reconnecting" ? `hub: reconnecting (${state.error})`
+        : `hub: ${state.state}${state.error ? ` (${state.error})` : ""}`;
+      if (state.state === "connected") resolve(state.identity);
+      if (state.state === "failed") reject(new Error(state.error));
+    });
+  });
+}
+
+const TOKEN_KEY = "browserEcho.hubToken";
+const params = new URLSearchParams(location.search);
+const hub = params.get("hub");
+await init();
+const store = hub ? hubStore(hub, params.get("notebook") ?? "demo") : new PageStore();
+if (store) {
+  const who = hub ? await connected(store) : "demo-user";
+  if (hub) {
+    document.getElementById("about").textContent = "This notebook lives on a hub: every tab and process on it "
+      + "sees the same cells live. Unless this tab was opened with &agent=off, a runtime agent compiled to "
+      + "WebAssembly serves the notebook from here (the most recently started one wins).";
+  }
+  const events = [];
+  store.subscribe(1, (batch) => { events.push(...batch); render(events, who); });
+  let agent = null;
+  if (params.get("agent") !== "off") {
+    agent = createBrowserRuntimeAgent(store, { canExecuteCode: true }, { clientId: who, runtimeType: "echo" });
+    agent.onExecution(echo);
+    await agent.start();
+  }
+  render(events, who);
+
+  document.getElementById("new-cell").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const source = document.getElementById("source").value;
+    const cellId = crypto.randomUUID();
+    store.commit([
+      { type: "v1.CellCreated", cellId, cellType: "code", source },
+      { type: "v1.ExecutionRequested", queueId: crypto.randomUUID(), cellId, cellType: "code", source, requestedBy: who },
+    ]);
+  });
+  const reset = document.getElementById("reset");
+  if (hub) reset.hidden = true; // a hub's notebook is shared: nobody clears it for everyone
+  reset.addEventListener("click", async () => {
+    await agent?.shutdown(); // first, so closing the page records nothing more
+    localStorage.removeItem(STORAGE_KEY);
+    location.reload();
+  });
+  window.demo = { store, agent, events };
+}

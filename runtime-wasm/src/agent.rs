@@ -57,8 +57,28 @@ export interface RuntimeAgentOptions {
 export type ExecutionOutcome = void | undefined | { result?: Record<string, unknown> };
 "#;
 
+/// The store an agent serves: the app's own, or a hub's (used directly, stamps and all).
+#[derive(Clone)]
+enum PageStore {
+    App(JsStore),
+    Hub(runtime_core::sync::HubStore),
+}
+
+impl PageStore {
+    /// Commits without waiting: for page unload, when nothing can be awaited any more.
+    fn commit_without_waiting(
+        &self,
+        events: Vec<runtime_core::Event>,
+    ) -> Result<(), runtime_core::StoreError> {
+        match self {
+            PageStore::App(store) => store.commit_without_waiting(events),
+            PageStore::Hub(store) => store.commit_without_waiting(runtime_core::Batch::new(events)),
+        }
+    }
+}
+
 struct Inner {
-    store: JsStore,
+    store: PageStore,
     agent: Option<RuntimeAgent>,
     handle: AgentHandle,
     runtime_id: String,
@@ -74,8 +94,8 @@ pub struct BrowserRuntimeAgent {
     inner: Rc<RefCell<Inner>>,
 }
 
-/// Creates an agent for `store` (any object with `commit` and `subscribe`, or a
-/// `MemoryStore`). Throws an `Error` when `options.clientId` is missing or an option is
+/// Creates an agent for `store` (any object with `commit` and `subscribe`, a
+/// `MemoryStore`, or a `HubStore`, which the agent then uses directly). Throws an `Error` when `options.clientId` is missing or an option is
 /// invalid.
 #[wasm_bindgen(js_name = createBrowserRuntimeAgent)]
 pub fn create_browser_runtime_agent(
@@ -92,9 +112,19 @@ pub fn create_browser_runtime_agent(
         .ok_or_else(|| {
             JsError::new("capabilities must be an object like { canExecuteCode: true }")
         })?;
-    let store = JsStore::new(store);
-    let agent = RuntimeAgent::new(store.clone(), BrowserClock, capabilities, config.options)
-        .map_err(|error| JsError::new(&error.to_string()))?;
+    let store = match crate::hub_store::hub_store_of(&store) {
+        Some(hub) => PageStore::Hub(hub),
+        None => PageStore::App(JsStore::new(store)),
+    };
+    let agent = match &store {
+        PageStore::App(app) => {
+            RuntimeAgent::new(app.clone(), BrowserClock, capabilities, config.options)
+        }
+        PageStore::Hub(hub) => {
+            RuntimeAgent::new(hub.clone(), BrowserClock, capabilities, config.options)
+        }
+    }
+    .map_err(|error| JsError::new(&error.to_string()))?;
     let inner = Inner {
         store,
         handle: agent.handle(),
@@ -260,7 +290,7 @@ fn finished(
 
 /// The page is going away: nothing can be awaited any more, so end the session with one
 /// synchronous commit, then ask the agent to stop.
-fn leave_page(store: &JsStore, handle: &AgentHandle) {
+fn leave_page(store: &PageStore, handle: &AgentHandle) {
     let ended = RuntimeSessionTerminated {
         session_id: handle.session_id().clone(),
         reason: TerminationReason::Shutdown,

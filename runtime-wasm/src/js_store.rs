@@ -273,3 +273,52 @@ impl Drop for JsSubscription {
         }
     }
 }
+
+/// Calls `on_events(events, firstSeq)` with what `log` yields, batching what is already
+/// there, until the returned function is called. An error ends the calls (and is logged).
+pub(crate) fn deliver_to_js(mut log: Subscription, on_events: Function) -> Function {
+    use futures::future::{AbortHandle, Abortable};
+    use futures::{FutureExt, StreamExt};
+    let (abort, registration) = AbortHandle::new_pair();
+    let deliver = async move {
+        // What the last batch met after its end: the next entry's fate, already taken.
+        let mut met = None;
+        loop {
+            let next = match met.take() {
+                Some(next) => next,
+                None => log.next().await,
+            };
+            let first = match next {
+                Some(Ok(first)) => first,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "a subscription ended");
+                    return;
+                }
+                None => return,
+            };
+            let first_seq = first.seq;
+            let batch = Array::new();
+            let mut entry = Some(first);
+            while let Some(current) = entry.take() {
+                match JSON::parse(&current.event.to_json().to_string()) {
+                    Ok(object) => batch.push(&object),
+                    Err(error) => {
+                        tracing::warn!(error = %js_message(&error), "cannot hand an event to JS");
+                        batch.push(&JsValue::NULL)
+                    }
+                };
+                match log.next().now_or_never() {
+                    Some(Some(Ok(next))) => entry = Some(next),
+                    Some(end) => met = Some(end),
+                    None => {}
+                }
+            }
+            if let Err(thrown) = on_events.call2(&JsValue::NULL, &batch, &(first_seq as f64).into())
+            {
+                tracing::warn!(error = %js_message(&thrown), "a subscriber threw");
+            }
+        }
+    };
+    wasm_bindgen_futures::spawn_local(Abortable::new(deliver, registration).map(drop));
+    Closure::once_into_js(move || abort.abort()).unchecked_into()
+}

@@ -23,13 +23,16 @@ mod config;
 mod context;
 mod error;
 mod handler;
+mod hub_store;
 mod js_store;
 mod lifecycle;
 mod logging;
 mod memory_store;
+mod websocket;
 
 pub use agent::{BrowserRuntimeAgent, create_browser_runtime_agent};
 pub use clock::BrowserClock;
 pub use context::JsExecutionContext;
+pub use hub_store::JsHubStore;
 pub use js_store::{JsStore, RuntimeStore};
 pub use memory_store::JsMemoryStore;

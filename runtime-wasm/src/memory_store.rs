@@ -1,12 +1,9 @@
 //! `MemoryStore` for JavaScript: a ready store for apps without one of their own.
 
-use futures::future::{AbortHandle, Abortable};
-use futures::{FutureExt, StreamExt};
 use js_sys::{Array, Function, JSON};
 use runtime_core::{Batch, Store};
 use wasm_bindgen::prelude::*;
 
-use crate::error::js_message;
 use crate::js_store::event_from_js;
 
 /// An in-memory event log with the `RuntimeStore` interface: hand it to
@@ -62,32 +59,7 @@ impl JsMemoryStore {
         )]
         on_events: Function,
     ) -> Function {
-        let (abort, registration) = AbortHandle::new_pair();
-        let mut log = self.inner.subscribe(from_seq.max(1.0) as u64);
-        let deliver = async move {
-            while let Some(Ok(first)) = log.next().await {
-                let first_seq = first.seq;
-                let batch = Array::new();
-                let mut entry = Some(first);
-                while let Some(current) = entry {
-                    match JSON::parse(&current.event.to_json().to_string()) {
-                        Ok(object) => batch.push(&object),
-                        Err(error) => {
-                            tracing::warn!(error = %js_message(&error), "cannot hand an event to JS");
-                            batch.push(&JsValue::NULL)
-                        }
-                    };
-                    entry = log.next().now_or_never().flatten().and_then(Result::ok);
-                }
-                if let Err(thrown) =
-                    on_events.call2(&JsValue::NULL, &batch, &(first_seq as f64).into())
-                {
-                    tracing::warn!(error = %js_message(&thrown), "a MemoryStore subscriber threw");
-                }
-            }
-        };
-        wasm_bindgen_futures::spawn_local(Abortable::new(deliver, registration).map(drop));
-        Closure::once_into_js(move || abort.abort()).unchecked_into()
+        crate::js_store::deliver_to_js(self.inner.subscribe(from_seq.max(1.0) as u64), on_events)
     }
 
     /// Every event so far, in order.

@@ -182,3 +182,67 @@ async fn settings_come_from_the_app_then_the_url_then_local_storage() {
     set_search("");
     storage.clear().unwrap();
 }
+
+/// A hub that cannot be reached: the page's WebSocket is refused, the store says so and
+/// keeps retrying, commits wait up to the buffer, and the one past it fails as retriable.
+#[wasm_bindgen_test]
+async fn a_hub_store_reports_an_unreachable_hub_and_bounds_what_waits() {
+    use runtime_wasm::JsHubStore;
+
+    let secret = "hunter2-never-shown";
+    let refused = JsHubStore::new(
+        &format!("ws://me:{secret}@127.0.0.1:9"),
+        "t",
+        "nb",
+        JsValue::UNDEFINED,
+    )
+    .err()
+    .map(JsValue::from)
+    .unwrap();
+    let message = runtime_wasm_message(&refused);
+    assert!(message.contains("credentials"), "{message}");
+    assert!(!message.contains(secret), "{message}");
+
+    // Port 9 on loopback: nothing listens, so every attempt is refused.
+    let store = JsHubStore::new(
+        "ws://127.0.0.1:9",
+        "a-token-0123456789",
+        "nb",
+        options(r#"{"backoffBaseMs": 10, "backoffCapMs": 50, "commitBuffer": 1}"#),
+    )
+    .unwrap();
+    let mut state = store.connection_state();
+    for _ in 0..200 {
+        if field(&state, "state").as_string().as_deref() == Some("reconnecting") {
+            break;
+        }
+        gloo_timers::future::TimeoutFuture::new(20).await;
+        state = store.connection_state();
+    }
+    assert_eq!(
+        field(&state, "state").as_string().as_deref(),
+        Some("reconnecting")
+    );
+    assert!(field(&state, "attempt").as_f64().unwrap() >= 1.0);
+    assert!(!field(&state, "error").as_string().unwrap().is_empty());
+
+    let event = || {
+        JSON::parse(
+            r#"[{"type": "v1.CellCreated", "cellId": "c", "cellType": "code", "source": ""}]"#,
+        )
+        .unwrap()
+    };
+    let waiting = store.commit(event(), None); // held for the hub, not answered
+    gloo_timers::future::TimeoutFuture::new(50).await;
+    let beyond = settle(store.commit(event(), None)).await.unwrap_err();
+    assert_eq!(field(&beyond, "retriable").as_bool(), Some(true));
+    assert!(runtime_wasm_message(&beyond).contains("commit buffer is full"));
+    drop(waiting);
+}
+
+fn runtime_wasm_message(error: &JsValue) -> String {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .map(|error| String::from(error.message()))
+        .unwrap_or_default()
+}
