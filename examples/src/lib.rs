@@ -77,6 +77,13 @@ impl Store for AnyStore {
             AnyStore::Hub(store) => store.save_snapshot(snapshot).await,
         }
     }
+
+    fn keeps_snapshots(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(store) => store.keeps_snapshots(),
+            AnyStore::Hub(store) => store.keeps_snapshots(),
+        }
+    }
 }
 
 /// How long a one-shot command waits for a hub before it gives up.

@@ -1254,6 +1254,10 @@ impl Store for Counting {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         self.inner.save_snapshot(snapshot).await
     }
+
+    fn keeps_snapshots(&self) -> bool {
+        self.inner.keeps_snapshots()
+    }
 }
 
 /// Commits `count` events no reducer rule cares about (deletions of unknown cells).
@@ -1325,6 +1329,61 @@ fn an_agent_leaves_a_snapshot_and_the_next_one_starts_from_it() {
     let state = fold(&memory);
     assert_eq!(state.sessions().len(), 2);
     assert_eq!(state.entry(&second).unwrap().execution_count, Some(2));
+}
+
+/// A store that keeps no snapshots (a hub's client: the hub makes its own) and counts
+/// the ones it is handed anyway.
+#[derive(Clone)]
+struct Forgetful {
+    inner: MemoryStore,
+    handed: Arc<AtomicUsize>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for Forgetful {
+    async fn commit_batch(&self, batch: &Batch) -> Result<u64, StoreError> {
+        self.inner.commit_batch(batch).await
+    }
+
+    fn subscribe(&self, from: u64) -> Subscription {
+        self.inner.subscribe(from)
+    }
+
+    async fn save_snapshot(&self, _: &Snapshot) -> Result<(), StoreError> {
+        self.handed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// An agent does not encode its state for a store that keeps no snapshots.
+#[test]
+fn an_agent_makes_no_snapshot_for_a_store_that_keeps_none() {
+    let mut sim = Sim::new(40);
+    let memory = MemoryStore::new();
+    let store = Forgetful {
+        inner: memory.clone(),
+        handed: Arc::default(),
+    };
+    filler(&memory, SNAPSHOT_EVERY as usize + 500);
+    let queue_id = request(&mut sim, &memory, "run me");
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(echo);
+    let handle = agent.handle();
+    sim.spawn(agent.run());
+    assert_eq!(
+        wait_for(&mut sim, &memory, &queue_id).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    handle.shutdown();
+    sim.settle(Duration::from_secs(1));
+    assert_eq!(store.handed.load(Ordering::SeqCst), 0);
 }
 
 /// A snapshot that does not decode costs only time: the agent folds the log from the start.

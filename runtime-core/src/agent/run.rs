@@ -227,7 +227,9 @@ impl Runner {
     /// Saves a lean snapshot once [`SNAPSHOT_EVERY`] entries were folded past the latest.
     /// A failure is only logged: a snapshot is a cache.
     async fn save_snapshot_when_due(&mut self) {
-        if self.state.last_seq() < self.snapshot_seq.saturating_add(SNAPSHOT_EVERY) {
+        if self.state.last_seq() < self.snapshot_seq.saturating_add(SNAPSHOT_EVERY)
+            || !self.agent.store.keeps_snapshots()
+        {
             return;
         }
         let snapshot = self.state.snapshot();

@@ -54,7 +54,7 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
 
 /// A store that keeps snapshots keeps the latest of each kind as it was given, never goes
 /// back to an older one, and refuses one past the head. (A store that keeps none returns
-/// none.)
+/// none.) [`Store::keeps_snapshots`] tells the truth either way.
 pub async fn the_latest_snapshot_is_kept<S: Store>(store: &S) {
     store
         .commit(vec![event(1), event(2), event(3)])
@@ -67,8 +67,16 @@ pub async fn the_latest_snapshot_is_kept<S: Store>(store: &S) {
     };
     store.save_snapshot(&at(2)).await.unwrap();
     let Some(kept) = store.latest_snapshot(SnapshotKind::Lean).await.unwrap() else {
+        assert!(
+            !store.keeps_snapshots(),
+            "a store that says it keeps snapshots kept none"
+        );
         return; // a store without snapshots
     };
+    assert!(
+        store.keeps_snapshots(),
+        "a store that keeps snapshots says so, or no reader gives it one"
+    );
     assert_eq!(kept, at(2), "the snapshot is kept as it was given");
     store.save_snapshot(&at(1)).await.unwrap();
     let latest = store.latest_snapshot(SnapshotKind::Lean).await.unwrap();

@@ -239,6 +239,10 @@ impl Store for MemoryStore {
         Ok(self.lock().snapshots.get(&kind).cloned())
     }
 
+    fn keeps_snapshots(&self) -> bool {
+        true
+    }
+
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let mut inner = self.lock();
         check_snapshot(snapshot, inner.log.len() as Seq)?;

@@ -253,6 +253,13 @@ pub trait Store: MaybeSend + MaybeSync {
         let _ = snapshot;
         Ok(())
     }
+
+    /// Whether [`save_snapshot`](Store::save_snapshot) keeps anything: a reader that
+    /// makes snapshots asks first, so it does not encode its state for nothing. The
+    /// provided version says no, as the provided `save_snapshot` keeps nothing.
+    fn keeps_snapshots(&self) -> bool {
+        false
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
@@ -276,5 +283,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         (**self).save_snapshot(snapshot).await
+    }
+
+    fn keeps_snapshots(&self) -> bool {
+        (**self).keeps_snapshots()
     }
 }

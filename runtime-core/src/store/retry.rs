@@ -178,6 +178,10 @@ impl Store for Retrying {
         self.inner.save_snapshot(snapshot).await
     }
 
+    fn keeps_snapshots(&self) -> bool {
+        self.inner.keeps_snapshots()
+    }
+
     fn subscribe(&self, from: Seq) -> Subscription {
         let resuming = Resuming {
             subscription: self.inner.subscribe(from),

@@ -791,6 +791,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn keeps_snapshots(&self) -> bool {
+        true
+    }
+
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let shared = self.shared.clone();
         let notebook = self.notebook.clone();
