@@ -462,6 +462,13 @@ fn connect(
     connection
         .busy_timeout(options.busy_timeout)
         .map_err(&sqlite)?;
+    // Our statements' plans never depend on the values bound to them. Without this,
+    // SQLite re-plans a statement whose parameters it marked as possibly plan-changing
+    // (the bundled build has STAT4, and batch ids have a partial index) at its first step
+    // after every new binding: perf showed re-parsing under each read.
+    connection
+        .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(&sqlite)?;
     let synchronous = match options.durability {
         Durability::Process => "NORMAL",
         Durability::Full => "FULL",
