@@ -1256,3 +1256,57 @@ fn a_snapshot_of_another_kind_format_or_a_contradiction_is_refused() {
     };
     assert!(NotebookState::from_snapshot(&wrong_seq, SnapshotKind::Full).is_err());
 }
+
+/// Completed entries become lines of a compact text unless an id holds one of its
+/// separators or something JSON escapes; either way a lean state comes back as it was, and
+/// a line that is not one is refused.
+#[test]
+fn completed_entries_with_awkward_ids_survive_a_snapshot_and_a_bad_line_is_refused() {
+    let mut log = Log::new();
+    log.state = NotebookState::lean();
+    log.ok(started("s1", 0));
+    let ids = [
+        "plain",
+        "with space",
+        "semi;colon",
+        "quote\"d",
+        "back\\slash",
+        "tab\there",
+        "line\nbreak",
+        "ünïcödé",
+    ];
+    for id in ids {
+        log.ok(cell_of(id));
+        log.ok(request(id));
+        log.ok(assigned(id, "s1"));
+        log.ok(start(id, "s1"));
+        log.ok(completed(id, "s1", CompletionStatus::Success));
+    }
+    let snapshot = log.state.snapshot();
+    let json: serde_json::Value = serde_json::from_str(&snapshot.state).unwrap();
+    let done = json["done"].as_str().unwrap();
+    assert_eq!(done.matches(';').count(), 2, "plain ids only: {done}");
+    let resumed = NotebookState::from_snapshot(&snapshot, SnapshotKind::Lean).unwrap();
+    assert_same_state(&resumed, &log.state);
+    for id in ids {
+        assert!(resumed.entry(&id.into()).is_some(), "{id}");
+    }
+
+    for bad in [
+        "q1 cell-q1 code 3 success",    // no end
+        "q1 cell-q1 code x success 1;", // not a sequence number
+        "q1 cell-q1 code 3 bogus 1;",   // not a status
+        " cell-q1 code 3 success 1;",   // no queue id
+    ] {
+        let mut edited = json.clone();
+        edited["done"] = format!("{done}{bad}").into();
+        let refused = NotebookState::from_snapshot(
+            &Snapshot {
+                state: edited.to_string().into(),
+                ..snapshot.clone()
+            },
+            SnapshotKind::Lean,
+        );
+        assert!(refused.is_err(), "{bad:?} was accepted");
+    }
+}

@@ -467,7 +467,10 @@ fn connect(
     // (the bundled build has STAT4, and batch ids have a partial index) at its first step
     // after every new binding: perf showed re-parsing under each read.
     connection
-        .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
         .map_err(&sqlite)?;
     let synchronous = match options.durability {
         Durability::Process => "NORMAL",
