@@ -1226,11 +1226,25 @@ fn a_watcher_whose_clock_runs_behind_expires_a_crashed_runtime_on_a_stamping_sto
     );
 }
 
-/// A store that counts the entries its subscriptions deliver.
+/// A store that counts the entries its subscriptions deliver and the snapshots it is
+/// handed, and keeps them or not.
 #[derive(Clone)]
 struct Counting {
     inner: MemoryStore,
     delivered: Arc<AtomicUsize>,
+    handed: Arc<AtomicUsize>,
+    keeps_snapshots: bool,
+}
+
+impl Counting {
+    fn new(inner: &MemoryStore) -> Self {
+        Counting {
+            inner: inner.clone(),
+            delivered: Arc::default(),
+            handed: Arc::default(),
+            keeps_snapshots: true,
+        }
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
@@ -1252,11 +1266,15 @@ impl Store for Counting {
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
+        self.handed.fetch_add(1, Ordering::SeqCst);
+        match self.keeps_snapshots {
+            true => self.inner.save_snapshot(snapshot).await,
+            false => Ok(()),
+        }
     }
 
     fn keeps_snapshots(&self) -> bool {
-        self.inner.keeps_snapshots()
+        self.keeps_snapshots && self.inner.keeps_snapshots()
     }
 }
 
@@ -1293,10 +1311,7 @@ fn spawn_counted_agent(sim: &mut Sim, store: &Counting) -> AgentHandle {
 fn an_agent_leaves_a_snapshot_and_the_next_one_starts_from_it() {
     let mut sim = Sim::new(38);
     let memory = MemoryStore::new();
-    let store = Counting {
-        inner: memory.clone(),
-        delivered: Arc::default(),
-    };
+    let store = Counting::new(&memory);
     filler(&memory, SNAPSHOT_EVERY as usize + 500);
     let first = request(&mut sim, &memory, "first");
     let handle = spawn_counted_agent(&mut sim, &store);
@@ -1331,52 +1346,19 @@ fn an_agent_leaves_a_snapshot_and_the_next_one_starts_from_it() {
     assert_eq!(state.entry(&second).unwrap().execution_count, Some(2));
 }
 
-/// A store that keeps no snapshots (a hub's client: the hub makes its own) and counts
-/// the ones it is handed anyway.
-#[derive(Clone)]
-struct Forgetful {
-    inner: MemoryStore,
-    handed: Arc<AtomicUsize>,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl Store for Forgetful {
-    async fn commit_batch(&self, batch: &Batch) -> Result<u64, StoreError> {
-        self.inner.commit_batch(batch).await
-    }
-
-    fn subscribe(&self, from: u64) -> Subscription {
-        self.inner.subscribe(from)
-    }
-
-    async fn save_snapshot(&self, _: &Snapshot) -> Result<(), StoreError> {
-        self.handed.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-/// An agent does not encode its state for a store that keeps no snapshots.
+/// An agent does not encode its state for a store that keeps no snapshots (a hub's client:
+/// the hub makes its own).
 #[test]
 fn an_agent_makes_no_snapshot_for_a_store_that_keeps_none() {
     let mut sim = Sim::new(40);
     let memory = MemoryStore::new();
-    let store = Forgetful {
-        inner: memory.clone(),
-        handed: Arc::default(),
+    let store = Counting {
+        keeps_snapshots: false,
+        ..Counting::new(&memory)
     };
     filler(&memory, SNAPSHOT_EVERY as usize + 500);
     let queue_id = request(&mut sim, &memory, "run me");
-    let agent = RuntimeAgent::new(
-        store.clone(),
-        sim.clock.clone(),
-        Capabilities::code(),
-        options("alice"),
-    )
-    .unwrap()
-    .on_execution(echo);
-    let handle = agent.handle();
-    sim.spawn(agent.run());
+    let handle = spawn_counted_agent(&mut sim, &store);
     assert_eq!(
         wait_for(&mut sim, &memory, &queue_id).state.status(),
         Some(CompletionStatus::Success)
