@@ -63,8 +63,13 @@ enum Command {
     },
     /// Show the runtime sessions and the queue
     Status,
-    /// Show every cell with its latest outputs
+    /// Show every cell with its latest outputs (and the notebook's title, if it has one)
     Show,
+    /// Title the notebook (an empty title leaves it untitled); catalogs list it by this
+    Title {
+        /// The whole new title
+        title: String,
+    },
     /// Repair a store file with missing events (rows deleted by hand or lost to damage):
     /// fill each gap with a placeholder event every reader skips
     Repair,
@@ -150,6 +155,7 @@ async fn main() -> ExitCode {
         Command::Show => current(NotebookWatcher::resume(&store).await, &store)
             .await
             .map(|state| show(&state, cli.json)),
+        Command::Title { title } => client.set_title(&title).await.map(|()| ExitCode::SUCCESS),
         Command::Flood { count } => flood(&store, count).await,
         Command::Repair => repair(&store, cli.json),
     };
@@ -365,6 +371,9 @@ fn entry_word(state: &EntryState) -> &'static str {
 }
 
 fn show(state: &NotebookState, json: bool) -> ExitCode {
+    if let (Some(title), false) = (state.title(), json) {
+        println!("# {title}\n");
+    }
     for cell in state.cells() {
         let outputs: Vec<String> = state
             .cell_outputs(&cell.id)

@@ -561,11 +561,15 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
         Some(CompletionStatus::Cancelled)
     );
 
+    assert!(home.notebook(&["title", "Arithmetic"]).status.success());
     let shown = String::from_utf8_lossy(&home.notebook(&["show"]).stdout).into_owned();
+    assert!(shown.starts_with("# Arithmetic\n"), "{shown}");
     assert!(
         shown.contains("[1] Code: 1 + 1\n    Echo: 1 + 1"),
         "{shown}"
     );
+    let listed = store.notebooks().unwrap();
+    assert_eq!(listed[0].title.as_deref(), Some("Arithmetic"));
     signal(&agent, "TERM");
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
 }

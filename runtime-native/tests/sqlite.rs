@@ -145,7 +145,7 @@ fn a_newer_schema_is_a_clear_error() {
             error,
             SqliteError::NewerSchema {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -327,7 +327,29 @@ async fn a_version_1_file_is_upgraded_and_keeps_its_events() {
         )
         .unwrap();
     }
+    {
+        // A title a newer writer left, as it lies in an old file: upgrading finds it.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        for (seq, title) in [(2, "Old title"), (3, "Kept title")] {
+            raw.execute(
+                "INSERT INTO events VALUES ('titled', ?1, ?2)",
+                rusqlite::params![
+                    seq,
+                    format!(r#"{{"type": "v1.NotebookTitleChanged", "title": "{title}"}}"#)
+                ],
+            )
+            .unwrap();
+        }
+        raw.execute(
+            "INSERT INTO events VALUES ('titled', 1, 'not json at all')",
+            [],
+        )
+        .unwrap();
+    }
     let store = SqliteStore::open(&path, "nb").unwrap();
+    let titled = store.notebooks().unwrap();
+    let titled = titled.iter().find(|info| info.id == "titled").unwrap();
+    assert_eq!(titled.title.as_deref(), Some("Kept title"));
     let batch = runtime_core::Batch::new(vec![event(2)]);
     assert_eq!(store.commit_batch(&batch).await.unwrap(), 2);
     assert_eq!(store.commit_batch(&batch).await.unwrap(), 2, "deduplicated");

@@ -68,6 +68,26 @@ impl NotebookClient {
         Ok(cell_id)
     }
 
+    /// Titles the notebook (an empty title leaves it untitled); catalogs list it by this.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use runtime_core::{Catalog, MemoryCatalog, NotebookClient};
+    ///
+    /// let catalog = MemoryCatalog::new();
+    /// let client = NotebookClient::new(catalog.store("report"), "alice");
+    /// client.set_title("Weekly report").await?;
+    /// assert_eq!(catalog.notebooks().await?[0].title.as_deref(), Some("Weekly report"));
+    /// # Ok::<(), runtime_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn set_title(&self, title: &str) -> Result<(), StoreError> {
+        let changed = crate::NotebookTitleChanged {
+            title: title.to_owned(),
+        };
+        self.commit(vec![changed.into()]).await.map(drop)
+    }
+
     /// Asks for `source` of a cell to run; returns the queue id.
     pub async fn execute(
         &self,

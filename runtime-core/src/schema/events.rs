@@ -225,6 +225,14 @@ pub struct CellDeleted {
     pub cell_id: CellId,
 }
 
+/// The notebook's title changed: the catalog lists notebooks by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotebookTitleChanged {
+    /// The whole new title (empty: untitled).
+    pub title: String,
+}
+
 /// A client asked for a cell to run. The request carries a snapshot of the source, so it
 /// runs what was asked even if the cell is edited meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -627,6 +635,8 @@ event_vocabulary! {
     CellSourceChanged = "v1.CellSourceChanged",
     /// See [`CellDeleted`].
     CellDeleted = "v1.CellDeleted",
+    /// See [`NotebookTitleChanged`].
+    NotebookTitleChanged = "v1.NotebookTitleChanged",
     /// See [`ExecutionRequested`].
     ExecutionRequested = "v1.ExecutionRequested",
     /// See [`ExecutionAssigned`].
@@ -845,6 +855,7 @@ mod tests {
                 cell_id: "c".into(),
             }
             .into(),
+            NotebookTitleChanged { title: "t".into() }.into(),
             ExecutionRequested {
                 queue_id: q.clone(),
                 cell_id: "c".into(),

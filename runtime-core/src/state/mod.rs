@@ -136,6 +136,8 @@ pub struct NotebookState {
     active_session: Option<usize>,
     execution_count: u64,
     displays: HashMap<DisplayId, Vec<(usize, OutputId)>>,
+    /// The notebook's title, kept by a full state (an agent does not need it).
+    title: Option<String>,
     stats: ApplyStats,
 }
 
@@ -285,6 +287,12 @@ impl NotebookState {
                 Ok(())
             }
             Event::CellDeleted(e) => self.delete_cell(&e.cell_id),
+            Event::NotebookTitleChanged(e) => {
+                if !self.lean {
+                    self.title = Some(e.title.clone()).filter(|title| !title.is_empty());
+                }
+                Ok(())
+            }
             Event::ExecutionRequested(e) => self.request(seq, e),
             Event::ExecutionAssigned(e) => self.assign(e),
             Event::ExecutionStarted(e) => self.start(e, at(e.at)),
@@ -732,6 +740,20 @@ impl NotebookState {
         } else {
             Err(Ignored::AlreadyEnded)
         }
+    }
+
+    /// The notebook's title (the last non-empty `NotebookTitleChanged`), in a full state;
+    /// always `None` in a lean one.
+    ///
+    /// ```
+    /// use runtime_core::{NotebookState, NotebookTitleChanged};
+    ///
+    /// let mut state = NotebookState::new();
+    /// state.apply(1, &NotebookTitleChanged { title: "Weekly report".into() }.into());
+    /// assert_eq!(state.title(), Some("Weekly report"));
+    /// ```
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_deref()
     }
 
     /// The sequence number of the last event folded in (0 before any).

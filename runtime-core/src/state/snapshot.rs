@@ -94,6 +94,8 @@ struct Encoding<'a> {
     done: String,
     entries: Vec<(usize, EncodedRow<'a>)>,
     display_ids: Vec<&'a DisplayId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
     sessions: &'a [RuntimeSession],
     active_session: Option<&'a SessionId>,
     stats: &'a ApplyStats,
@@ -117,6 +119,8 @@ struct Decoding<'a> {
     /// any more (and one never shown is not found).
     #[serde(default)]
     display_ids: Vec<DisplayId>,
+    #[serde(default)]
+    title: Option<String>,
     sessions: Vec<RuntimeSession>,
     active_session: Option<SessionId>,
     stats: ApplyStats,
@@ -424,6 +428,7 @@ impl NotebookState {
             done,
             entries,
             display_ids: self.displays.keys().collect(),
+            title: self.title.as_deref(),
             sessions: &self.sessions,
             active_session: self.active_session().map(|session| &session.session_id),
             stats: &self.stats,
@@ -484,6 +489,7 @@ impl NotebookState {
             last_seq: decoded.last_seq,
             execution_count: decoded.execution_count,
             deleted_cells: decoded.deleted_cells,
+            title: decoded.title,
             stats: decoded.stats,
             ..NotebookState::default()
         };

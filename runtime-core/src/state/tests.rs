@@ -1061,6 +1061,10 @@ fn many_outputs_are_found_by_id_and_stay_spent_after_a_clear() {
 fn rich_log() -> Vec<Event> {
     let mut events: Vec<Event> = vec![
         started("s1", 0).into(),
+        NotebookTitleChanged {
+            title: "Report".into(),
+        }
+        .into(),
         cell_of("q1").into(),
         cell_of("q2").into(),
         cell_of("q3").into(),
@@ -1148,6 +1152,7 @@ fn rich_log() -> Vec<Event> {
 #[track_caller]
 fn assert_same_state(a: &NotebookState, b: &NotebookState) {
     assert_eq!(a.last_seq(), b.last_seq());
+    assert_eq!(a.title(), b.title());
     assert_eq!(a.entries(), b.entries());
     assert_eq!(a.sessions(), b.sessions());
     assert_eq!(a.active_session(), b.active_session());

@@ -10,12 +10,16 @@ use crate::clock::Timestamp;
 use crate::state::Seq;
 
 /// A notebook as a catalog lists it. On the wire:
-/// `{"id": "demo", "head": 2, "lastActivity": 1700000000000}`.
+/// `{"id": "demo", "title": "Weekly report", "head": 2, "lastActivity": 1700000000000}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotebookInfo {
     /// Its id.
     pub id: String,
+    /// Its title: the last [`NotebookTitleChanged`](crate::NotebookTitleChanged) of its
+    /// log, none if there is none or it was empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// The sequence number of its last event (0 if it has none).
     pub head: Seq,
     /// When its last event was committed, by that entry's [`Stamp`](crate::Stamp); none
@@ -52,6 +56,18 @@ pub trait Catalog: crate::maybe_send::MaybeSend + crate::maybe_send::MaybeSync {
     /// The store of notebook `id`. An id must be non-empty, at most 256 bytes, without
     /// control characters ([`check_notebook_id`]).
     fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError>;
+}
+
+/// What a batch does to its notebook's title: `None` if it holds no
+/// [`NotebookTitleChanged`](crate::NotebookTitleChanged), else the title its last one
+/// leaves (`Some(None)`: untitled). For stores that keep titles beside the log.
+pub fn title_after(events: &[Arc<crate::Event>]) -> Option<Option<&str>> {
+    events.iter().rev().find_map(|event| match &**event {
+        crate::Event::NotebookTitleChanged(changed) => {
+            Some(Some(changed.title.as_str()).filter(|title| !title.is_empty()))
+        }
+        _ => None,
+    })
 }
 
 /// The longest notebook id accepted.
@@ -104,6 +120,7 @@ impl Catalog for MemoryCatalog {
             .filter(|(_, store)| !store.is_empty())
             .map(|(id, store)| NotebookInfo {
                 id: id.clone(),
+                title: store.title(),
                 head: store.len() as Seq,
                 last_activity: store.last_stamp().map(|stamp| stamp.at),
             })

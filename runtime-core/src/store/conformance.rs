@@ -363,6 +363,43 @@ pub async fn catalog_lists_and_opens_notebooks<C: crate::Catalog + ?Sized>(catal
         2,
         "opened again, the same log"
     );
+    // Its title is the one its log leaves: the last title change, none if empty.
+    let title = |text: &str| -> Event {
+        crate::NotebookTitleChanged {
+            title: text.to_owned(),
+        }
+        .into()
+    };
+    let titles = || async {
+        let listed = catalog.notebooks().await.unwrap();
+        let of = |id: &str| {
+            listed
+                .iter()
+                .find(|info| info.id == id)
+                .and_then(|info| info.title.clone())
+        };
+        (of("conformance-a"), of("conformance-b"))
+    };
+    assert_eq!(titles().await, (None, None), "untitled at first");
+    first
+        .commit(vec![title("Draft"), event(4), title("Weekly report")])
+        .await
+        .unwrap();
+    let retried = crate::Batch::new(vec![title("Renamed")]);
+    first.commit_batch(&retried).await.unwrap();
+    first.commit(vec![title("")]).await.unwrap();
+    first.commit_batch(&retried).await.unwrap(); // a retry changes nothing
+    second
+        .commit(vec![title("Budget \"2027\" ünïcödé")])
+        .await
+        .unwrap();
+    assert_eq!(
+        titles().await,
+        (None, Some("Budget \"2027\" ünïcödé".to_owned())),
+        "an empty title leaves a notebook untitled; a retried batch is not applied again"
+    );
+    first.commit(vec![title("Weekly report")]).await.unwrap();
+    assert_eq!(titles().await.0.as_deref(), Some("Weekly report"));
     for bad in ["", "a\nb", &"x".repeat(crate::store::MAX_NOTEBOOK_ID + 1)] {
         assert!(
             matches!(catalog.open(bad), Err(StoreError::Invalid(_))),

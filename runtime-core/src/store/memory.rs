@@ -56,6 +56,8 @@ struct Inner {
     waiting: HashMap<u64, Waker>,
     /// The latest snapshot of each kind.
     snapshots: HashMap<SnapshotKind, Snapshot>,
+    /// The notebook's title, as the log leaves it.
+    title: Option<String>,
 }
 
 impl MemoryStore {
@@ -102,6 +104,11 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// The notebook's title, as the log leaves it.
+    pub(crate) fn title(&self) -> Option<String> {
+        self.lock().title.clone()
+    }
+
     /// The stamp of the last batch, if it has one.
     pub(crate) fn last_stamp(&self) -> Option<Stamp> {
         self.lock()
@@ -141,6 +148,9 @@ impl MemoryStore {
             });
             inner.batches_by_seq.push((first, stamp));
             inner.log.extend(batch.events.iter().cloned());
+            if let Some(title) = super::catalog::title_after(&batch.events) {
+                inner.title = title.map(str::to_owned);
+            }
             if inner.batches.len() == REMEMBERED_BATCHES {
                 inner.older_batches = std::mem::take(&mut inner.batches);
             }

@@ -34,7 +34,9 @@ pub mod conformance;
 
 use std::sync::Arc;
 
-pub use catalog::{Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, check_notebook_id};
+pub use catalog::{
+    Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, check_notebook_id, title_after,
+};
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, Retrying};
 

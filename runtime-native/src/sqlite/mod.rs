@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runtime_core::store::{check_notebook_id, check_snapshot};
+use runtime_core::store::{check_notebook_id, check_snapshot, title_after};
 use runtime_core::{
     Batch, Catalog, Clock, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Snapshot,
     SnapshotKind, Stamp, Store, StoreError, Subscription, Timestamp,
@@ -47,7 +47,7 @@ use crate::TokioClock;
 /// `PRAGMA application_id` of our files ("RTAg").
 const APPLICATION_ID: i32 = 0x5254_4167;
 /// The schema version this build writes and reads. Older files are upgraded in place.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 /// The author a store stamps its commits with unless told otherwise
 /// ([`SqliteStore::stamping_as`]).
 pub const DEFAULT_AUTHOR: &str = "local";
@@ -282,20 +282,23 @@ impl SqliteStore {
         })
     }
 
-    /// Every notebook in the file: its id, head and the time of its last entry.
+    /// Every notebook in the file: its id, title, head and the time of its last entry.
     pub fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
         self.shared.read(|connection| {
             // With one max() aggregate, SQLite takes the bare column `at` from the row
             // holding the maximum: the last entry's stamp.
             let mut statement = connection
-                .prepare(
-                    "SELECT notebook, MAX(seq), at FROM events GROUP BY notebook ORDER BY notebook",
+                .prepare_cached(
+                    "SELECT e.notebook, MAX(e.seq), e.at, \
+                        (SELECT title FROM titles t WHERE t.notebook = e.notebook) \
+                     FROM events e GROUP BY e.notebook ORDER BY e.notebook",
                 )
                 .map_err(backend)?;
             let rows = statement
                 .query_map([], |row| {
                     Ok(NotebookInfo {
                         id: row.get::<_, String>(0)?,
+                        title: row.get::<_, Option<String>>(3).ok().flatten(),
                         head: row.get::<_, i64>(1)?.max(0) as Seq,
                         last_activity: row
                             .get::<_, Option<i64>>(2)
@@ -547,6 +550,22 @@ fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteErro
             )
             .map_err(&sqlite)?;
     }
+    if version < 4 {
+        // Version 4: each notebook's title, as its log leaves it (kept by `append`).
+        transaction
+            .execute_batch(
+                "CREATE TABLE titles (notebook TEXT PRIMARY KEY, title TEXT NOT NULL);
+                 INSERT INTO titles (notebook, title)
+                     SELECT notebook, json_extract(event, '$.title') FROM events
+                     WHERE json_valid(event)
+                       AND json_extract(event, '$.type') = 'v1.NotebookTitleChanged'
+                       AND json_type(event, '$.title') = 'text'
+                     ORDER BY notebook, seq
+                     ON CONFLICT (notebook) DO UPDATE SET title = excluded.title;
+                 DELETE FROM titles WHERE title = '';",
+            )
+            .map_err(&sqlite)?;
+    }
     transaction
         .execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID};
@@ -650,11 +669,13 @@ fn waiting_for_the_lock<T>(
     }
 }
 
-/// A batch ready for SQL: its id, its stamp and its events as JSON text.
+/// A batch ready for SQL: its id, its stamp, its events as JSON text, and what it does to
+/// the notebook's title ([`title_after`]).
 struct Encoded {
     id: String,
     stamp: Stamp,
     events: Vec<String>,
+    title: Option<Option<String>>,
 }
 
 /// Appends a batch to `notebook` in one transaction, unless its id is there already;
@@ -687,6 +708,22 @@ fn append(
                 other => other?,
             };
         }
+    }
+    match &batch.title {
+        Some(Some(title)) => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO titles (notebook, title) VALUES (?1, ?2) \
+                     ON CONFLICT (notebook) DO UPDATE SET title = excluded.title",
+                )?
+                .execute(params![notebook, title])?;
+        }
+        Some(None) => {
+            transaction
+                .prepare_cached("DELETE FROM titles WHERE notebook = ?1")?
+                .execute([notebook])?;
+        }
+        None => {}
     }
     transaction.commit()?;
     Ok(last as Seq + 1)
@@ -741,6 +778,7 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|event| event.to_json().to_string())
                 .collect(),
+            title: title_after(&batch.events).map(|title| title.map(str::to_owned)),
         };
         let first = match self.commit_uncontended(&encoded) {
             Some(result) => result?,
