@@ -81,6 +81,15 @@ try {
     await echoed(page, "from tab B");
   }
 
+  // The catalog from a tab: create a titled notebook, find it listed with its title.
+  const made = await b.evaluate(async () => {
+    const id = await window.demo.store.create("Made in a tab");
+    const listed = await window.demo.store.notebooks();
+    return { id, title: listed.find((n) => n.id === id)?.title, ours: listed.find((n) => n.id === "two-tabs") };
+  });
+  if (made.title !== "Made in a tab") failures.push(`created ${JSON.stringify(made)}`);
+  if (!(made.ours?.head > 0)) failures.push(`the shared notebook is not listed: ${JSON.stringify(made)}`);
+
   // The hub dies; tab B sends a cell while it is down; the hub comes back; tab A's agent
   // (same session: its lease outlives the outage) serves the cell once.
   hubProcess.kill("SIGKILL");

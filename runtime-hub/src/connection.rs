@@ -72,6 +72,7 @@ fn names_notebook(frame: &ClientFrame) -> Option<(&str, Option<u64>, Option<u64>
         | ClientFrame::More { .. }
         | ClientFrame::Unsubscribe { .. }
         | ClientFrame::List { .. }
+        | ClientFrame::Create { .. }
         | ClientFrame::Ping { .. } => None,
     }
 }
@@ -290,6 +291,14 @@ async fn identified(
                     format!("at most {SNAPSHOTS_AT_ONCE} snapshot requests at once; try again"),
                 )),
             },
+            ClientFrame::Create {
+                req,
+                notebook,
+                title,
+            } => Some(match shared.create(&identity, notebook, title).await {
+                Ok(notebook) => HubFrame::Created { req, notebook },
+                Err((code, why)) => error(Some(req), None, code, why),
+            }),
             ClientFrame::List { req } => Some(match shared.catalog.notebooks().await {
                 Ok(mut notebooks) => {
                     notebooks.retain(|notebook| identity.notebooks.allows(&notebook.id));

@@ -103,6 +103,34 @@ impl Shared {
             .await
             .map_err(|why| (ErrorCode::of(&why), why.to_string()))
     }
+
+    /// Creates notebook `notebook` (a new random id if none) titled `title` for
+    /// `identity`, as [`Catalog::create`] does, but stamped and checked like any commit;
+    /// returns its id.
+    async fn create(
+        &self,
+        identity: &Identity,
+        notebook: Option<String>,
+        title: String,
+    ) -> Result<String, (ErrorCode, String)> {
+        let fail = |why: runtime_core::StoreError| (ErrorCode::of(&why), why.to_string());
+        let notebook = notebook.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        identity
+            .may_use(&notebook)
+            .map_err(|why| (ErrorCode::Forbidden, why))?;
+        let store = self.catalog.open(&notebook).map_err(fail)?;
+        if store.head().await.map_err(fail)? > 0 {
+            return match runtime_core::store::begins_with_creation(&*store, &title).await {
+                Ok(true) => Ok(notebook),
+                Ok(false) => Err(fail(runtime_core::store::already_exists(&notebook))),
+                Err(why) => Err(fail(why)),
+            };
+        }
+        let creation = runtime_core::store::creation(&title);
+        self.commit(identity, &notebook, creation.id, creation.events)
+            .await
+            .map(|_| notebook)
+    }
 }
 
 impl Hub {
@@ -143,7 +171,7 @@ impl Hub {
         Router::new()
             .route("/sync", get(sync))
             .route("/health", get(|| async { "ok\n" }))
-            .route("/notebooks", get(rest::notebooks))
+            .route("/notebooks", get(rest::notebooks).post(rest::create))
             .route("/notebooks/{id}/cells", get(rest::cells))
             .route(
                 "/notebooks/{id}/events",

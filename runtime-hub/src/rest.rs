@@ -98,6 +98,27 @@ pub(crate) async fn notebooks(
     Ok(Json(json!({ "notebooks": notebooks })))
 }
 
+/// What `POST /notebooks` takes: both fields optional.
+#[derive(Deserialize)]
+pub(crate) struct CreateBody {
+    #[serde(default)]
+    notebook: Option<String>,
+    #[serde(default)]
+    title: String,
+}
+
+/// `POST /notebooks` with `{"notebook": "<id, optional>", "title": "<optional>"}`: creates
+/// it; answers `201 {"notebook": "<id>"}`.
+pub(crate) async fn create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, Json<Value>), Refused> {
+    let identity = identify(&shared, &headers)?;
+    let notebook = shared.create(&identity, body.notebook, body.title).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "notebook": notebook }))))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct Range {
     #[serde(default)]

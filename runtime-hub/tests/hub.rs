@@ -42,7 +42,7 @@ async fn the_store_contract_holds_through_the_hub() {
         store.notebook(&format!("notebook-{n}")).unwrap()
     };
     runtime_core::store::conformance::run_all(make).await;
-    runtime_core::store::conformance::catalog_lists_and_opens_notebooks(&store).await;
+    runtime_core::store::conformance::run_catalog(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -282,4 +282,30 @@ async fn rest_keeps_to_the_access_list() {
         .map(|notebook| notebook["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["bob-1"]);
+
+    // Creating: only on the list (so not under a made-up id), and titled as asked.
+    for body in [json!({"notebook": "shared-2"}), json!({"title": "Mine"})] {
+        let (status, refused) = call(&address, "POST", "/notebooks", Some(BOB), Some(body)).await;
+        assert_eq!(status, 403, "{refused}");
+    }
+    let mine = json!({"notebook": "bob-2", "title": "Bob's plan"});
+    let (status, made) = call(&address, "POST", "/notebooks", Some(BOB), Some(mine)).await;
+    assert_eq!(
+        (status, &made["notebook"]),
+        (201, &json!("bob-2")),
+        "{made}"
+    );
+    let taken = json!({"notebook": "bob-1", "title": "Bob's plan"});
+    let (status, refused) = call(&address, "POST", "/notebooks", Some(BOB), Some(taken)).await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, made) = call(&address, "POST", "/notebooks", Some(ALICE), Some(json!({}))).await;
+    assert_eq!(status, 201, "{made}");
+    let (_, listed) = call(&address, "GET", "/notebooks", Some(BOB), None).await;
+    let titled: Vec<(&str, Option<&str>)> = listed["notebooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|notebook| (notebook["id"].as_str().unwrap(), notebook["title"].as_str()))
+        .collect();
+    assert_eq!(titled, [("bob-1", None), ("bob-2", Some("Bob's plan"))]);
 }

@@ -27,7 +27,7 @@ async fn sqlite_store_passes_the_store_conformance_suite() {
     runtime_core::store::conformance::run_all(&make).await;
     runtime_core::store::conformance::a_batch_stamp_is_kept(&make()).await;
     let catalog = SqliteStore::open(dir.path().join("catalog.db"), "default").unwrap();
-    runtime_core::store::conformance::catalog_lists_and_opens_notebooks(&catalog).await;
+    runtime_core::store::conformance::run_catalog(&catalog).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

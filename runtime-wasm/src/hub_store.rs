@@ -160,6 +160,21 @@ impl JsHubStore {
         })
     }
 
+    /// Creates a notebook titled `title` (empty: untitled), with id `notebook` or a new
+    /// random one; resolves to its id. An id that already has events is refused. Open it
+    /// with `notebook(id)`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn create(&self, title: Option<String>, notebook: Option<String>) -> Promise {
+        let store = self.store.clone();
+        future_to_promise(async move {
+            let title = title.unwrap_or_default();
+            match store.create(notebook.as_deref(), &title).await {
+                Ok(id) => Ok(JsValue::from_str(&id)),
+                Err(error) => Err(store_error(&error)),
+            }
+        })
+    }
+
     /// The connection's state now.
     #[wasm_bindgen(getter, js_name = connectionState, unchecked_return_type = "HubConnectionState")]
     pub fn connection_state(&self) -> JsValue {

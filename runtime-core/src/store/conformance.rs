@@ -407,3 +407,66 @@ pub async fn catalog_lists_and_opens_notebooks<C: crate::Catalog + ?Sized>(catal
         );
     }
 }
+
+/// Every check of a catalog, in turn, on one catalog.
+pub async fn run_catalog<C: crate::Catalog + ?Sized>(catalog: &C) {
+    catalog_lists_and_opens_notebooks(catalog).await;
+    catalog_creates_notebooks(catalog).await;
+}
+
+/// A catalog creates a notebook with its title (or untitled, with a new id), answers a
+/// creation sent again as done, and refuses an id whose log holds anything else.
+pub async fn catalog_creates_notebooks<C: crate::Catalog + ?Sized>(catalog: &C) {
+    let listed = |id: String| async move {
+        catalog
+            .notebooks()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|info| info.id == id)
+    };
+    let id = catalog
+        .create(Some("conformance-created"), "Plan")
+        .await
+        .unwrap();
+    assert_eq!(id, "conformance-created");
+    let info = listed(id.clone())
+        .await
+        .expect("a created notebook is listed");
+    assert_eq!((info.title.as_deref(), info.head), (Some("Plan"), 1));
+    assert_eq!(
+        catalog
+            .create(Some("conformance-created"), "Plan")
+            .await
+            .unwrap(),
+        id,
+        "a creation sent again is done"
+    );
+    assert_eq!(listed(id.clone()).await.unwrap().head, 1, "and lands once");
+    let taken = catalog.create(Some("conformance-created"), "Other").await;
+    assert!(matches!(taken, Err(StoreError::Invalid(_))), "{taken:?}");
+    catalog
+        .open("conformance-busy")
+        .unwrap()
+        .commit(vec![event(1)])
+        .await
+        .unwrap();
+    let busy = catalog.create(Some("conformance-busy"), "Plan").await;
+    assert!(matches!(busy, Err(StoreError::Invalid(_))), "{busy:?}");
+
+    let fresh = catalog.create(None, "").await.unwrap();
+    let info = listed(fresh.clone()).await.expect("listed");
+    assert_eq!((info.title, info.head), (None, 1), "untitled");
+    assert_ne!(
+        catalog.create(None, "").await.unwrap(),
+        fresh,
+        "a new id each time"
+    );
+    for bad in ["", "a\nb"] {
+        let refused = catalog.create(Some(bad), "x").await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{refused:?}"
+        );
+    }
+}

@@ -120,6 +120,18 @@ pub enum ClientFrame {
         /// The client's number for this request.
         req: u64,
     },
+    /// Create a notebook titled `title`, with id `notebook` or one the hub makes up. An id
+    /// that already has events is refused.
+    Create {
+        /// The client's number for this request.
+        req: u64,
+        /// The new notebook's id; none for a new random one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notebook: Option<String>,
+        /// Its title (empty: untitled).
+        #[serde(default)]
+        title: String,
+    },
     /// Ask for the latest snapshot of a notebook's state, to subscribe after it instead
     /// of from sequence 1. The hub makes snapshots itself; clients cannot store them.
     Snapshot {
@@ -174,6 +186,13 @@ pub enum HubFrame {
         req: u64,
         /// The sequence number of the notebook's last event (0 if it has none).
         seq: Seq,
+    },
+    /// The answer to `create`: the new notebook's id.
+    Created {
+        /// The request.
+        req: u64,
+        /// The notebook.
+        notebook: String,
     },
     /// The answer to `list`.
     Notebooks {

@@ -32,6 +32,11 @@ pub(super) enum Command {
 /// snapshot.
 pub(super) enum Query {
     List(oneshot::Sender<Result<Vec<NotebookInfo>, StoreError>>),
+    Create {
+        notebook: Option<String>,
+        title: String,
+        reply: oneshot::Sender<Result<String, StoreError>>,
+    },
     Head {
         notebook: String,
         reply: oneshot::Sender<Result<Seq, StoreError>>,
@@ -47,6 +52,13 @@ impl Query {
     pub(super) fn frame(&self, req: u64) -> ClientFrame {
         match self {
             Query::List(_) => ClientFrame::List { req },
+            Query::Create {
+                notebook, title, ..
+            } => ClientFrame::Create {
+                req,
+                notebook: notebook.clone(),
+                title: title.clone(),
+            },
             Query::Head { notebook, .. } => ClientFrame::Head {
                 req,
                 notebook: notebook.clone(),
@@ -65,6 +77,9 @@ impl Query {
                 let _ = reply.send(Err(error));
             }
             Query::Head { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Query::Create { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             Query::Snapshot { reply, .. } => {

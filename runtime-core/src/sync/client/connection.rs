@@ -368,6 +368,11 @@ impl Connection {
                     let _ = pending.reply.send(Ok(seq));
                 }
             }
+            HubFrame::Created { req, notebook } => {
+                if let Some(Query::Create { reply, .. }) = self.queries.remove(&req) {
+                    let _ = reply.send(Ok(notebook));
+                }
+            }
             HubFrame::Notebooks { req, notebooks } => {
                 if let Some(Query::List(reply)) = self.queries.remove(&req) {
                     let _ = reply.send(Ok(notebooks));

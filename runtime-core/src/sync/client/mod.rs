@@ -294,4 +294,21 @@ impl Catalog for HubStore {
     fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(self.notebook(id)?))
     }
+
+    /// Asks the hub, which stamps the creation. The id is made here when none is given, so
+    /// a creation sent again after a disconnect names the same notebook, and the hub
+    /// answers it as done (the notebook's log begins with this creation).
+    async fn create(&self, id: Option<&str>, title: &str) -> Result<String, StoreError> {
+        let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        check_notebook_id(&id)?;
+        let (notebook, title) = (Some(id), title.to_owned());
+        self.ask(|reply| {
+            Command::Query(Query::Create {
+                notebook,
+                title,
+                reply,
+            })
+        })
+        .await
+    }
 }
