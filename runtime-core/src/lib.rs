@@ -47,6 +47,8 @@
 //! - [`handler`]: [`ExecutionHandler`], implemented by async closures too.
 //! - [`client`]: [`NotebookClient`] and [`NotebookWatcher`], the other side of the log.
 //! - [`clock`]: [`Clock`], [`ManualClock`], [`Timestamp`].
+// docs.rs labels feature-gated items with the feature that enables them.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod agent;
 pub mod client;

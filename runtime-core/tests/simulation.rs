@@ -546,7 +546,7 @@ fn simulated_agents_never_duplicate_lose_or_orphan_work() {
     for &seed in &seeds {
         if let Err(failure) = simulate(seed) {
             panic!(
-                "simulation seed {seed} failed: {failure}\nreplay: SIM_SEED={seed} cargo test -p runtime-core --test simulation"
+                "simulation seed {seed} failed: {failure}\nreplay: SIM_SEED={seed} cargo test -p runtime-agents-core --test simulation"
             );
         }
     }

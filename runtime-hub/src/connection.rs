@@ -176,13 +176,13 @@ async fn identified(
                 continue;
             }
         };
-        if let Some((notebook, req, sub)) = names_notebook(&frame) {
-            if let Err(why) = identity.may_use(notebook) {
-                if !send(error(req, sub, ErrorCode::Forbidden, why)).await {
-                    break;
-                }
-                continue;
+        if let Some((notebook, req, sub)) = names_notebook(&frame)
+            && let Err(why) = identity.may_use(notebook)
+        {
+            if !send(error(req, sub, ErrorCode::Forbidden, why)).await {
+                break;
             }
+            continue;
         }
         let reply = match frame {
             ClientFrame::Hello { .. } => Some(error(
@@ -308,10 +308,10 @@ async fn identified(
             }),
             ClientFrame::Ping { req } => Some(HubFrame::Pong { req }),
         };
-        if let Some(reply) = reply {
-            if !send(reply).await {
-                break;
-            }
+        if let Some(reply) = reply
+            && !send(reply).await
+        {
+            break;
         }
     }
     for (task, _) in subscriptions.into_values() {

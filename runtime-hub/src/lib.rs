@@ -24,6 +24,8 @@
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
+// docs.rs labels feature-gated items with the feature that enables them.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connection;
 mod feeds;

@@ -173,15 +173,14 @@ impl CommonArgs {
     fn resolve_with(self, file: &FileConfig) -> Result<CommonConfig, ConfigError> {
         let mut client_id = self.client_id.or_else(|| file.client_id.clone());
         let mut auth_token = self.auth_token;
-        if client_id.is_none() || auth_token.is_none() {
-            if let Some(credentials) = credentials_path()
+        if (client_id.is_none() || auth_token.is_none())
+            && let Some(credentials) = credentials_path()
                 .map(|path| read_credentials(&path))
                 .transpose()?
                 .flatten()
-            {
-                client_id = client_id.or(credentials.client_id);
-                auth_token = auth_token.or(credentials.token);
-            }
+        {
+            client_id = client_id.or(credentials.client_id);
+            auth_token = auth_token.or(credentials.token);
         }
         let client_id = client_id
             .filter(|id| !id.trim().is_empty())

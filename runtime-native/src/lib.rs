@@ -32,6 +32,8 @@
 //!     Ok(())
 //! }
 //! ```
+// docs.rs labels feature-gated items with the feature that enables them.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
 #[cfg(unix)]

@@ -266,10 +266,10 @@ impl Stream for JsSubscription {
 
 impl Drop for JsSubscription {
     fn drop(&mut self) {
-        if let Some(unsubscribe) = &self.unsubscribe {
-            if let Err(thrown) = unsubscribe.call0(&JsValue::NULL) {
-                tracing::warn!(error = %js_message(&thrown), "the app's store unsubscribe threw");
-            }
+        if let Some(unsubscribe) = &self.unsubscribe
+            && let Err(thrown) = unsubscribe.call0(&JsValue::NULL)
+        {
+            tracing::warn!(error = %js_message(&thrown), "the app's store unsubscribe threw");
         }
     }
 }

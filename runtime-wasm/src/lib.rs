@@ -15,6 +15,8 @@
 //!
 //! Everything here is thin: the store bridge (`JsStore`), the handler bridge, page
 //! lifecycle, configuration from the page, console logging. The logic is `runtime-core`'s.
+// docs.rs labels feature-gated items with the feature that enables them.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg(target_arch = "wasm32")]
 
 mod agent;

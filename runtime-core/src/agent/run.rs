@@ -216,7 +216,7 @@ impl Runner {
         while let Some(entry) = self.log.next().now_or_never() {
             self.apply(entry)?;
             folded += 1;
-            if folded % CATCH_UP_SLICE == 0 {
+            if folded.is_multiple_of(CATCH_UP_SLICE) {
                 yield_now().await;
             }
         }
@@ -464,15 +464,15 @@ impl Runner {
         if let Some(error) = report.store_error {
             return Err(error.into());
         }
-        if report.status != CompletionStatus::Success {
-            if let Some(hook) = &self.agent.hooks.execution_error {
-                hook(&ExecutionFailure {
-                    queue_id: running.queue_id,
-                    cell_id: running.cell_id,
-                    status: report.status,
-                    error: report.error,
-                });
-            }
+        if report.status != CompletionStatus::Success
+            && let Some(hook) = &self.agent.hooks.execution_error
+        {
+            hook(&ExecutionFailure {
+                queue_id: running.queue_id,
+                cell_id: running.cell_id,
+                status: report.status,
+                error: report.error,
+            });
         }
         Ok(())
     }

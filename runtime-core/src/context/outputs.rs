@@ -484,21 +484,21 @@ impl SinkState {
     }
 
     fn push_stream(&mut self, name: StreamName, text: &str) {
-        if let Some((open_id, open_name)) = self.open_stream.clone() {
-            if open_name == name {
-                if let Some(pending) = self.pending_text_of(&open_id) {
-                    pending.push_str(text);
-                    return;
-                }
-                let append = StreamOutputAppended {
-                    queue_id: self.queue_id.clone(),
-                    session_id: self.session_id.clone(),
-                    output_id: open_id,
-                    text: text.to_owned(),
-                };
-                self.pending.push(append.into());
+        if let Some((open_id, open_name)) = self.open_stream.clone()
+            && open_name == name
+        {
+            if let Some(pending) = self.pending_text_of(&open_id) {
+                pending.push_str(text);
                 return;
             }
+            let append = StreamOutputAppended {
+                queue_id: self.queue_id.clone(),
+                session_id: self.session_id.clone(),
+                output_id: open_id,
+                text: text.to_owned(),
+            };
+            self.pending.push(append.into());
+            return;
         }
         let output_id = OutputId::random();
         self.open_stream = Some((output_id.clone(), name));

@@ -268,15 +268,15 @@ impl Redactor {
 
     /// Masks secrets in `text`, allocating only when it finds one.
     pub fn redact_in_place(&self, text: &mut String) {
-        if let Some(matcher) = &self.matcher {
-            if matcher.is_match(text.as_str()) {
-                let mut masked = String::with_capacity(text.len());
-                matcher.replace_all_with(text, &mut masked, |_, _, out| {
-                    out.push_str(MASK);
-                    true
-                });
-                *text = masked;
-            }
+        if let Some(matcher) = &self.matcher
+            && matcher.is_match(text.as_str())
+        {
+            let mut masked = String::with_capacity(text.len());
+            matcher.replace_all_with(text, &mut masked, |_, _, out| {
+                out.push_str(MASK);
+                true
+            });
+            *text = masked;
         }
         if !self.no_token_shapes {
             if let Some(masked) = mask_shapes(text) {

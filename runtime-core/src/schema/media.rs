@@ -307,7 +307,7 @@ fn check_base64(text: &str) -> Result<(), String> {
     if digits == 0 {
         return Err("it is empty".to_owned());
     }
-    if padding > 2 || (digits + padding) % 4 != 0 {
+    if padding > 2 || !(digits + padding).is_multiple_of(4) {
         return Err(format!(
             "its length ({}) is not a multiple of 4",
             digits + padding

@@ -37,16 +37,17 @@ impl Log {
 
     fn apply(&mut self, event: impl Into<Event>) -> Applied {
         let event = event.into();
-        if let Event::ExecutionRequested(request) = &event {
-            if !self.strict && self.mentioned.insert(request.cell_id.clone()) {
-                self.seq += 1;
-                let cell = CellCreated {
-                    cell_id: request.cell_id.clone(),
-                    cell_type: request.cell_type,
-                    source: request.source.clone(),
-                };
-                assert_eq!(self.state.apply(self.seq, &cell.into()), Applied::Applied);
-            }
+        if let Event::ExecutionRequested(request) = &event
+            && !self.strict
+            && self.mentioned.insert(request.cell_id.clone())
+        {
+            self.seq += 1;
+            let cell = CellCreated {
+                cell_id: request.cell_id.clone(),
+                cell_type: request.cell_type,
+                source: request.source.clone(),
+            };
+            assert_eq!(self.state.apply(self.seq, &cell.into()), Applied::Applied);
         }
         if let Event::CellCreated(cell) = &event {
             self.mentioned.insert(cell.cell_id.clone());

@@ -482,11 +482,11 @@ fn on_event(ctx: &ExecutionContext, run: &mut Run, line: &str) {
         }
         "item.started" => {
             // A command shows as soon as it starts, not only once it finished.
-            if let Some(item) = event.get("item") {
-                if item.get("type").and_then(Value::as_str) == Some("command_execution") {
-                    run.started_commands.insert(text("id", item));
-                    recorded(ctx.stdout(format!("$ {}\n", text("command", item))));
-                }
+            if let Some(item) = event.get("item")
+                && item.get("type").and_then(Value::as_str) == Some("command_execution")
+            {
+                run.started_commands.insert(text("id", item));
+                recorded(ctx.stdout(format!("$ {}\n", text("command", item))));
             }
         }
         "item.completed" => {

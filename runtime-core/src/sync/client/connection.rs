@@ -242,11 +242,10 @@ impl Connection {
                         socket.close().await;
                         return Ended::Dropped;
                     };
-                    if let Some(frame) = self.queue_frame(command) {
-                        if let Err(error) = send(socket.as_mut(), &frame).await {
+                    if let Some(frame) = self.queue_frame(command)
+                        && let Err(error) = send(socket.as_mut(), &frame).await {
                             return Ended::Lost(error);
                         }
-                    }
                 }
                 frame = next_frame(socket.as_mut()).fuse() => {
                     heard = self.clock.now();

@@ -37,11 +37,11 @@ impl Reader {
     }
 
     pub(super) async fn next(mut self) -> Option<(Result<LogEntry, StoreError>, Reader)> {
-        if let Some(subscribe) = self.subscribe.take() {
-            if self.commands.send(subscribe).await.is_err() {
-                self.ended = true;
-                return Some((Err(StoreError::Closed), self));
-            }
+        if let Some(subscribe) = self.subscribe.take()
+            && self.commands.send(subscribe).await.is_err()
+        {
+            self.ended = true;
+            return Some((Err(StoreError::Closed), self));
         }
         loop {
             if let Some(entry) = self.buffered.pop_front() {
