@@ -28,6 +28,26 @@ use serde_json::json;
 
 /// A notebook client: runs cells, cancels them and shows the notebook, sharing the store with
 /// the agents serving it.
+/// Writes a line to stdout. When stdout is closed early (`notebook show | head -1`) the
+/// program ends quietly, as a pipeline expects, instead of panicking; any other failure to
+/// write is an error.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*))
+    };
+}
+
+fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
@@ -121,7 +141,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(ConfigError::EXIT_CODE as u8);
         }
     };
-    let store = match examples::open_store(&config) {
+    let opening = match cli.command {
+        Command::Status | Command::Show | Command::Cancel { .. } | Command::Repair => {
+            examples::Opening::MustExist
+        }
+        Command::Run { .. } | Command::Title { .. } | Command::Flood { .. } => {
+            examples::Opening::CreateIfMissing
+        }
+    };
+    let store = match examples::open_store_with(&config, opening) {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -147,7 +175,7 @@ async fn main() -> ExitCode {
             )
             .await
         }
-        Command::Cancel { queue_id, all } => cancel(&client, queue_id, all, cli.json).await,
+        Command::Cancel { queue_id, all } => cancel(&store, &client, queue_id, all, cli.json).await,
         // Status needs sessions and the queue, not outputs: a lean fold.
         Command::Status => current(NotebookWatcher::resume_lean(&store).await, &store)
             .await
@@ -189,9 +217,9 @@ async fn run(
     let head = store.head().await?;
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
-        println!("{}", json!({"queued": queue_id, "cellId": cell_id}));
+        out!("{}", json!({"queued": queue_id, "cellId": cell_id}));
     } else if no_wait {
-        println!("{queue_id}");
+        out!("{queue_id}");
     }
     if no_wait {
         return Ok(ExitCode::SUCCESS);
@@ -213,7 +241,7 @@ async fn run(
     }
     let entry = follow(&mut watcher, &queue_id, |event| {
         if json {
-            println!("{}", event.to_json());
+            out!("{}", event.to_json());
         } else if let Some(text) = output_text(event) {
             print!("{text}");
             let _ = std::io::stdout().flush();
@@ -225,7 +253,7 @@ async fn run(
         _ => None,
     };
     if json {
-        println!(
+        out!(
             "{}",
             json!({"queueId": queue_id, "status": entry.state.status(), "error": error})
         );
@@ -241,20 +269,39 @@ async fn run(
     })
 }
 
+/// Asks to cancel one execution (which must exist and not have ended) or every one.
 async fn cancel(
+    store: &AnyStore,
     client: &NotebookClient,
     queue_id: Option<String>,
     all: bool,
     json: bool,
 ) -> Result<ExitCode, StoreError> {
     match queue_id {
-        Some(queue_id) if !all => client.cancel(&QueueId::from(queue_id)).await?,
+        Some(queue_id) if !all => {
+            let queue_id = QueueId::from(queue_id);
+            let state = current(NotebookWatcher::resume_lean(store).await, store).await?;
+            match state.entry(&queue_id).map(|entry| entry.state.status()) {
+                None => {
+                    eprintln!("error: no execution {queue_id} in this notebook");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Some(Some(status)) => {
+                    eprintln!(
+                        "error: execution {queue_id} already ended: {}",
+                        status.as_str()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Some(None) => client.cancel(&queue_id).await?,
+            }
+        }
         _ => client.cancel_all().await?,
     }
     if json {
-        println!("{}", json!({"cancelRequested": true}));
+        out!("{}", json!({"cancelRequested": true}));
     } else {
-        println!("cancel requested");
+        out!("cancel requested");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -267,11 +314,11 @@ fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
         })?
         .repair()?;
     if json {
-        println!("{}", json!({"filled": filled}));
+        out!("{}", json!({"filled": filled}));
     } else if filled == 0 {
-        println!("no gaps: nothing to repair");
+        out!("no gaps: nothing to repair");
     } else {
-        println!("filled {filled} missing event(s) with placeholders that readers skip");
+        out!("filled {filled} missing event(s) with placeholders that readers skip");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -318,7 +365,7 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             .filter(|e| !e.is_completed())
             .map(|e| json!({"queueId": e.queue_id, "cellId": e.cell_id, "state": entry_word(&e.state), "session": e.state.session_id()}))
             .collect();
-        println!("{}", json!({"sessions": sessions, "queue": queue}));
+        out!("{}", json!({"sessions": sessions, "queue": queue}));
         return ExitCode::SUCCESS;
     }
     match state.active_session() {
@@ -331,27 +378,30 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             } else {
                 "lease expired: the runtime is probably gone".to_owned()
             };
-            println!(
+            out!(
                 "active runtime: {} ({}) for {}, {:?}, {lease}",
-                session.session_id, session.runtime_type, session.client_id, session.status
+                session.session_id,
+                session.runtime_type,
+                session.client_id,
+                session.status
             );
         }
-        None => println!("no active runtime"),
+        None => out!("no active runtime"),
     }
     let ended = state.sessions().iter().filter(|s| !s.is_active()).count();
-    println!("{ended} ended session(s)");
+    out!("{ended} ended session(s)");
     let unfinished: Vec<_> = state
         .entries()
         .iter()
         .filter(|e| !e.is_completed())
         .collect();
-    println!(
+    out!(
         "queue: {} unfinished, {} done",
         unfinished.len(),
         state.entries().len() - unfinished.len()
     );
     for entry in unfinished {
-        println!(
+        out!(
             "  {} {} {}",
             entry.queue_id,
             entry_word(&entry.state),
@@ -372,7 +422,7 @@ fn entry_word(state: &EntryState) -> &'static str {
 
 fn show(state: &NotebookState, json: bool) -> ExitCode {
     if let (Some(title), false) = (state.title(), json) {
-        println!("# {title}\n");
+        out!("# {title}\n");
     }
     for cell in state.cells() {
         let outputs: Vec<String> = state
@@ -382,7 +432,7 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
             .collect();
         let execution = cell.shown_execution.as_ref().and_then(|q| state.entry(q));
         if json {
-            println!(
+            out!(
                 "{}",
                 json!({"cellId": cell.id, "cellType": cell.cell_type, "source": cell.source,
                        "executionCount": execution.and_then(|e| e.execution_count),
@@ -393,13 +443,13 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
         let count = execution
             .and_then(|e| e.execution_count)
             .map_or(" ".to_owned(), |n| n.to_string());
-        println!(
+        out!(
             "[{count}] {:?}: {}",
             cell.cell_type,
             cell.source.replace('\n', "\n    ")
         );
         for output in outputs {
-            println!("    {}", output.trim_end().replace('\n', "\n    "));
+            out!("    {}", output.trim_end().replace('\n', "\n    "));
         }
     }
     ExitCode::SUCCESS

@@ -126,9 +126,24 @@ impl AnyStore {
     }
 }
 
+/// Whether a new store may be made, or only one that is there opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// Make the file when it is missing: agents, and commands that write.
+    CreateIfMissing,
+    /// Only a file that is there: a mistyped `--store` must not make an empty store for a
+    /// command that reads it (`status`, `show`) or acts on what it holds (`cancel`).
+    MustExist,
+}
+
 /// Opens the configured notebook's store (`PATH`, `sqlite:PATH` or `ws://HOST:PORT`), or
 /// says why not (and exits 1).
 pub fn open_store(common: &CommonConfig) -> Result<AnyStore, ExitCode> {
+    open_store_with(common, Opening::CreateIfMissing)
+}
+
+/// [`open_store`], choosing whether a missing file may be made.
+pub fn open_store_with(common: &CommonConfig, opening: Opening) -> Result<AnyStore, ExitCode> {
     let fail = |message: String| {
         eprintln!("error: {message}");
         ExitCode::FAILURE
@@ -151,6 +166,11 @@ pub fn open_store(common: &CommonConfig) -> Result<AnyStore, ExitCode> {
             .map_err(|error| fail(error.to_string()));
     }
     let path = location.strip_prefix("sqlite:").unwrap_or(&location);
+    if opening == Opening::MustExist && !std::path::Path::new(path).exists() {
+        return Err(fail(format!(
+            "no store at {path}: nothing has run there yet (check --store)"
+        )));
+    }
     SqliteStore::open(path, &common.notebook)
         .map(AnyStore::Sqlite)
         .map_err(|error| fail(error.to_string()))

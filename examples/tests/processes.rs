@@ -561,6 +561,16 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
         Some(CompletionStatus::Cancelled)
     );
 
+    // Cancelling what ended, or what never was, is an error, not "cancel requested".
+    let again = home.notebook(&["cancel", queue_id.as_str()]);
+    assert_eq!(again.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("already ended: cancelled"), "{said}");
+    let unknown = home.notebook(&["cancel", "no-such-id"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("no execution no-such-id"), "{said}");
+
     assert!(home.notebook(&["title", "Arithmetic"]).status.success());
     let shown = String::from_utf8_lossy(&home.notebook(&["show"]).stdout).into_owned();
     assert!(shown.starts_with("# Arithmetic\n"), "{shown}");
@@ -572,6 +582,48 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
     assert_eq!(listed[0].title.as_deref(), Some("Arithmetic"));
     signal(&agent, "TERM");
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
+}
+
+/// Commands that read a store never make one: a mistyped `--store` is an error, and the
+/// file is not created. Output into a pipe that is already closed ends the command quietly
+/// (as `notebook show | head -1` does), not with a panic.
+#[test]
+fn the_notebook_client_makes_no_store_to_read_and_ends_quietly_on_a_closed_pipe() {
+    let home = Home::new();
+    let missing = home.dir.path().join("typo.db");
+    for args in [
+        &["status"][..],
+        &["show"],
+        &["cancel", "--all"],
+        &["repair"],
+    ] {
+        let refused = home
+            .command("notebook")
+            .args(["--client-id", "bob", "--store"])
+            .arg(&missing)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("no store at"), "{args:?}: {said}");
+        assert!(!missing.exists(), "{args:?} made a store");
+    }
+
+    assert!(home.notebook(&["title", "Piped"]).status.success());
+    assert!(home.notebook(&["run", "--no-wait", "x"]).status.success());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to the pipe now fails with EPIPE
+    let shown = home
+        .command("notebook")
+        .args(["--client-id", "bob", "show"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&shown.stderr);
+    assert_eq!(shown.status.code(), Some(0), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
 }
 
 /// On a long notebook, a `notebook` command leaves a full snapshot at what it folded, and
