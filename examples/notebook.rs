@@ -33,13 +33,15 @@ use serde_json::json;
 /// write is an error.
 macro_rules! out {
     ($($arg:tt)*) => {
-        emit(format_args!($($arg)*))
+        emit(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
-fn emit(line: std::fmt::Arguments<'_>) {
+/// Writes `text` to stdout and flushes it: see [`out!`].
+fn emit(text: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -215,6 +217,10 @@ async fn run(
     // The log as it was before the request: everything after it is this run's to show (an
     // agent may answer before a head read after the request would return).
     let head = store.head().await?;
+    // Listening for Ctrl-C before the request is committed: once the cell is in the log,
+    // an interrupt cancels it rather than killing this command.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|error| StoreError::Backend(format!("cannot listen for Ctrl-C: {error}")))?;
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
         out!("{}", json!({"queued": queue_id, "cellId": cell_id}));
@@ -239,15 +245,30 @@ async fn run(
             Some(_) => {}
         }
     }
-    let entry = follow(&mut watcher, &queue_id, |event| {
+    let following = follow(&mut watcher, &queue_id, |event| {
         if json {
             out!("{}", event.to_json());
         } else if let Some(text) = output_text(event) {
-            print!("{text}");
-            let _ = std::io::stdout().flush();
+            emit(format_args!("{text}"));
         }
-    })
-    .await?;
+    });
+    tokio::pin!(following);
+    // Ctrl-C cancels the cell and waits for its truthful end; a second one leaves it.
+    let mut interrupted = false;
+    let entry = loop {
+        tokio::select! {
+            entry = &mut following => break entry?,
+            signal = interrupts.recv() => {
+                if signal.is_none() || interrupted {
+                    eprintln!("(left {queue_id}: it goes on, or ends, without this command)");
+                    return Ok(ExitCode::from(EXIT_LEFT));
+                }
+                interrupted = true;
+                client.cancel(&queue_id).await?;
+                eprintln!("(cancelling {queue_id}: waiting for it to end; Ctrl-C again to leave)");
+            }
+        }
+    };
     let error = match &entry.state {
         EntryState::Completed { error, .. } => error.clone(),
         _ => None,
@@ -261,13 +282,23 @@ async fn run(
         let why = error.map(|e| format!(": {e}")).unwrap_or_default();
         eprintln!("[{}{why}]", status_word(&entry));
     }
-    let succeeded = entry.state.status() == Some(CompletionStatus::Success);
-    Ok(if succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(exit_code(entry.state.status())))
 }
+
+/// `notebook run`'s exit code for how the cell ended (documented in docs/native.md).
+fn exit_code(status: Option<CompletionStatus>) -> u8 {
+    match status {
+        Some(CompletionStatus::Success) => 0,
+        Some(CompletionStatus::Error) | None => 1,
+        Some(CompletionStatus::Cancelled) => 3,
+        Some(CompletionStatus::TimedOut) => 4,
+        Some(CompletionStatus::RuntimeLost) => 5,
+    }
+}
+
+/// `notebook run` left by a second Ctrl-C, the cell not yet ended (128 + SIGINT, as shells
+/// report an interrupted command).
+const EXIT_LEFT: u8 = 130;
 
 /// Asks to cancel one execution (which must exist and not have ended) or every one.
 async fn cancel(

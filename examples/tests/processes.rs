@@ -584,6 +584,70 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
 }
 
+/// `notebook run` in the background; its cell's queue id once the agent runs it.
+fn running_cell(home: &Home, source: &str) -> (Child, QueueId) {
+    let child = home
+        .command("notebook")
+        .args(["--client-id", "bob", "run", source])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The watcher checks every state it folds through: look for this cell, not any.
+    let executing = |s: &NotebookState| {
+        s.in_progress()
+            .find(|e| e.source == source && matches!(e.state, EntryState::Executing { .. }))
+            .map(|e| e.queue_id.clone())
+    };
+    let state = wait_for_state(&home.store(), Duration::from_secs(20), |s| {
+        executing(s).is_some()
+    });
+    let queue_id = executing(&state).unwrap();
+    (child, queue_id)
+}
+
+/// Ctrl-C during `notebook run` cancels the cell and waits for its truthful end; the exit
+/// code says it was cancelled. A second Ctrl-C leaves a cell that ignores the cancel.
+#[test]
+fn ctrl_c_during_run_cancels_the_cell_and_a_second_one_leaves() {
+    let home = Home::new();
+    let mut agent = home.agent("30");
+    let (mut run, queue_id) = running_cell(&home, "%sleep 60");
+    signal(&run, "INT");
+    assert_eq!(
+        wait_with_timeout(&mut run, Duration::from_secs(20)).code(),
+        Some(3)
+    );
+    let mut said = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("cancelling") && said.contains("[cancelled"),
+        "{said}"
+    );
+    let state = wait_for_state(&home.store(), Duration::from_secs(5), |s| {
+        completed(s, &queue_id)
+    });
+    assert_eq!(
+        state.entry(&queue_id).unwrap().state.status(),
+        Some(CompletionStatus::Cancelled)
+    );
+
+    // A cell that ignores cancel (the agent grants it 30 s): the second Ctrl-C leaves.
+    let (mut run, queue_id) = running_cell(&home, "%block 30");
+    signal(&run, "INT");
+    wait_for_state(&home.store(), Duration::from_secs(20), |s| {
+        s.entry(&queue_id).is_some_and(|e| e.cancel_requested)
+    });
+    signal(&run, "INT");
+    let left = wait_with_timeout(&mut run, Duration::from_secs(20));
+    let mut said = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert_eq!(left.code(), Some(130), "{left:?} {said}");
+    assert!(said.contains("left"), "{said}");
+    signal(&agent, "KILL");
+    let _ = agent.wait();
+}
+
 /// Commands that read a store never make one: a mistyped `--store` is an error, and the
 /// file is not created. Output into a pipe that is already closed ends the command quietly
 /// (as `notebook show | head -1` does), not with a panic.
