@@ -23,6 +23,8 @@ use runtime_native::{TokioClock, run_until_signal};
 /// The echo runtime agent: serves a notebook from a SQLite store shared with clients.
 #[derive(Parser)]
 #[command(
+    name = "echo-agent",
+    version,
     after_help = "Clients in other processes share the notebook through the same store file: \
                   try `cargo run --example notebook -- --client-id alice run 'print(1)'` while this runs."
 )]

@@ -19,8 +19,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use examples::AnyStore;
 use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
-    CellDeleted, CellType, CompletionStatus, EntryState, NotebookClient, NotebookState,
-    NotebookWatcher, QueueId, SessionState, Store, StoreError,
+    CellDeleted, CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState,
+    NotebookWatcher, QueueId, SessionState, Store, StoreError, StreamName,
 };
 use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
@@ -51,6 +51,7 @@ fn emit(text: std::fmt::Arguments<'_>) {
 }
 
 #[derive(Parser)]
+#[command(name = "notebook", version)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -245,10 +246,28 @@ async fn run(
             Some(_) => {}
         }
     }
+    // A cell's stderr and its errors go to stderr, the rest to stdout.
+    let mut stderr_streams = std::collections::HashSet::new();
     let following = follow(&mut watcher, &queue_id, |event| {
         if json {
             out!("{}", event.to_json());
-        } else if let Some(text) = output_text(event) {
+            return;
+        }
+        let Some(text) = output_text(event) else {
+            return;
+        };
+        let to_stderr = match event {
+            Event::StreamOutputAdded(e) if e.name == StreamName::Stderr => {
+                stderr_streams.insert(e.output_id.clone());
+                true
+            }
+            Event::StreamOutputAppended(e) => stderr_streams.contains(&e.output_id),
+            Event::ErrorOutputAdded(_) => true,
+            _ => false,
+        };
+        if to_stderr {
+            eprint!("{text}");
+        } else {
             emit(format_args!("{text}"));
         }
     });
@@ -410,11 +429,11 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
                 "lease expired: the runtime is probably gone".to_owned()
             };
             out!(
-                "active runtime: {} ({}) for {}, {:?}, {lease}",
+                "active runtime: {} ({}) for {}, {}, {lease}",
                 session.session_id,
                 session.runtime_type,
                 session.client_id,
-                session.status
+                session.status.as_str()
             );
         }
         None => out!("no active runtime"),
@@ -475,8 +494,8 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
             .and_then(|e| e.execution_count)
             .map_or(" ".to_owned(), |n| n.to_string());
         out!(
-            "[{count}] {:?}: {}",
-            cell.cell_type,
+            "[{count}] {}: {}",
+            cell.cell_type.as_str(),
             cell.source.replace('\n', "\n    ")
         );
         for output in outputs {

@@ -19,6 +19,8 @@ use runtime_native::{RunError, TokioClock, run_until_signal};
 /// Serves a notebook with a process backend chosen in a backends file.
 #[derive(Parser)]
 #[command(
+    name = "process-agent",
+    version,
     after_help = "docs/backends.md describes the backends file; examples/backends.toml is a start."
 )]
 struct Cli {

@@ -542,6 +542,12 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
 
     let failed = home.notebook(&["run", "%sleep never"]);
     assert_eq!(failed.status.code(), Some(1), "a failed cell exits 1");
+    assert!(failed.stdout.is_empty(), "a cell's error goes to stderr");
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        said.starts_with("UsageError: %sleep takes seconds"),
+        "{said}"
+    );
 
     let slow = home.notebook(&["run", "--no-wait", "%sleep 60"]);
     let queue_id = String::from_utf8_lossy(&slow.stdout).trim().to_owned();
@@ -575,7 +581,7 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
     let shown = String::from_utf8_lossy(&home.notebook(&["show"]).stdout).into_owned();
     assert!(shown.starts_with("# Arithmetic\n"), "{shown}");
     assert!(
-        shown.contains("[1] Code: 1 + 1\n    Echo: 1 + 1"),
+        shown.contains("[1] code: 1 + 1\n    Echo: 1 + 1"),
         "{shown}"
     );
     let listed = store.notebooks().unwrap();
@@ -672,6 +678,12 @@ fn the_notebook_client_makes_no_store_to_read_and_ends_quietly_on_a_closed_pipe(
         let said = String::from_utf8_lossy(&refused.stderr);
         assert!(said.contains("no store at"), "{args:?}: {said}");
         assert!(!missing.exists(), "{args:?} made a store");
+    }
+
+    for name in ["notebook", "echo-agent", "process-agent"] {
+        let version = home.command(name).arg("--version").output().unwrap();
+        let said = String::from_utf8_lossy(&version.stdout);
+        assert_eq!(said.trim(), format!("{name} {}", env!("CARGO_PKG_VERSION")));
     }
 
     assert!(home.notebook(&["title", "Piped"]).status.success());

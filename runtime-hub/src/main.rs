@@ -17,6 +17,8 @@ use runtime_native::SqliteStore;
 /// Serves notebooks to runtime agents and UIs on other machines.
 #[derive(Parser)]
 #[command(
+    name = "runtime-hub",
+    version,
     after_help = "docs/sync-protocol.md describes the protocol; the tokens file lists [[tokens]] with token, identity and role."
 )]
 struct Cli {

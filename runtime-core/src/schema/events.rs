@@ -98,6 +98,21 @@ pub enum SessionStatus {
     Idle,
 }
 
+impl SessionStatus {
+    /// Its name on the wire: `ready`, `busy` or `idle`.
+    ///
+    /// ```
+    /// assert_eq!(runtime_core::SessionStatus::Idle.as_str(), "idle");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Ready => "ready",
+            SessionStatus::Busy => "busy",
+            SessionStatus::Idle => "idle",
+        }
+    }
+}
+
 /// Why a runtime session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
