@@ -64,9 +64,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Add a cell, run it and print its outputs as they arrive; exits 1 unless it succeeds
+    /// Add a cell, run it and print its outputs as they arrive; the exit code says how it
+    /// ended (0 success, 1 error, 3 cancelled, 4 timed out, 5 runtime lost)
     Run {
-        /// The cell's source
+        /// The cell's source, or `-` to read it from stdin
         source: String,
         /// The cell's kind
         #[arg(long = "type", value_enum, default_value = "code")]
@@ -167,6 +168,16 @@ async fn main() -> ExitCode {
             cell_type,
             no_wait,
         } => {
+            let source = match source.as_str() {
+                "-" => match std::io::read_to_string(std::io::stdin()) {
+                    Ok(source) => source,
+                    Err(error) => {
+                        eprintln!("error: cannot read the source from stdin: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => source,
+            };
             run(
                 &store,
                 &client,
@@ -227,6 +238,8 @@ async fn run(
         out!("{}", json!({"queued": queue_id, "cellId": cell_id}));
     } else if no_wait {
         out!("{queue_id}");
+    } else {
+        eprintln!("[queued {queue_id}]");
     }
     if no_wait {
         return Ok(ExitCode::SUCCESS);

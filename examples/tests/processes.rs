@@ -525,6 +525,27 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
         String::from_utf8_lossy(&ran.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "Echo: 1 + 1\n");
+    let said = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        said.starts_with("[queued ") && said.ends_with("[success]\n"),
+        "{said}"
+    );
+
+    // The source from stdin, as it is.
+    let mut piped = home
+        .command("notebook")
+        .args(["--client-id", "bob", "run", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut piped.stdin.take().unwrap(), b"x = 1\ny = 2").unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout),
+        "Echo: x = 1\ny = 2\n"
+    );
 
     let json = home.notebook(&["--json", "run", "--type", "ai", "stream this answer to me"]);
     assert!(json.status.success());
@@ -545,7 +566,7 @@ fn the_notebook_client_runs_cancels_and_shows_cells_served_by_an_agent_in_anothe
     assert!(failed.stdout.is_empty(), "a cell's error goes to stderr");
     let said = String::from_utf8_lossy(&failed.stderr);
     assert!(
-        said.starts_with("UsageError: %sleep takes seconds"),
+        said.contains("]\nUsageError: %sleep takes seconds"),
         "{said}"
     );
 
