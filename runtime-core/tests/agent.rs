@@ -1305,6 +1305,17 @@ fn spawn_counted_agent(sim: &mut Sim, store: &Counting) -> AgentHandle {
     handle
 }
 
+/// Runs an agent on `store` until `queue_id` succeeds, then shuts it down.
+fn serve_until_done(sim: &mut Sim, store: &Counting, queue_id: &QueueId) {
+    let handle = spawn_counted_agent(sim, store);
+    assert_eq!(
+        wait_for(sim, &store.inner, queue_id).state.status(),
+        Some(CompletionStatus::Success)
+    );
+    handle.shutdown();
+    sim.settle(Duration::from_secs(1));
+}
+
 /// An agent that folded more than SNAPSHOT_EVERY entries leaves a lean snapshot; the next
 /// agent starts from it, reads only the entries after it, and decides as the first would.
 #[test]
@@ -1314,13 +1325,7 @@ fn an_agent_leaves_a_snapshot_and_the_next_one_starts_from_it() {
     let store = Counting::new(&memory);
     filler(&memory, SNAPSHOT_EVERY as usize + 500);
     let first = request(&mut sim, &memory, "first");
-    let handle = spawn_counted_agent(&mut sim, &store);
-    assert_eq!(
-        wait_for(&mut sim, &memory, &first).state.status(),
-        Some(CompletionStatus::Success)
-    );
-    handle.shutdown();
-    sim.settle(Duration::from_secs(1));
+    serve_until_done(&mut sim, &store, &first);
     let snapshot = futures::executor::block_on(memory.latest_snapshot(SnapshotKind::Lean))
         .unwrap()
         .expect("the first agent saved a snapshot");
@@ -1328,13 +1333,7 @@ fn an_agent_leaves_a_snapshot_and_the_next_one_starts_from_it() {
 
     let second = request(&mut sim, &memory, "second");
     store.delivered.store(0, Ordering::SeqCst);
-    let handle = spawn_counted_agent(&mut sim, &store);
-    assert_eq!(
-        wait_for(&mut sim, &memory, &second).state.status(),
-        Some(CompletionStatus::Success)
-    );
-    handle.shutdown();
-    sim.settle(Duration::from_secs(1));
+    serve_until_done(&mut sim, &store, &second);
     let read = store.delivered.load(Ordering::SeqCst);
     let after = memory.len() - snapshot.seq as usize;
     assert!(
@@ -1358,13 +1357,7 @@ fn an_agent_makes_no_snapshot_for_a_store_that_keeps_none() {
     };
     filler(&memory, SNAPSHOT_EVERY as usize + 500);
     let queue_id = request(&mut sim, &memory, "run me");
-    let handle = spawn_counted_agent(&mut sim, &store);
-    assert_eq!(
-        wait_for(&mut sim, &memory, &queue_id).state.status(),
-        Some(CompletionStatus::Success)
-    );
-    handle.shutdown();
-    sim.settle(Duration::from_secs(1));
+    serve_until_done(&mut sim, &store, &queue_id);
     assert_eq!(store.handed.load(Ordering::SeqCst), 0);
 }
 
