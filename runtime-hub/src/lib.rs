@@ -121,17 +121,15 @@ impl Shared {
             .may_use(&notebook)
             .map_err(|why| (ErrorCode::Forbidden, why))?;
         let store = self.catalog.open(&notebook).map_err(fail)?;
-        if store.head().await.map_err(fail)? > 0 {
-            return match runtime_core::store::begins_with_creation(&*store, &title).await {
-                Ok(true) => Ok(notebook),
-                Ok(false) => Err(fail(runtime_core::store::already_exists(&notebook))),
-                Err(why) => Err(fail(why)),
-            };
-        }
-        let creation = runtime_core::store::creation(&title);
-        self.commit(identity, &notebook, creation.id, creation.events)
+        let needed = runtime_core::store::needs_creation(&*store, &notebook, &title)
             .await
-            .map(|_| notebook)
+            .map_err(fail)?;
+        if needed {
+            let creation = runtime_core::store::creation(&title);
+            self.commit(identity, &notebook, creation.id, creation.events)
+                .await?;
+        }
+        Ok(notebook)
     }
 }
 

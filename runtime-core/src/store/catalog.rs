@@ -65,31 +65,30 @@ pub trait Catalog: crate::maybe_send::MaybeSend + crate::maybe_send::MaybeSync {
     async fn create(&self, id: Option<&str>, title: &str) -> Result<String, StoreError> {
         let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let store = self.open(&id)?;
-        if store.head().await? > 0 {
-            return match begins_with_creation(&*store, title).await? {
-                true => Ok(id),
-                false => Err(already_exists(&id)),
-            };
+        if needs_creation(&*store, &id, title).await? {
+            store.commit_batch(&creation(title)).await?;
         }
-        store.commit_batch(&creation(title)).await?;
         Ok(id)
     }
 }
 
-/// Whether `store`'s log begins with the creation of a notebook titled `title`.
-pub async fn begins_with_creation(store: &dyn Store, title: &str) -> Result<bool, StoreError> {
+/// Whether notebook `id` (in `store`) still needs its creation as `title`: `true` while it
+/// is empty, `false` if its log begins with that very creation (a creation sent again is
+/// done), and [`StoreError::Invalid`] if it holds anything else.
+pub async fn needs_creation(store: &dyn Store, id: &str, title: &str) -> Result<bool, StoreError> {
     use futures::StreamExt;
+    if store.head().await? == 0 {
+        return Ok(true);
+    }
     let first = store
         .subscribe(1)
         .next()
         .await
         .ok_or(StoreError::Closed)??;
-    Ok(*first.event == *creation(title).events[0])
-}
-
-/// The refusal of a creation whose id is taken.
-pub fn already_exists(id: &str) -> StoreError {
-    StoreError::Invalid(format!("notebook {id} already exists"))
+    if *first.event == *creation(title).events[0] {
+        return Ok(false);
+    }
+    Err(StoreError::Invalid(format!("notebook {id} already exists")))
 }
 
 /// The batch id of a notebook's first batch when a catalog creates it.

@@ -35,8 +35,8 @@ pub mod conformance;
 use std::sync::Arc;
 
 pub use catalog::{
-    CREATION_BATCH, Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, already_exists,
-    begins_with_creation, check_notebook_id, creation, title_after,
+    CREATION_BATCH, Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, check_notebook_id,
+    creation, needs_creation, title_after,
 };
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, Retrying};
