@@ -1,7 +1,9 @@
-//! `runtime-hub`: serves the notebooks of a SQLite file to agents and UIs over WebSocket.
+//! `runtime-hub`: serves the notebooks of a SQLite file or a PostgreSQL database to agents
+//! and UIs over WebSocket.
 //!
 //! ```text
 //! runtime-hub --listen 127.0.0.1:7878 --tokens hub-tokens.toml
+//! runtime-hub --store postgres://hub@db.internal/notebooks   # several hubs, one database
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -11,8 +13,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use runtime_core::Catalog;
 use runtime_hub::{Hub, TokensFile};
-use runtime_native::SqliteStore;
+use runtime_native::{PostgresStore, SqliteStore};
 
 /// Serves notebooks to runtime agents and UIs on other machines.
 #[derive(Parser)]
@@ -25,8 +28,8 @@ struct Cli {
     /// Where to listen
     #[arg(long, env = "RUNTIME_HUB_LISTEN", default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// The SQLite file holding the notebooks [default: runtime-agents/notebooks.db in the user data directory]
-    #[arg(long, env = "RUNTIME_STORE", value_name = "PATH")]
+    /// The SQLite file holding the notebooks, or a PostgreSQL database (postgres://…) that several hubs may share [default: runtime-agents/notebooks.db in the user data directory]
+    #[arg(long, env = "RUNTIME_STORE", value_name = "PATH|URL")]
     store: Option<PathBuf>,
     /// The tokens file (private: chmod 600) [default: runtime-agents/hub-tokens.toml in the user config directory]
     #[arg(long, env = "RUNTIME_HUB_TOKENS", value_name = "PATH")]
@@ -67,12 +70,23 @@ async fn main() -> ExitCode {
         Ok(tokens) => tokens,
         Err(error) => return fail(error.to_string()),
     };
-    if let Some(dir) = store_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let store = match SqliteStore::open(&store_path, "default") {
-        Ok(store) => store,
-        Err(error) => return fail(error.to_string()),
+    let (catalog, serving): (Arc<dyn Catalog>, String) = match postgres_url(&store_path) {
+        Some(url) => match PostgresStore::connect(url, "default").await {
+            Ok(store) => {
+                let serving = format!("PostgreSQL at {}", store.target());
+                (Arc::new(store), serving)
+            }
+            Err(error) => return fail(error.to_string()),
+        },
+        None => {
+            if let Some(dir) = store_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            match SqliteStore::open(&store_path, "default") {
+                Ok(store) => (Arc::new(store), store_path.display().to_string()),
+                Err(error) => return fail(error.to_string()),
+            }
+        }
     };
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
         Ok(listener) => listener,
@@ -80,12 +94,11 @@ async fn main() -> ExitCode {
     };
     let address = listener.local_addr().map_or(cli.listen, |address| address);
     println!(
-        "hub serving {} on ws://{address}/sync ({} tokens from {})",
-        store_path.display(),
+        "hub serving {serving} on ws://{address}/sync ({} tokens from {})",
         tokens.len(),
         tokens_path.display()
     );
-    let app = Hub::new(Arc::new(store), Arc::new(tokens)).router();
+    let app = Hub::new(catalog, Arc::new(tokens)).router();
     // Small frames go out at once, not after the peer's delayed ack.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
@@ -100,4 +113,11 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error.to_string()),
     }
+}
+
+/// The PostgreSQL connection string `--store` names, if it names one.
+fn postgres_url(store: &std::path::Path) -> Option<&str> {
+    store
+        .to_str()
+        .filter(|store| store.starts_with("postgres://") || store.starts_with("postgresql://"))
 }

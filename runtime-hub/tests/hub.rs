@@ -105,6 +105,41 @@ async fn an_agent_serves_a_client_across_the_hub() {
     handle.shutdown();
 }
 
+/// Two hubs on one PostgreSQL database, each with its own connections (as two processes
+/// have): an agent on one serves a client on the other, live, and the catalog of either
+/// lists what the other created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubs_sharing_a_postgres_database_serve_one_notebook_live() {
+    let database = tests::postgres::fresh_database().await;
+    let open = || async {
+        let store = runtime_native::PostgresStore::connect(&database, "default")
+            .await
+            .unwrap();
+        hub(Arc::new(store)).await
+    };
+    let (hub_a, hub_b) = (open().await, open().await);
+    let agent_store = hub::connect(&hub_a, BearerToken::new(AGENT), "shared", quick()).unwrap();
+    let handle = support::echo_agent(agent_store, "agent-1");
+    let client_store = hub::connect(&hub_b, BearerToken::new(ALICE), "shared", quick()).unwrap();
+    let client = NotebookClient::new(client_store.clone(), "alice");
+    for n in 0..5 {
+        run_to_success(&client, &client_store, &format!("print({n})")).await;
+    }
+    handle.shutdown();
+    let created = client_store
+        .create(Some("made-on-b"), "Plan")
+        .await
+        .unwrap();
+    let through_a = hub::connect(&hub_a, BearerToken::new(ALICE), "x", quick()).unwrap();
+    let listed = through_a.notebooks().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|info| info.id == created && info.title.as_deref() == Some("Plan")),
+        "{listed:?}"
+    );
+}
+
 /// The hub stamps every entry with the identity its token authenticated and the hub's
 /// time, and the log ignores a user who writes in the name of a runtime's session: Alice
 /// copies the agent's session id from the log and ends the session, reports it idle and

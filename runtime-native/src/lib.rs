@@ -46,6 +46,9 @@ pub mod files;
 #[cfg(unix)]
 pub mod http;
 pub mod hub;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(unix)]
 pub mod process;
 #[cfg(unix)]
@@ -55,6 +58,9 @@ pub mod tls;
 
 pub use auth::AuthToken;
 pub use clock::TokioClock;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresError, PostgresOptions, PostgresStore};
 #[cfg(unix)]
 pub use signals::{FORCED_EXIT_CODE, RunError, run_until_signal};
 pub use sqlite::{

@@ -144,6 +144,27 @@ pub async fn a_batch_stamp_is_kept<S: Store>(store: &S) {
     );
 }
 
+/// A batch committed with a stamp is read back with its author, the identity a hub
+/// authenticated. A store that is itself the clock of record (a database several hubs
+/// share, which stamps every entry with its own time so no two hubs' clocks are compared)
+/// passes this instead of [`a_batch_stamp_is_kept`].
+pub async fn a_batch_author_is_kept<S: Store>(store: &S) {
+    let stamp = Stamp::new(Timestamp(1_234_567), "alice@hub");
+    let batch = Batch::new(vec![event(1), event(2)]).stamped(stamp);
+    store.commit_batch(&batch).await.unwrap();
+    let authors: Vec<_> = store
+        .subscribe(1)
+        .take(2)
+        .map(|entry| entry.unwrap().stamp.map(|stamp| stamp.author))
+        .collect()
+        .await;
+    assert_eq!(
+        authors,
+        [Some("alice@hub".into()), Some("alice@hub".into())],
+        "the batch's author is kept"
+    );
+}
+
 /// `head` is 0 for an empty notebook, then the sequence number of the last event.
 pub async fn head_is_the_last_sequence_number<S: Store>(store: &S) {
     assert_eq!(store.head().await, Ok(0), "an empty notebook's head is 0");
