@@ -33,11 +33,14 @@ impl Making {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Marks the snapshot as being made, unless it is already: `None` then.
     fn start(&self, notebook: &str, kind: SnapshotKind) -> Option<MakingGuard<'_>> {
         let key = (notebook.to_owned(), kind);
-        self.lock()
-            .insert(key.clone())
-            .then_some(MakingGuard { making: self, key })
+        // The lock is released before a guard exists: a guard dropped under it (as an
+        // eager `then_some` did, for the second of two makers) would lock it again and
+        // deadlock the thread.
+        let started = self.lock().insert(key.clone());
+        started.then(|| MakingGuard { making: self, key })
     }
 }
 
@@ -98,4 +101,33 @@ async fn fold_from(
         state.apply_entry(&entry);
     }
     Ok(state.snapshot())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two clients join one notebook at once: the second does not make the snapshot again,
+    /// does not deadlock (it once did: the hub froze), and does not unmark the first's.
+    #[test]
+    fn a_second_maker_of_one_snapshot_steps_aside_without_deadlock() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let making = Making::default();
+            let first = making.start("nb", SnapshotKind::Lean);
+            assert!(first.is_some());
+            assert!(making.start("nb", SnapshotKind::Lean).is_none());
+            assert!(
+                making.start("nb", SnapshotKind::Lean).is_none(),
+                "still marked as being made"
+            );
+            assert!(making.start("nb", SnapshotKind::Full).is_some());
+            drop(first);
+            assert!(making.start("nb", SnapshotKind::Lean).is_some());
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the makers finish: no deadlock");
+    }
 }
