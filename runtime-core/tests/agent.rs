@@ -1486,3 +1486,52 @@ fn an_agent_stopped_by_a_permanent_store_error_ends_its_session_at_once() {
         SessionState::Ended(TerminationReason::Error)
     );
 }
+
+/// A store that never answers: every call waits forever, as one behind an unreachable hub
+/// does while its client retries.
+struct Unreachable;
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for Unreachable {
+    async fn commit_batch(&self, _: &Batch) -> Result<Seq, StoreError> {
+        futures::future::pending().await
+    }
+
+    fn subscribe(&self, _: Seq) -> Subscription {
+        Box::pin(futures::stream::pending())
+    }
+
+    async fn head(&self) -> Result<Seq, StoreError> {
+        futures::future::pending().await
+    }
+
+    async fn latest_snapshot(&self, _: SnapshotKind) -> Result<Option<Snapshot>, StoreError> {
+        futures::future::pending().await
+    }
+}
+
+/// An agent asked to stop before its session started (a signal while its hub is down)
+/// stops at once: it has nothing to end, so it does not wait out the store's retries.
+#[test]
+fn an_agent_whose_store_never_answers_stops_when_asked() {
+    let mut sim = Sim::new(7);
+    let agent = RuntimeAgent::new(
+        Unreachable,
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("agent"),
+    )
+    .unwrap()
+    .on_execution(echo);
+    let handle = agent.handle();
+    let (_, ended) = sim.spawn(agent.run());
+    sim.settle(Duration::from_secs(1));
+    assert!(!ended.is_ready(), "it waits for the store");
+    handle.shutdown();
+    sim.settle(Duration::from_millis(1));
+    assert_eq!(
+        ended.take().expect("it stopped").unwrap(),
+        TerminationReason::Shutdown
+    );
+}

@@ -88,7 +88,17 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
         return Err(AgentError::NoHandler);
     };
     let span = tracing::info_span!("runtime_agent", session_id = %shared.session_id);
-    let state = tracing::Instrument::instrument(starting_state(&*agent.store), span.clone()).await;
+    // Before the announcement nothing needs ending: a shutdown (a signal while the store
+    // is unreachable, say) stops the agent at once instead of after the store's retries.
+    let starting = tracing::Instrument::instrument(starting_state(&*agent.store), span.clone());
+    let Some(state) = unless_shut_down(&shared, starting).await else {
+        tracing::info!(parent: &span, "shut down before the session started");
+        if let Some(hook) = &agent.hooks.shutdown {
+            hook(&TerminationReason::Shutdown);
+        }
+        shared.set_status(AgentStatus::Stopped);
+        return Ok(TerminationReason::Shutdown);
+    };
     let mut runner = Runner {
         log: agent.store.subscribe(state.last_seq() + 1),
         snapshot_seq: state.last_seq(),
@@ -118,6 +128,25 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
     }
     shared.set_status(AgentStatus::Stopped);
     ended
+}
+
+/// `work`'s result, or `None` if a shutdown is requested first.
+async fn unless_shut_down<T>(shared: &Shared, work: impl Future<Output = T>) -> Option<T> {
+    let shutdown = poll_fn(|cx| {
+        shared.wake.register(cx.waker());
+        if shared.shutdown_requested() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .fuse();
+    let work = work.fuse();
+    futures::pin_mut!(shutdown, work);
+    select_biased! {
+        () = shutdown => None,
+        done = work => Some(done),
+    }
 }
 
 /// The state an agent starts from: the store's latest lean snapshot, or an empty lean state
@@ -150,7 +179,13 @@ impl Runner {
             return Ok(TerminationReason::Shutdown);
         }
         self.catch_up().await?;
-        self.announce().await?;
+        // A shutdown while the announcement is in flight stops here: if it landed, its
+        // lease runs out as a killed agent's would.
+        let shared = self.shared.clone();
+        match unless_shut_down(&shared, self.announce()).await {
+            Some(announced) => announced?,
+            None => return Ok(TerminationReason::Shutdown),
+        }
         while self.state.last_seq() < self.announced_seq {
             self.read_one().await?;
         }
