@@ -60,20 +60,36 @@ impl Home {
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("XDG_DATA_HOME", self.dir.path().join("data"))
             .env("RUST_LOG", "info")
+            // The processes' log filter, to see what a failed run's processes said (with
+            // RUNTIME_TEST_LOG_DIR).
+            .env(
+                "RUNTIME_LOG",
+                std::env::var("RUNTIME_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null());
         command
     }
 
-    /// Starts the hub on `listen`; returns it and its WebSocket URL.
+    /// The SQLite file the hubs serve unless given a database.
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("hub.db")
+    }
+
+    /// Starts a hub on `listen` serving the home's file; returns it and its WebSocket URL.
     fn hub(&self, listen: &str) -> (Child, String) {
+        self.hub_on(listen, self.file().as_os_str())
+    }
+
+    /// Starts a hub on `listen` serving `store` (a file or a PostgreSQL URL).
+    fn hub_on(&self, listen: &str, store: &std::ffi::OsStr) -> (Child, String) {
         let mut hub = self
             .command(Path::new(env!("CARGO_BIN_EXE_runtime-hub")))
             .args(["--listen", listen, "--tokens"])
             .arg(self.tokens())
             .arg("--store")
-            .arg(self.dir.path().join("hub.db"))
+            .arg(store)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_sink("hub"))
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -103,6 +119,41 @@ impl Home {
             .output()
             .unwrap()
     }
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves none behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// Where a hub's or agent's log goes: nowhere, or a new file in `RUNTIME_TEST_LOG_DIR`
+/// when set (to see what the processes of a failed run said).
+fn log_sink(name: &str) -> Stdio {
+    let Some(dir) = std::env::var_os("RUNTIME_TEST_LOG_DIR") else {
+        return Stdio::null();
+    };
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = Path::new(&dir).join(format!("{name}-{}-{n}.log", std::process::id()));
+    std::fs::File::create(path).unwrap().into()
 }
 
 fn ran(output: &Output) -> String {
@@ -312,13 +363,56 @@ async fn cutting_proxy(target: String, seed: u64) -> u16 {
     proxy.address.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
-/// 1,000 cells through a hub while the agent is killed with SIGKILL and restarted every
-/// few hundred milliseconds, its connection is cut at random by a proxy, and the hub itself
-/// is killed with SIGKILL and restarted mid-run. Afterwards, over the whole log: every cell
-/// was requested once and ended, none started twice, every one that succeeded has its one
-/// output, and nothing is left running.
+/// 1,000 cells through a hub on a SQLite file while the agent is killed with SIGKILL and
+/// restarted every few hundred milliseconds, its connection is cut at random by a proxy,
+/// and the hub itself is killed with SIGKILL and restarted mid-run, twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
+    survive_faults(FaultRun {
+        hubs: 1,
+        postgres: None,
+        cells: 1000,
+    })
+    .await;
+}
+
+/// Three hubs on one PostgreSQL database, the agent on each in turn and clients on all:
+/// 5,000 cells while the agent is killed and restarted, its connections cut, hubs killed
+/// with SIGKILL and restarted, and PostgreSQL itself restarted (`pg_ctl restart -m fast`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_cells_on_three_hubs_survive_kills_and_a_postgres_restart() {
+    survive_faults(FaultRun {
+        hubs: 3,
+        postgres: Some(tests::postgres::fresh_database().await),
+        cells: 5000,
+    })
+    .await;
+}
+
+/// A fault run: `cells` cells through `hubs` hubs serving one store.
+struct FaultRun {
+    hubs: usize,
+    /// The PostgreSQL database the hubs serve, restarted at [`RESTART_POSTGRES_AT`]; a
+    /// SQLite file if none.
+    postgres: Option<String>,
+    cells: usize,
+}
+
+/// The run's phases: the agent is killed and restarted after each but the first.
+const PHASES: usize = 25;
+/// The phases after which a hub is killed and restarted (hub `phase % hubs`).
+const HUB_KILLS_AT: [usize; 2] = [8, 16];
+/// The phase after which PostgreSQL restarts, in a run on it.
+const RESTART_POSTGRES_AT: usize = 12;
+
+/// Runs `run`: cells are requested `cells / PHASES` at a time through the hubs in turn;
+/// each phase ends (300-1200 ms later) with a SIGKILL and restart of the agent, on the next
+/// hub, and some with a hub's or PostgreSQL's restart, so every phase meets the faults
+/// however fast the machine. Then the last agent serves the rest. Afterwards, over the
+/// whole log: every cell was requested once and ended, none started twice, every one that
+/// succeeded has its one output, and nothing is left running.
+#[allow(clippy::print_stderr)] // the seed and the run's figures, for a failed run's report
+async fn survive_faults(run: FaultRun) {
     use runtime_core::sync::BearerToken;
     use runtime_core::*;
     use runtime_native::hub::{self, HubOptions};
@@ -329,15 +423,27 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
         .as_nanos() as u64;
     eprintln!("seed {seed}");
     let home = Home::new();
-    let (mut hub, url) = home.hub("127.0.0.1:0");
-    let address = url.trim_start_matches("ws://").to_owned();
-    let proxy = cutting_proxy(address.clone(), seed).await;
-    let agent_url = format!("ws://127.0.0.1:{proxy}");
-    let spawn_agent = || {
-        home.command(&example("echo-agent"))
+    let store_arg: std::ffi::OsString = match &run.postgres {
+        Some(url) => url.into(),
+        None => home.file().into(),
+    };
+    let mut hubs = Vec::new();
+    let mut addresses = Vec::new();
+    let mut agent_urls = Vec::new();
+    for n in 0..run.hubs {
+        let (hub, url) = home.hub_on("127.0.0.1:0", &store_arg);
+        let address = url.trim_start_matches("ws://").to_owned();
+        let proxy = cutting_proxy(address.clone(), seed + n as u64).await;
+        agent_urls.push(format!("ws://127.0.0.1:{proxy}"));
+        addresses.push(address);
+        hubs.push(Reaped(hub));
+    }
+    let spawn_agent = |on: usize| {
+        let agent = home
+            .command(&example("echo-agent"))
             .args([
                 "--store",
-                &agent_url,
+                &agent_urls[on % run.hubs],
                 "--auth-token",
                 AGENT,
                 "--client-id",
@@ -345,11 +451,12 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
             ])
             .args(["--lease-secs", "2", "--renew-secs", "0.5"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_sink("agent"))
             .spawn()
-            .unwrap()
+            .unwrap();
+        Reaped(agent)
     };
-    let mut agent = spawn_agent();
+    let mut agent = spawn_agent(0);
     let options = HubOptions {
         client: runtime_core::sync::HubOptions {
             backoff_base: Duration::from_millis(10),
@@ -358,45 +465,55 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
         },
         ca_file: None,
     };
-    let store = hub::connect(&url, BearerToken::new(ALICE), "default", options).unwrap();
-    let client = NotebookClient::new(store.clone(), "alice");
-    let cell = client.create_cell(CellType::Code, "0").await.unwrap();
+    let clients: Vec<_> = addresses
+        .iter()
+        .map(|address| {
+            let url = format!("ws://{address}");
+            let store = hub::connect(&url, BearerToken::new(ALICE), "default", options.clone());
+            let store = store.unwrap();
+            (NotebookClient::new(store.clone(), "alice"), store)
+        })
+        .collect();
+    let cell = clients[0].0.create_cell(CellType::Code, "0").await.unwrap();
+    let per_phase = run.cells.div_ceil(PHASES);
     let mut queued = Vec::new();
     let started = Instant::now();
-    // 40 cells at a time, each batch followed by a SIGKILL and restart of the agent
-    // (300-1200 ms apart, 25 in all), and of the hub at the 12th: every phase of the run
-    // meets the faults, however fast the machine. Then the last agent serves the rest.
-    let mut watcher = NotebookWatcher::new(&store);
+    let mut watcher = NotebookWatcher::new(&clients[0].1);
     let mut random = seed | 1;
     let mut next_kill = tokio::time::Instant::now();
     let mut kills = 0;
-    let waited = tokio::time::timeout(Duration::from_secs(300), async {
+    let waited = tokio::time::timeout(Duration::from_secs(600), async {
         loop {
             let done = queued
                 .iter()
                 .filter(|id| watcher.state().entry(id).is_some_and(|e| e.is_completed()))
                 .count();
-            if kills == 25 && done == queued.len() {
+            if kills == PHASES && done == queued.len() {
                 return;
             }
             tokio::select! {
                 next = watcher.next() => { next.unwrap(); }
-                () = tokio::time::sleep_until(next_kill), if kills < 25 => {
-                    for _ in 0..40 {
-                        if queued.len() < 1000 {
+                () = tokio::time::sleep_until(next_kill), if kills < PHASES => {
+                    for _ in 0..per_phase {
+                        if queued.len() < run.cells {
                             let source = format!("cell {}", queued.len());
+                            let (client, _) = &clients[queued.len() % run.hubs];
                             queued.push(client.execute(&cell, CellType::Code, &source).await.unwrap());
                         }
                     }
                     if kills > 0 {
                         agent.kill().unwrap();
                         agent.wait().unwrap();
-                        if kills == 12 {
-                            hub.kill().unwrap();
-                            hub.wait().unwrap();
-                            hub = home.hub(&address).0;
+                        if HUB_KILLS_AT.contains(&kills) {
+                            let n = kills % run.hubs;
+                            hubs[n].kill().unwrap();
+                            hubs[n].wait().unwrap();
+                            hubs[n] = Reaped(home.hub_on(&addresses[n], &store_arg).0);
                         }
-                        agent = spawn_agent();
+                        if kills == RESTART_POSTGRES_AT && run.postgres.is_some() {
+                            restart_postgres();
+                        }
+                        agent = spawn_agent(kills);
                     }
                     kills += 1;
                     random = random.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -406,23 +523,46 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
         }
     })
     .await;
-    assert!(waited.is_ok(), "not every cell ended (seed {seed})");
-    assert_eq!(queued.len(), 1000);
+    if waited.is_err() {
+        let state = watcher.state();
+        let ended = queued
+            .iter()
+            .filter(|id| state.entry(id).is_some_and(|e| e.is_completed()))
+            .count();
+        panic!(
+            "not every cell ended (seed {seed}): {ended} of {} ended, {} pending, {} in \
+             progress, {kills} phases; the active session: {:?}",
+            queued.len(),
+            state.pending().count(),
+            state.in_progress().count(),
+            state.active_session().map(|session| &session.session_id),
+        );
+    }
+    assert_eq!(queued.len(), run.cells);
     agent.kill().unwrap();
     agent.wait().unwrap();
-    hub.kill().unwrap();
-    hub.wait().unwrap();
+    for hub in &mut hubs {
+        hub.kill().unwrap();
+        hub.wait().unwrap();
+    }
 
-    // The whole log, from the hub's file.
-    let file =
-        runtime_native::SqliteStore::open(home.dir.path().join("hub.db"), "default").unwrap();
-    let head = file.head().unwrap();
+    // The whole log, from the store itself.
+    let file: Box<dyn Store> = match &run.postgres {
+        Some(url) => Box::new(
+            runtime_native::PostgresStore::connect(url, "default")
+                .await
+                .unwrap(),
+        ),
+        None => Box::new(runtime_native::SqliteStore::open(home.file(), "default").unwrap()),
+    };
+    let head = file.head().await.unwrap();
     let mut log = file.subscribe(1);
     let mut state = NotebookState::new();
     let mut starts = std::collections::HashMap::<QueueId, usize>::new();
     let mut requests = 0;
     while state.last_seq() < head {
         let entry = futures::StreamExt::next(&mut log).await.unwrap().unwrap();
+        assert_eq!(entry.seq, state.last_seq() + 1, "gapless (seed {seed})");
         let applied = state.apply_entry(&entry);
         match &*entry.event {
             Event::ExecutionStarted(start) if applied == Applied::Applied => {
@@ -432,7 +572,10 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
             _ => {}
         }
     }
-    assert_eq!(requests, 1000, "each cell requested once (seed {seed})");
+    assert_eq!(
+        requests, run.cells,
+        "each cell requested once (seed {seed})"
+    );
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for (n, queue_id) in queued.iter().enumerate() {
         let entry = state.entry(queue_id).unwrap();
@@ -464,11 +607,48 @@ async fn a_thousand_cells_survive_agent_kills_hub_kills_and_cut_connections() {
     }
     assert!(
         state.in_progress().next().is_none(),
-        "nothing left running (seed {seed})"
+        "nothing left running or claimed (seed {seed})"
     );
     eprintln!(
-        "1000 cells in {:.1} s with 24 agent kills and a hub kill; statuses {statuses:?}; \
-         log of {head} events",
-        started.elapsed().as_secs_f64()
+        "{} cells on {} hub(s) in {:.1} s with {} agent kills, {} hub kills{}; statuses \
+         {statuses:?}; log of {head} events",
+        run.cells,
+        run.hubs,
+        started.elapsed().as_secs_f64(),
+        PHASES - 1,
+        HUB_KILLS_AT.len(),
+        if run.postgres.is_some() {
+            " and a PostgreSQL restart"
+        } else {
+            ""
+        },
     );
+}
+
+/// Restarts the test's PostgreSQL cluster (`scripts/postgres` names it), as its operator
+/// would: `pg_ctl restart -m fast` ends every connection.
+fn restart_postgres() {
+    let (Ok(data), Ok(bin)) = (
+        std::env::var("RUNTIME_PG_DATA"),
+        std::env::var("RUNTIME_PG_BIN"),
+    ) else {
+        panic!("this test restarts PostgreSQL: run it on a cluster of scripts/postgres");
+    };
+    let pg_ctl = format!("{bin}/pg_ctl");
+    let args = ["-D", &data, "-m", "fast", "-w", "-t", "60", "restart"];
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let mut command = if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", &pg_ctl]);
+        command
+    } else {
+        Command::new(&pg_ctl)
+    };
+    let status = command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_ctl restart failed");
 }
