@@ -5,21 +5,23 @@
 //! cargo run --release --example native-bench -- idle --seconds 10
 //! ```
 //!
-//! - `latency`: a second process commits one event at a time to a SQLite store, each from
-//!   idle; this process subscribes and reports how long each took from just before `commit`
-//!   in the writer to arriving here (median, p99).
+//! - `latency`: a second process commits one event at a time to a SQLite store (or the
+//!   PostgreSQL database `--store postgres://…` names), each from idle; this process
+//!   subscribes and reports how long each took from just before `commit` in the writer to
+//!   arriving here (median, p99).
 //! - `idle`: starts an echo-agent, lets it settle, then reports the CPU it used and its
 //!   resident memory while idle (Linux: read from /proc).
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use runtime_core::{CellDeleted, Event, Store};
-use runtime_native::SqliteStore;
+use runtime_native::{PostgresStore, SqliteStore};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -30,8 +32,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Cross-process commit-to-subscriber latency on one SQLite file
+    /// Cross-process commit-to-subscriber latency on one SQLite file, or a PostgreSQL database
     Latency {
+        /// A PostgreSQL database (postgres://…) instead of a new SQLite file
+        #[arg(long)]
+        store: Option<String>,
         /// Events to time
         #[arg(long, default_value_t = 500)]
         count: usize,
@@ -49,7 +54,9 @@ enum Bench {
     #[command(hide = true)]
     Writer {
         #[arg(long)]
-        path: PathBuf,
+        store: String,
+        #[arg(long)]
+        notebook: String,
         #[arg(long)]
         count: usize,
         #[arg(long)]
@@ -77,20 +84,35 @@ fn scratch_dir() -> PathBuf {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     match Cli::parse().command {
-        Bench::Latency { count, interval_ms } => latency(count, interval_ms).await,
-        Bench::Idle { seconds } => idle(seconds).await,
-        Bench::Writer {
-            path,
+        Bench::Latency {
+            store,
             count,
             interval_ms,
-        } => writer(&path, count, interval_ms).await,
+        } => latency(store, count, interval_ms).await,
+        Bench::Idle { seconds } => idle(seconds).await,
+        Bench::Writer {
+            store,
+            notebook,
+            count,
+            interval_ms,
+        } => writer(&store, &notebook, count, interval_ms).await,
     }
 }
 
-async fn latency(count: usize, interval_ms: u64) {
+/// The store at `location`: a PostgreSQL database or a SQLite file.
+async fn open(location: &str, notebook: &str) -> Arc<dyn Store> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(location, notebook).await.unwrap())
+    } else {
+        Arc::new(SqliteStore::open(location, notebook).unwrap())
+    }
+}
+
+async fn latency(store: Option<String>, count: usize, interval_ms: u64) {
     let dir = scratch_dir();
-    let path = dir.join("latency.db");
-    let store = SqliteStore::open(&path, "bench").unwrap();
+    let location = store.unwrap_or_else(|| dir.join("latency.db").display().to_string());
+    let notebook = format!("bench-{}", now_nanos());
+    let store = open(&location, &notebook).await;
     let mut log = store.subscribe(1);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -99,9 +121,11 @@ async fn latency(count: usize, interval_ms: u64) {
             &count.to_string(),
             "--interval-ms",
             &interval_ms.to_string(),
-            "--path",
+            "--notebook",
+            &notebook,
+            "--store",
+            &location,
         ])
-        .arg(&path)
         .spawn()
         .unwrap();
     let mut micros = Vec::with_capacity(count);
@@ -116,16 +140,21 @@ async fn latency(count: usize, interval_ms: u64) {
     assert!(child.wait().unwrap().success());
     micros.sort_by(f64::total_cmp);
     let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    let scenario = if location.starts_with("postgres") {
+        "postgres_cross_process_commit_to_subscriber"
+    } else {
+        "sqlite_cross_process_commit_to_subscriber"
+    };
     println!(
         "{}",
-        json!({"scenario": "sqlite_cross_process_commit_to_subscriber", "n": count,
+        json!({"scenario": scenario, "n": count,
                "median_us": at(0.5), "p99_us": at(0.99), "min_us": micros[0]})
     );
     let _ = std::fs::remove_dir_all(dir);
 }
 
-async fn writer(path: &Path, count: usize, interval_ms: u64) {
-    let store = SqliteStore::open(path, "bench").unwrap();
+async fn writer(location: &str, notebook: &str, count: usize, interval_ms: u64) {
+    let store = open(location, notebook).await;
     // Let the reader subscribe and go idle first.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..count {

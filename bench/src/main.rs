@@ -91,6 +91,9 @@ fn sizes(quick: bool) -> Sizes {
             start_runs: 2,
             scaling: &[1, 10],
             scaling_samples: 50,
+            pg_notebooks: &[1, 10],
+            pg_writers: 10,
+            pg_seconds: 1.0,
         }
     } else {
         Sizes {
@@ -107,6 +110,9 @@ fn sizes(quick: bool) -> Sizes {
             start_runs: 5,
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
+            pg_notebooks: &[1, 10, 100, 1_000],
+            pg_writers: 100,
+            pg_seconds: 5.0,
         }
     }
 }
@@ -126,6 +132,11 @@ struct Sizes {
     start_runs: usize,
     scaling: &'static [usize],
     scaling_samples: usize,
+    /// B21: notebooks in the database.
+    pg_notebooks: &'static [usize],
+    /// B20: writers (and notebooks), and for how long.
+    pg_writers: usize,
+    pg_seconds: f64,
 }
 
 fn main() {
@@ -379,6 +390,145 @@ async fn measure(
             met: None,
             data: json!({"subscribers": subscribers, "events": events,
                          "hub_cpu_us_per_event": cpu_per_event, "total_ms": took.as_secs_f64() * 1e3}),
+        });
+    }
+
+    if (wants("B19") || wants("B20") || wants("B21")) && std::env::var_os("DATABASE_URL").is_none()
+    {
+        panic!(
+            "B19-B21 need a PostgreSQL server: set DATABASE_URL, or run through \
+             `scripts/postgres run` (scripts/bench does)"
+        );
+    }
+
+    if wants("B19") {
+        eprintln!("B19: commit → subscriber in another process through PostgreSQL");
+        let database = tests::postgres::fresh_database().await;
+        let latency = processes::native_bench(
+            native_bench,
+            &[
+                "latency",
+                "--count",
+                &size.cross.to_string(),
+                "--store",
+                &database,
+            ],
+        );
+        rows.push(Row {
+            id: "B19",
+            scenario: "one commit in a process → a subscriber in another, through PostgreSQL on loopback (fsync on)".into(),
+            ours: format!(
+                "{} / {}",
+                human(latency["median_us"].as_f64().unwrap()),
+                human(latency["p99_us"].as_f64().unwrap())
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "measured (a probe read 1.0-1.2 ms)",
+            met: None,
+            data: latency,
+        });
+    }
+
+    if wants("B20") {
+        let (writers, seconds) = (size.pg_writers, size.pg_seconds);
+        eprintln!("B20: throughput of 1, 2 and 4 hubs on one PostgreSQL database");
+        let mut figures = Vec::new();
+        for synchronous in [true, false] {
+            for hubs in [1, 2, 4] {
+                let database = tests::postgres::fresh_database().await;
+                if !synchronous {
+                    tests::postgres::execute(
+                        &database,
+                        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', \
+                         current_database()); END $$",
+                    )
+                    .await;
+                }
+                let per_second = processes::hubs_throughput(
+                    hub,
+                    scratch,
+                    &database,
+                    hubs,
+                    writers,
+                    5,
+                    Duration::from_secs_f64(seconds),
+                )
+                .await;
+                figures.push(json!({"synchronous_commit": synchronous, "hubs": hubs,
+                    "commits_per_s": per_second, "events_per_s": per_second * 5.0}));
+            }
+        }
+        let show = |synchronous: bool| {
+            figures
+                .iter()
+                .filter(|f| f["synchronous_commit"] == synchronous)
+                .map(|f| {
+                    format!(
+                        "{} hub(s) {:.0}/s ({:.0} events/s)",
+                        f["hubs"],
+                        f["commits_per_s"].as_f64().unwrap(),
+                        f["events_per_s"].as_f64().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        rows.push(Row {
+            id: "B20",
+            scenario: format!(
+                "{writers} clients on {writers} notebooks committing batches of 5 events as fast as they can for {seconds} s, through 1, 2 or 4 hubs on one PostgreSQL database: commits/s"
+            ),
+            ours: format!(
+                "synchronous_commit on: {}; off: {}",
+                show(true),
+                show(false)
+            ),
+            peer: "—".into(),
+            ratio: None,
+            target: "measured (no target yet)",
+            met: None,
+            data: json!(figures),
+        });
+    }
+
+    if wants("B21") {
+        eprintln!("B21: round trips through a hub on PostgreSQL as notebooks grow");
+        let mut figures = Vec::new();
+        for &notebooks in size.pg_notebooks {
+            let database = tests::postgres::fresh_database().await;
+            let took = processes::round_trips_among_notebooks(
+                hub,
+                echo_agent,
+                scratch,
+                &database,
+                notebooks - 1,
+                20,
+                size.cross,
+            )
+            .await;
+            figures.push((notebooks, took));
+        }
+        let first = figures[0].1.median_us;
+        let (last_notebooks, last) = figures[figures.len() - 1];
+        rows.push(Row {
+            id: "B21",
+            scenario: format!(
+                "echo round trip through a hub on PostgreSQL with 1 to {last_notebooks} notebooks in the database (20 events each): median / p99"
+            ),
+            ours: figures
+                .iter()
+                .map(|(n, s)| format!("{n}: {} / {}", human(s.median_us), human(s.p99_us)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            peer: "—".into(),
+            ratio: Some(last.median_us / first),
+            target: "flat: the largest within 1.5× of one notebook",
+            met: Some(last.median_us <= first * 1.5),
+            data: json!(figures
+                .iter()
+                .map(|(n, s)| json!({"notebooks": n, "round_trip": s.to_json()}))
+                .collect::<Vec<_>>()),
         });
     }
 

@@ -48,6 +48,12 @@ const HUB_CLIENT: &str = "bench-client-token-0123456789";
 /// Starts the `runtime-hub` binary on 127.0.0.1 with a SQLite file in `dir`; returns it
 /// and its URL.
 fn start_hub(hub: &Path, dir: &Path) -> (Child, String) {
+    start_hub_on(hub, dir, dir.join("hub.db").as_os_str())
+}
+
+/// Starts the `runtime-hub` binary on 127.0.0.1 serving `store` (a SQLite file or a
+/// PostgreSQL URL), with its tokens file in `dir`; returns it and its URL.
+fn start_hub_on(hub: &Path, dir: &Path, store: &std::ffi::OsStr) -> (Child, String) {
     use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
     let tokens = dir.join("hub-tokens.toml");
@@ -64,7 +70,7 @@ fn start_hub(hub: &Path, dir: &Path) -> (Child, String) {
         .args(["--listen", "127.0.0.1:0", "--log", "warn", "--tokens"])
         .arg(&tokens)
         .arg("--store")
-        .arg(dir.join("hub.db"))
+        .arg(store)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the runtime-hub binary starts");
@@ -93,7 +99,25 @@ fn hub_store(url: &str, token: &str, notebook: &str) -> runtime_native::hub::Hub
 /// B15: the same round trip through a hub on loopback: the hub (the `runtime-hub` binary
 /// on a SQLite file), the echo agent and this client in three processes.
 pub async fn hub_round_trips(hub: &Path, echo_agent: &Path, dir: &Path, samples: usize) -> Summary {
-    let (hub, url) = start_hub(hub, dir);
+    hub_round_trips_on(
+        hub,
+        echo_agent,
+        dir,
+        dir.join("hub.db").as_os_str(),
+        samples,
+    )
+    .await
+}
+
+/// [`hub_round_trips`] with the hub serving `store`.
+async fn hub_round_trips_on(
+    hub: &Path,
+    echo_agent: &Path,
+    dir: &Path,
+    store: &std::ffi::OsStr,
+    samples: usize,
+) -> Summary {
+    let (hub, url) = start_hub_on(hub, dir, store);
     let agent = Command::new(echo_agent)
         .args([
             "--client-id",
@@ -499,4 +523,82 @@ pub async fn agent_start_on_a_long_notebook(
         from_snapshot: Summary::of(&from_snapshot),
         snapshot_bytes: snapshot.state.len(),
     }
+}
+
+/// B20: `hubs` hub processes on the PostgreSQL database `database`, `notebooks` writers
+/// (each its own connection, spread across the hubs, on its own notebook) committing
+/// batches of `batch` events as fast as they can for `duration`. Returns committed batches
+/// per second.
+pub async fn hubs_throughput(
+    hub: &Path,
+    dir: &Path,
+    database: &str,
+    hubs: usize,
+    notebooks: usize,
+    batch: usize,
+    duration: Duration,
+) -> f64 {
+    let started: Vec<_> = (0..hubs)
+        .map(|_| start_hub_on(hub, dir, std::ffi::OsStr::new(database)))
+        .collect();
+    let writers: Vec<_> = (0..notebooks)
+        .map(|n| {
+            let url = &started[n % hubs].1;
+            hub_store(url, HUB_CLIENT, &format!("throughput-{n}"))
+        })
+        .collect();
+    // Connected and warm before the clock starts.
+    for writer in &writers {
+        writer.commit(vec![cell_event(0)]).await.expect("commit");
+    }
+    let deadline = Instant::now() + duration;
+    let started_at = Instant::now();
+    let counts = futures::future::join_all(writers.iter().map(|writer| async move {
+        let mut committed = 0_usize;
+        while Instant::now() < deadline {
+            let events = (0..batch).map(cell_event).collect();
+            writer.commit(events).await.expect("commit");
+            committed += 1;
+        }
+        committed
+    }))
+    .await;
+    let elapsed = started_at.elapsed().as_secs_f64();
+    for (hub, _) in started {
+        stop(hub);
+    }
+    counts.iter().sum::<usize>() as f64 / elapsed
+}
+
+/// B21: round trips through a hub on the PostgreSQL database `database` whose other
+/// `others` notebooks each hold `history` events: the cost of one execution as the
+/// database grows.
+pub async fn round_trips_among_notebooks(
+    hub: &Path,
+    echo_agent: &Path,
+    dir: &Path,
+    database: &str,
+    others: usize,
+    history: usize,
+    samples: usize,
+) -> Summary {
+    let store = runtime_native::PostgresStore::connect(database, "fill")
+        .await
+        .expect("the database");
+    for n in 0..others {
+        let events = (0..history).map(cell_event).collect();
+        store
+            .notebook(&format!("other-{n}"))
+            .commit(events)
+            .await
+            .expect("commit");
+    }
+    hub_round_trips_on(
+        hub,
+        echo_agent,
+        dir,
+        std::ffi::OsStr::new(database),
+        samples,
+    )
+    .await
 }
