@@ -71,7 +71,7 @@ async fn main() -> ExitCode {
         Err(error) => return fail(error.to_string()),
     };
     let (catalog, serving): (Arc<dyn Catalog>, String) = match postgres_url(&store_path) {
-        Some(url) => match PostgresStore::connect(url, "default").await {
+        Some(url) => match connect_postgres(url).await {
             Ok(store) => {
                 let serving = format!("PostgreSQL at {}", store.target());
                 (Arc::new(store), serving)
@@ -120,4 +120,22 @@ fn postgres_url(store: &std::path::Path) -> Option<&str> {
     store
         .to_str()
         .filter(|store| store.starts_with("postgres://") || store.starts_with("postgresql://"))
+}
+
+/// Connects to PostgreSQL, waiting up to a minute for a server that is down or starting
+/// (a hub started with its database, or during a failover); a wrong password or a newer
+/// schema fails at once.
+async fn connect_postgres(url: &str) -> Result<PostgresStore, runtime_native::PostgresError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        match PostgresStore::connect(url, "default").await {
+            Err(error) if error.is_retriable() && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "waiting for PostgreSQL");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }

@@ -328,6 +328,30 @@ async fn the_cli_says_when_it_cannot_reach_the_hub_and_exits() {
     hub.wait().unwrap();
 }
 
+/// A hub given a PostgreSQL database that does not exist says which and exits, without
+/// the password; it does not wait as it does for a server that is down.
+#[test]
+fn a_hub_on_a_missing_database_says_so_without_the_password() {
+    let home = Home::new();
+    let server = tests::postgres::server_url();
+    let missing = tests::postgres::with_database(&server, "no_such_database").replacen(
+        "://postgres@",
+        "://postgres:hunter2-secret@",
+        1,
+    );
+    let output = home
+        .command(Path::new(env!("CARGO_BIN_EXE_runtime-hub")))
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(home.tokens())
+        .args(["--store", &missing])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("no_such_database"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+}
+
 #[test]
 fn a_tokens_file_others_can_read_is_refused() {
     let home = Home::new();
