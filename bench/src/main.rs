@@ -241,6 +241,15 @@ fn peer_summary(peer: Option<&Value>, key: &str) -> Option<Summary> {
     peer.and_then(|p| Summary::from_json(&p[key]))
 }
 
+/// "median / p99" of a native-bench result.
+fn median_and_p99(result: &Value) -> String {
+    format!(
+        "{} / {}",
+        human(result["median_us"].as_f64().unwrap_or(f64::NAN)),
+        human(result["p99_us"].as_f64().unwrap_or(f64::NAN))
+    )
+}
+
 fn medians(ours: Summary, theirs: Option<Summary>) -> (String, String, Option<f64>) {
     let show = |s: Summary| format!("{} / {}", human(s.median_us), human(s.p99_us));
     (
@@ -309,11 +318,7 @@ async fn measure(
         rows.push(Row {
             id: "B2b",
             scenario: "one commit in a process → a subscriber in another (SqliteStore)".into(),
-            ours: format!(
-                "{} / {}",
-                human(latency["median_us"].as_f64().unwrap()),
-                human(latency["p99_us"].as_f64().unwrap())
-            ),
+            ours: median_and_p99(&latency),
             peer: "—".into(),
             ratio: None,
             target: "a couple of ms",
@@ -417,11 +422,7 @@ async fn measure(
         rows.push(Row {
             id: "B19",
             scenario: "one commit in a process → a subscriber in another, through PostgreSQL on loopback (fsync on)".into(),
-            ours: format!(
-                "{} / {}",
-                human(latency["median_us"].as_f64().unwrap()),
-                human(latency["p99_us"].as_f64().unwrap())
-            ),
+            ours: median_and_p99(&latency),
             peer: "—".into(),
             ratio: None,
             target: "measured (a probe read 1.0-1.2 ms)",
