@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use runtime_core::sync::{ClientFrame, ErrorCode, HubFrame, PAGE_ENTRIES, PROTOCOL};
-use runtime_core::{BatchId, Event, Seq, Store};
+use runtime_core::{BatchId, Event, RetryPolicy, Retrying, Seq, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -27,6 +27,9 @@ const PAGES_IN_FLIGHT: usize = 2;
 const MAX_SUBSCRIPTIONS: usize = 64;
 /// Snapshot requests one connection may have in flight.
 const SNAPSHOTS_AT_ONCE: usize = 2;
+/// How long a subscription's reads are retried while the store fails retriably, before
+/// the client is told.
+const READS_RETRIED_FOR: Duration = Duration::from_secs(30);
 
 /// Serves one WebSocket until the client goes.
 pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
@@ -213,6 +216,14 @@ async fn identified(
                 } else {
                     match shared.catalog.open(&notebook) {
                         Ok(store) => {
+                            // Reads ride out a store that fails for a moment (a database
+                            // restarting): the notebook's feed and this subscription's
+                            // history resume where they were instead of ending.
+                            let store: Arc<dyn Store> = Arc::new(Retrying::new(
+                                store,
+                                shared.clock.clone(),
+                                RetryPolicy::giving_up_after(READS_RETRIED_FOR),
+                            ));
                             let credit = Arc::new(Semaphore::new(PAGES_IN_FLIGHT));
                             let task = tokio::spawn(pump(
                                 shared.clone(),

@@ -27,7 +27,10 @@ pub(crate) struct Feeds(Mutex<HashMap<String, Weak<Feed>>>);
 
 /// A notebook's live entries.
 pub(crate) struct Feed {
-    entries: broadcast::Sender<Result<LogEntry, StoreError>>,
+    /// What new followers subscribe from. The reader holds the only sender, so when it
+    /// stops every follower learns it (a follower that fell behind might otherwise miss
+    /// the error it stopped on, and wait for entries that never come).
+    entries: broadcast::Receiver<Result<LogEntry, StoreError>>,
     reader: JoinHandle<()>,
 }
 
@@ -56,8 +59,7 @@ impl Feeds {
         if let Some(feed) = meanwhile.filter(|feed| !feed.reader.is_finished()) {
             return Ok(feed); // started by another follower meanwhile
         }
-        let (entries, _) = broadcast::channel(FEED_ENTRIES);
-        let sender = entries.clone();
+        let (sender, entries) = broadcast::channel(FEED_ENTRIES);
         let mut log = store.subscribe(head + 1);
         let reader = tokio::spawn(async move {
             while let Some(entry) = log.next().await {
@@ -121,7 +123,7 @@ impl Follower {
         from: Seq,
     ) -> Result<Self, StoreError> {
         // Subscribe first: whatever is committed after the head read below arrives live.
-        let live = feed.entries.subscribe();
+        let live = feed.entries.resubscribe();
         let head = store.head().await?;
         let next = from.max(1);
         Ok(Self {

@@ -276,6 +276,97 @@ async fn an_identity_uses_only_the_notebooks_on_its_access_list() {
     assert_eq!(everyone, ["bob-1", "shared"]);
 }
 
+/// A catalog whose stores' subscriptions fail retriably once every `every` entries, as a
+/// database restarting does.
+struct Hiccups {
+    inner: MemoryCatalog,
+    every: usize,
+}
+
+#[async_trait::async_trait]
+impl Catalog for Hiccups {
+    async fn notebooks(&self) -> Result<Vec<NotebookInfo>, StoreError> {
+        self.inner.notebooks().await
+    }
+
+    fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(HiccupStore {
+            inner: self.inner.store(id),
+            every: self.every,
+        }))
+    }
+}
+
+struct HiccupStore {
+    inner: MemoryStore,
+    every: usize,
+}
+
+#[async_trait::async_trait]
+impl Store for HiccupStore {
+    async fn commit_batch(&self, batch: &Batch) -> Result<u64, StoreError> {
+        self.inner.commit_batch(batch).await
+    }
+
+    async fn head(&self) -> Result<Seq, StoreError> {
+        self.inner.head().await
+    }
+
+    fn subscribe(&self, from: u64) -> Subscription {
+        let every = self.every;
+        let entries = self.inner.subscribe(from);
+        // (entries, polled so far, failed): a failed subscription ends, and the reader
+        // opens another.
+        Box::pin(futures::stream::unfold(
+            (entries, 0_usize, false),
+            move |(mut entries, polled, failed)| async move {
+                if failed {
+                    return None;
+                }
+                if (polled + 1) % every == 0 {
+                    let error = StoreError::Unavailable("the database is restarting".into());
+                    return Some((Err(error), (entries, polled + 1, true)));
+                }
+                let entry = entries.next().await?;
+                Some((entry, (entries, polled + 1, false)))
+            },
+        ))
+    }
+}
+
+/// The hub's reads ride out a store that fails for a moment: a client following a
+/// notebook (live, and reading history) sees every entry once, in order, and no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_fails_for_a_moment_does_not_end_a_subscription() {
+    let catalog = Hiccups {
+        inner: MemoryCatalog::new(),
+        every: 7,
+    };
+    let url = hub(Arc::new(catalog)).await;
+    let alice = hub::connect(&url, BearerToken::new(ALICE), "n", quick()).unwrap();
+    for n in 0..20 {
+        alice
+            .commit(vec![cell(&format!("before-{n}"))])
+            .await
+            .unwrap();
+    }
+    let mut following = alice.subscribe(1);
+    for n in 0..20 {
+        alice
+            .commit(vec![cell(&format!("after-{n}"))])
+            .await
+            .unwrap();
+    }
+    for seq in 1..=40 {
+        let entry = tokio::time::timeout(Duration::from_secs(30), following.next())
+            .await
+            .expect("every entry arrives")
+            .unwrap()
+            .unwrap_or_else(|error| panic!("entry {seq}: {error}"));
+        assert_eq!(entry.seq, seq);
+    }
+}
+
 /// A store that counts the entries its subscriptions deliver.
 #[derive(Clone)]
 struct Counting {
