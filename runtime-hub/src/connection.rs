@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use runtime_core::sync::{ClientFrame, ErrorCode, HubFrame, PAGE_ENTRIES, PROTOCOL};
-use runtime_core::{BatchId, Event, RetryPolicy, Retrying, Seq, Store};
+use runtime_core::{BatchId, Event, RetryPolicy, Retrying, Seq, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -237,9 +237,7 @@ async fn identified(
                             subscriptions.insert(sub, (task, credit));
                             None
                         }
-                        Err(why) => {
-                            Some(error(None, Some(sub), ErrorCode::of(&why), why.to_string()))
-                        }
+                        Err(why) => Some(store_failure(None, Some(sub), &why)),
                     }
                 }
             }
@@ -267,7 +265,7 @@ async fn identified(
             ClientFrame::Head { req, notebook } => Some(
                 match async { shared.catalog.open(&notebook)?.head().await }.await {
                     Ok(seq) => HubFrame::Head { req, seq },
-                    Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+                    Err(why) => store_failure(Some(req), None, &why),
                 },
             ),
             // Making a snapshot may fold many entries: off this loop, so the connection's
@@ -286,9 +284,7 @@ async fn identified(
                         };
                         let reply = match latest.await {
                             Ok(snapshot) => HubFrame::Snapshot { req, snapshot },
-                            Err(why) => {
-                                error(Some(req), None, ErrorCode::of(&why), why.to_string())
-                            }
+                            Err(why) => store_failure(Some(req), None, &why),
                         };
                         let _ = outbox.send(reply).await;
                         drop(permit);
@@ -315,7 +311,7 @@ async fn identified(
                     notebooks.retain(|notebook| identity.notebooks.allows(&notebook.id));
                     HubFrame::Notebooks { req, notebooks }
                 }
-                Err(why) => error(Some(req), None, ErrorCode::of(&why), why.to_string()),
+                Err(why) => store_failure(Some(req), None, &why),
             }),
             ClientFrame::Ping { req } => Some(HubFrame::Pong { req }),
         };
@@ -329,6 +325,12 @@ async fn identified(
         task.abort();
     }
     tracing::info!("disconnected");
+}
+
+/// An error frame for a store's error ([`ErrorCode::split`]).
+fn store_failure(req: Option<u64>, sub: Option<u64>, why: &StoreError) -> HubFrame {
+    let (code, message) = ErrorCode::split(why);
+    error(req, sub, code, message)
 }
 
 async fn commit(
@@ -363,9 +365,7 @@ async fn pump(
     let mut entries = match shared.feeds.follower(&notebook, store, from).await {
         Ok(follower) => follower,
         Err(why) => {
-            let _ = outbox
-                .send(error(None, Some(sub), ErrorCode::of(&why), why.to_string()))
-                .await;
+            let _ = outbox.send(store_failure(None, Some(sub), &why)).await;
             return;
         }
     };
@@ -397,9 +397,7 @@ async fn pump(
             }
         }
         if let Some(why) = failed {
-            let _ = outbox
-                .send(error(None, Some(sub), ErrorCode::of(&why), why.to_string()))
-                .await;
+            let _ = outbox.send(store_failure(None, Some(sub), &why)).await;
             return;
         }
     }

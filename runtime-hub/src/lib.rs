@@ -80,8 +80,7 @@ impl Shared {
         events: Vec<Arc<Event>>,
     ) -> Result<Seq, (ErrorCode, String)> {
         if events.is_empty() {
-            let empty = runtime_core::StoreError::EmptyBatch;
-            return Err((ErrorCode::of(&empty), empty.to_string()));
+            return Err(ErrorCode::split(&runtime_core::StoreError::EmptyBatch));
         }
         identity
             .may_use(notebook)
@@ -93,7 +92,7 @@ impl Shared {
         let store = self
             .catalog
             .open(notebook)
-            .map_err(|why| (ErrorCode::of(&why), why.to_string()))?;
+            .map_err(|why| ErrorCode::split(&why))?;
         let stamp = Stamp::new(self.clock.now(), identity.id.as_str());
         let batch = Batch {
             id,
@@ -103,7 +102,7 @@ impl Shared {
         store
             .commit_batch(&batch)
             .await
-            .map_err(|why| (ErrorCode::of(&why), why.to_string()))
+            .map_err(|why| ErrorCode::split(&why))
     }
 
     /// Creates notebook `notebook` (a new random id if none) titled `title` for
@@ -115,7 +114,7 @@ impl Shared {
         notebook: Option<String>,
         title: String,
     ) -> Result<String, (ErrorCode, String)> {
-        let fail = |why: runtime_core::StoreError| (ErrorCode::of(&why), why.to_string());
+        let fail = |why: runtime_core::StoreError| ErrorCode::split(&why);
         let notebook = notebook.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         identity
             .may_use(&notebook)

@@ -261,6 +261,29 @@ impl ErrorCode {
         }
     }
 
+    /// The code and message a hub sends for a store's error: the message is the error's
+    /// own words, without the prefix its `Display` adds, so the client's
+    /// [`into_store_error`](Self::into_store_error) makes the same error again (an empty
+    /// batch comes back as [`StoreError::Invalid`] saying so).
+    ///
+    /// ```
+    /// use runtime_core::StoreError;
+    /// use runtime_core::sync::ErrorCode;
+    ///
+    /// let sent = StoreError::Unavailable("the database is restarting".into());
+    /// let (code, message) = ErrorCode::split(&sent);
+    /// assert_eq!(code.into_store_error(message), sent);
+    /// ```
+    pub fn split(error: &StoreError) -> (Self, String) {
+        let message = match error {
+            StoreError::Invalid(message)
+            | StoreError::Unavailable(message)
+            | StoreError::Backend(message) => message.clone(),
+            StoreError::EmptyBatch | StoreError::Closed => error.to_string(),
+        };
+        (Self::of(error), message)
+    }
+
     /// The store error a client reports for this code and message.
     pub fn into_store_error(self, message: String) -> StoreError {
         match self {
