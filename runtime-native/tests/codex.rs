@@ -179,12 +179,7 @@ async fn the_turn_ends_on_turn_completed_and_a_lingering_process_is_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_the_turn_with_the_ladder_even_when_signals_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    // Time enough for a loaded machine to deliver SIGINT and let Python exit on it (300 ms
-    // once was not, and the ladder went on to SIGTERM); the deaf turn pays it once.
-    let served = serve(fake_codex(&dir).ladder(runtime_native::process::Ladder {
-        interrupt_grace: Duration::from_secs(5),
-        terminate_grace: Duration::from_millis(300),
-    }));
+    let served = serve(fake_codex(&dir));
     let queue_id = served.request("slow").await;
     served.wait_for_output_kind(&queue_id).await;
     served.cancel(&queue_id).await;

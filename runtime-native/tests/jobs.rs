@@ -249,3 +249,19 @@ async fn tokens_split_across_writes_or_cut_lines_never_reach_the_store() {
         assert!(!outputs.contains(piece), "{piece} reached the store");
     }
 }
+
+/// An agent started ignoring SIGINT (a script's `cmd &` does that, and an ignored signal
+/// stays ignored in every program started after) still interrupts its programs: the test
+/// above, run again in a process that ignores SIGINT, still sees its job stopped by SIGINT.
+#[test]
+fn programs_stay_interruptible_when_the_agent_was_started_ignoring_sigint() {
+    let output = std::process::Command::new("bash")
+        .args(["-c", "trap '' INT; exec \"$0\" \"$@\""])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "outputs_stream_in_order_while_the_job_runs"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("1 passed"), "{said}");
+}

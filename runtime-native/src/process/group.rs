@@ -89,6 +89,7 @@ impl Group {
     /// Spawns `command` as the leader of a new process group, owned by the runtime (the
     /// orphan reaper leaves it to tokio).
     pub(crate) fn spawn(command: &mut Command) -> io::Result<Group> {
+        super::interrupt::let_programs_be_interrupted();
         command.process_group(0).kill_on_drop(false);
         let mut owned = super::orphans::owned();
         let child = command.spawn()?;

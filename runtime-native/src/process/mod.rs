@@ -22,6 +22,7 @@
 mod adapter;
 mod codex;
 mod group;
+mod interrupt;
 mod job;
 mod live;
 mod orphans;
