@@ -117,8 +117,10 @@ async fn killed_connections_are_retriable_and_come_back() {
     let kill_all = || {
         sql(
             &url,
+            // This test's database only: the other tests run beside it on the same server.
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'runtime-agents' AND pid <> pg_backend_pid()",
+             WHERE application_name = 'runtime-agents' AND datname = current_database() \
+             AND pid <> pg_backend_pid()",
         )
     };
     kill_all().await;
