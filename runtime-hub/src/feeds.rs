@@ -209,6 +209,7 @@ impl Follower {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use futures::StreamExt;
     use runtime_core::{CellDeleted, Event, MemoryStore};
 
     use super::*;
@@ -276,5 +277,75 @@ mod tests {
         // The feed ends with its last follower.
         drop((from_start, mid_history, at_head, ahead));
         assert!(feeds.running("nb").is_none());
+    }
+
+    /// A store whose first subscription (the feed's) fails for good after `fail_after`
+    /// entries; later ones (followers' history) read normally.
+    struct FeedFails {
+        inner: MemoryStore,
+        fail_after: usize,
+        subscribed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for FeedFails {
+        async fn commit_batch(&self, batch: &runtime_core::Batch) -> Result<Seq, StoreError> {
+            self.inner.commit_batch(batch).await
+        }
+
+        async fn head(&self) -> Result<Seq, StoreError> {
+            self.inner.head().await
+        }
+
+        fn subscribe(&self, from: Seq) -> runtime_core::Subscription {
+            let first = !self
+                .subscribed
+                .swap(true, std::sync::atomic::Ordering::SeqCst);
+            if !first {
+                return self.inner.subscribe(from);
+            }
+            let failure = StoreError::Backend("the disk is gone".into());
+            Box::pin(
+                self.inner
+                    .subscribe(from)
+                    .take(self.fail_after)
+                    .chain(futures::stream::iter([Err(failure)])),
+            )
+        }
+    }
+
+    /// A follower that fell behind a feed that then stopped on an error skips the error
+    /// with what it missed, reads the gap from the store, and then learns the feed has
+    /// ended, instead of waiting for entries that never come (it once waited forever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_behind_a_feed_that_stopped_is_told_not_left_waiting() {
+        let memory = MemoryStore::new();
+        let total = 2 * FEED_ENTRIES;
+        let store: Arc<dyn Store> = Arc::new(FeedFails {
+            inner: memory.clone(),
+            fail_after: total,
+            subscribed: Default::default(),
+        });
+        let feeds = Feeds::default();
+        let feed = feeds.follow("nb", &store).await.unwrap();
+        let mut behind = Follower::new(feed.clone(), store.clone(), 1).await.unwrap();
+        for n in 0..total {
+            memory.commit_now(vec![event(n)]).unwrap();
+        }
+        // The feed reads everything, then stops on the error.
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while !feed.reader.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the feed stops");
+        drop(feed);
+        let expected: Vec<Seq> = (1..=total as Seq).collect();
+        assert_eq!(read(&mut behind, total).await, expected);
+        let after = tokio::time::timeout(std::time::Duration::from_secs(10), behind.next())
+            .await
+            .expect("told, not left waiting");
+        assert!(after.is_err(), "{after:?}");
     }
 }
