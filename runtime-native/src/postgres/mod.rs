@@ -53,6 +53,9 @@ pub struct PostgresOptions {
     /// How long connecting may take before it fails (unless the connection string sets
     /// `connect_timeout`).
     pub connect_timeout: Duration,
+    /// How often an idle reader reads again in case a notification was missed (one is
+    /// only lost if the listening connection is, and then every reader reads again anyway).
+    pub safety_poll: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -60,6 +63,7 @@ impl Default for PostgresOptions {
         Self {
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
+            safety_poll: Duration::from_millis(500),
         }
     }
 }
@@ -70,8 +74,6 @@ const READ_ROWS: i64 = 512;
 const READ_BYTES: i64 = 4 << 20;
 /// tokio-postgres's keepalive idle time when the connection string sets none.
 const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
-/// How often an idle reader re-reads in case a notification was missed.
-const SAFETY_POLL: Duration = Duration::from_millis(500);
 
 /// One notebook's log in a PostgreSQL database. Clones, and the other notebooks opened
 /// from it ([`notebook`](Self::notebook)), share its connections.
@@ -99,6 +101,8 @@ struct Shared {
     target: String,
     pool: Pool,
     wakes: Arc<Wakes>,
+    /// [`PostgresOptions::safety_poll`].
+    safety_poll: Duration,
     _listener: Listener,
 }
 
@@ -149,16 +153,18 @@ impl PostgresStore {
         };
         let mut first = Connection::open(&config).await.map_err(failed)?;
         schema::prepare(&mut first, &target).await?;
-        drop(first);
+        let pool = Pool::new(config.clone(), options.pool_size);
+        pool.keep(first); // the pool's first connection, not one more handshake
         let wakes = Arc::new(Wakes::default());
-        let listener = Listener::start(config.clone(), wakes.clone())
+        let listener = Listener::start(config, wakes.clone())
             .await
             .map_err(failed)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 target,
-                pool: Pool::new(config, options.pool_size),
+                pool,
                 wakes,
+                safety_poll: options.safety_poll,
                 _listener: listener,
             }),
             notebook: notebook.into(),
@@ -469,7 +475,7 @@ impl Reader {
             }
             tokio::select! {
                 () = notified => {}
-                () = tokio::time::sleep(SAFETY_POLL) => {}
+                () = tokio::time::sleep(self.shared.safety_poll) => {}
             }
         }
     }

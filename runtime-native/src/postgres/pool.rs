@@ -64,6 +64,16 @@ impl Pool {
         }
     }
 
+    /// Keeps `connection` for the next [`get`](Self::get), unless it is closed.
+    pub(super) fn keep(&self, connection: Connection) {
+        if !connection.client.is_closed() {
+            self.idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(connection);
+        }
+    }
+
     /// A connection, idle or new; it returns to the pool when dropped.
     pub(super) async fn get(&self) -> Result<Pooled<'_>, StoreError> {
         let permit = self
@@ -116,12 +126,8 @@ impl std::ops::DerefMut for Pooled<'_> {
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take().filter(|c| !c.client.is_closed()) {
-            self.pool
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(connection);
+        if let Some(connection) = self.connection.take() {
+            self.pool.keep(connection);
         }
     }
 }
