@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use runtime_core::{Batch, CellDeleted, Event, Stamp, Store, Timestamp};
-use runtime_native::{PostgresError, PostgresStore};
+use runtime_native::{PostgresError, PostgresOptions, PostgresStore};
 
 fn event(n: usize) -> Event {
     CellDeleted {
@@ -24,6 +24,16 @@ async fn fresh(notebook: &str) -> (String, PostgresStore) {
     let url = tests::postgres::fresh_database().await;
     let store = PostgresStore::connect(&url, notebook).await.unwrap();
     (url, store)
+}
+
+/// Options whose readers never re-read on their own within a test: only a notification
+/// (or the listening connection coming back) wakes them, so a broken wake-up fails the
+/// test instead of hiding behind the safety re-read.
+fn woken_only_by_notifications() -> PostgresOptions {
+    PostgresOptions {
+        safety_poll: Duration::from_secs(3600),
+        ..PostgresOptions::default()
+    }
 }
 
 /// Runs SQL on the database at `url`.
@@ -86,15 +96,27 @@ async fn entries_carry_the_databases_time_and_the_batchs_author() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_through_one_connection_wakes_a_reader_of_another() {
-    let (url, reader_side) = fresh("nb").await;
+    let (url, writer_side) = fresh("nb").await;
     // Two separate connects: separate pools and listening connections, as two hubs have.
-    let writer_side = PostgresStore::connect(&url, "nb").await.unwrap();
+    let reader_side = PostgresStore::connect_with(&url, "nb", woken_only_by_notifications())
+        .await
+        .unwrap();
+    // The reader runs on its own, so it is waiting, not reading, when the next commit
+    // lands (the pause makes that near certain; it is not needed for the test to pass).
+    let (delivered, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let mut subscription = reader_side.subscribe(1);
+    tokio::spawn(async move {
+        while let Some(entry) = subscription.next().await {
+            if delivered.send(entry).is_err() {
+                return;
+            }
+        }
+    });
     for n in 0..20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
         writer_side.commit(vec![event(n)]).await.unwrap();
-        // Well under the 500 ms safety re-read only if the notification woke the reader;
-        // but the bound is for a broken wake-up to fail rather than hang.
-        let entry = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        // Only the notification can wake the waiting reader within the bound.
+        let entry = tokio::time::timeout(Duration::from_secs(5), arrived.recv())
             .await
             .expect("the other connection's commit arrives")
             .unwrap()
@@ -110,7 +132,9 @@ async fn a_commit_through_one_connection_wakes_a_reader_of_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connections_are_retriable_and_come_back() {
     let (url, store) = fresh("nb").await;
-    let other = PostgresStore::connect(&url, "nb").await.unwrap();
+    let other = PostgresStore::connect_with(&url, "nb", woken_only_by_notifications())
+        .await
+        .unwrap();
     store.commit(vec![event(0)]).await.unwrap();
     let mut subscription = other.subscribe(1);
     assert_eq!(subscription.next().await.unwrap().unwrap().seq, 1);
@@ -149,10 +173,14 @@ async fn killed_connections_are_retriable_and_come_back() {
             Err(error) => assert!(error.is_retriable(), "{error}"),
         }
     }
-    // Live again: a commit wakes it.
+    // Live again: once the reader waits, a commit wakes it through the listening
+    // connection that came back (its readers never re-read on their own here).
+    let waiting = tokio::spawn(async move { subscription.next().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
     store.commit(vec![event(99)]).await.unwrap();
-    let entry = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+    let entry = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
+        .expect("the notification wakes the reader")
         .unwrap()
         .unwrap()
         .unwrap();
@@ -227,6 +255,17 @@ async fn a_server_that_is_not_there_is_retriable_and_the_password_stays_out() {
     let error = PostgresStore::connect(&url, "nb").await.unwrap_err();
     assert!(error.is_retriable(), "{error}");
     assert!(!error.to_string().contains("hunter2"), "{error}");
+    // A connection string that does not parse is refused without echoing it.
+    for malformed in [
+        "postgres://someone:hunter2-secret@127.0.0.1:not-a-port/db",
+        "postgres://someone:hunter2-secret@127.0.0.1/db?sslmode=hunter2-secret",
+        "host=127.0.0.1 password=hunter2-secret port=not-a-port",
+    ] {
+        let error = PostgresStore::connect(malformed, "nb").await.unwrap_err();
+        assert!(matches!(error, PostgresError::Url(_)), "{error}");
+        assert!(!error.is_retriable());
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
     let (_, store) = fresh("nb").await;
     assert!(!format!("{store:?}").contains("hunter2"));
 }
