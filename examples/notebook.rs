@@ -20,7 +20,7 @@ use examples::AnyStore;
 use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
     CellDeleted, CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState,
-    NotebookWatcher, QueueId, SessionState, Store, StoreError, StreamName,
+    NotebookWatcher, QueueId, QueueStatus, SessionState, Store, StoreError, StreamName,
 };
 use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
@@ -344,19 +344,19 @@ async fn cancel(
         Some(queue_id) if !all => {
             let queue_id = QueueId::from(queue_id);
             let state = current(NotebookWatcher::resume_lean(store).await, store).await?;
-            match state.entry(&queue_id).map(|entry| entry.state.status()) {
+            match state.queue_status(&queue_id) {
                 None => {
                     eprintln!("error: no execution {queue_id} in this notebook");
                     return Ok(ExitCode::FAILURE);
                 }
-                Some(Some(status)) => {
+                Some(status @ QueueStatus::Completed { .. }) => {
                     eprintln!(
                         "error: execution {queue_id} already ended: {}",
                         status.as_str()
                     );
                     return Ok(ExitCode::FAILURE);
                 }
-                Some(None) => client.cancel(&queue_id).await?,
+                Some(_) => client.cancel(&queue_id).await?,
             }
         }
         _ => client.cancel_all().await?,
@@ -424,7 +424,6 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             .collect();
         let queue: Vec<_> = state
             .entries()
-            .iter()
             .filter(|e| !e.is_completed())
             .map(|e| json!({"queueId": e.queue_id, "cellId": e.cell_id, "state": entry_word(&e.state), "session": e.state.session_id()}))
             .collect();
@@ -453,15 +452,11 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
     }
     let ended = state.sessions().iter().filter(|s| !s.is_active()).count();
     out!("{ended} ended session(s)");
-    let unfinished: Vec<_> = state
-        .entries()
-        .iter()
-        .filter(|e| !e.is_completed())
-        .collect();
+    let unfinished: Vec<_> = state.entries().filter(|e| !e.is_completed()).collect();
     out!(
         "queue: {} unfinished, {} done",
         unfinished.len(),
-        state.entries().len() - unfinished.len()
+        state.requested_count() - unfinished.len()
     );
     for entry in unfinished {
         out!(

@@ -388,7 +388,7 @@ fn a_credentials_file_others_can_read_is_refused_and_a_private_one_is_used() {
     );
     let state = current_state(&home.store());
     assert_eq!(
-        state.entries()[0].requested_by,
+        state.entries().next().expect("an entry").requested_by,
         "carol",
         "the client id came from the file"
     );

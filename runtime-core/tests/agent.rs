@@ -1361,9 +1361,11 @@ fn an_agent_makes_no_snapshot_for_a_store_that_keeps_none() {
     assert_eq!(store.handed.load(Ordering::SeqCst), 0);
 }
 
-/// A snapshot that does not decode costs only time: the agent folds the log from the start.
+/// A snapshot that does not decode (one of another version, say) costs only time: the
+/// agent folds the log from the start, and replaces the snapshot as soon as it has folded
+/// past it rather than SNAPSHOT_EVERY entries later, so the next agent starts from its own.
 #[test]
-fn an_unusable_snapshot_costs_only_time() {
+fn an_unusable_snapshot_costs_only_time_and_is_replaced() {
     let mut sim = Sim::new(39);
     let store = MemoryStore::new();
     filler(&store, 10);
@@ -1380,6 +1382,16 @@ fn an_unusable_snapshot_costs_only_time() {
         Some(CompletionStatus::Success)
     );
     handle.shutdown();
+    sim.settle(Duration::from_secs(1));
+    let saved = futures::executor::block_on(store.latest_snapshot(SnapshotKind::Lean))
+        .unwrap()
+        .expect("a snapshot");
+    assert!(
+        saved.seq > garbage.seq,
+        "still the unusable one at {}",
+        saved.seq
+    );
+    NotebookState::from_snapshot(&saved, SnapshotKind::Lean).expect("a usable snapshot");
 }
 
 #[test]

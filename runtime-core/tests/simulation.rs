@@ -492,7 +492,7 @@ fn check_log(
             );
         }
     }
-    if let Some(entry) = state.entries().iter().find(|e| !e.is_completed()) {
+    if let Some(entry) = state.entries().find(|e| !e.is_completed()) {
         return Err(format!(
             "{} left {:?} after every agent stopped",
             entry.queue_id, entry.state

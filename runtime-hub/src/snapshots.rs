@@ -53,7 +53,11 @@ pub(crate) async fn latest(
     kind: SnapshotKind,
     making: &Making,
 ) -> Result<Option<Snapshot>, StoreError> {
-    let stored = store.latest_snapshot(kind).await?;
+    // One in another format (an older version's) is replaced now, not sent.
+    let stored = store
+        .latest_snapshot(kind)
+        .await?
+        .filter(Snapshot::in_current_format);
     let head = store.head().await?;
     let folded = stored.as_ref().map_or(0, |snapshot| snapshot.seq);
     let snapshot = match making.start(notebook, kind) {
@@ -106,6 +110,43 @@ async fn fold_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored snapshot in another format (an older version's) is never sent: the hub
+    /// folds a new one from the log when the notebook is long, and sends none otherwise.
+    #[test]
+    fn a_snapshot_in_another_format_is_replaced_not_sent() {
+        futures::executor::block_on(async {
+            let store = runtime_core::MemoryStore::new();
+            let gone = |n: u64| runtime_core::CellDeleted {
+                cell_id: format!("gone-{n}").into(),
+            };
+            let events = (0..SNAPSHOT_EVERY + 10).map(|n| gone(n).into()).collect();
+            store.commit_now(events).unwrap();
+            let old = Snapshot {
+                seq: 20,
+                kind: SnapshotKind::Lean,
+                state: r#"{"format":2,"lean":true}"#.into(),
+            };
+            store.save_snapshot(&old).await.unwrap();
+            let making = Making::default();
+            let sent = latest(&store, "nb", SnapshotKind::Lean, &making)
+                .await
+                .unwrap();
+            let sent = sent.expect("a new snapshot");
+            assert_eq!(sent.seq, SNAPSHOT_EVERY + 10);
+            NotebookState::from_snapshot(&sent, SnapshotKind::Lean).expect("usable");
+            let kept = store.latest_snapshot(SnapshotKind::Lean).await.unwrap();
+            assert_eq!(kept, Some(sent), "and kept");
+
+            let short = runtime_core::MemoryStore::new();
+            short.commit_now(vec![gone(0).into(); 30]).unwrap();
+            short.save_snapshot(&old).await.unwrap();
+            let sent = latest(&short, "nb", SnapshotKind::Lean, &making)
+                .await
+                .unwrap();
+            assert_eq!(sent, None, "a short notebook is folded from the start");
+        });
+    }
 
     /// Two clients join one notebook at once: the second does not make the snapshot again,
     /// does not deadlock (it once did: the hub froze), and does not unmark the first's.

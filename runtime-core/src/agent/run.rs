@@ -77,8 +77,8 @@ struct Runner {
     announce_applied: bool,
     /// Ignore reasons already logged at warn level.
     warned: BTreeSet<Ignored>,
-    /// The sequence number of the latest snapshot the store has (or this agent tried).
-    snapshot_seq: Seq,
+    /// The agent saves a snapshot once it has folded this far.
+    next_snapshot_at: Seq,
 }
 
 pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentError> {
@@ -91,7 +91,7 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
     // Before the announcement nothing needs ending: a shutdown (a signal while the store
     // is unreachable, say) stops the agent at once instead of after the store's retries.
     let starting = tracing::Instrument::instrument(starting_state(&*agent.store), span.clone());
-    let Some(state) = unless_shut_down(&shared, starting).await else {
+    let Some((state, next_snapshot_at)) = unless_shut_down(&shared, starting).await else {
         tracing::info!(parent: &span, "shut down before the session started");
         if let Some(hook) = &agent.hooks.shutdown {
             hook(&TerminationReason::Shutdown);
@@ -101,7 +101,7 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
     };
     let mut runner = Runner {
         log: agent.store.subscribe(state.last_seq() + 1),
-        snapshot_seq: state.last_seq(),
+        next_snapshot_at,
         handler,
         session_id: shared.session_id.clone(),
         shared: shared.clone(),
@@ -150,27 +150,32 @@ async fn unless_shut_down<T>(shared: &Shared, work: impl Future<Output = T>) -> 
 }
 
 /// The state an agent starts from: the store's latest lean snapshot, or an empty lean state
-/// (an agent needs ids and states, never output bodies). A snapshot that cannot be read or
-/// used costs only time: the agent folds the log from the start.
-async fn starting_state(store: &dyn Store) -> NotebookState {
+/// (an agent needs ids and states, never output bodies); and how far it folds before it
+/// saves a snapshot. A snapshot that cannot be read or used costs only time: the agent
+/// folds the log from the start, and replaces an unusable one (written by another version,
+/// say) as soon as it has folded past it, so the next agent does not fold it all again.
+async fn starting_state(store: &dyn Store) -> (NotebookState, Seq) {
     match store.latest_snapshot(SnapshotKind::Lean).await {
         Ok(Some(snapshot)) => match NotebookState::from_snapshot(&snapshot, SnapshotKind::Lean) {
             Ok(state) => {
                 tracing::debug!(seq = snapshot.seq, "starting from the store's snapshot");
-                return state;
+                return (state, snapshot.seq.saturating_add(SNAPSHOT_EVERY));
             }
-            Err(error) => tracing::warn!(
-                %error,
-                seq = snapshot.seq,
-                "cannot use the store's snapshot; folding the log from the start"
-            ),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    seq = snapshot.seq,
+                    "cannot use the store's snapshot; folding the log from the start"
+                );
+                return (NotebookState::lean(), snapshot.seq.saturating_add(1));
+            }
         },
         Ok(None) => {}
         Err(error) => {
             tracing::warn!(%error, "cannot read a snapshot; folding the log from the start");
         }
     }
-    NotebookState::lean()
+    (NotebookState::lean(), SNAPSHOT_EVERY)
 }
 
 impl Runner {
@@ -259,17 +264,16 @@ impl Runner {
         Ok(())
     }
 
-    /// Saves a lean snapshot once [`SNAPSHOT_EVERY`] entries were folded past the latest.
-    /// A failure is only logged: a snapshot is a cache.
+    /// Saves a lean snapshot once the agent has folded as far as `next_snapshot_at`
+    /// ([`SNAPSHOT_EVERY`] entries past the latest). A failure is only logged: a snapshot
+    /// is a cache.
     async fn save_snapshot_when_due(&mut self) {
-        if self.state.last_seq() < self.snapshot_seq.saturating_add(SNAPSHOT_EVERY)
-            || !self.agent.store.keeps_snapshots()
-        {
+        if self.state.last_seq() < self.next_snapshot_at || !self.agent.store.keeps_snapshots() {
             return;
         }
         let snapshot = self.state.snapshot();
         // Whatever happens, the next try comes SNAPSHOT_EVERY entries later.
-        self.snapshot_seq = snapshot.seq;
+        self.next_snapshot_at = snapshot.seq.saturating_add(SNAPSHOT_EVERY);
         match self.agent.store.save_snapshot(&snapshot).await {
             Ok(()) => tracing::debug!(seq = snapshot.seq, "saved a snapshot"),
             Err(error) => tracing::debug!(%error, seq = snapshot.seq, "could not save a snapshot"),

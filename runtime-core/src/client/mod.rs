@@ -16,7 +16,7 @@ pub use leases::EXPIRY_MARGIN;
 
 use crate::clock::Clock;
 use crate::schema::*;
-use crate::state::{NotebookState, QueueEntry, Seq, Snapshot, SnapshotKind};
+use crate::state::{NotebookState, QueueEntry, QueueStatus, Seq, Snapshot, SnapshotKind};
 use crate::store::{Store, StoreError, Subscription};
 use leases::LeaseEnforcer;
 
@@ -339,13 +339,21 @@ impl NotebookWatcher {
     }
 
     /// Folds the log until `queue_id` has completed; returns its entry with its outputs.
+    /// A lean watcher keeps no completed entry: it answers
+    /// [`StoreError::Invalid`] once the entry has completed (wait with
+    /// [`wait_until`](Self::wait_until) and [`NotebookState::queue_status`] there).
     pub async fn wait_for_completion(
         &mut self,
         queue_id: &QueueId,
     ) -> Result<&QueueEntry, StoreError> {
-        let completed =
-            |state: &NotebookState| state.entry(queue_id).is_some_and(QueueEntry::is_completed);
+        let completed = |state: &NotebookState| {
+            state
+                .queue_status(queue_id)
+                .is_some_and(QueueStatus::is_completed)
+        };
         let state = self.wait_until(completed).await?;
-        state.entry(queue_id).ok_or(StoreError::Closed)
+        state.entry(queue_id).ok_or_else(|| {
+            StoreError::Invalid("a lean watcher keeps no completed entry to return".into())
+        })
     }
 }

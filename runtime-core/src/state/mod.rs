@@ -127,8 +127,11 @@ pub struct NotebookState {
     /// Ids of deleted cells: never created again.
     deleted_cells: HashSet<CellId>,
     cell_order: Vec<CellId>,
-    entries: Vec<QueueEntry>,
-    entry_index: HashMap<QueueId, usize>,
+    /// Queue entries by position (request order): all of them in a full state, the
+    /// unfinished ones in a lean state.
+    entries: BTreeMap<usize, QueueEntry>,
+    /// Every queue id ever requested: where its entry is, or how it ended.
+    entry_index: HashMap<QueueId, Slot>,
     pending: BTreeSet<usize>,
     held: BTreeSet<usize>,
     sessions: Vec<RuntimeSession>,
@@ -362,7 +365,7 @@ impl NotebookState {
             Event::DisplayOutputUpdated(e) => self.update_display(e),
             Event::ExecuteResultAdded(e) => {
                 let index = self.owned_entry(&e.queue_id, &e.session_id)?;
-                let entry = &self.entries[index];
+                let entry = self.live(index)?;
                 if entry.has_result && !entry.clear_pending {
                     return Err(Ignored::DuplicateResult);
                 }
@@ -385,7 +388,7 @@ impl NotebookState {
             }
             Event::OutputsCleared(e) => {
                 let index = self.owned_entry(&e.queue_id, &e.session_id)?;
-                let entry = &mut self.entries[index];
+                let entry = self.live_mut(index)?;
                 if e.wait {
                     entry.clear_pending = true;
                 } else {
@@ -426,7 +429,9 @@ impl NotebookState {
         self.cell_order.retain(|id| id != cell_id);
         let queued: Vec<usize> = self.pending.iter().chain(&self.held).copied().collect();
         for index in queued {
-            let entry = &self.entries[index];
+            let Ok(entry) = self.live(index) else {
+                continue;
+            };
             if &entry.cell_id == cell_id && !matches!(entry.state, EntryState::Executing { .. }) {
                 self.finish(
                     index,
@@ -445,41 +450,47 @@ impl NotebookState {
         if !self.cells.contains_key(&e.cell_id) {
             return Err(Ignored::NotFound);
         }
-        let index = self.entries.len();
-        self.entries.push(QueueEntry {
-            queue_id: e.queue_id.clone(),
-            cell_id: e.cell_id.clone(),
-            cell_type: e.cell_type,
-            source: e.source.clone(),
-            requested_by: e.requested_by.clone(),
-            requested_seq: seq,
-            state: EntryState::Pending,
-            cancel_requested: false,
-            execution_count: None,
-            outputs: Vec::new(),
-            clear_pending: false,
-            metadata: Default::default(),
-            output_index: Default::default(),
-            has_result: false,
-        });
-        self.entry_index.insert(e.queue_id.clone(), index);
+        // Positions are never reused: every id ever requested has one.
+        let index = self.entry_index.len();
+        self.entries.insert(
+            index,
+            QueueEntry {
+                queue_id: e.queue_id.clone(),
+                cell_id: e.cell_id.clone(),
+                cell_type: e.cell_type,
+                source: e.source.clone(),
+                requested_by: e.requested_by.clone(),
+                requested_seq: seq,
+                state: EntryState::Pending,
+                cancel_requested: false,
+                execution_count: None,
+                outputs: Vec::new(),
+                clear_pending: false,
+                metadata: Default::default(),
+                output_index: Default::default(),
+                has_result: false,
+            },
+        );
+        self.entry_index
+            .insert(e.queue_id.clone(), Slot::Live(index));
         self.pending.insert(index);
         Ok(())
     }
 
     fn assign(&mut self, e: &ExecutionAssigned) -> Result<(), Ignored> {
-        let index = self.entry_index(&e.queue_id)?;
-        if !self.is_active(&e.session_id) || self.entries[index].state != EntryState::Pending {
+        let index = self.unfinished(&e.queue_id, Ignored::ClaimRejected)?;
+        let entry = self.live(index)?;
+        if !self.is_active(&e.session_id) || entry.state != EntryState::Pending {
             return Err(Ignored::ClaimRejected);
         }
-        let cell_type = self.entries[index].cell_type;
+        let cell_type = entry.cell_type;
         if !self
             .active_session()
             .is_some_and(|session| session.capabilities.covers(cell_type))
         {
             return Err(Ignored::NotCapable);
         }
-        self.entries[index].state = EntryState::Assigned {
+        self.live_mut(index)?.state = EntryState::Assigned {
             session_id: e.session_id.clone(),
         };
         self.pending.remove(&index);
@@ -488,14 +499,14 @@ impl NotebookState {
     }
 
     fn start(&mut self, e: &ExecutionStarted, at: Timestamp) -> Result<(), Ignored> {
-        let index = self.entry_index(&e.queue_id)?;
-        let entry = &mut self.entries[index];
+        let index = self.unfinished(&e.queue_id, Ignored::AlreadyEnded)?;
+        let count = self.execution_count + 1;
+        let entry = self.entries.get_mut(&index).ok_or(Ignored::NotFound)?;
         match &entry.state {
             EntryState::Assigned { session_id } if session_id == &e.session_id => {}
-            EntryState::Completed { .. } => return Err(Ignored::AlreadyEnded),
             _ => return Err(Ignored::Fenced),
         }
-        self.execution_count += 1;
+        self.execution_count = count;
         entry.execution_count = Some(self.execution_count);
         entry.state = EntryState::Executing {
             session_id: e.session_id.clone(),
@@ -508,13 +519,14 @@ impl NotebookState {
     }
 
     fn complete(&mut self, e: &ExecutionCompleted) -> Result<(), Ignored> {
-        let index = self.entry_index(&e.queue_id)?;
-        match self.entries[index].state.session_id() {
+        let index = self.unfinished(&e.queue_id, Ignored::AlreadyEnded)?;
+        let metadata = self.body(&e.metadata);
+        let entry = self.live_mut(index)?;
+        match entry.state.session_id() {
             Some(holder) if holder == &e.session_id => {}
-            _ if self.entries[index].is_completed() => return Err(Ignored::AlreadyEnded),
             _ => return Err(Ignored::Fenced),
         }
-        self.entries[index].metadata = self.body(&e.metadata);
+        entry.metadata = metadata;
         self.finish(index, e.status, e.error.clone());
         if e.abort_pending && e.status == CompletionStatus::Error {
             for index in std::mem::take(&mut self.pending) {
@@ -527,18 +539,17 @@ impl NotebookState {
     fn cancel(&mut self, target: &CancelTarget) -> Result<(), Ignored> {
         let targets: Vec<usize> = match target {
             CancelTarget::Entry { queue_id } => {
-                let index = self.entry_index(queue_id)?;
-                if self.entries[index].is_completed() {
-                    return Err(Ignored::AlreadyEnded);
-                }
-                vec![index]
+                vec![self.unfinished(queue_id, Ignored::AlreadyEnded)?]
             }
             CancelTarget::All => self.pending.iter().chain(&self.held).copied().collect(),
         };
         for index in targets {
-            if let EntryState::Executing { .. } = self.entries[index].state {
+            let Ok(entry) = self.live_mut(index) else {
+                continue;
+            };
+            if let EntryState::Executing { .. } = entry.state {
                 // The session running it cancels it and reports how it ended.
-                self.entries[index].cancel_requested = true;
+                entry.cancel_requested = true;
             } else {
                 let reason = Some("cancelled before it started".to_owned());
                 self.finish(index, CompletionStatus::Cancelled, reason);
@@ -607,7 +618,9 @@ impl NotebookState {
         }
         let held: Vec<usize> = self.held.iter().copied().collect();
         for entry_index in held {
-            let entry = &mut self.entries[entry_index];
+            let Ok(entry) = self.live_mut(entry_index) else {
+                continue;
+            };
             match &entry.state {
                 EntryState::Assigned { session_id: holder } if holder == &session_id => {
                     entry.state = EntryState::Pending;
@@ -625,14 +638,26 @@ impl NotebookState {
         }
     }
 
+    /// Ends an entry. A lean state keeps only how it ended: later outputs and lifecycle
+    /// events for it are ignored whatever they say, so nothing else of it matters.
     fn finish(&mut self, index: usize, status: CompletionStatus, error: Option<String>) {
-        let entry = &mut self.entries[index];
-        entry.state = EntryState::Completed { status, error };
-        if self.lean {
-            entry.forget_bodies();
-        }
         self.pending.remove(&index);
         self.held.remove(&index);
+        if !self.lean {
+            if let Some(entry) = self.entries.get_mut(&index) {
+                entry.state = EntryState::Completed { status, error };
+            }
+            return;
+        }
+        let Some(entry) = self.entries.remove(&index) else {
+            return;
+        };
+        if let Some(slot) = self.entry_index.get_mut(&entry.queue_id) {
+            *slot = Slot::Done {
+                status,
+                execution_count: entry.execution_count.and_then(std::num::NonZeroU64::new),
+            };
+        }
     }
 
     fn add_output(
@@ -643,7 +668,7 @@ impl NotebookState {
         kind: OutputKind,
     ) -> Result<usize, Ignored> {
         let index = self.owned_entry(queue_id, session_id)?;
-        let entry = &mut self.entries[index];
+        let entry = self.live_mut(index)?;
         if entry.used_output_id(output_id) {
             return Err(Ignored::DuplicateId);
         }
@@ -666,8 +691,9 @@ impl NotebookState {
         let entries = &mut self.entries;
         let lean = self.lean;
         shown.retain(|(index, output_id)| {
-            match entries[*index]
-                .output_mut(output_id)
+            match entries
+                .get_mut(index)
+                .and_then(|entry| entry.output_mut(output_id))
                 .map(|output| &mut output.kind)
             {
                 Some(OutputKind::Display {
@@ -689,8 +715,8 @@ impl NotebookState {
     }
 
     fn owned_entry(&self, queue_id: &QueueId, session_id: &SessionId) -> Result<usize, Ignored> {
-        let index = self.entry_index(queue_id)?;
-        match &self.entries[index].state {
+        let index = self.unfinished(queue_id, Ignored::Fenced)?;
+        match &self.live(index)?.state {
             EntryState::Executing {
                 session_id: holder, ..
             } if holder == session_id => Ok(index),
@@ -705,7 +731,7 @@ impl NotebookState {
         output_id: &OutputId,
     ) -> Result<&mut Output, Ignored> {
         let index = self.owned_entry(queue_id, session_id)?;
-        let entry = &mut self.entries[index];
+        let entry = self.live_mut(index)?;
         if entry.clear_pending {
             // Its target is about to be cleared: an append cannot be the next output (the
             // writer starts a new one after a clear), so it is ignored and changes nothing.
@@ -714,11 +740,26 @@ impl NotebookState {
         entry.output_mut(output_id).ok_or(Ignored::NotFound)
     }
 
-    fn entry_index(&self, queue_id: &QueueId) -> Result<usize, Ignored> {
-        self.entry_index
-            .get(queue_id)
-            .copied()
-            .ok_or(Ignored::NotFound)
+    /// The position of an entry that has not completed; `if_completed` if it has (a lean
+    /// state keeps no more of it), `NotFound` if it was never requested.
+    fn unfinished(&self, queue_id: &QueueId, if_completed: Ignored) -> Result<usize, Ignored> {
+        match self.entry_index.get(queue_id) {
+            None => Err(Ignored::NotFound),
+            Some(Slot::Done { .. }) => Err(if_completed),
+            Some(&Slot::Live(index)) => match self.entries.get(&index) {
+                Some(entry) if entry.is_completed() => Err(if_completed),
+                Some(_) => Ok(index),
+                None => Err(Ignored::NotFound),
+            },
+        }
+    }
+
+    fn live(&self, index: usize) -> Result<&QueueEntry, Ignored> {
+        self.entries.get(&index).ok_or(Ignored::NotFound)
+    }
+
+    fn live_mut(&mut self, index: usize) -> Result<&mut QueueEntry, Ignored> {
+        self.entries.get_mut(&index).ok_or(Ignored::NotFound)
     }
 
     fn is_active(&self, session_id: &SessionId) -> bool {
@@ -797,21 +838,56 @@ impl NotebookState {
         &self.sessions
     }
 
-    /// A queue entry by id.
+    /// A queue entry by id, with everything that happened to it. A lean state keeps no
+    /// completed entry: ask [`queue_status`](Self::queue_status) how one ended.
     pub fn entry(&self, queue_id: &QueueId) -> Option<&QueueEntry> {
-        self.entry_index
-            .get(queue_id)
-            .map(|&index| &self.entries[index])
+        match self.entry_index.get(queue_id)? {
+            Slot::Live(index) => self.entries.get(index),
+            Slot::Done { .. } => None,
+        }
     }
 
-    /// Every queue entry, in request order.
-    pub fn entries(&self) -> &[QueueEntry] {
-        &self.entries
+    /// Where an execution is in its life, from a lean state or a full one alike; `None`
+    /// if it was never requested.
+    ///
+    /// ```
+    /// use runtime_core::*;
+    ///
+    /// let mut state = NotebookState::lean();
+    /// state.apply(1, &CellCreated { cell_id: "c".into(), cell_type: CellType::Code, source: "1".into() }.into());
+    /// state.apply(2, &ExecutionRequested { queue_id: "q".into(), cell_id: "c".into(), cell_type: CellType::Code, source: "1".into(), requested_by: "u".into() }.into());
+    /// state.apply(3, &ExecutionCancelRequested { target: CancelTarget::Entry { queue_id: "q".into() }, requested_by: "u".into() }.into());
+    /// let status = state.queue_status(&"q".into());
+    /// assert_eq!(status, Some(QueueStatus::Completed { status: CompletionStatus::Cancelled, execution_count: None }));
+    /// assert!(state.entry(&"q".into()).is_none()); // a lean state forgets the rest
+    /// ```
+    pub fn queue_status(&self, queue_id: &QueueId) -> Option<QueueStatus> {
+        match *self.entry_index.get(queue_id)? {
+            Slot::Live(index) => self.entries.get(&index).map(QueueEntry::queue_status),
+            Slot::Done {
+                status,
+                execution_count,
+            } => Some(QueueStatus::Completed {
+                status,
+                execution_count: execution_count.map(std::num::NonZeroU64::get),
+            }),
+        }
+    }
+
+    /// Queue entries in request order: every one in a full state; in a lean state, those
+    /// that have not completed.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &QueueEntry> + ExactSizeIterator {
+        self.entries.values()
+    }
+
+    /// How many executions were ever requested (each id counts once), completed or not.
+    pub fn requested_count(&self) -> usize {
+        self.entry_index.len()
     }
 
     /// The oldest pending entry: the next to claim.
     pub fn next_pending(&self) -> Option<&QueueEntry> {
-        self.pending.first().map(|&index| &self.entries[index])
+        self.pending().next()
     }
 
     /// The oldest pending entry that a runtime with `capabilities` may claim.
@@ -864,12 +940,14 @@ impl NotebookState {
 
     /// Pending entries, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &QueueEntry> {
-        self.pending.iter().map(|&index| &self.entries[index])
+        self.pending
+            .iter()
+            .filter_map(|index| self.entries.get(index))
     }
 
     /// Entries claimed or running, in request order.
     pub fn in_progress(&self) -> impl Iterator<Item = &QueueEntry> {
-        self.held.iter().map(|&index| &self.entries[index])
+        self.held.iter().filter_map(|index| self.entries.get(index))
     }
 
     /// A cell by id.

@@ -76,6 +76,59 @@ impl EntryState {
     }
 }
 
+/// Where an execution is in its life: what lean and full states both know of every
+/// execution ever requested (see [`NotebookState::queue_status`](crate::NotebookState::queue_status)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatus {
+    /// Waiting for a runtime to claim it.
+    Pending,
+    /// Claimed, not started yet.
+    Assigned,
+    /// Running.
+    Executing {
+        /// Its execution count.
+        execution_count: u64,
+    },
+    /// Ended, one way or another.
+    Completed {
+        /// How.
+        status: CompletionStatus,
+        /// Its execution count, if it ever started.
+        execution_count: Option<u64>,
+    },
+}
+
+impl QueueStatus {
+    /// Its word, as the CLI and UIs show it: `pending`, `assigned`, `executing`, or the
+    /// completion status (`success`, `error`, `cancelled`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueStatus::Pending => "pending",
+            QueueStatus::Assigned => "assigned",
+            QueueStatus::Executing { .. } => "executing",
+            QueueStatus::Completed { status, .. } => status.as_str(),
+        }
+    }
+
+    /// `true` once it has ended.
+    pub fn is_completed(self) -> bool {
+        matches!(self, QueueStatus::Completed { .. })
+    }
+}
+
+/// Where a requested queue id's entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Kept whole, at this position of the queue.
+    Live(usize),
+    /// Completed, in a lean state: only how it ended is kept (16 bytes, not a whole
+    /// entry), as later events for it are ignored whatever they say.
+    Done {
+        status: CompletionStatus,
+        execution_count: Option<std::num::NonZeroU64>,
+    },
+}
+
 /// One execution request and everything that happened to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueEntry {
@@ -110,6 +163,21 @@ pub struct QueueEntry {
 }
 
 impl QueueEntry {
+    /// Where it is in its life.
+    pub fn queue_status(&self) -> QueueStatus {
+        match &self.state {
+            EntryState::Pending => QueueStatus::Pending,
+            EntryState::Assigned { .. } => QueueStatus::Assigned,
+            EntryState::Executing { .. } => QueueStatus::Executing {
+                execution_count: self.execution_count.unwrap_or_default(),
+            },
+            EntryState::Completed { status, .. } => QueueStatus::Completed {
+                status: *status,
+                execution_count: self.execution_count,
+            },
+        }
+    }
+
     /// `true` once the entry has completed.
     pub fn is_completed(&self) -> bool {
         matches!(self.state, EntryState::Completed { .. })
@@ -171,16 +239,6 @@ impl QueueEntry {
             None => {}
         }
         self.outputs.push(output);
-    }
-
-    /// Forgets outputs and bodies no one can change any more (a lean state's completed
-    /// entry: later outputs are fenced, so only its id and final state matter).
-    pub(crate) fn forget_bodies(&mut self) {
-        self.outputs = Vec::new();
-        self.output_index = OutputIndex::default();
-        self.source = String::new();
-        self.requested_by = String::new();
-        self.metadata = Map::new();
     }
 
     /// Rebuilds the lookup of outputs by id, with `spent` the ids of cleared outputs

@@ -8,12 +8,13 @@
 //! (with outputs and sources) what UIs read.
 
 use std::collections::HashSet;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::model::OutputIndex;
+use super::model::{OutputIndex, Slot};
 use super::{
     ApplyStats, Cell, EntryState, NotebookState, Output, OutputKind, QueueEntry, RuntimeSession,
 };
@@ -22,7 +23,7 @@ use crate::schema::{CellId, CellType, CompletionStatus, DisplayId, OutputId, Que
 use crate::state::Seq;
 
 /// The encoding version this build writes and reads; a snapshot in another is refused.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Which state a snapshot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,6 +55,24 @@ pub struct Snapshot {
     pub kind: SnapshotKind,
     /// The state, as JSON text in format [`SNAPSHOT_FORMAT`]. Stores keep it as it is.
     pub state: Arc<str>,
+}
+
+impl Snapshot {
+    /// `true` if it was written in this version's format ([`SNAPSHOT_FORMAT`]), read from
+    /// its first bytes without decoding it: a maker of snapshots replaces one in another
+    /// format at once, rather than hand readers a snapshot they cannot use.
+    ///
+    /// ```
+    /// use runtime_core::{NotebookState, Snapshot, SnapshotKind};
+    ///
+    /// assert!(NotebookState::lean().snapshot().in_current_format());
+    /// let old = Snapshot { seq: 1, kind: SnapshotKind::Lean, state: r#"{"format":2,"lean":true}"#.into() };
+    /// assert!(!old.in_current_format());
+    /// ```
+    pub fn in_current_format(&self) -> bool {
+        let current = format!("{{\"format\":{SNAPSHOT_FORMAT},");
+        self.state.starts_with(&current)
+    }
 }
 
 /// Why a snapshot could not be used. The reader folds the log from the start instead.
@@ -92,6 +111,9 @@ struct Encoding<'a> {
     cells: Vec<&'a Cell>,
     deleted_cells: &'a HashSet<CellId>,
     done: String,
+    /// A lean state's completed entries whose ids cannot be fields of `done`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    done_other: Vec<(&'a QueueId, CompletionStatus, Option<NonZeroU64>)>,
     entries: Vec<(usize, EncodedRow<'a>)>,
     display_ids: Vec<&'a DisplayId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +136,8 @@ struct Decoding<'a> {
     /// Borrowed from the snapshot's text: its separators need no escaping in JSON.
     #[serde(borrow)]
     done: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    done_other: Vec<(QueueId, CompletionStatus, Option<NonZeroU64>)>,
     entries: Vec<(usize, DecodedRow)>,
     /// Every display id ever shown: an update for one applies even when nothing shows it
     /// any more (and one never shown is not found).
@@ -126,12 +150,13 @@ struct Decoding<'a> {
     stats: ApplyStats,
 }
 
-/// Most entries of a long notebook are plain completed ones: they are lines of `done`, one
-/// text (`queueId cellId cellType requestedSeq status executionCount`, separated by spaces,
-/// each line ended by `;`), which decodes at a fraction of the cost of JSON values. JSON
-/// escapes neither separator, so the text is read where it lies, without a copy. The
-/// others are rows of `entries`, each with its position among all entries.
-const FIELDS: usize = 6;
+/// Most entries of a long notebook are completed ones, which a lean state keeps as their
+/// ids and ends: they are lines of `done`, one text (`queueId status executionCount`,
+/// separated by spaces, each line ended by `;`, in no particular order), which decodes at
+/// a fraction of the cost of JSON values. JSON escapes neither separator, so the text is
+/// read where it lies, without a copy. An id that cannot be a field goes to `doneOther`.
+/// The entries kept whole are rows of `entries`, each with its position.
+const DONE_FIELDS: usize = 3;
 
 /// Ends a line of `done`.
 const LINE_END: char = ';';
@@ -139,87 +164,57 @@ const LINE_END: char = ';';
 /// Separates the fields of a line of `done`.
 const FIELD_SEPARATOR: char = ' ';
 
-/// A plain completed entry's line, if it can be one: completed without an error, nothing
-/// else to keep, and ids with neither separator nor anything JSON escapes.
-fn done_line(entry: &QueueEntry, out: &mut String) -> bool {
+/// `true` for an id that can be a field of a line of `done`: neither separator, nothing
+/// JSON escapes.
+fn plain(id: &str) -> bool {
+    !id.contains([LINE_END, FIELD_SEPARATOR, '"', '\\']) && !id.contains(char::is_control)
+}
+
+/// A completed entry's line in a lean state, if its id can be a field.
+fn done_line(
+    queue_id: &QueueId,
+    status: CompletionStatus,
+    execution_count: Option<NonZeroU64>,
+    out: &mut String,
+) -> bool {
     use std::fmt::Write;
-    let EntryState::Completed {
-        status,
-        error: None,
-    } = entry.state
-    else {
-        return false;
-    };
-    let plain = |id: &str| {
-        !id.contains([LINE_END, FIELD_SEPARATOR, '"', '\\']) && !id.contains(char::is_control)
-    };
-    if !(extra_of(entry).is_none()
-        && plain(entry.queue_id.as_str())
-        && plain(entry.cell_id.as_str()))
-    {
+    if !plain(queue_id.as_str()) {
         return false;
     }
-    let count = entry
-        .execution_count
-        .map(|n| n.to_string())
-        .unwrap_or_default();
     let _ = write!(
         out,
-        "{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{count}{LINE_END}",
-        entry.queue_id,
-        entry.cell_id,
-        entry.cell_type.as_str(),
-        entry.requested_seq,
-        status.as_str(),
+        "{queue_id}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}",
+        status.as_str()
     );
+    if let Some(count) = execution_count {
+        let _ = write!(out, "{count}");
+    }
+    out.push(LINE_END);
     true
 }
 
-/// A plain completed entry from its line.
-fn decode_done_line(line: &str, state: &NotebookState) -> Result<QueueEntry, SnapshotError> {
+/// A lean state's completed entry from its line.
+fn decode_done_line(
+    line: &str,
+) -> Result<(QueueId, CompletionStatus, Option<NonZeroU64>), SnapshotError> {
     use serde::de::IntoDeserializer;
     let bad = || SnapshotError::Decode(format!("a completed entry's line is not one: {line:?}"));
-    let mut fields = line.splitn(FIELDS, FIELD_SEPARATOR);
+    let mut fields = line.splitn(DONE_FIELDS, FIELD_SEPARATOR);
     let mut next = || fields.next().ok_or_else(bad);
-    let (queue_id, cell_id, cell_type, requested_seq, status, count) =
-        (next()?, next()?, next()?, next()?, next()?, next()?);
-    if queue_id.is_empty() || cell_id.is_empty() {
+    let (queue_id, status, count) = (next()?, next()?, next()?);
+    if queue_id.is_empty() {
         return Err(bad());
     }
-    fn unit(text: &str) -> serde::de::value::StrDeserializer<'_, serde::de::value::Error> {
-        text.into_deserializer()
-    }
-    let de = |_: serde::de::value::Error| bad();
-    Ok(QueueEntry {
-        queue_id: queue_id.into(),
-        // Many entries run one cell: share its id rather than copy it.
-        cell_id: match state.cells.get_key_value(cell_id) {
-            Some((id, _)) => id.clone(),
-            None => state
-                .deleted_cells
-                .get(cell_id)
-                .cloned()
-                .unwrap_or_else(|| cell_id.into()),
-        },
-        cell_type: CellType::deserialize(unit(cell_type)).map_err(de)?,
-        source: String::new(),
-        requested_by: String::new(),
-        requested_seq: requested_seq.parse().map_err(|_| bad())?,
-        state: EntryState::Completed {
-            status: CompletionStatus::deserialize(unit(status)).map_err(de)?,
-            error: None,
-        },
-        cancel_requested: false,
-        execution_count: match count {
+    let status: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        status.into_deserializer();
+    Ok((
+        queue_id.into(),
+        CompletionStatus::deserialize(status).map_err(|_| bad())?,
+        match count {
             "" => None,
             n => Some(n.parse().map_err(|_| bad())?),
         },
-        outputs: Vec::new(),
-        clear_pending: false,
-        metadata: Map::new(),
-        output_index: OutputIndex::default(),
-        has_result: false,
-    })
+    ))
 }
 
 /// A queue entry as a JSON array:
@@ -413,10 +408,21 @@ impl NotebookState {
     /// ```
     pub fn snapshot(&self) -> Snapshot {
         let mut done = String::new();
-        let entries = (0..)
-            .zip(&self.entries)
-            .filter(|(_, entry)| !done_line(entry, &mut done))
-            .map(|(index, entry)| (index, encode_entry(entry)))
+        let mut done_other = Vec::new();
+        for (queue_id, slot) in &self.entry_index {
+            if let Slot::Done {
+                status,
+                execution_count,
+            } = *slot
+                && !done_line(queue_id, status, execution_count, &mut done)
+            {
+                done_other.push((queue_id, status, execution_count));
+            }
+        }
+        let entries = self
+            .entries
+            .iter()
+            .map(|(&index, entry)| (index, encode_entry(entry)))
             .collect();
         let encoding = Encoding {
             format: SNAPSHOT_FORMAT,
@@ -426,6 +432,7 @@ impl NotebookState {
             cells: self.cells().collect(),
             deleted_cells: &self.deleted_cells,
             done,
+            done_other,
             entries,
             display_ids: self.displays.keys().collect(),
             title: self.title.as_deref(),
@@ -505,62 +512,9 @@ impl NotebookState {
                 return Err(twice("cell", cell.id.as_str()));
             }
         }
-        let mut lines = decoded.done.split_terminator(LINE_END);
-        let mut rows = decoded.entries.into_iter();
-        let total = decoded.done.matches(LINE_END).count() + rows.len();
-        // The next row, held until its position comes (rows are large: move each once).
-        let mut row = rows.next();
-        state.entries.reserve_exact(total);
-        state.entry_index.reserve(total);
-        for index in 0..total {
-            let entry = match row.take_if(|(at, _)| *at == index) {
-                Some((_, taken)) => {
-                    row = rows.next();
-                    decode_entry(taken)?
-                }
-                None => match lines.next() {
-                    Some(line) => decode_done_line(line, &state)?,
-                    None => break,
-                },
-            };
-            if state
-                .entry_index
-                .insert(entry.queue_id.clone(), index)
-                .is_some()
-            {
-                return Err(twice("queue entry", entry.queue_id.as_str()));
-            }
-            match entry.state {
-                EntryState::Pending => {
-                    state.pending.insert(index);
-                }
-                EntryState::Assigned { .. } | EntryState::Executing { .. } => {
-                    state.held.insert(index);
-                }
-                EntryState::Completed { .. } => {}
-            }
-            for output in &entry.outputs {
-                if let OutputKind::Display {
-                    display_id: Some(display_id),
-                    ..
-                } = &output.kind
-                {
-                    state
-                        .displays
-                        .entry(display_id.clone())
-                        .or_default()
-                        .push((index, output.output_id.clone()));
-                }
-            }
-            state.entries.push(entry);
-        }
+        state.rebuild_queue(&decoded.done, decoded.done_other, decoded.entries)?;
         for display_id in decoded.display_ids {
             state.displays.entry(display_id).or_default();
-        }
-        if row.is_some() || lines.next().is_some() {
-            return Err(SnapshotError::Inconsistent(
-                "the positions of its queue entries do not add up".into(),
-            ));
         }
         let mut active = None;
         for (index, session) in decoded.sessions.into_iter().enumerate() {
@@ -589,5 +543,105 @@ impl NotebookState {
         }
         state.active_session = active;
         Ok(state)
+    }
+
+    /// The queue: the completed entries a lean state keeps as their ids and ends, then the
+    /// entries kept whole, each at its position, below the count of ids (a new entry takes
+    /// that count as its position). A lean state keeps no completed entry whole, and a full
+    /// one keeps every entry whole.
+    fn rebuild_queue(
+        &mut self,
+        done: &str,
+        done_other: Vec<(QueueId, CompletionStatus, Option<NonZeroU64>)>,
+        rows: Vec<(usize, DecodedRow)>,
+    ) -> Result<(), SnapshotError> {
+        if !done.is_empty() && !done.ends_with(LINE_END) {
+            return Err(SnapshotError::Decode(
+                "the completed entries' lines do not end with one".into(),
+            ));
+        }
+        let lines = done.split_terminator(LINE_END);
+        let done_count = lines.clone().count() + done_other.len();
+        if !self.lean && done_count > 0 {
+            return Err(SnapshotError::Inconsistent(
+                "a full state lists completed entries without their content".into(),
+            ));
+        }
+        self.entry_index.reserve(done_count + rows.len());
+        let decoded = lines
+            .map(decode_done_line)
+            .chain(done_other.into_iter().map(Ok));
+        for line in decoded {
+            let (queue_id, status, execution_count) = line?;
+            let slot = Slot::Done {
+                status,
+                execution_count,
+            };
+            if self.entry_index.insert(queue_id, slot).is_some() {
+                return Err(SnapshotError::Inconsistent(
+                    "a completed queue entry is listed twice".into(),
+                ));
+            }
+        }
+        let total = self.entry_index.len() + rows.len();
+        for (index, row) in rows {
+            if index >= total {
+                return Err(SnapshotError::Inconsistent(format!(
+                    "a queue entry's position {index} is past the {total} requested"
+                )));
+            }
+            let entry = decode_entry(row)?;
+            if self.lean && entry.is_completed() {
+                return Err(SnapshotError::Inconsistent(format!(
+                    "queue entry {} is kept whole although completed in a lean state",
+                    entry.queue_id
+                )));
+            }
+            self.insert_entry(index, entry)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a decoded entry at `index` with its index entries; refuses an id or a position
+    /// taken.
+    fn insert_entry(&mut self, index: usize, entry: QueueEntry) -> Result<(), SnapshotError> {
+        if self.entries.contains_key(&index) {
+            return Err(SnapshotError::Inconsistent(format!(
+                "two queue entries at position {index}"
+            )));
+        }
+        if self
+            .entry_index
+            .insert(entry.queue_id.clone(), Slot::Live(index))
+            .is_some()
+        {
+            return Err(SnapshotError::Inconsistent(format!(
+                "queue entry {} twice",
+                entry.queue_id
+            )));
+        }
+        match entry.state {
+            EntryState::Pending => {
+                self.pending.insert(index);
+            }
+            EntryState::Assigned { .. } | EntryState::Executing { .. } => {
+                self.held.insert(index);
+            }
+            EntryState::Completed { .. } => {}
+        }
+        for output in &entry.outputs {
+            if let OutputKind::Display {
+                display_id: Some(display_id),
+                ..
+            } = &output.kind
+            {
+                self.displays
+                    .entry(display_id.clone())
+                    .or_default()
+                    .push((index, output.output_id.clone()));
+            }
+        }
+        self.entries.insert(index, entry);
+        Ok(())
     }
 }

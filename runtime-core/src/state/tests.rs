@@ -254,12 +254,7 @@ fn the_queue_is_fifo_and_execution_counts_are_assigned_at_start() {
     assert_eq!(log.entry("q2").execution_count, Some(1));
     assert_eq!(log.entry("q1").execution_count, Some(2));
     assert_eq!(log.state.next_pending().unwrap().queue_id, "q3".into());
-    let order: Vec<&str> = log
-        .state
-        .entries()
-        .iter()
-        .map(|e| e.queue_id.as_str())
-        .collect();
+    let order: Vec<&str> = log.state.entries().map(|e| e.queue_id.as_str()).collect();
     assert_eq!(order, ["q1", "q2", "q3"]);
 }
 
@@ -765,11 +760,11 @@ fn folding_the_same_log_twice_gives_the_same_state() {
         state
     };
     let (a, b) = (fold(), fold());
-    assert_eq!(a.entries(), b.entries());
+    assert_eq!(entries(&a), entries(&b));
     assert_eq!(a.sessions(), b.sessions());
     assert_eq!(a.stats(), b.stats());
     assert_eq!(
-        a.entries()[0].state.status(),
+        entries(&a)[0].state.status(),
         Some(CompletionStatus::RuntimeLost)
     );
 }
@@ -1012,14 +1007,16 @@ fn a_lean_fold_decides_and_counts_alike_but_keeps_no_bodies() {
     };
     let (full, lean) = (fold(NotebookState::new()), fold(NotebookState::lean()));
     assert_eq!(full.stats(), lean.stats());
-    for (a, b) in full.entries().iter().zip(lean.entries()) {
-        assert_eq!(a.state, b.state);
-        assert_eq!(a.execution_count, b.execution_count);
-    }
-    assert_eq!(texts(&full.entries()[0]), ["after"]);
-    assert!(lean.entries()[0].outputs.is_empty(), "completed: forgotten");
-    assert!(lean.entries()[0].source.is_empty());
-    let OutputKind::Display { data, .. } = &lean.entries()[1].outputs[0].kind else {
+    assert_same_progress(&full, &lean);
+    assert_eq!(texts(entries(&full)[0]), ["after"]);
+    assert!(lean.entry(&"q1".into()).is_none(), "completed: forgotten");
+    assert_eq!(
+        lean.entries().len(),
+        1,
+        "only the running entry is kept whole"
+    );
+    assert_eq!(lean.requested_count(), 2);
+    let OutputKind::Display { data, .. } = &entries(&lean)[0].outputs[0].kind else {
         panic!()
     };
     assert!(data.is_empty(), "running: ids and kinds, no bodies");
@@ -1154,7 +1151,8 @@ fn rich_log() -> Vec<Event> {
 fn assert_same_state(a: &NotebookState, b: &NotebookState) {
     assert_eq!(a.last_seq(), b.last_seq());
     assert_eq!(a.title(), b.title());
-    assert_eq!(a.entries(), b.entries());
+    assert_eq!(entries(a), entries(b));
+    assert_eq!(a.requested_count(), b.requested_count());
     assert_eq!(a.sessions(), b.sessions());
     assert_eq!(a.active_session(), b.active_session());
     assert_eq!(a.stats(), b.stats());
@@ -1263,14 +1261,12 @@ fn a_snapshot_of_another_kind_format_or_a_contradiction_is_refused() {
     assert!(NotebookState::from_snapshot(&wrong_seq, SnapshotKind::Full).is_err());
 }
 
-/// Completed entries become lines of a compact text unless an id holds one of its
-/// separators or something JSON escapes; either way a lean state comes back as it was, and
-/// a line that is not one is refused.
+/// A lean state's completed entries become lines of a compact text unless an id holds one
+/// of its separators or something JSON escapes; either way a state comes back as it was,
+/// lean or full, and a line that is not one is refused, as is any line in a full state
+/// (which keeps every entry whole).
 #[test]
 fn completed_entries_with_awkward_ids_survive_a_snapshot_and_a_bad_line_is_refused() {
-    let mut log = Log::new();
-    log.state = NotebookState::lean();
-    log.ok(started("s1", 0));
     let ids = [
         "plain",
         "with space",
@@ -1281,38 +1277,86 @@ fn completed_entries_with_awkward_ids_survive_a_snapshot_and_a_bad_line_is_refus
         "line\nbreak",
         "ünïcödé",
     ];
-    for id in ids {
-        log.ok(cell_of(id));
-        log.ok(request(id));
-        log.ok(assigned(id, "s1"));
-        log.ok(start(id, "s1"));
-        log.ok(completed(id, "s1", CompletionStatus::Success));
-    }
-    let snapshot = log.state.snapshot();
-    let json: serde_json::Value = serde_json::from_str(&snapshot.state).unwrap();
-    let done = json["done"].as_str().unwrap();
-    assert_eq!(done.matches(';').count(), 2, "plain ids only: {done}");
-    let resumed = NotebookState::from_snapshot(&snapshot, SnapshotKind::Lean).unwrap();
-    assert_same_state(&resumed, &log.state);
-    for id in ids {
-        assert!(resumed.entry(&id.into()).is_some(), "{id}");
-    }
-
-    for bad in [
-        "q1 cell-q1 code 3 success",    // no end
-        "q1 cell-q1 code x success 1;", // not a sequence number
-        "q1 cell-q1 code 3 bogus 1;",   // not a status
-        " cell-q1 code 3 success 1;",   // no queue id
+    let bad_lines = |kind| match kind {
+        SnapshotKind::Full => vec!["q1 success 1;"],
+        SnapshotKind::Lean => vec![
+            "q1 success 1",     // no end
+            "q1 success x;",    // not a count
+            "q1 success 0;",    // counts start at 1
+            "q1 bogus 1;",      // not a status
+            " success 1;",      // no queue id
+            "plain success 1;", // listed twice
+        ],
+    };
+    for (kind, make) in [
+        (
+            SnapshotKind::Full,
+            NotebookState::new as fn() -> NotebookState,
+        ),
+        (SnapshotKind::Lean, NotebookState::lean),
     ] {
-        let mut edited = json.clone();
-        edited["done"] = format!("{done}{bad}").into();
-        let refused = NotebookState::from_snapshot(
-            &Snapshot {
-                state: edited.to_string().into(),
-                ..snapshot.clone()
-            },
-            SnapshotKind::Lean,
-        );
-        assert!(refused.is_err(), "{bad:?} was accepted");
+        let mut log = Log::new();
+        log.state = make();
+        log.ok(started("s1", 0));
+        for id in ids {
+            log.ok(cell_of(id));
+            log.ok(request(id));
+            log.ok(assigned(id, "s1"));
+            log.ok(start(id, "s1"));
+            log.ok(completed(id, "s1", CompletionStatus::Success));
+        }
+        let snapshot = log.state.snapshot();
+        let json: serde_json::Value = serde_json::from_str(&snapshot.state).unwrap();
+        let done = json["done"].as_str().unwrap();
+        let lines = if kind == SnapshotKind::Lean { 2 } else { 0 };
+        assert_eq!(done.matches(';').count(), lines, "plain ids only: {done}");
+        let resumed = NotebookState::from_snapshot(&snapshot, kind).unwrap();
+        assert_same_state(&resumed, &log.state);
+        for (n, id) in (1..).zip(ids) {
+            assert_eq!(
+                resumed.queue_status(&id.into()),
+                Some(QueueStatus::Completed {
+                    status: CompletionStatus::Success,
+                    execution_count: Some(n)
+                }),
+                "{kind:?} {id}"
+            );
+        }
+        for bad in bad_lines(kind) {
+            let mut edited = json.clone();
+            edited["done"] = format!("{done}{bad}").into();
+            let refused = NotebookState::from_snapshot(
+                &Snapshot {
+                    state: edited.to_string().into(),
+                    ..snapshot.clone()
+                },
+                kind,
+            );
+            assert!(refused.is_err(), "{kind:?}: {bad:?} was accepted");
+        }
+    }
+}
+
+fn entries(state: &NotebookState) -> Vec<&QueueEntry> {
+    state.entries().collect()
+}
+
+/// A lean and a full fold of one log know the same of every execution: how far it got,
+/// how it ended, its count, and whether a cancel waits on it.
+#[track_caller]
+fn assert_same_progress(full: &NotebookState, lean: &NotebookState) {
+    assert_eq!(full.requested_count(), lean.requested_count());
+    for entry in full.entries() {
+        let id = &entry.queue_id;
+        assert_eq!(full.queue_status(id), lean.queue_status(id), "{id}");
+        if let Some(kept) = lean.entry(id) {
+            assert_eq!(kept.state, entry.state, "{id}");
+            assert_eq!(kept.cancel_requested, entry.cancel_requested, "{id}");
+        } else {
+            assert!(
+                entry.is_completed(),
+                "{id}: a lean state keeps what has not ended"
+            );
+        }
     }
 }
