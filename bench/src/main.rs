@@ -327,6 +327,26 @@ async fn measure(
         });
     }
 
+    if wants("B2L") {
+        eprintln!("B2L: cross-process round trips with a core kept busy");
+        let load = processes::Spinner::start();
+        let b2 = processes::cross_process_round_trips(echo_agent, scratch, size.cross).await;
+        drop(load);
+        let (ours, theirs, ratio) = medians(b2, peer_round_trip);
+        rows.push(Row {
+            id: "B2L",
+            scenario:
+                "B2 with one core kept busy by a spinning process (ipykernel measured unloaded)"
+                    .into(),
+            ours,
+            peer: theirs,
+            ratio,
+            target: "median ≤ 1 ms; ≥ 5× faster",
+            met: Some(b2.median_us <= 1_000.0 && ratio.is_none_or(|r| r <= 0.2)),
+            data: b2.to_json(),
+        });
+    }
+
     if wants("B15") {
         eprintln!("B15: round trips through a hub");
         assert!(

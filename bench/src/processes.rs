@@ -297,6 +297,28 @@ pub async fn process_starts(binary: &Path, dir: &Path, samples: usize) -> Summar
     Summary::of(&took)
 }
 
+/// A process that keeps one core busy until dropped: a loaded machine's other work (B2L).
+pub struct Spinner(std::process::Child);
+
+impl Spinner {
+    pub fn start() -> Self {
+        let child = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sh runs");
+        Spinner(child)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// B7 and the commit latency: `native-bench` measures them; its JSON is returned.
 pub fn native_bench(binary: &Path, args: &[&str]) -> Value {
     let output = Command::new(binary)

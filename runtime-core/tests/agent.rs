@@ -776,6 +776,60 @@ fn the_agent_renews_its_lease_and_reports_busy_and_idle() {
     );
 }
 
+/// A completion with nothing else queued says the session is idle in its own commit: one
+/// commit fewer per execution, and no commit right behind it for a client's next request
+/// to collide with. With more queued, the agent stays busy and claims the next.
+#[test]
+fn a_completion_with_nothing_queued_says_idle_in_the_same_commit() {
+    let mut sim = Sim::new(41);
+    let memory = MemoryStore::new();
+    let store = Counting::new(&memory);
+    let busy_for_a_while = sleeper(sim.clock.clone(), Duration::from_millis(50));
+    let agent = RuntimeAgent::new(
+        store.clone(),
+        sim.clock.clone(),
+        Capabilities::code(),
+        options("alice"),
+    )
+    .unwrap()
+    .on_execution(busy_for_a_while);
+    sim.spawn(agent.run());
+    sim.settle(Duration::from_millis(10));
+    let first = request(&mut sim, &memory, "first");
+    wait_until_running(&mut sim, &memory, &first);
+    let second = request(&mut sim, &memory, "second");
+    wait_for(&mut sim, &memory, &second);
+    sim.settle(Duration::from_millis(10));
+    let batches = store.batches.lock().unwrap().clone();
+    let with_completion: Vec<&Vec<String>> = batches
+        .iter()
+        .filter(|batch| {
+            batch
+                .iter()
+                .any(|name| name.ends_with("ExecutionCompleted"))
+        })
+        .collect();
+    assert_eq!(with_completion.len(), 2, "{batches:?}");
+    let says_idle = |batch: &Vec<String>| {
+        batch
+            .iter()
+            .any(|name| name.ends_with("RuntimeSessionStatusChanged"))
+    };
+    assert!(
+        !says_idle(with_completion[0]),
+        "another was queued: {batches:?}"
+    );
+    assert!(says_idle(with_completion[1]), "nothing queued: {batches:?}");
+    let status_only = batches
+        .iter()
+        .filter(|batch| batch.len() == 1 && says_idle(batch))
+        .count();
+    assert_eq!(status_only, 0, "no status commit of its own: {batches:?}");
+    let state = fold(&memory);
+    let session = state.active_session().unwrap();
+    assert_eq!(session.status, SessionStatus::Idle);
+}
+
 #[test]
 fn lifecycle_hooks_fire_in_order() {
     let mut sim = Sim::new(20);
@@ -1234,6 +1288,8 @@ struct Counting {
     delivered: Arc<AtomicUsize>,
     handed: Arc<AtomicUsize>,
     keeps_snapshots: bool,
+    /// The type names of each batch committed through it.
+    batches: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Counting {
@@ -1243,6 +1299,7 @@ impl Counting {
             delivered: Arc::default(),
             handed: Arc::default(),
             keeps_snapshots: true,
+            batches: Arc::default(),
         }
     }
 }
@@ -1251,6 +1308,8 @@ impl Counting {
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for Counting {
     async fn commit_batch(&self, batch: &Batch) -> Result<u64, StoreError> {
+        let names = batch.events.iter().map(|e| e.type_name().to_owned());
+        self.batches.lock().unwrap().push(names.collect());
         self.inner.commit_batch(batch).await
     }
 

@@ -2,6 +2,7 @@
 //! truthful completion event.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, pin_mut, select_biased};
@@ -11,7 +12,9 @@ use crate::clock::{Clock, Timestamp, millis};
 use crate::context::{CancelReason, CancelSignal, ExecutionContext, OutputError, OutputSink};
 use crate::handler::{ExecutionError, ExecutionHandler, Outcome};
 use crate::maybe_send::BoxFuture;
-use crate::schema::{CompletionStatus, ExecutionCompleted};
+use crate::schema::{
+    CompletionStatus, ExecutionCompleted, RuntimeSessionStatusChanged, SessionStatus,
+};
 use crate::store::{Store, StoreError};
 
 /// How an execution ended, as the agent learns it.
@@ -19,6 +22,8 @@ pub(crate) struct ExecutionReport {
     pub(crate) status: CompletionStatus,
     pub(crate) error: Option<String>,
     pub(crate) store_error: Option<StoreError>,
+    /// The completion's commit also said the session is idle.
+    pub(crate) said_idle: bool,
 }
 
 /// What an execution needs besides its context.
@@ -32,6 +37,10 @@ pub(crate) struct ExecutionSetup {
     pub(crate) cancel_grace: Duration,
     pub(crate) stop_on_error: bool,
     pub(crate) started_at: Timestamp,
+    /// Set by the agent while nothing else waits for it to claim: the completion then
+    /// says in the same commit that the session is idle, instead of a commit of its own
+    /// right behind it (which a client's next request would collide with).
+    pub(crate) nothing_queued: Arc<AtomicBool>,
 }
 
 /// Runs the handler while the writer commits its outputs; when the handler returns (or is
@@ -56,6 +65,7 @@ pub(crate) fn run_execution(setup: ExecutionSetup) -> BoxFuture<'static, Executi
                 cancel_grace,
                 stop_on_error,
                 started_at,
+                nothing_queued,
             } = setup;
             let handler_side = async {
                 let returned = {
@@ -90,17 +100,28 @@ pub(crate) fn run_execution(setup: ExecutionSetup) -> BoxFuture<'static, Executi
                 if dropped > 0 {
                     tracing::warn!(dropped_bytes = dropped, "output limit reached");
                 }
-                sink.finish(vec![completion.into()]);
-                (status, error)
+                let abort_pending = completion.abort_pending;
+                let mut last = vec![completion.into()];
+                // Aborting the queue changes what is pending: the agent reports after.
+                let said_idle = !abort_pending && nothing_queued.load(Ordering::SeqCst);
+                if said_idle {
+                    let idle = RuntimeSessionStatusChanged {
+                        session_id: context.session_id().clone(),
+                        status: SessionStatus::Idle,
+                    };
+                    last.push(idle.into());
+                }
+                sink.finish(last);
+                (status, error, said_idle)
             };
             let writer = sink.write(&*store).fuse();
             let handler_side = handler_side.fuse();
             pin_mut!(writer, handler_side);
             select_biased! {
-                (status, error) = handler_side => {
+                (status, error, said_idle) = handler_side => {
                     let written = writer.await;
                     tracing::debug!(?status, "execution completed");
-                    ExecutionReport { status, error, store_error: written.err() }
+                    ExecutionReport { status, error, store_error: written.err(), said_idle }
                 }
                 // The writer stops early only when the store failed (its retries given up):
                 // nothing the handler does can reach the log any more, so it is dropped
@@ -112,11 +133,12 @@ pub(crate) fn run_execution(setup: ExecutionSetup) -> BoxFuture<'static, Executi
                             status: CompletionStatus::Error,
                             error: Some(store_error.to_string()),
                             store_error: Some(store_error),
+                            said_idle: false,
                         }
                     }
                     Ok(()) => {
-                        let (status, error) = handler_side.await;
-                        ExecutionReport { status, error, store_error: None }
+                        let (status, error, said_idle) = handler_side.await;
+                        ExecutionReport { status, error, store_error: None, said_idle }
                     }
                 },
             }

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use futures::{FutureExt, StreamExt, future, select_biased};
@@ -79,6 +80,8 @@ struct Runner {
     warned: BTreeSet<Ignored>,
     /// The agent saves a snapshot once it has folded this far.
     next_snapshot_at: Seq,
+    /// Nothing but what runs waits to be claimed (see `ExecutionSetup::nothing_queued`).
+    nothing_queued: Arc<AtomicBool>,
 }
 
 pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentError> {
@@ -102,6 +105,7 @@ pub(super) async fn run(agent: RuntimeAgent) -> Result<TerminationReason, AgentE
     let mut runner = Runner {
         log: agent.store.subscribe(state.last_seq() + 1),
         next_snapshot_at,
+        nothing_queued: Arc::default(),
         handler,
         session_id: shared.session_id.clone(),
         shared: shared.clone(),
@@ -216,6 +220,11 @@ impl Runner {
             if self.running.is_none() && self.claim.is_none() {
                 self.claim_next().await?;
             }
+            let nothing_queued = self
+                .state
+                .next_pending_for(&self.agent.capabilities)
+                .is_none();
+            self.nothing_queued.store(nothing_queued, Ordering::SeqCst);
             let shared = &self.shared;
             let running = &mut self.running;
             let log = &mut self.log;
@@ -431,6 +440,7 @@ impl Runner {
             cancel_grace: options.cancel_grace,
             stop_on_error: options.stop_on_error,
             started_at,
+            nothing_queued: self.nothing_queued.clone(),
         });
         self.running = Some(Running {
             queue_id,
@@ -502,6 +512,9 @@ impl Runner {
         self.shared.set_status(AgentStatus::Idle);
         if let Some(error) = report.store_error {
             return Err(error.into());
+        }
+        if report.said_idle {
+            self.reported = SessionStatus::Idle;
         }
         if report.status != CompletionStatus::Success
             && let Some(hook) = &self.agent.hooks.execution_error
