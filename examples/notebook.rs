@@ -395,7 +395,7 @@ async fn current(
     let resumed_at = watcher.state().last_seq();
     let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
     leave_snapshot(store, state, resumed_at).await;
-    Ok(state.clone())
+    Ok(watcher.into_state())
 }
 
 /// Saves a snapshot of `state` (full or lean, as it is) when it holds `SNAPSHOT_EVERY` entries or more past

@@ -89,6 +89,7 @@ fn sizes(quick: bool) -> Sizes {
             append: 5_000,
             fold: 20_000,
             start_runs: 2,
+            lengths: &[1_000, 20_000],
             scaling: &[1, 10],
             scaling_samples: 50,
             pg_notebooks: &[1, 10],
@@ -108,6 +109,7 @@ fn sizes(quick: bool) -> Sizes {
             append: 200_000,
             fold: 1_000_000,
             start_runs: 5,
+            lengths: &[1_000, 10_000, 100_000, 1_000_000],
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
             pg_notebooks: &[1, 10, 100, 1_000],
@@ -130,6 +132,8 @@ struct Sizes {
     fold: usize,
     /// B17: agent starts of each kind.
     start_runs: usize,
+    /// B22: notebook lengths, in events.
+    lengths: &'static [usize],
     scaling: &'static [usize],
     scaling_samples: usize,
     /// B21: notebooks in the database.
@@ -812,6 +816,50 @@ async fn measure(
                 "full_fold": start.full_fold.to_json(),
                 "snapshot_bytes": start.snapshot_bytes,
             }),
+        });
+    }
+
+    if wants("B22") {
+        eprintln!("B22: agent start, idle memory and status by notebook length");
+        let notebook = echo_agent.with_file_name("notebook");
+        let mut figures = Vec::new();
+        for &events in size.lengths {
+            figures.push(
+                processes::start_and_memory_by_length(echo_agent, &notebook, scratch, events).await,
+            );
+        }
+        let longest = figures.last().expect("lengths");
+        let show = figures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: start {}, idle RSS {:.1} MiB, status {}",
+                    f.events,
+                    human(f.start.as_secs_f64() * 1e6),
+                    f.idle_rss_kib as f64 / 1024.0,
+                    human(f.status.as_secs_f64() * 1e6)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        rows.push(Row {
+            id: "B22",
+            scenario: "echo-agent process start (from the snapshot an earlier agent left), its idle RSS, and `notebook status`, by notebook length in events".into(),
+            ours: show,
+            peer: "—".into(),
+            ratio: None,
+            target: "at the longest: start ≤ 50 ms, idle RSS ≤ 16 MiB, status ≤ 100 ms",
+            met: Some(
+                longest.start <= Duration::from_millis(50)
+                    && longest.idle_rss_kib <= 16 * 1024
+                    && longest.status <= Duration::from_millis(100),
+            ),
+            data: json!(figures.iter().map(|f| json!({
+                "events": f.events,
+                "start_us": f.start.as_secs_f64() * 1e6,
+                "idle_rss_kib": f.idle_rss_kib,
+                "status_us": f.status.as_secs_f64() * 1e6,
+            })).collect::<Vec<_>>()),
         });
     }
 

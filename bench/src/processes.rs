@@ -285,12 +285,7 @@ pub async fn process_starts(binary: &Path, dir: &Path, samples: usize) -> Summar
         let mut log = store.subscribe(1);
         let started = Instant::now();
         let agent = spawn_echo_agent(binary, &path);
-        loop {
-            let entry = log.next().await.expect("log").expect("entry");
-            if matches!(&*entry.event, Event::RuntimeSessionStarted(_)) {
-                break;
-            }
-        }
+        a_session_starts(&mut log).await;
         took.push(started.elapsed());
         stop(agent);
     }
@@ -442,6 +437,90 @@ async fn long_notebook(path: &Path, events: usize) -> SqliteStore {
             .expect("commit");
     }
     store
+}
+
+/// What B22 measured on one notebook length.
+pub struct LengthFigures {
+    pub events: usize,
+    /// echo-agent process spawned → its session start in the log, from the snapshot the
+    /// first agent left.
+    pub start: Duration,
+    /// That agent's resident memory, idle, a second after it started.
+    pub idle_rss_kib: u64,
+    /// `notebook status`, the whole command, after the agent left its snapshot.
+    pub status: Duration,
+}
+
+/// B22: on a notebook of `events` events (a tenth of them executions), an echo-agent
+/// process's start and idle memory, and `notebook status`. A first agent folds it all and
+/// leaves the snapshot the measured one starts from, as on any notebook in use.
+pub async fn start_and_memory_by_length(
+    echo_agent: &Path,
+    notebook: &Path,
+    dir: &Path,
+    events: usize,
+) -> LengthFigures {
+    let path = dir.join(format!("length-{events}.db"));
+    let store = SqliteStore::open(&path, "nb").expect("open");
+    store.commit(vec![session_start()]).await.expect("commit");
+    let mut first = 0;
+    while first * 10 < events {
+        let executions = (events / 10 - first).min(1_000);
+        store
+            .commit(realistic_batch(first, executions))
+            .await
+            .expect("commit");
+        first += executions;
+    }
+    let mut log = store.subscribe(store.head().expect("head") + 1);
+    let warming = spawn_echo_agent(echo_agent, &path);
+    a_session_starts(&mut log).await;
+    stop(warming);
+    let mut log = store.subscribe(store.head().expect("head") + 1);
+    let started = Instant::now();
+    let agent = spawn_echo_agent(echo_agent, &path);
+    a_session_starts(&mut log).await;
+    let start = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss_kib = rss_kib(agent.id());
+    stop(agent);
+    let started = Instant::now();
+    let status = Command::new(notebook)
+        .args(["--client-id", "bench", "--notebook", "nb", "--store"])
+        .arg(&path)
+        .arg("status")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("notebook runs");
+    let status_took = started.elapsed();
+    assert!(status.status.success(), "notebook status failed");
+    LengthFigures {
+        events,
+        start,
+        idle_rss_kib,
+        status: status_took,
+    }
+}
+
+/// Waits for the next session start in `log`.
+async fn a_session_starts(log: &mut runtime_core::Subscription) {
+    loop {
+        let entry = log.next().await.expect("log").expect("entry");
+        if matches!(&*entry.event, Event::RuntimeSessionStarted(_)) {
+            return;
+        }
+    }
+}
+
+/// The resident memory of process `pid`, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// B9: reopen a file of `events` events and fold them all into a state.

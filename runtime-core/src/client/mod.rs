@@ -280,6 +280,18 @@ impl NotebookWatcher {
         &self.state
     }
 
+    /// The state folded so far, without a copy: for a client done watching.
+    ///
+    /// ```
+    /// use runtime_core::{MemoryStore, NotebookWatcher};
+    ///
+    /// let watcher = NotebookWatcher::new(&MemoryStore::new());
+    /// assert_eq!(watcher.into_state().last_seq(), 0);
+    /// ```
+    pub fn into_state(self) -> NotebookState {
+        self.state
+    }
+
     /// Waits for the next event, folds it in and returns it: for clients that show events
     /// as they arrive.
     ///

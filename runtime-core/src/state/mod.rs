@@ -26,11 +26,13 @@
 //! [`NotebookState::lean`]: the same decisions and statistics, but no output bodies and
 //! nothing of an entry once it has completed but its id and final state.
 
+mod done;
 mod model;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use done::DoneIds;
 pub use model::*;
 pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotError, SnapshotKind};
 
@@ -130,8 +132,10 @@ pub struct NotebookState {
     /// Queue entries by position (request order): all of them in a full state, the
     /// unfinished ones in a lean state.
     entries: BTreeMap<usize, QueueEntry>,
-    /// Every queue id ever requested: where its entry is, or how it ended.
-    entry_index: HashMap<QueueId, Slot>,
+    /// Where each entry of `entries` is.
+    entry_index: HashMap<QueueId, usize>,
+    /// A lean state's completed executions: their ids and how they ended.
+    done: DoneIds,
     pending: BTreeSet<usize>,
     held: BTreeSet<usize>,
     sessions: Vec<RuntimeSession>,
@@ -444,14 +448,14 @@ impl NotebookState {
     }
 
     fn request(&mut self, seq: Seq, e: &ExecutionRequested) -> Result<(), Ignored> {
-        if self.entry_index.contains_key(&e.queue_id) {
+        if self.entry_index.contains_key(&e.queue_id) || self.done.contains(e.queue_id.as_str()) {
             return Err(Ignored::DuplicateId);
         }
         if !self.cells.contains_key(&e.cell_id) {
             return Err(Ignored::NotFound);
         }
-        // Positions are never reused: every id ever requested has one.
-        let index = self.entry_index.len();
+        // Positions are never reused: every id ever requested had one.
+        let index = self.requested_count();
         self.entries.insert(
             index,
             QueueEntry {
@@ -471,8 +475,7 @@ impl NotebookState {
                 has_result: false,
             },
         );
-        self.entry_index
-            .insert(e.queue_id.clone(), Slot::Live(index));
+        self.entry_index.insert(e.queue_id.clone(), index);
         self.pending.insert(index);
         Ok(())
     }
@@ -652,12 +655,10 @@ impl NotebookState {
         let Some(entry) = self.entries.remove(&index) else {
             return;
         };
-        if let Some(slot) = self.entry_index.get_mut(&entry.queue_id) {
-            *slot = Slot::Done {
-                status,
-                execution_count: entry.execution_count.and_then(std::num::NonZeroU64::new),
-            };
-        }
+        self.entry_index.remove(&entry.queue_id);
+        let execution_count = entry.execution_count.and_then(std::num::NonZeroU64::new);
+        self.done
+            .insert(entry.queue_id.as_str(), status, execution_count);
     }
 
     fn add_output(
@@ -744,13 +745,13 @@ impl NotebookState {
     /// state keeps no more of it), `NotFound` if it was never requested.
     fn unfinished(&self, queue_id: &QueueId, if_completed: Ignored) -> Result<usize, Ignored> {
         match self.entry_index.get(queue_id) {
-            None => Err(Ignored::NotFound),
-            Some(Slot::Done { .. }) => Err(if_completed),
-            Some(&Slot::Live(index)) => match self.entries.get(&index) {
+            Some(&index) => match self.entries.get(&index) {
                 Some(entry) if entry.is_completed() => Err(if_completed),
                 Some(_) => Ok(index),
                 None => Err(Ignored::NotFound),
             },
+            None if self.done.contains(queue_id.as_str()) => Err(if_completed),
+            None => Err(Ignored::NotFound),
         }
     }
 
@@ -841,10 +842,7 @@ impl NotebookState {
     /// A queue entry by id, with everything that happened to it. A lean state keeps no
     /// completed entry: ask [`queue_status`](Self::queue_status) how one ended.
     pub fn entry(&self, queue_id: &QueueId) -> Option<&QueueEntry> {
-        match self.entry_index.get(queue_id)? {
-            Slot::Live(index) => self.entries.get(index),
-            Slot::Done { .. } => None,
-        }
+        self.entries.get(self.entry_index.get(queue_id)?)
     }
 
     /// Where an execution is in its life, from a lean state or a full one alike; `None`
@@ -862,16 +860,14 @@ impl NotebookState {
     /// assert!(state.entry(&"q".into()).is_none()); // a lean state forgets the rest
     /// ```
     pub fn queue_status(&self, queue_id: &QueueId) -> Option<QueueStatus> {
-        match *self.entry_index.get(queue_id)? {
-            Slot::Live(index) => self.entries.get(&index).map(QueueEntry::queue_status),
-            Slot::Done {
-                status,
-                execution_count,
-            } => Some(QueueStatus::Completed {
-                status,
-                execution_count: execution_count.map(std::num::NonZeroU64::get),
-            }),
+        if let Some(entry) = self.entry(queue_id) {
+            return Some(entry.queue_status());
         }
+        let (status, execution_count) = self.done.get(queue_id.as_str())?;
+        Some(QueueStatus::Completed {
+            status,
+            execution_count: execution_count.map(std::num::NonZeroU64::get),
+        })
     }
 
     /// Queue entries in request order: every one in a full state; in a lean state, those
@@ -882,7 +878,7 @@ impl NotebookState {
 
     /// How many executions were ever requested (each id counts once), completed or not.
     pub fn requested_count(&self) -> usize {
-        self.entry_index.len()
+        self.entry_index.len() + self.done.len()
     }
 
     /// The oldest pending entry: the next to claim.

@@ -116,19 +116,6 @@ impl QueueStatus {
     }
 }
 
-/// Where a requested queue id's entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
-    /// Kept whole, at this position of the queue.
-    Live(usize),
-    /// Completed, in a lean state: only how it ended is kept (16 bytes, not a whole
-    /// entry), as later events for it are ignored whatever they say.
-    Done {
-        status: CompletionStatus,
-        execution_count: Option<std::num::NonZeroU64>,
-    },
-}
-
 /// One execution request and everything that happened to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueEntry {

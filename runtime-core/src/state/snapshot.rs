@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::model::{OutputIndex, Slot};
+use super::model::OutputIndex;
 use super::{
     ApplyStats, Cell, EntryState, NotebookState, Output, OutputKind, QueueEntry, RuntimeSession,
 };
@@ -113,7 +113,7 @@ struct Encoding<'a> {
     done: String,
     /// A lean state's completed entries whose ids cannot be fields of `done`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    done_other: Vec<(&'a QueueId, CompletionStatus, Option<NonZeroU64>)>,
+    done_other: Vec<(&'a str, CompletionStatus, Option<NonZeroU64>)>,
     entries: Vec<(usize, EncodedRow<'a>)>,
     display_ids: Vec<&'a DisplayId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +137,7 @@ struct Decoding<'a> {
     #[serde(borrow)]
     done: std::borrow::Cow<'a, str>,
     #[serde(default)]
-    done_other: Vec<(QueueId, CompletionStatus, Option<NonZeroU64>)>,
+    done_other: Vec<(String, CompletionStatus, Option<NonZeroU64>)>,
     entries: Vec<(usize, DecodedRow)>,
     /// Every display id ever shown: an update for one applies even when nothing shows it
     /// any more (and one never shown is not found).
@@ -172,13 +172,13 @@ fn plain(id: &str) -> bool {
 
 /// A completed entry's line in a lean state, if its id can be a field.
 fn done_line(
-    queue_id: &QueueId,
+    queue_id: &str,
     status: CompletionStatus,
     execution_count: Option<NonZeroU64>,
     out: &mut String,
 ) -> bool {
     use std::fmt::Write;
-    if !plain(queue_id.as_str()) {
+    if !plain(queue_id) {
         return false;
     }
     let _ = write!(
@@ -196,8 +196,7 @@ fn done_line(
 /// A lean state's completed entry from its line.
 fn decode_done_line(
     line: &str,
-) -> Result<(QueueId, CompletionStatus, Option<NonZeroU64>), SnapshotError> {
-    use serde::de::IntoDeserializer;
+) -> Result<(&str, CompletionStatus, Option<NonZeroU64>), SnapshotError> {
     let bad = || SnapshotError::Decode(format!("a completed entry's line is not one: {line:?}"));
     let mut fields = line.splitn(DONE_FIELDS, FIELD_SEPARATOR);
     let mut next = || fields.next().ok_or_else(bad);
@@ -205,16 +204,27 @@ fn decode_done_line(
     if queue_id.is_empty() {
         return Err(bad());
     }
-    let status: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-        status.into_deserializer();
     Ok((
-        queue_id.into(),
-        CompletionStatus::deserialize(status).map_err(|_| bad())?,
+        queue_id,
+        status_named(status).ok_or_else(bad)?,
         match count {
             "" => None,
             n => Some(n.parse().map_err(|_| bad())?),
         },
     ))
+}
+
+/// The completion status with this wire name.
+fn status_named(name: &str) -> Option<CompletionStatus> {
+    [
+        CompletionStatus::Success,
+        CompletionStatus::Error,
+        CompletionStatus::Cancelled,
+        CompletionStatus::TimedOut,
+        CompletionStatus::RuntimeLost,
+    ]
+    .into_iter()
+    .find(|status| status.as_str() == name)
 }
 
 /// A queue entry as a JSON array:
@@ -409,13 +419,8 @@ impl NotebookState {
     pub fn snapshot(&self) -> Snapshot {
         let mut done = String::new();
         let mut done_other = Vec::new();
-        for (queue_id, slot) in &self.entry_index {
-            if let Slot::Done {
-                status,
-                execution_count,
-            } = *slot
-                && !done_line(queue_id, status, execution_count, &mut done)
-            {
+        for (queue_id, status, execution_count) in self.done.iter() {
+            if !done_line(queue_id, status, execution_count, &mut done) {
                 done_other.push((queue_id, status, execution_count));
             }
         }
@@ -552,7 +557,7 @@ impl NotebookState {
     fn rebuild_queue(
         &mut self,
         done: &str,
-        done_other: Vec<(QueueId, CompletionStatus, Option<NonZeroU64>)>,
+        done_other: Vec<(String, CompletionStatus, Option<NonZeroU64>)>,
         rows: Vec<(usize, DecodedRow)>,
     ) -> Result<(), SnapshotError> {
         if !done.is_empty() && !done.ends_with(LINE_END) {
@@ -567,23 +572,21 @@ impl NotebookState {
                 "a full state lists completed entries without their content".into(),
             ));
         }
-        self.entry_index.reserve(done_count + rows.len());
+        self.done.reserve(done_count);
+        self.entry_index.reserve(rows.len());
+        let others = done_other.iter();
         let decoded = lines
             .map(decode_done_line)
-            .chain(done_other.into_iter().map(Ok));
+            .chain(others.map(|(id, status, count)| Ok((id.as_str(), *status, *count))));
         for line in decoded {
             let (queue_id, status, execution_count) = line?;
-            let slot = Slot::Done {
-                status,
-                execution_count,
-            };
-            if self.entry_index.insert(queue_id, slot).is_some() {
+            if !self.done.insert(queue_id, status, execution_count) {
                 return Err(SnapshotError::Inconsistent(
                     "a completed queue entry is listed twice".into(),
                 ));
             }
         }
-        let total = self.entry_index.len() + rows.len();
+        let total = self.done.len() + rows.len();
         for (index, row) in rows {
             if index >= total {
                 return Err(SnapshotError::Inconsistent(format!(
@@ -610,10 +613,11 @@ impl NotebookState {
                 "two queue entries at position {index}"
             )));
         }
-        if self
-            .entry_index
-            .insert(entry.queue_id.clone(), Slot::Live(index))
-            .is_some()
+        if self.done.contains(entry.queue_id.as_str())
+            || self
+                .entry_index
+                .insert(entry.queue_id.clone(), index)
+                .is_some()
         {
             return Err(SnapshotError::Inconsistent(format!(
                 "queue entry {} twice",
