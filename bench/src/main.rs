@@ -90,6 +90,8 @@ fn sizes(quick: bool) -> Sizes {
             fold: 20_000,
             start_runs: 2,
             lengths: &[1_000, 20_000],
+            agents_per_file: &[1, 4],
+            idle_window: Duration::from_secs(1),
             scaling: &[1, 10],
             scaling_samples: 50,
             pg_notebooks: &[1, 10],
@@ -110,6 +112,8 @@ fn sizes(quick: bool) -> Sizes {
             fold: 1_000_000,
             start_runs: 5,
             lengths: &[1_000, 10_000, 100_000, 1_000_000],
+            agents_per_file: &[1, 10, 100],
+            idle_window: Duration::from_secs(16),
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
             pg_notebooks: &[1, 10, 100, 1_000],
@@ -134,6 +138,9 @@ struct Sizes {
     start_runs: usize,
     /// B22: notebook lengths, in events.
     lengths: &'static [usize],
+    /// B23: echo-agent processes on one file, and how long they are watched idle.
+    agents_per_file: &'static [usize],
+    idle_window: Duration,
     scaling: &'static [usize],
     scaling_samples: usize,
     /// B21: notebooks in the database.
@@ -859,6 +866,55 @@ async fn measure(
                 "start_us": f.start.as_secs_f64() * 1e6,
                 "idle_rss_kib": f.idle_rss_kib,
                 "status_us": f.status.as_secs_f64() * 1e6,
+            })).collect::<Vec<_>>()),
+        });
+    }
+
+    if wants("B23") {
+        eprintln!("B23: agents sharing one SQLite file");
+        let mut figures = Vec::new();
+        for &agents in size.agents_per_file {
+            figures.push(
+                processes::agents_sharing_a_file(
+                    echo_agent,
+                    scratch,
+                    agents,
+                    size.idle_window,
+                    size.cross,
+                )
+                .await,
+            );
+        }
+        let one = figures.first().expect("counts").round_trips.median_us;
+        let most = figures.last().expect("counts");
+        let show = figures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {} / {}, idle CPU {:.2} % of a core, {} lost",
+                    f.agents,
+                    human(f.round_trips.median_us),
+                    human(f.round_trips.p99_us),
+                    f.idle_cpu_percent,
+                    f.lost
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let ratio = most.round_trips.median_us / one;
+        rows.push(Row {
+            id: "B23",
+            scenario: "echo-agent processes on one SQLite file, each on its own notebook: round trip on one (median / p99), the agents' CPU while all idle, agents lost".into(),
+            ours: show,
+            peer: "—".into(),
+            ratio: Some(ratio),
+            target: "at the most agents: round trip within 2× of one agent, idle CPU < 1 % of a core, none lost",
+            met: Some(ratio <= 2.0 && most.idle_cpu_percent < 1.0 && most.lost == 0),
+            data: json!(figures.iter().map(|f| json!({
+                "agents": f.agents,
+                "round_trips": f.round_trips.to_json(),
+                "idle_cpu_percent": f.idle_cpu_percent,
+                "lost": f.lost,
             })).collect::<Vec<_>>()),
         });
     }

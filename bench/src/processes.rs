@@ -502,6 +502,70 @@ pub async fn start_and_memory_by_length(
     }
 }
 
+/// What B23 measured with one number of agents on one file.
+pub struct FileSharing {
+    pub agents: usize,
+    /// Round trips on one of the notebooks, the others idle.
+    pub round_trips: Summary,
+    /// The agents' CPU while all are idle (renewing their leases), in percent of one core.
+    pub idle_cpu_percent: f64,
+    /// Agents that exited on their own during the run.
+    pub lost: usize,
+}
+
+/// B23: `agents` echo-agent processes on one SQLite file, each serving its own notebook:
+/// their CPU while idle over `idle` (lease renewals included: they come every 15 s), then
+/// round trips on the first notebook while the others stay idle.
+pub async fn agents_sharing_a_file(
+    echo_agent: &Path,
+    dir: &Path,
+    agents: usize,
+    idle: Duration,
+    samples: usize,
+) -> FileSharing {
+    let path = dir.join(format!("sharing-{agents}.db"));
+    let mut children: Vec<Child> = Vec::with_capacity(agents);
+    for n in 0..agents {
+        let notebook = format!("nb{n}");
+        let child = Command::new(echo_agent)
+            .args(["--client-id", "bench", "--notebook", &notebook, "--store"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the echo-agent binary starts");
+        children.push(child);
+    }
+    for n in 0..agents {
+        let store = SqliteStore::open(&path, &format!("nb{n}")).expect("open");
+        NotebookWatcher::new(&store)
+            .wait_until(|state| state.active_session().is_some())
+            .await
+            .expect("the agent starts");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu = |children: &[Child]| -> Duration { children.iter().map(|c| cpu_time(c.id())).sum() };
+    let before = cpu(&children);
+    tokio::time::sleep(idle).await;
+    let used = cpu(&children).saturating_sub(before);
+    let idle_cpu_percent = used.as_secs_f64() / idle.as_secs_f64() * 100.0;
+    let round_trips = round_trips(SqliteStore::open(&path, "nb0").expect("open"), samples).await;
+    let lost = children
+        .iter_mut()
+        .map(Child::try_wait)
+        .filter(|exited| !matches!(exited, Ok(None)))
+        .count();
+    for child in children {
+        stop(child);
+    }
+    FileSharing {
+        agents,
+        round_trips,
+        idle_cpu_percent,
+        lost,
+    }
+}
+
 /// Waits for the next session start in `log`.
 async fn a_session_starts(log: &mut runtime_core::Subscription) {
     loop {
