@@ -30,18 +30,39 @@ async fn sqlite_store_passes_the_store_conformance_suite() {
     runtime_core::store::conformance::run_catalog(&catalog).await;
 }
 
+/// A commit through one open wakes a subscriber waiting in another (as in another
+/// process), through the notebook's signal file; a commit to another notebook of the file
+/// does not, and the subscriber sees its own notebook only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_through_one_open_reaches_a_subscriber_of_another() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
     // Two independent opens: separate connections and file watches, as two processes have.
-    let reader_side = SqliteStore::open(&path, "nb").unwrap();
+    // The reader's safety re-read is an hour, so only the wake-up can bring each commit.
+    let options = SqliteOptions {
+        safety_poll: Duration::from_secs(3600),
+        ..SqliteOptions::default()
+    };
+    let reader_side = SqliteStore::open_with(&path, "nb", options).unwrap();
     let writer_side = SqliteStore::open(&path, "nb").unwrap();
+    let elsewhere = writer_side.notebook("another notebook/with any name");
+    // The reader runs on its own, so it is waiting, not reading, when the next commit
+    // lands (the pause makes that near certain; it is not needed for the test to pass).
+    let (delivered, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let mut subscription = reader_side.subscribe(1);
+    tokio::spawn(async move {
+        while let Some(entry) = subscription.next().await {
+            if delivered.send(entry).is_err() {
+                return;
+            }
+        }
+    });
     for n in 0..20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        elsewhere.commit(vec![event(100 + n)]).await.unwrap();
         writer_side.commit(vec![event(n)]).await.unwrap();
         // A bound so a broken wake-up fails the test instead of hanging it.
-        let entry = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        let entry = tokio::time::timeout(Duration::from_secs(5), arrived.recv())
             .await
             .expect("the other open's commit arrives")
             .unwrap()

@@ -22,9 +22,10 @@
 //!   `commit` returns, so it survives the writer being killed (`kill -9`); a power loss may
 //!   lose the last commits ([`Durability::Full`] closes that gap at one fsync per commit).
 //! - Subscribers read with their own connection at their own pace. A commit in this process
-//!   wakes them directly; a commit in another process wakes them through a watch on the
-//!   file's directory. An idle subscriber does no work but for a safety re-read every 500 ms
-//!   in case a change notification is ever missed.
+//!   wakes them directly; a commit in another process wakes them through their notebook's
+//!   signal file (see `watch`), so only the processes reading that notebook wake. An idle
+//!   subscriber does no work but for a safety re-read ([`SqliteOptions::safety_poll`]) in
+//!   case a wake-up is ever missed.
 
 mod watch;
 
@@ -56,9 +57,6 @@ pub const DEFAULT_AUTHOR: &str = "local";
 pub const GAP_FILLER_TYPE: &str = "repair.MissingEvent";
 /// A commit this long after the previous one ended goes inline (see `commit_uncontended`).
 const QUIET: Duration = Duration::from_micros(500);
-/// After a wake-up: how many of the next waits are short, and how short.
-const RECHECKS: usize = 5;
-const RECHECK_DELAY: Duration = Duration::from_millis(1);
 /// Rows a subscription reads per query on a blocking thread (catching up).
 const READ_CHUNK: usize = 1024;
 /// What a subscription may read on the async thread (following the live tail): at most
@@ -66,8 +64,6 @@ const READ_CHUNK: usize = 1024;
 /// never waits on a lock (WAL readers do not); anything more goes to a blocking thread.
 const INLINE_ROWS: usize = 16;
 const INLINE_ROW_BYTES: i64 = 16 * 1024;
-/// How often an idle subscriber re-reads in case a change notification was missed.
-const SAFETY_POLL: Duration = Duration::from_millis(500);
 
 /// Why a SQLite store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +124,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// See [`Durability`].
     pub durability: Durability,
+    /// How often an idle subscriber re-reads in case a wake-up was missed (a process of an
+    /// older version commits without signalling, or the platform refused a file watch).
+    pub safety_poll: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -135,6 +134,7 @@ impl Default for SqliteOptions {
         Self {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Process,
+            safety_poll: Duration::from_millis(500),
         }
     }
 }
@@ -171,11 +171,12 @@ struct Shared {
     idle_readers: Mutex<Vec<Connection>>,
     /// When the last commit through this open ended.
     last_commit: Mutex<Option<std::time::Instant>>,
-    /// Wakes every subscription: another connection (another process, mostly) committed.
+    /// Wakes every subscription: a repair changed every notebook.
     changed: Arc<Notify>,
-    /// Wakes the subscriptions of one notebook: a commit through this open.
-    notebook_wakes: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
-    _watch: Option<watch::FileWatch>,
+    /// Wakes the subscriptions of one notebook: a commit through this open, or another
+    /// process's through its signal file.
+    notebook_wakes: Arc<watch::NotebookWakes>,
+    signals: watch::Signals,
 }
 
 impl SqliteStore {
@@ -221,7 +222,8 @@ impl SqliteStore {
             })?;
         let changed = Arc::new(Notify::new());
         let writer = Arc::new(Mutex::new(writer));
-        let watch = watch::FileWatch::start(&path, changed.clone(), writer.clone());
+        let notebook_wakes = Arc::new(Mutex::new(HashMap::new()));
+        let signals = watch::Signals::start(&path, notebook_wakes.clone(), writer.clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 path,
@@ -231,8 +233,8 @@ impl SqliteStore {
                 idle_readers: Mutex::new(Vec::new()),
                 last_commit: Mutex::new(None),
                 changed,
-                notebook_wakes: Mutex::new(HashMap::new()),
-                _watch: watch,
+                notebook_wakes,
+                signals,
             }),
             notebook: notebook.into(),
             author: DEFAULT_AUTHOR.into(),
@@ -800,9 +802,10 @@ impl Store for SqliteStore {
             .last_commit
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-        // Only this notebook's subscriptions: a busy file with many notebooks does not wake
-        // them all for every commit.
+        // Only this notebook's subscriptions, here and in other processes: a busy file with
+        // many notebooks does not wake them all for every commit.
         self.shared.wake_of(&self.notebook).notify_waiters();
+        self.shared.signals.signal(&self.notebook);
         Ok(first)
     }
 
@@ -878,6 +881,7 @@ impl Store for SqliteStore {
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {
+        self.shared.signals.watch(&self.notebook);
         let reader = Reader {
             shared: self.shared.clone(),
             wake: self.shared.wake_of(&self.notebook),
@@ -899,7 +903,7 @@ const IDLE_READERS: usize = 8;
 /// One subscription: its cursor (it borrows a pooled read connection for each read).
 struct Reader {
     shared: Arc<Shared>,
-    /// Its notebook's wake-up for commits through this open.
+    /// Its notebook's wake-up: a commit through this open, or another process's signal.
     wake: Arc<Notify>,
     notebook: Arc<str>,
     next: Seq,
@@ -910,11 +914,6 @@ struct Reader {
 
 impl Reader {
     async fn next_entry(&mut self) -> Result<LogEntry, StoreError> {
-        // Another process's commit wakes us when its WAL frames are written, which can be a
-        // moment before SQLite publishes the commit (through shared memory, which no file
-        // event reports). So after a wake-up, the next few waits are short: a commit
-        // published a moment late is read within a millisecond, not at the safety re-read.
-        let mut short_waits = 0_usize;
         loop {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
@@ -932,16 +931,10 @@ impl Reader {
             if self.read_chunk().await? > 0 {
                 continue;
             }
-            let wait = if short_waits > 0 {
-                RECHECK_DELAY
-            } else {
-                SAFETY_POLL
-            };
-            short_waits = short_waits.saturating_sub(1);
             tokio::select! {
-                () = notified => short_waits = RECHECKS,
+                () = notified => {}
                 () = committed_here => {}
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(self.shared.options.safety_poll) => {}
             }
         }
     }
