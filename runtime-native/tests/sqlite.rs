@@ -72,6 +72,47 @@ async fn a_commit_through_one_open_reaches_a_subscriber_of_another() {
     }
 }
 
+/// Subscribing to notebooks while another open's commits keep this open's watch busy: adding
+/// a watch waits for the watcher's thread, which must never be waiting for the subscriber
+/// (it once could: a lock held across the two froze both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_while_signals_arrive_never_freezes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let reader_side = SqliteStore::open(&path, "nb0").unwrap();
+    let writer_side = SqliteStore::open(&path, "nb0").unwrap();
+    let _watching = reader_side.subscribe(1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committing = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                writer_side.commit(vec![event(n)]).await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    // A thread of its own, so a freeze fails the test rather than hanging it.
+    let (done, subscribing) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut subscriptions = Vec::new();
+        for n in 1..300 {
+            subscriptions.push(reader_side.notebook(&format!("nb{n}")).subscribe(1));
+        }
+        let _ = done.send(subscriptions.len());
+    });
+    let subscribed =
+        tokio::task::spawn_blocking(move || subscribing.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("subscribing finishes: nothing froze");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(subscribed, 299);
+    assert!(committing.await.unwrap() > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_file_holds_many_notebooks_each_with_its_own_log() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,8 +124,11 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// See [`Durability`].
     pub durability: Durability,
-    /// How often an idle subscriber re-reads in case a wake-up was missed (a process of an
-    /// older version commits without signalling, or the platform refused a file watch).
+    /// How often an idle subscriber re-reads in case a wake-up was missed: a process of an
+    /// older version commits without signalling. Where the platform refused to watch a
+    /// notebook's signal file, its subscribers re-read every 500 ms, or at this interval if
+    /// shorter. Each re-read of each idle subscriber costs a query: with a hundred agents on
+    /// one file, 500 ms cost 1-2 % of a core, 5 s a tenth of that (B23).
     pub safety_poll: Duration,
 }
 
@@ -134,7 +137,7 @@ impl Default for SqliteOptions {
         Self {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Process,
-            safety_poll: Duration::from_millis(500),
+            safety_poll: Duration::from_secs(5),
         }
     }
 }
@@ -881,8 +884,12 @@ impl Store for SqliteStore {
     }
 
     fn subscribe(&self, from: Seq) -> Subscription {
-        self.shared.signals.watch(&self.notebook);
+        let safety_poll = match self.shared.signals.watch(&self.notebook) {
+            true => self.shared.options.safety_poll,
+            false => self.shared.options.safety_poll.min(UNWATCHED_POLL),
+        };
         let reader = Reader {
+            safety_poll,
             shared: self.shared.clone(),
             wake: self.shared.wake_of(&self.notebook),
             notebook: self.notebook.clone(),
@@ -899,6 +906,8 @@ impl Store for SqliteStore {
 
 /// Read connections kept idle for the subscriptions of one open file.
 const IDLE_READERS: usize = 8;
+/// How often an idle subscriber whose notebook cannot be watched looks again.
+const UNWATCHED_POLL: Duration = Duration::from_millis(500);
 
 /// One subscription: its cursor (it borrows a pooled read connection for each read).
 struct Reader {
@@ -910,6 +919,8 @@ struct Reader {
     buffer: VecDeque<LogEntry>,
     /// Behind by more than an inline read: read in chunks on a blocking thread.
     catching_up: bool,
+    /// How long it waits, idle, before it looks again anyway.
+    safety_poll: Duration,
 }
 
 impl Reader {
@@ -934,7 +945,7 @@ impl Reader {
             tokio::select! {
                 () = notified => {}
                 () = committed_here => {}
-                () = tokio::time::sleep(self.shared.options.safety_poll) => {}
+                () = tokio::time::sleep(self.safety_poll) => {}
             }
         }
     }

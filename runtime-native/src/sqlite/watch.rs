@@ -56,7 +56,13 @@ impl Signals {
         let watched: Arc<Mutex<HashMap<OsString, Arc<str>>>> = Arc::default();
         let names = watched.clone();
         let mut seen_versions: HashMap<Arc<str>, i64> = HashMap::new();
+        let everyone = wakes.clone();
         let handler = move |event: notify::Result<notify::Event>| match event {
+            // The platform dropped events (a full queue): any notebook may have changed.
+            Ok(event) if event.need_rescan() => {
+                let wakes = everyone.lock().unwrap_or_else(PoisonError::into_inner);
+                wakes.values().for_each(|wake| wake.notify_waiters());
+            }
             Ok(event) if matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) => {
                 let notebooks: Vec<Arc<str>> = {
                     let names = names.lock().unwrap_or_else(PoisonError::into_inner);
@@ -93,8 +99,8 @@ impl Signals {
             Err(error) => {
                 tracing::warn!(
                     %error,
-                    "cannot watch for other processes' commits; they will be seen within 500 ms \
-                     instead of at once"
+                    "cannot watch for other processes' commits; they will be seen at the \
+                     safety re-read instead of at once"
                 );
                 None
             }
@@ -106,12 +112,20 @@ impl Signals {
         }
     }
 
-    /// Watches `notebook`'s signal file from now on (once per notebook and open).
-    pub(super) fn watch(&self, notebook: &Arc<str>) {
+    /// Watches `notebook`'s signal file from now on (once per notebook and open); `false`
+    /// if it cannot be watched, and other processes' commits are then seen only when its
+    /// readers look again.
+    pub(super) fn watch(&self, notebook: &Arc<str>) -> bool {
         let name = signal_name(notebook);
-        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
-        if watched.contains_key(&name) {
-            return;
+        let watching = |watched: &Self| {
+            watched
+                .watched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&name)
+        };
+        if watching(self) {
+            return true;
         }
         let path = self.dir.join(&name);
         // The file must be there to be watched; another process may make it first.
@@ -119,24 +133,36 @@ impl Signals {
             .create(true)
             .append(true)
             .open(&path);
-        let mut watcher = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(watcher) = watcher.as_mut() else {
-            return;
+        // Not under the `watched` lock: adding a watch waits for the watcher's thread,
+        // which may be in the event handler, waiting for that lock.
+        let added = {
+            let mut watcher = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(watcher) = watcher.as_mut() else {
+                return false;
+            };
+            made.and_then(|_| {
+                watcher
+                    .watch(&path, RecursiveMode::NonRecursive)
+                    .map_err(std::io::Error::other)
+            })
         };
-        match made.and_then(|_| {
-            watcher
-                .watch(&path, RecursiveMode::NonRecursive)
-                .map_err(std::io::Error::other)
-        }) {
+        match added {
             Ok(()) => {
-                watched.insert(name, notebook.clone());
+                self.watched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name, notebook.clone());
+                true
             }
-            Err(error) => tracing::warn!(
-                %error,
-                path = %path.display(),
-                "cannot watch a notebook's signal file; other processes' commits will be seen \
-                 within 500 ms instead of at once"
-            ),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    path = %path.display(),
+                    "cannot watch a notebook's signal file; other processes' commits will be \
+                     seen within 500 ms instead of at once"
+                );
+                false
+            }
         }
     }
 
