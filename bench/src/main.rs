@@ -261,6 +261,26 @@ fn median_and_p99(result: &Value) -> String {
     )
 }
 
+/// B2's row, loaded or not: round trips across processes against ipykernel's.
+fn cross_process_row(
+    id: &'static str,
+    scenario: &str,
+    ours: Summary,
+    peer: Option<Summary>,
+) -> Row {
+    let (shown, theirs, ratio) = medians(ours, peer);
+    Row {
+        id,
+        scenario: scenario.into(),
+        ours: shown,
+        peer: theirs,
+        ratio,
+        target: "median ≤ 1 ms; ≥ 5× faster",
+        met: Some(ours.median_us <= 1_000.0 && ratio.is_none_or(|r| r <= 0.2)),
+        data: ours.to_json(),
+    }
+}
+
 fn medians(ours: Summary, theirs: Option<Summary>) -> (String, String, Option<f64>) {
     let show = |s: Summary| format!("{} / {}", human(s.median_us), human(s.p99_us));
     (
@@ -309,19 +329,12 @@ async fn measure(
     if wants("B2") {
         eprintln!("B2: cross-process round trips");
         let b2 = processes::cross_process_round_trips(echo_agent, scratch, size.cross).await;
-        let (ours, theirs, ratio) = medians(b2, peer_round_trip);
-        rows.push(Row {
-            id: "B2",
-            scenario:
-                "echo round trip across processes (SqliteStore) vs ipykernel execute \"1\" → idle"
-                    .into(),
-            ours,
-            peer: theirs,
-            ratio,
-            target: "median ≤ 1 ms; ≥ 5× faster",
-            met: Some(b2.median_us <= 1_000.0 && ratio.is_none_or(|r| r <= 0.2)),
-            data: b2.to_json(),
-        });
+        rows.push(cross_process_row(
+            "B2",
+            "echo round trip across processes (SqliteStore) vs ipykernel execute \"1\" → idle",
+            b2,
+            peer_round_trip,
+        ));
         let latency = processes::native_bench(
             native_bench,
             &["latency", "--count", &size.cross.to_string()],
@@ -343,19 +356,12 @@ async fn measure(
         let load = processes::Spinner::start();
         let b2 = processes::cross_process_round_trips(echo_agent, scratch, size.cross).await;
         drop(load);
-        let (ours, theirs, ratio) = medians(b2, peer_round_trip);
-        rows.push(Row {
-            id: "B2L",
-            scenario:
-                "B2 with one core kept busy by a spinning process (ipykernel measured unloaded)"
-                    .into(),
-            ours,
-            peer: theirs,
-            ratio,
-            target: "median ≤ 1 ms; ≥ 5× faster",
-            met: Some(b2.median_us <= 1_000.0 && ratio.is_none_or(|r| r <= 0.2)),
-            data: b2.to_json(),
-        });
+        rows.push(cross_process_row(
+            "B2L",
+            "B2 with one core kept busy by a spinning process (ipykernel measured unloaded)",
+            b2,
+            peer_round_trip,
+        ));
     }
 
     if wants("B15") {

@@ -482,7 +482,7 @@ pub async fn start_and_memory_by_length(
     a_session_starts(&mut log).await;
     let start = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_rss_kib = rss_kib(agent.id());
+    let idle_rss_kib = crate::scenarios::rss_kib(&agent.id().to_string());
     stop(agent);
     let started = Instant::now();
     let status = Command::new(notebook)
@@ -588,17 +588,6 @@ async fn a_session_starts(log: &mut runtime_core::Subscription) {
             return;
         }
     }
-}
-
-/// The resident memory of process `pid`, from `/proc`.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// B9: reopen a file of `events` events and fold them all into a state.

@@ -281,7 +281,12 @@ pub async fn slow_consumer(dir: &Path, lines: usize) -> (usize, usize) {
 
 /// B7: resident memory of this process, in KiB.
 pub fn own_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_kib("self")
+}
+
+/// Resident memory of `process` (a pid, or `self`), in KiB, from `/proc`.
+pub fn rss_kib(process: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))

@@ -785,15 +785,7 @@ fn a_completion_with_nothing_queued_says_idle_in_the_same_commit() {
     let memory = MemoryStore::new();
     let store = Counting::new(&memory);
     let busy_for_a_while = sleeper(sim.clock.clone(), Duration::from_millis(50));
-    let agent = RuntimeAgent::new(
-        store.clone(),
-        sim.clock.clone(),
-        Capabilities::code(),
-        options("alice"),
-    )
-    .unwrap()
-    .on_execution(busy_for_a_while);
-    sim.spawn(agent.run());
+    spawn_counted_agent(&mut sim, &store, busy_for_a_while);
     sim.settle(Duration::from_millis(10));
     let first = request(&mut sim, &memory, "first");
     wait_until_running(&mut sim, &memory, &first);
@@ -1350,7 +1342,11 @@ fn filler(store: &MemoryStore, count: usize) {
     store.commit_now(events).unwrap();
 }
 
-fn spawn_counted_agent(sim: &mut Sim, store: &Counting) -> AgentHandle {
+fn spawn_counted_agent(
+    sim: &mut Sim,
+    store: &Counting,
+    handler: impl ExecutionHandler + 'static,
+) -> AgentHandle {
     let agent = RuntimeAgent::new(
         store.clone(),
         sim.clock.clone(),
@@ -1358,7 +1354,7 @@ fn spawn_counted_agent(sim: &mut Sim, store: &Counting) -> AgentHandle {
         options("alice"),
     )
     .unwrap()
-    .on_execution(echo);
+    .on_execution(handler);
     let handle = agent.handle();
     sim.spawn(agent.run());
     handle
@@ -1366,7 +1362,7 @@ fn spawn_counted_agent(sim: &mut Sim, store: &Counting) -> AgentHandle {
 
 /// Runs an agent on `store` until `queue_id` succeeds, then shuts it down.
 fn serve_until_done(sim: &mut Sim, store: &Counting, queue_id: &QueueId) {
-    let handle = spawn_counted_agent(sim, store);
+    let handle = spawn_counted_agent(sim, store, echo);
     assert_eq!(
         wait_for(sim, &store.inner, queue_id).state.status(),
         Some(CompletionStatus::Success)
