@@ -1177,6 +1177,32 @@ fn a_watcher_never_expires_a_session_that_renews() {
     assert_eq!(handle.status(), AgentStatus::Idle);
 }
 
+/// A lean watcher keeps no completed entry: waiting for one's completion ends with an error
+/// once it completes, not a wait forever, and its status is there to read.
+#[test]
+fn a_lean_watcher_waiting_for_a_completion_is_told_not_left_waiting() {
+    let mut sim = Sim::new(42);
+    let store = MemoryStore::new();
+    spawn_agent(&mut sim, &store, options("alice"), echo);
+    let queue_id = request(&mut sim, &store, "lean");
+    let waited = queue_id.clone();
+    let reader = store.clone();
+    let (_, done) = sim.spawn(async move {
+        let mut watcher = NotebookWatcher::resume_lean(&reader).await;
+        let error = watcher.wait_for_completion(&waited).await.map(drop);
+        (error, watcher.state().queue_status(&waited))
+    });
+    let (error, status) = sim.run_to(&done);
+    assert!(matches!(error, Err(StoreError::Invalid(_))), "{error:?}");
+    assert_eq!(
+        status,
+        Some(QueueStatus::Completed {
+            status: CompletionStatus::Success,
+            execution_count: Some(1)
+        })
+    );
+}
+
 /// With a stamping store, leases run by the store's clock: a runtime whose clock runs a
 /// minute behind and a watcher whose clock runs a minute ahead (which, comparing their
 /// clocks, would expire the runtime at once) leave a live runtime alone.
