@@ -174,8 +174,6 @@ struct Shared {
     idle_readers: Mutex<Vec<Connection>>,
     /// When the last commit through this open ended.
     last_commit: Mutex<Option<std::time::Instant>>,
-    /// Wakes every subscription: a repair changed every notebook.
-    changed: Arc<Notify>,
     /// Wakes the subscriptions of one notebook: a commit through this open, or another
     /// process's through its signal file.
     notebook_wakes: Arc<watch::NotebookWakes>,
@@ -223,7 +221,6 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        let changed = Arc::new(Notify::new());
         let writer = Arc::new(Mutex::new(writer));
         let notebook_wakes = Arc::new(Mutex::new(HashMap::new()));
         let signals = watch::Signals::start(&path, notebook_wakes.clone(), writer.clone());
@@ -235,7 +232,6 @@ impl SqliteStore {
                 reader: Mutex::new(None),
                 idle_readers: Mutex::new(Vec::new()),
                 last_commit: Mutex::new(None),
-                changed,
                 notebook_wakes,
                 signals,
             }),
@@ -333,10 +329,7 @@ impl SqliteStore {
     pub fn repair(&self) -> Result<u64, StoreError> {
         let mut writer = self.shared.lock_writer();
         let timeout = self.shared.options.busy_timeout;
-        let filled = waiting_for_the_lock(timeout, || fill_gaps(&mut writer)).map_err(backend)?;
-        drop(writer);
-        self.shared.changed.notify_waiters();
-        Ok(filled)
+        waiting_for_the_lock(timeout, || fill_gaps(&mut writer)).map_err(backend)
     }
 }
 
@@ -929,12 +922,8 @@ impl Reader {
             if let Some(entry) = self.buffer.pop_front() {
                 return Ok(entry);
             }
-            // Register for the wake-ups before reading, so a commit between the read and the
+            // Register for the wake-up before reading, so a commit between the read and the
             // wait is never missed.
-            let changed = self.shared.changed.clone();
-            let notified = changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let own = self.wake.clone();
             let committed_here = own.notified();
             tokio::pin!(committed_here);
@@ -943,7 +932,6 @@ impl Reader {
                 continue;
             }
             tokio::select! {
-                () = notified => {}
                 () = committed_here => {}
                 () = tokio::time::sleep(self.safety_poll) => {}
             }
