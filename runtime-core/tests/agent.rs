@@ -1628,3 +1628,109 @@ fn an_agent_whose_store_never_answers_stops_when_asked() {
         TerminationReason::Shutdown
     );
 }
+
+/// Returns `Pending` once (after asking to be polled again), so other futures run.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+fn stream_events(store: &MemoryStore) -> usize {
+    store
+        .entries()
+        .iter()
+        .filter(|e| e.event.type_name().starts_with("v1.StreamOutput"))
+        .count()
+}
+
+#[test]
+fn a_flood_written_line_by_line_with_yields_is_committed_in_a_few_batches() {
+    let mut sim = Sim::new(41);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        for line in 0..2000 {
+            ctx.stdout(format!("{line}\n"))?;
+            yield_once().await;
+        }
+        Ok(())
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "flood");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    let expected: String = (0..2000).map(|line| format!("{line}\n")).collect();
+    assert_eq!(describe(&entry.outputs), [format!("Stdout:{expected}")]);
+    let commits = stream_events(&store);
+    assert!(
+        commits <= 20,
+        "2000 lines should take a few commits, took {commits}"
+    );
+}
+
+#[test]
+fn an_output_written_before_a_wait_is_committed_without_waiting_for_more() {
+    let mut sim = Sim::new(42);
+    let store = MemoryStore::new();
+    let handler = |ctx: ExecutionContext| async move {
+        ctx.stdout("ready\n")?;
+        ctx.cancelled().await;
+        Err::<(), _>(ExecutionError::Cancelled)
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "wait");
+    let mut watcher = NotebookWatcher::new(&store);
+    let waited = queue_id.clone();
+    let (_, shown) = sim.spawn(async move {
+        let printed = |s: &NotebookState| s.entry(&waited).is_some_and(|e| !e.outputs.is_empty());
+        let state = watcher.wait_until(printed).await.unwrap();
+        describe(&state.entry(&waited).unwrap().outputs)
+    });
+    assert_eq!(sim.run_to(&shown), ["Stdout:ready\n"]);
+    let client = NotebookClient::new(store.clone(), "alice");
+    let cancelled = queue_id.clone();
+    let (_, asked) = sim.spawn(async move { client.cancel(&cancelled).await.unwrap() });
+    sim.run_to(&asked);
+    assert_eq!(
+        status_of(&mut sim, &store, &queue_id),
+        Some(CompletionStatus::Cancelled)
+    );
+}
+
+#[test]
+fn flush_returns_once_what_was_written_is_in_the_log() {
+    let mut sim = Sim::new(43);
+    let store = MemoryStore::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let (store, seen) = (store.clone(), seen.clone());
+        move |ctx: ExecutionContext| {
+            let (store, seen) = (store.clone(), seen.clone());
+            async move {
+                ctx.flush().await?; // nothing written: returns at once
+                for chunk in ["a", "b", "c"] {
+                    ctx.stdout(chunk)?;
+                    ctx.flush().await?;
+                    seen.lock().unwrap().push(stream_events(&store));
+                }
+                Ok(())
+            }
+        }
+    };
+    spawn_agent(&mut sim, &store, options("alice"), handler);
+    let queue_id = request(&mut sim, &store, "chunks");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(describe(&entry.outputs), ["Stdout:abc"]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [1, 2, 3],
+        "each chunk was in the log when flush returned, in a commit of its own"
+    );
+}

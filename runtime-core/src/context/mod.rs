@@ -224,6 +224,33 @@ impl ExecutionContext {
         }
     }
 
+    /// Waits until every output written so far is in the log.
+    ///
+    /// Outputs are committed without it: writes return at once and the agent commits
+    /// them in batches, holding a batch while the handler keeps adding to it. Call this
+    /// where a reader should see what was written before the handler goes on, such as
+    /// between the chunks of a streamed answer. Text an [`OutputLayer`] holds back (the
+    /// start of what may be a secret) is not written yet, so it is not flushed.
+    ///
+    /// Fails when the store failed (its retries given up); the execution then ends
+    /// `error` whatever the handler does.
+    ///
+    /// ```
+    /// use runtime_core::{ExecutionContext, ExecutionError, Outcome};
+    ///
+    /// async fn stream_answer(ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+    ///     let answer = ctx.markdown("Thinking")?;
+    ///     for chunk in ["...", " done."] {
+    ///         ctx.append_markdown(&answer, chunk)?;
+    ///         ctx.flush().await?;
+    ///     }
+    ///     Ok(Outcome::default())
+    /// }
+    /// ```
+    pub async fn flush(&self) -> Result<(), OutputError> {
+        self.inner.sink.flush().await
+    }
+
     /// The queue entry being executed.
     pub fn queue_id(&self) -> &QueueId {
         &self.inner.info.queue_id

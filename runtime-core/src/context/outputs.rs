@@ -14,13 +14,16 @@
 use std::collections::HashSet;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use futures::task::AtomicWaker;
 use serde_json::{Map, Value};
 
 use crate::schema::*;
 use crate::store::{Store, StoreError};
+
+/// How many executor turns the writer holds a growing batch before committing it.
+const MAX_HOLDS: u32 = 256;
 
 /// Why an output was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -102,6 +105,14 @@ struct SinkState {
     session_id: SessionId,
     execution_count: u64,
     pending: Vec<Event>,
+    /// How many writes were queued so far: the writer holds its batch while it grows.
+    writes: u64,
+    /// A batch is being committed.
+    committing: bool,
+    /// [`OutputSink::flush`] asked for the pending batch now, without holding it.
+    flush_asked: bool,
+    /// Who waits in [`OutputSink::flush`] for the writer to catch up.
+    flushers: Vec<Waker>,
     /// The newest output of the execution, if it is a stream: the next write appends to it.
     open_stream: Option<(OutputId, StreamName)>,
     markdown_outputs: HashSet<OutputId>,
@@ -142,6 +153,10 @@ impl OutputSink {
                 session_id,
                 execution_count,
                 pending: Vec::new(),
+                writes: 0,
+                committing: false,
+                flush_asked: false,
+                flushers: Vec::new(),
                 open_stream: None,
                 markdown_outputs: HashSet::new(),
                 dropped_outputs: HashSet::new(),
@@ -170,8 +185,7 @@ impl OutputSink {
             state.push_stream(name, text);
         }
         state.mark_truncation_if_over();
-        drop(state);
-        self.writer.wake();
+        self.wake_writer(state);
         Ok(())
     }
 
@@ -209,8 +223,7 @@ impl OutputSink {
         if !matches!(state.budget(size), Budget::All) {
             state.dropped += size;
             state.mark_truncation_if_over();
-            drop(state);
-            self.writer.wake();
+            self.wake_writer(state);
             return Ok(());
         }
         // Only the newest update of a display matters: drop a pending older one.
@@ -225,8 +238,7 @@ impl OutputSink {
             metadata,
         };
         state.pending.push(update.into());
-        drop(state);
-        self.writer.wake();
+        self.wake_writer(state);
         Ok(())
     }
 
@@ -319,8 +331,7 @@ impl OutputSink {
             state.pending.push(append.into());
         }
         state.mark_truncation_if_over();
-        drop(state);
-        self.writer.wake();
+        self.wake_writer(state);
         Ok(())
     }
 
@@ -333,8 +344,7 @@ impl OutputSink {
             wait,
         };
         state.pending.push(clear.into());
-        drop(state);
-        self.writer.wake();
+        self.wake_writer(state);
         Ok(())
     }
 
@@ -370,29 +380,74 @@ impl OutputSink {
         state.finished = true;
         state.closing = true;
         state.pending.extend(completion);
-        drop(state);
-        self.writer.wake();
+        self.wake_writer(state);
+    }
+
+    /// Resolves once everything queued so far is committed; asks the writer not to hold
+    /// the pending batch.
+    pub(crate) async fn flush(&self) -> Result<(), OutputError> {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if let Some(failure) = &state.failure {
+                return Poll::Ready(Err(OutputError::Store(failure.clone())));
+            }
+            if state.pending.is_empty() && !state.committing {
+                return Poll::Ready(Ok(()));
+            }
+            state.flush_asked = true;
+            state.flushers.push(cx.waker().clone());
+            drop(state);
+            self.writer.wake();
+            Poll::Pending
+        })
+        .await
     }
 
     /// Commits pending outputs in batches until [`finish`](Self::finish) was called and
     /// everything queued is committed.
+    ///
+    /// A batch is held while the handler keeps adding to it: before committing, the writer
+    /// lets the executor run once more (a handler that writes and yields runs again), and
+    /// commits as soon as a turn added nothing, or after [`MAX_HOLDS`] turns, or once
+    /// the completion is queued. An output written alone is committed one turn later; a
+    /// flood written line by line with a yield between lines becomes a few hundred commits
+    /// of many lines each instead of one commit per line.
     pub(crate) async fn write(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut seen_writes = 0;
+        let mut holds = 0;
         loop {
             let batch = poll_fn(|cx| {
                 self.writer.register(cx.waker());
                 let mut state = self.lock();
-                if !state.pending.is_empty() {
-                    Poll::Ready(Some(std::mem::take(&mut state.pending)))
-                } else if state.closing {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Pending
+                if state.pending.is_empty() {
+                    return if state.closing {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Pending
+                    };
                 }
+                let growing = state.writes != seen_writes;
+                if growing && !state.closing && !state.flush_asked && holds < MAX_HOLDS {
+                    seen_writes = state.writes;
+                    holds += 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                seen_writes = state.writes;
+                holds = 0;
+                state.flush_asked = false;
+                state.committing = true;
+                Poll::Ready(Some(std::mem::take(&mut state.pending)))
             })
             .await;
             let Some(batch) = batch else { return Ok(()) };
-            if let Err(error) = store.commit(batch).await {
-                let mut state = self.lock();
+            let committed = store.commit(batch).await;
+            let mut state = self.lock();
+            state.committing = false;
+            for flusher in state.flushers.drain(..) {
+                flusher.wake();
+            }
+            if let Err(error) = committed {
                 state.finished = true;
                 state.failure = Some(error.clone());
                 return Err(error);
@@ -418,9 +473,15 @@ impl OutputSink {
             state.dropped_outputs.insert(output_id.clone());
             state.mark_truncation_if_over();
         }
+        self.wake_writer(state);
+        Ok(())
+    }
+
+    /// Counts a write and wakes the writer.
+    fn wake_writer(&self, mut state: MutexGuard<'_, SinkState>) {
+        state.writes = state.writes.wrapping_add(1);
         drop(state);
         self.writer.wake();
-        Ok(())
     }
 
     fn open(&self) -> Result<MutexGuard<'_, SinkState>, OutputError> {

@@ -60,8 +60,8 @@ impl ExecutionHandler for Echo {
         let answer = ctx.markdown("**Echo:**")?;
         let words: Vec<&str> = ctx.source().split_whitespace().collect();
         for chunk in words.chunks(words.len().div_ceil(3).max(1)) {
-            // Yield so each chunk is committed as it comes, like a streamed answer.
-            yield_now().await;
+            // Each chunk is committed as it comes, like a streamed answer.
+            ctx.flush().await?;
             ctx.append_markdown(&answer, format!(" {}", chunk.join(" ")))?;
         }
         Ok(Outcome::default())
@@ -87,19 +87,4 @@ fn sleep_magic(source: &str) -> Result<Option<(f64, bool)>, ExecutionError> {
             Err(ExecutionError::new("UsageError", message))
         }
     }
-}
-
-/// Lets other futures (the output writer) run once.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
 }
