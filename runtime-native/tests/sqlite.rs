@@ -385,7 +385,7 @@ async fn a_version_1_file_is_upgraded_and_keeps_its_events() {
         .unwrap();
         raw.execute(
             "INSERT INTO events VALUES ('nb', 1, ?1)",
-            [event(1).to_json().to_string()],
+            [event(1).to_json_string()],
         )
         .unwrap();
     }

@@ -108,7 +108,7 @@ fn store_threw(method: &str, thrown: &JsValue) -> StoreError {
 fn to_js_array(events: &[Arc<Event>]) -> Result<Array, StoreError> {
     let array = Array::new();
     for event in events {
-        let object = JSON::parse(&event.to_json().to_string()).map_err(|error| {
+        let object = JSON::parse(&event.to_json_string()).map_err(|error| {
             StoreError::Backend(format!(
                 "cannot hand an event to JS: {}",
                 js_message(&error)
@@ -300,7 +300,7 @@ pub(crate) fn deliver_to_js(mut log: Subscription, on_events: Function) -> Funct
             let batch = Array::new();
             let mut entry = Some(first);
             while let Some(current) = entry.take() {
-                match JSON::parse(&current.event.to_json().to_string()) {
+                match JSON::parse(&current.event.to_json_string()) {
                     Ok(object) => batch.push(&object),
                     Err(error) => {
                         tracing::warn!(error = %js_message(&error), "cannot hand an event to JS");

@@ -68,7 +68,7 @@ impl JsMemoryStore {
         self.inner
             .entries()
             .iter()
-            .filter_map(|entry| JSON::parse(&entry.event.to_json().to_string()).ok())
+            .filter_map(|entry| JSON::parse(&entry.event.to_json_string()).ok())
             .collect()
     }
 

@@ -601,11 +601,6 @@ macro_rules! event_vocabulary {
             $( #[serde(rename = $wire)] $variant(&'a $variant), )*
         }
 
-        #[derive(Deserialize)]
-        #[serde(tag = "type")]
-        enum KnownOwned {
-            $( #[serde(rename = $wire)] $variant($variant), )*
-        }
 
         impl Event {
             /// The `type` this event has on the wire.
@@ -626,9 +621,17 @@ macro_rules! event_vocabulary {
                 }
             }
 
-            fn from_known(known: KnownOwned) -> Event {
-                match known {
-                    $( KnownOwned::$variant(payload) => Event::$variant(payload), )*
+            /// Decodes the payload of the known event `type_name` (the `type` field among
+            /// the payload's fields is ignored); `None` for a type this version does not
+            /// know. One pass, straight into the payload: serde's internally tagged enums
+            /// would first buffer the whole object.
+            fn decode_known<'de, D: Deserializer<'de>>(
+                type_name: &str,
+                payload: D,
+            ) -> Option<Result<Event, D::Error>> {
+                match type_name {
+                    $( $wire => Some($variant::deserialize(payload).map(Event::$variant)), )*
+                    _ => None,
                 }
             }
         }
@@ -700,27 +703,40 @@ impl Event {
             None if raw.is_object() => return malformed(raw, "no `type` field".to_owned()),
             None => return malformed(raw, "an event must be a JSON object".to_owned()),
         };
-        if !EVENT_TYPES.contains(&type_name) {
-            return Event::Unknown(UnknownEvent { raw });
-        }
-        match KnownOwned::deserialize(&raw) {
-            Ok(known) => Event::from_known(known),
-            Err(error) => malformed(raw, error.to_string()),
+        match Event::decode_known(type_name, &raw) {
+            None => Event::Unknown(UnknownEvent { raw }),
+            Some(Ok(event)) => event,
+            Some(Err(error)) => malformed(raw, error.to_string()),
         }
     }
 
     /// Decodes one event from JSON text. Never fails: text that is not JSON becomes
     /// [`Event::Malformed`] holding the text as a JSON string.
     pub fn from_json_str(text: &str) -> Event {
-        // The common case, a known event, decodes straight from the text; only unknown and
-        // malformed events pay for the JSON tree that keeps them verbatim.
-        if let Ok(known) = serde_json::from_str::<KnownOwned>(text) {
-            return Event::from_known(known);
+        // The common case, a known event written with its `type` first (as this library,
+        // serde_json and `JSON.stringify` of our objects write it), decodes straight from
+        // the text; anything else pays for the JSON tree that keeps it verbatim.
+        if let Some(event) = leading_type(text).and_then(|name| decode_text(name, text)) {
+            return event;
         }
         match serde_json::from_str(text) {
             Ok(raw) => Event::from_json(raw),
             Err(error) => malformed(Value::String(text.to_owned()), error.to_string()),
         }
+    }
+
+    /// The event's JSON text: what [`to_json`](Self::to_json) gives, written out, without
+    /// building the tree first.
+    ///
+    /// ```
+    /// use runtime_core::{CellDeleted, Event};
+    ///
+    /// let event = Event::from(CellDeleted { cell_id: "c1".into() });
+    /// assert_eq!(event.to_json_string(), r#"{"type":"v1.CellDeleted","cellId":"c1"}"#);
+    /// assert_eq!(event.to_json_string(), event.to_json().to_string());
+    /// ```
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| self.to_json().to_string())
     }
 
     /// The event's JSON form.
@@ -819,6 +835,22 @@ impl Event {
                 | Event::OutputsCleared(_)
         )
     }
+}
+
+/// The `type` of an event's JSON text when it is the first field and needs no unescaping.
+fn leading_type(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(r#"{"type":""#)?;
+    let name = &rest[..rest.find('"')?];
+    (!name.contains('\\')).then_some(name)
+}
+
+/// Decodes a known event from its whole text; `None` if it is not one (the caller then
+/// keeps it as unknown or malformed).
+fn decode_text(type_name: &str, text: &str) -> Option<Event> {
+    let mut payload = serde_json::Deserializer::from_str(text);
+    let event = Event::decode_known(type_name, &mut payload)?.ok()?;
+    payload.end().ok()?;
+    Some(event)
 }
 
 fn malformed(raw: Value, error: String) -> Event {
@@ -1132,6 +1164,51 @@ mod tests {
             panic!()
         };
         assert_eq!(not_json.raw, json!("{oops"));
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn text_decodes_as_its_tree_does_whatever_the_field_order_or_spelling() {
+        let deleted = Event::from(CellDeleted {
+            cell_id: "c".into(),
+        });
+        for text in [
+            r#"{"type":"v1.CellDeleted","cellId":"c"}"#,
+            r#"{"cellId":"c","type":"v1.CellDeleted"}"#,
+            r#" { "type" : "v1.CellDeleted" , "cellId" : "c" } "#,
+            r#"{"type":"v1.Cell\u0044eleted","cellId":"c"}"#,
+            r#"{"type":"v1.CellDeleted","cellId":"c","later":{"type":"v1.Other"}}"#,
+        ] {
+            assert_eq!(Event::from_json_str(text), deleted, "{text}");
+        }
+        let texts = [
+            r#"{"type":"v1.CellDeleted","cellId":"c"} trailing"#,
+            r#"{"type":"v1.CellDeleted","cellId":7}"#,
+            r#"{"type":"v1.CellDeleted"}"#,
+            r#"{"type":"v1.CellDeleted","cellId":""}"#,
+            r#"{"type":"v9.Teleported","cellId":"c"}"#,
+            r#"{"type":"v1.CellDeleted\"","cellId":"c"}"#,
+            r#"{"type":"#,
+        ];
+        for text in texts {
+            let from_text = Event::from_json_str(text);
+            let from_tree = serde_json::from_str(text).map(Event::from_json);
+            match from_tree {
+                Ok(from_tree) => assert_eq!(from_text, from_tree, "{text}"),
+                Err(_) => assert!(matches!(from_text, Event::Malformed(_)), "{text}"),
+            }
+            assert!(!matches!(from_text, Event::CellDeleted(_)), "{text}");
+        }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn the_text_form_is_the_tree_written_out() {
+        for event in samples() {
+            assert_eq!(event.to_json_string(), event.to_json().to_string());
+        }
+        let unknown = Event::from_json(json!({"type": "v9.X", "b": 1, "a": [true]}));
+        assert_eq!(unknown.to_json_string(), r#"{"type":"v9.X","b":1,"a":[true]}"#);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

@@ -318,7 +318,7 @@ impl Store for PostgresStore {
         let events: Vec<String> = batch
             .events
             .iter()
-            .map(|event| event.to_json().to_string())
+            .map(|event| event.to_json_string())
             .collect();
         let title = title_after(&batch.events);
         let (has_title, title) = (title.is_some(), title.flatten().unwrap_or(""));

@@ -774,7 +774,7 @@ impl Store for SqliteStore {
             events: batch
                 .events
                 .iter()
-                .map(|event| event.to_json().to_string())
+                .map(|event| event.to_json_string())
                 .collect(),
             title: title_after(&batch.events).map(|title| title.map(str::to_owned)),
         };
