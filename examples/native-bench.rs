@@ -9,6 +9,9 @@
 //!   PostgreSQL database `--store postgres://…` names), each from idle; this process
 //!   subscribes and reports how long each took from just before `commit` in the writer to
 //!   arriving here (median, p99).
+//! - `follower` (started by the bench's B24, many at once): follows a notebook, says `ready`
+//!   once it has seen the first event, then prints the latency of each of `--count` timed
+//!   events as one JSON line and waits for its stdin to close.
 //! - `idle`: starts an echo-agent, lets it settle, then reports the CPU it used and its
 //!   resident memory while idle (Linux: read from /proc).
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
@@ -50,6 +53,16 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// One subscriber of many on one notebook (started by the bench)
+    #[command(hide = true)]
+    Follower {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        notebook: String,
+        #[arg(long)]
+        count: usize,
+    },
     /// The writer side of `latency` (started by it)
     #[command(hide = true)]
     Writer {
@@ -90,6 +103,11 @@ async fn main() {
             interval_ms,
         } => latency(store, count, interval_ms).await,
         Bench::Idle { seconds } => idle(seconds).await,
+        Bench::Follower {
+            store,
+            notebook,
+            count,
+        } => follower(&store, &notebook, count).await,
         Bench::Writer {
             store,
             notebook,
@@ -131,11 +149,7 @@ async fn latency(store: Option<String>, count: usize, interval_ms: u64) {
     let mut micros = Vec::with_capacity(count);
     while micros.len() < count {
         let entry = log.next().await.unwrap().unwrap();
-        let arrived = now_nanos();
-        if let Event::CellDeleted(e) = &*entry.event {
-            let sent: u128 = e.cell_id.as_str().trim_start_matches("t:").parse().unwrap();
-            micros.push(arrived.saturating_sub(sent) as f64 / 1_000.0);
-        }
+        micros.extend(latency_of(&entry.event, now_nanos()));
     }
     assert!(child.wait().unwrap().success());
     micros.sort_by(f64::total_cmp);
@@ -151,6 +165,39 @@ async fn latency(store: Option<String>, count: usize, interval_ms: u64) {
                "median_us": at(0.5), "p99_us": at(0.99), "min_us": micros[0]})
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The latency of one timed event: its cell id is `t:<nanoseconds when committed>`.
+fn latency_of(event: &Event, arrived: u128) -> Option<f64> {
+    let Event::CellDeleted(deleted) = event else {
+        return None;
+    };
+    let sent: u128 = deleted.cell_id.as_str().strip_prefix("t:")?.parse().ok()?;
+    Some(arrived.saturating_sub(sent) as f64 / 1_000.0)
+}
+
+async fn follower(location: &str, notebook: &str, count: usize) {
+    use std::io::{Read, Write};
+    let store = open(location, notebook).await;
+    let mut log = store.subscribe(1);
+    let mut micros = Vec::with_capacity(count);
+    let mut ready = false;
+    while micros.len() < count {
+        let entry = log.next().await.unwrap().unwrap();
+        let arrived = now_nanos();
+        match latency_of(&entry.event, arrived) {
+            Some(latency) => micros.push(latency),
+            None if !ready => {
+                ready = true;
+                println!("ready");
+                std::io::stdout().flush().unwrap();
+            }
+            None => {}
+        }
+    }
+    println!("{}", json!({ "micros": micros }));
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
 async fn writer(location: &str, notebook: &str, count: usize, interval_ms: u64) {

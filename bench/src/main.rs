@@ -92,6 +92,8 @@ fn sizes(quick: bool) -> Sizes {
             lengths: &[1_000, 20_000],
             agents_per_file: &[1, 4],
             idle_window: Duration::from_secs(1),
+            subscribers: &[1, 3],
+            fanout_commits: 20,
             scaling: &[1, 10],
             scaling_samples: 50,
             pg_notebooks: &[1, 10],
@@ -114,6 +116,8 @@ fn sizes(quick: bool) -> Sizes {
             lengths: &[1_000, 10_000, 100_000, 1_000_000],
             agents_per_file: &[1, 10, 100],
             idle_window: Duration::from_secs(16),
+            subscribers: &[1, 10, 50],
+            fanout_commits: 200,
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
             pg_notebooks: &[1, 10, 100, 1_000],
@@ -141,6 +145,9 @@ struct Sizes {
     /// B23: echo-agent processes on one file, and how long they are watched idle.
     agents_per_file: &'static [usize],
     idle_window: Duration,
+    /// B24: subscriber processes of one notebook, and the commits they follow.
+    subscribers: &'static [usize],
+    fanout_commits: usize,
     scaling: &'static [usize],
     scaling_samples: usize,
     /// B21: notebooks in the database.
@@ -921,6 +928,59 @@ async fn measure(
                 "round_trips": f.round_trips.to_json(),
                 "idle_cpu_percent": f.idle_cpu_percent,
                 "lost": f.lost,
+            })).collect::<Vec<_>>()),
+        });
+    }
+
+    if wants("B24") {
+        eprintln!("B24: subscriber processes of one notebook");
+        let mut figures = Vec::new();
+        for &subscribers in size.subscribers {
+            figures.push(
+                processes::subscribers_of_one_notebook(
+                    native_bench,
+                    scratch,
+                    subscribers,
+                    size.fanout_commits,
+                )
+                .await,
+            );
+        }
+        let one = figures.first().expect("counts").all_saw.median_us;
+        let most = figures.last().expect("counts");
+        let show = figures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: all saw it {} / {}, each {} / {}, slowest {}, their CPU {:.0} µs per commit",
+                    f.subscribers,
+                    human(f.all_saw.median_us),
+                    human(f.all_saw.p99_us),
+                    human(f.each_saw.median_us),
+                    human(f.each_saw.p99_us),
+                    human(f.slowest_us),
+                    f.cpu_us_per_commit,
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        rows.push(Row {
+            id: "B24",
+            scenario: format!(
+                "subscriber processes of one notebook on one SQLite file, {} commits one at a time from idle: commit → the last subscriber saw it, and any one did (median / p99), their CPU per commit",
+                size.fanout_commits
+            ),
+            ours: show,
+            peer: "—".into(),
+            ratio: Some(most.all_saw.median_us / one),
+            target: "no missed wake-up (slowest < 250 ms); measured",
+            met: Some(figures.iter().all(|f| f.slowest_us < 250_000.0)),
+            data: json!(figures.iter().map(|f| json!({
+                "subscribers": f.subscribers,
+                "all_saw": f.all_saw.to_json(),
+                "each_saw": f.each_saw.to_json(),
+                "slowest_us": f.slowest_us,
+                "cpu_us_per_commit": f.cpu_us_per_commit,
             })).collect::<Vec<_>>()),
         });
     }

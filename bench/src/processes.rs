@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runtime_core::{
-    Capabilities, CellCreated, CellType, CompletionStatus, Event, ExecutionAssigned,
+    Capabilities, CellCreated, CellDeleted, CellType, CompletionStatus, Event, ExecutionAssigned,
     ExecutionCompleted, ExecutionRequested, ExecutionStarted, NotebookClient, NotebookState,
     NotebookWatcher, RuntimeSessionStarted, Store, StreamName, StreamOutputAdded, Timestamp,
 };
@@ -564,6 +564,103 @@ pub async fn agents_sharing_a_file(
         round_trips,
         idle_cpu_percent,
         lost,
+    }
+}
+
+/// B24: subscriber processes following one notebook of a SQLite file while this process
+/// commits to it.
+pub struct Fanout {
+    pub subscribers: usize,
+    /// Commit → the last subscriber saw it.
+    pub all_saw: Summary,
+    /// Commit → a subscriber saw it (every subscriber, every commit).
+    pub each_saw: Summary,
+    /// The subscribers' CPU per commit, all of them together, in µs.
+    pub cpu_us_per_commit: f64,
+    /// The slowest single wake-up, in µs (a missed one waits for the safety re-read).
+    pub slowest_us: f64,
+}
+
+/// B24: `subscribers` processes (`native-bench follower`) follow one notebook while this
+/// process commits `commits` events to it, one at a time, each from idle (5 ms apart).
+pub async fn subscribers_of_one_notebook(
+    native_bench: &Path,
+    dir: &Path,
+    subscribers: usize,
+    commits: usize,
+) -> Fanout {
+    use std::io::{BufRead, BufReader};
+    let path = dir.join(format!("fanout-{subscribers}.db"));
+    let store = SqliteStore::open(&path, "nb").expect("open");
+    let deleted = |cell_id: String| -> Vec<Event> {
+        vec![
+            CellDeleted {
+                cell_id: cell_id.into(),
+            }
+            .into(),
+        ]
+    };
+    store.commit(deleted("start".into())).await.expect("commit");
+    let mut children: Vec<Child> = (0..subscribers)
+        .map(|_| {
+            Command::new(native_bench)
+                .args(["follower", "--notebook", "nb", "--count"])
+                .arg(commits.to_string())
+                .arg("--store")
+                .arg(&path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("native-bench starts")
+        })
+        .collect();
+    let mut reports: Vec<BufReader<std::process::ChildStdout>> = children
+        .iter_mut()
+        .map(|child| BufReader::new(child.stdout.take().expect("piped")))
+        .collect();
+    let read_line = |report: &mut BufReader<_>| {
+        let mut line = String::new();
+        report.read_line(&mut line).expect("the follower reports");
+        line
+    };
+    for report in &mut reports {
+        assert_eq!(read_line(report).trim(), "ready");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu = |children: &[Child]| -> Duration { children.iter().map(|c| time_on_cpu(c.id())).sum() };
+    let before = cpu(&children);
+    for _ in 0..commits {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let sent = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos();
+        store.commit(deleted(format!("t:{sent}"))).await.expect("commit");
+    }
+    let latencies: Vec<Vec<f64>> = reports
+        .iter_mut()
+        .map(|report| {
+            let line: Value = serde_json::from_str(&read_line(report)).expect("JSON");
+            let micros = line["micros"].as_array().expect("latencies");
+            micros.iter().map(|m| m.as_f64().expect("a number")).collect()
+        })
+        .collect();
+    let used = cpu(&children).saturating_sub(before);
+    for mut child in children {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    let micros = |us: f64| Duration::from_secs_f64(us / 1e6);
+    let all_saw: Vec<Duration> = (0..commits)
+        .map(|n| micros(latencies.iter().map(|each| each[n]).fold(0.0, f64::max)))
+        .collect();
+    let each_saw: Vec<Duration> = latencies.iter().flatten().map(|&us| micros(us)).collect();
+    Fanout {
+        subscribers,
+        all_saw: Summary::of(&all_saw),
+        each_saw: Summary::of(&each_saw),
+        cpu_us_per_commit: used.as_secs_f64() * 1e6 / commits as f64,
+        slowest_us: latencies.iter().flatten().copied().fold(0.0, f64::max),
     }
 }
 

@@ -199,7 +199,8 @@ fn signal_name(notebook: &str) -> OsString {
 fn data_version(writer: &Mutex<Connection>) -> Option<i64> {
     let writer = writer.try_lock().ok()?;
     writer
-        .query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut pragma| pragma.query_row([], |row| row.get::<_, i64>(0)))
         .ok()
 }
 
