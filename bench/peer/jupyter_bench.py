@@ -63,6 +63,71 @@ def drain(client, seconds):
             return messages
 
 
+def flood(lines):
+    return f"for i in range({lines}):\n    print(i, flush=True)"
+
+
+def slow_consumer_through_jupyter_client(client, lines):
+    """Reads iopub only after the execution finished, through jupyter_client. Its channel
+    thread keeps reading the socket into an unbounded queue meanwhile, so this client is not
+    slow where the kernel can see it."""
+    msg_id = client.execute(flood(lines), store_history=False)
+    client.get_shell_msg(timeout=120)  # the reply: execution finished; only now read outputs
+    time.sleep(1.0)
+    received, idle_seen = 0, False
+    for message in drain(client, 1.0):
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "stream":
+            received += message["content"]["text"].count("\n")
+        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            idle_seen = True
+    return {"lines": lines, "received": received, "lost_percent": 100.0 * (lines - received) / lines,
+            "idle_seen": idle_seen, "reader": "jupyter_client (a thread drains iopub meanwhile)"}
+
+
+def slow_consumer_reading_late(manager, client, lines):
+    """A client that is really slow: its own zmq SUB socket on the kernel's iopub port with
+    the default socket options (high-water marks of 1,000 messages), read only after the
+    execution finished, as a UI that stalls or a client that polls would."""
+    import zmq
+    from jupyter_client.session import Session
+
+    info = manager.get_connection_info()
+    session = Session(key=info["key"], signature_scheme=info["signature_scheme"])
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"{info['transport']}://{info['ip']}:{info['iopub_port']}")
+
+    def messages(timeout_ms):
+        while sub.poll(timeout_ms):
+            _, frames = session.feed_identities(sub.recv_multipart())
+            yield session.deserialize(frames)
+
+    # The subscription is in place once this socket sees a message of an execution it waits for.
+    while True:
+        probe = client.execute("1", store_history=False)
+        if any(m["parent_header"].get("msg_id") == probe for m in messages(200)):
+            break
+    list(messages(200))
+    msg_id = client.execute(flood(lines), store_history=False)
+    while client.get_shell_msg(timeout=120)["parent_header"].get("msg_id") != msg_id:
+        pass
+    time.sleep(1.0)
+    received, idle_seen = 0, False
+    for message in messages(1000):
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "stream":
+            received += message["content"]["text"].count("\n")
+        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            idle_seen = True
+    sub.close(linger=0)
+    return {"lines": lines, "received": received, "lost_percent": 100.0 * (lines - received) / lines,
+            "idle_seen": idle_seen, "reader": "a zmq SUB socket read late (default high-water marks)"}
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -93,24 +158,14 @@ def main():
     results["execute_1_round_trip"] = summary(round_trips)
 
     lines = 1_000 if QUICK else 10_000
-    took, text = run_until_idle(client, f"for i in range({lines}):\n    print(i, flush=True)")
+    took, text = run_until_idle(client, flood(lines))
     results["flood_flushed"] = {"lines": lines, "received": text.count("\n"), "total_us": took * 1e6,
                                 "per_line_us": took * 1e6 / lines}
 
     slow_lines = 2_000 if QUICK else 20_000
-    msg_id = client.execute(f"for i in range({slow_lines}):\n    print(i, flush=True)", store_history=False)
-    client.get_shell_msg(timeout=120)  # the reply: execution finished; only now read outputs
-    time.sleep(1.0)
-    received, idle_seen = 0, False
-    for message in drain(client, 1.0):
-        if message["parent_header"].get("msg_id") != msg_id:
-            continue
-        if message["msg_type"] == "stream":
-            received += message["content"]["text"].count("\n")
-        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-            idle_seen = True
-    results["slow_consumer"] = {"lines": slow_lines, "received": received,
-                                "lost_percent": 100.0 * (slow_lines - received) / slow_lines, "idle_seen": idle_seen}
+    results["slow_consumer"] = slow_consumer_through_jupyter_client(client, slow_lines)
+    drain(client, 0.5)
+    results["slow_consumer_late_sub"] = slow_consumer_reading_late(manager, client, slow_lines)
     drain(client, 0.5)
 
     interrupts = []
