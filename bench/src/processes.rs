@@ -627,7 +627,8 @@ pub async fn subscribers_of_one_notebook(
         assert_eq!(read_line(report).trim(), "ready");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cpu = |children: &[Child]| -> Duration { children.iter().map(|c| time_on_cpu(c.id())).sum() };
+    let cpu =
+        |children: &[Child]| -> Duration { children.iter().map(|c| time_on_cpu(c.id())).sum() };
     let before = cpu(&children);
     for _ in 0..commits {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -635,14 +636,20 @@ pub async fn subscribers_of_one_notebook(
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
             .as_nanos();
-        store.commit(deleted(format!("t:{sent}"))).await.expect("commit");
+        store
+            .commit(deleted(format!("t:{sent}")))
+            .await
+            .expect("commit");
     }
     let latencies: Vec<Vec<f64>> = reports
         .iter_mut()
         .map(|report| {
             let line: Value = serde_json::from_str(&read_line(report)).expect("JSON");
             let micros = line["micros"].as_array().expect("latencies");
-            micros.iter().map(|m| m.as_f64().expect("a number")).collect()
+            micros
+                .iter()
+                .map(|m| m.as_f64().expect("a number"))
+                .collect()
         })
         .collect();
     let used = cpu(&children).saturating_sub(before);

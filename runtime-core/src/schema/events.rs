@@ -1208,7 +1208,10 @@ mod tests {
             assert_eq!(event.to_json_string(), event.to_json().to_string());
         }
         let unknown = Event::from_json(json!({"type": "v9.X", "b": 1, "a": [true]}));
-        assert_eq!(unknown.to_json_string(), r#"{"type":"v9.X","b":1,"a":[true]}"#);
+        assert_eq!(
+            unknown.to_json_string(),
+            r#"{"type":"v9.X","b":1,"a":[true]}"#
+        );
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
