@@ -586,7 +586,11 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|error| StoreError::Backend(format!("a store task failed: {error}")))?
+        .map_err(failed_task)?
+}
+
+fn failed_task(error: tokio::task::JoinError) -> StoreError {
+    StoreError::Backend(format!("a store task failed: {error}"))
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
@@ -889,6 +893,7 @@ impl Store for SqliteStore {
             next: from.max(1),
             buffer: VecDeque::new(),
             catching_up: true,
+            prefetch: None,
         };
         Box::pin(futures::stream::unfold(reader, |mut reader| async move {
             let item = reader.next_entry().await;
@@ -902,6 +907,9 @@ const IDLE_READERS: usize = 8;
 /// How often an idle subscriber whose notebook cannot be watched looks again.
 const UNWATCHED_POLL: Duration = Duration::from_millis(500);
 
+/// Entries read at once, and whether more follow.
+type Chunk = Result<(Vec<LogEntry>, bool), StoreError>;
+
 /// One subscription: its cursor (it borrows a pooled read connection for each read).
 struct Reader {
     shared: Arc<Shared>,
@@ -912,6 +920,8 @@ struct Reader {
     buffer: VecDeque<LogEntry>,
     /// Behind by more than an inline read: read in chunks on a blocking thread.
     catching_up: bool,
+    /// Catching up, the next chunk is read while the reader's consumer takes this one.
+    prefetch: Option<tokio::task::JoinHandle<Chunk>>,
     /// How long it waits, idle, before it looks again anyway.
     safety_poll: Duration,
 }
@@ -958,9 +968,17 @@ impl Reader {
                 return Ok(self.buffered(entries));
             }
         }
-        let (entries, more) = self.read_blocking().await?;
+        let read = match self.prefetch.take() {
+            Some(prefetched) => prefetched.await.map_err(failed_task)?,
+            None => self.read_blocking().await,
+        };
+        let (entries, more) = read?;
         self.catching_up = more;
-        Ok(self.buffered(entries))
+        let count = self.buffered(entries);
+        if more {
+            self.prefetch = Some(self.start_read_blocking());
+        }
+        Ok(count)
     }
 
     fn buffered(&mut self, entries: Vec<LogEntry>) -> usize {
@@ -972,17 +990,21 @@ impl Reader {
 
     /// Up to [`READ_CHUNK`] entries, read and decoded on a blocking thread, and whether more
     /// follow.
-    async fn read_blocking(&mut self) -> Result<(Vec<LogEntry>, bool), StoreError> {
+    async fn read_blocking(&mut self) -> Chunk {
+        self.start_read_blocking().await.map_err(failed_task)?
+    }
+
+    /// Starts reading the chunk at the cursor on a blocking thread.
+    fn start_read_blocking(&self) -> tokio::task::JoinHandle<Chunk> {
         let shared = self.shared.clone();
         let notebook = self.notebook.clone();
         let next = self.next;
-        blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let connection = shared.take_reader()?;
             let read = read_rows(&connection, &notebook, next, READ_CHUNK, i64::MAX);
             shared.return_reader(connection);
             read
         })
-        .await
     }
 }
 
