@@ -1034,8 +1034,10 @@ fn read_rows(
             limit as i64 + 1
         ])
         .map_err(backend)?;
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(limit.min(READ_CHUNK));
     let mut expected = next;
+    // Consecutive rows mostly share their author: they share its text too.
+    let mut last_author: Option<Arc<str>> = None;
     while let Some(row) = rows.next().map_err(backend)? {
         let seq = row.get::<_, i64>(0).map_err(backend)? as Seq;
         if seq != expected && !entries.is_empty() {
@@ -1057,7 +1059,7 @@ fn read_rows(
         entries.push(LogEntry {
             seq,
             event: Arc::new(decode_row(value)),
-            stamp: stamp_of(row),
+            stamp: stamp_of(row, &mut last_author),
         });
         expected += 1;
     }
@@ -1065,10 +1067,18 @@ fn read_rows(
 }
 
 /// A row's stamp (columns 2 and 3): none for a row written before stamps, or a row
-/// another program wrote without one or with one of the wrong type.
-fn stamp_of(row: &rusqlite::Row<'_>) -> Option<Stamp> {
+/// another program wrote without one or with one of the wrong type. An author equal to
+/// `last` shares its text; `last` becomes this row's author.
+fn stamp_of(row: &rusqlite::Row<'_>, last: &mut Option<Arc<str>>) -> Option<Stamp> {
     let at = row.get::<_, Option<i64>>(2).ok().flatten()?;
-    let author = row.get::<_, Option<String>>(3).ok().flatten()?;
+    let ValueRef::Text(author) = row.get_ref(3).ok()? else {
+        return None;
+    };
+    let author = std::str::from_utf8(author).ok()?;
+    let author = match last.as_deref() {
+        Some(known) if known == author => last.clone()?,
+        _ => last.insert(author.into()).clone(),
+    };
     Some(Stamp::new(
         Timestamp(u64::try_from(at).unwrap_or(0)),
         author,
