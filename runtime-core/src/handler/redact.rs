@@ -404,12 +404,36 @@ fn mask_url_passwords(text: &str) -> Option<String> {
     Some(masked)
 }
 
+/// Every token shape's prefix, found leftmost first in one pass over the text (`None` if
+/// the automaton could not be built, which a handful of short literals never makes it).
+static SHAPE_PREFIXES: std::sync::LazyLock<Option<AhoCorasick>> = std::sync::LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(SHAPES.iter().map(|shape| shape.prefix))
+        .ok()
+});
+
+/// The first place at or after `from` where a token shape's prefix begins: only there can
+/// a token start. Without the automaton, every place is a candidate.
+fn next_shape_prefix(text: &str, from: usize) -> Option<usize> {
+    if from >= text.len() {
+        return None;
+    }
+    match &*SHAPE_PREFIXES {
+        Some(prefixes) => prefixes
+            .find(aho_corasick::Input::new(text).range(from..))
+            .map(|found| found.start()),
+        None => Some(from),
+    }
+}
+
 /// `text` with token shapes masked, or `None` if it has none.
 fn mask_shapes(text: &str) -> Option<String> {
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut at = 0;
-    while at < text.len() {
+    while let Some(start) = next_shape_prefix(text, at) {
+        at = start;
         let rest = &text[at..];
         let boundary = text[..at].chars().next_back().is_none_or(|c| !word(c));
         let found = boundary
@@ -564,6 +588,93 @@ impl<H: ExecutionHandler> ExecutionHandler for Redact<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `mask_shapes` did before it looked only where a prefix begins: every place
+    /// tried every shape.
+    fn mask_shapes_trying_every_place(text: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        let (mut copied, mut at) = (0, 0);
+        while at < text.len() {
+            let rest = &text[at..];
+            let boundary = text[..at].chars().next_back().is_none_or(|c| !word(c));
+            let found = boundary
+                .then(|| {
+                    SHAPES.iter().find_map(|shape| {
+                        let body = rest.strip_prefix(shape.prefix)?;
+                        let len: usize = body
+                            .chars()
+                            .take_while(|c| (shape.alphabet)(*c))
+                            .map(char::len_utf8)
+                            .sum();
+                        (body[..len].chars().count() >= shape.min).then_some((shape, len))
+                    })
+                })
+                .flatten();
+            match found {
+                Some((shape, len)) => {
+                    let masked = out.get_or_insert_with(String::new);
+                    masked.push_str(&text[copied..at]);
+                    if shape.keep_prefix {
+                        masked.push_str(shape.prefix);
+                    }
+                    masked.push_str(MASK);
+                    at += shape.prefix.len() + len;
+                    copied = at;
+                }
+                None => at += rest.chars().next().map_or(1, char::len_utf8),
+            }
+        }
+        let mut masked = out?;
+        masked.push_str(&text[copied..]);
+        Some(masked)
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[test]
+    fn looking_only_where_a_prefix_begins_masks_what_trying_every_place_masks() {
+        let pieces = [
+            "sk-",
+            "sk_live_",
+            "ghp_",
+            "github_pat_",
+            "xoxb-",
+            "AKIA",
+            "eyJ",
+            "Bearer ",
+            "bearer ",
+            "hf_",
+            "a",
+            "Z",
+            "0",
+            "9",
+            "_",
+            "-",
+            ".",
+            " ",
+            "\n",
+            "é",
+            "日",
+            "x",
+            "abcdefghij",
+            "ABCDEFGHIJKLMNOP",
+            "klmnopqrstuvwx12",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..5_000 {
+            let text: String = (0..next(24)).map(|_| pieces[next(pieces.len())]).collect();
+            assert_eq!(
+                mask_shapes(&text),
+                mask_shapes_trying_every_place(&text),
+                "{text:?}"
+            );
+        }
+    }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
