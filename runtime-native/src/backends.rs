@@ -13,7 +13,7 @@
 //! token_shapes = true
 //!
 //! [backends.shell]
-//! kind = "job"              # job | session | adapter | http | codex
+//! kind = "job"              # job | session | adapter | http | codex | jupyter
 //! program = "bash"
 //! args = ["-c"]
 //! input = "argument"        # stdin (default) | argument
@@ -26,6 +26,11 @@
 //! args = ["-i", "-q", "-u", "-c", "import sys; sys.ps1 = sys.ps2 = ''"]
 //! marker = "<<done>>"
 //! send_after = "print('<<done>>')"
+//!
+//! [backends.kernel]
+//! kind = "jupyter"          # a real Jupyter kernel, found as Jupyter finds kernelspecs
+//! kernel = "python3"
+//! startup_timeout = "60s"
 //! ```
 //!
 //! Every backend takes `max_output_bytes`, `max_runtime`, `interrupt_grace` and
@@ -46,6 +51,7 @@ use crate::AuthToken;
 use crate::TokioClock;
 use crate::files::{MAX_CONFIG_FILE, SmallFileError, read_small_text, toml_error_without_values};
 use crate::http::Http;
+use crate::jupyter::Jupyter;
 use crate::process::{Adapter, Codex, Input, Job, Ladder, Program, Session, TurnEnd};
 
 /// Where a backends file is looked for by default:
@@ -112,13 +118,30 @@ enum Kind {
     Adapter(Adapter),
     Http(Http),
     Codex(Codex),
+    Jupyter(Jupyter),
+}
+
+/// A backend whose process outlives one execution: stopped when the agent stops.
+enum LongLived {
+    Adapter(Arc<Adapter>),
+    Session(Arc<Session>),
+    Kernel(Arc<Jupyter>),
+}
+
+impl LongLived {
+    async fn shutdown(&self) {
+        match self {
+            LongLived::Adapter(adapter) => adapter.shutdown().await,
+            LongLived::Session(session) => session.shutdown().await,
+            LongLived::Kernel(kernel) => kernel.shutdown().await,
+        }
+    }
 }
 
 /// The handler a [`BackendsConfig`] makes, and what to shut down at exit.
 pub struct Backends {
     handler: Arc<dyn ExecutionHandler>,
-    adapters: Vec<Arc<Adapter>>,
-    sessions: Vec<Arc<Session>>,
+    long_lived: Vec<LongLived>,
     /// The backend serving the notebook.
     pub name: String,
     cancel_grace: Duration,
@@ -151,13 +174,10 @@ impl Backends {
         self.cancel_grace
     }
 
-    /// Stops long-lived processes (adapters get a `shutdown` request first).
+    /// Stops long-lived processes (adapters and kernels get a shutdown request first).
     pub async fn shutdown(&self) {
-        for adapter in &self.adapters {
-            adapter.shutdown().await;
-        }
-        for session in &self.sessions {
-            session.shutdown().await;
+        for backend in &self.long_lived {
+            backend.shutdown().await;
         }
     }
 }
@@ -296,13 +316,12 @@ impl BackendsConfig {
     /// Builds the handler: the chosen backend (and its fallback), each with its limits,
     /// all behind redaction of the configured literals, token shapes and `token`.
     pub fn build(mut self, token: Option<&AuthToken>) -> Backends {
-        let mut adapters = Vec::new();
-        let mut sessions = Vec::new();
+        let mut long_lived = Vec::new();
         let mut longest_stop = Duration::ZERO;
         let mut take = |name: &str| {
             let spec = self.backends.remove(name)?;
             longest_stop = longest_stop.max(spec.ladder.longest_stop());
-            Some(spec.into_handler(&mut adapters, &mut sessions))
+            Some(spec.into_handler(&mut long_lived))
         };
         let primary = take(&self.primary);
         let secondary = self.fallback.as_deref().and_then(&mut take);
@@ -330,8 +349,7 @@ impl BackendsConfig {
         }
         Backends {
             handler: Arc::new(handler.redact(redactor)),
-            adapters,
-            sessions,
+            long_lived,
             name: self.primary,
             cancel_grace: longest_stop + STOP_MARGIN,
         }
@@ -343,7 +361,7 @@ impl BackendSpec {
         let kind_name = s.string("kind")?.ok_or_else(|| {
             s.error(
                 "kind",
-                "one of job, session, adapter, http, codex",
+                "one of job, session, adapter, http, codex, jupyter",
                 "it is missing".into(),
             )
         })?;
@@ -469,10 +487,26 @@ impl BackendSpec {
                 }
                 Kind::Codex(codex)
             }
+            "jupyter" => {
+                // Looked up when a kernel starts: a file may name kernels this machine
+                // lacks for backends it does not use.
+                let name_of_kernel = s.string("kernel")?.unwrap_or_else(|| "python3".to_owned());
+                let mut kernel = Jupyter::named(name_of_kernel).ladder(ladder);
+                if let Some(cwd) = s.string("cwd")? {
+                    kernel = kernel.cwd(cwd);
+                }
+                for (name, value) in s.string_table("env")?.unwrap_or_default() {
+                    kernel = kernel.env(name, value);
+                }
+                if let Some(timeout) = s.duration("startup_timeout")? {
+                    kernel = kernel.startup_timeout(timeout);
+                }
+                Kind::Jupyter(kernel)
+            }
             other => {
                 return Err(s.error(
                     "kind",
-                    "one of job, session, adapter, http, codex",
+                    "one of job, session, adapter, http, codex, jupyter",
                     found_text(other),
                 ));
             }
@@ -486,11 +520,7 @@ impl BackendSpec {
         })
     }
 
-    fn into_handler(
-        self,
-        adapters: &mut Vec<Arc<Adapter>>,
-        sessions: &mut Vec<Arc<Session>>,
-    ) -> Arc<dyn ExecutionHandler> {
+    fn into_handler(self, long_lived: &mut Vec<LongLived>) -> Arc<dyn ExecutionHandler> {
         // Jobs, codex and http enforce their runtime themselves (with the ladder or by
         // closing the connection); long-lived backends get the Timeout combinator.
         let (handler, own_timeout): (Arc<dyn ExecutionHandler>, bool) = match self.kind {
@@ -499,13 +529,18 @@ impl BackendSpec {
             Kind::Http(http) => (Arc::new(http), true),
             Kind::Session(session) => {
                 let session = Arc::new(session);
-                sessions.push(session.clone());
+                long_lived.push(LongLived::Session(session.clone()));
                 (session, false)
             }
             Kind::Adapter(adapter) => {
                 let adapter = Arc::new(adapter);
-                adapters.push(adapter.clone());
+                long_lived.push(LongLived::Adapter(adapter.clone()));
                 (adapter, false)
+            }
+            Kind::Jupyter(kernel) => {
+                let kernel = Arc::new(kernel);
+                long_lived.push(LongLived::Kernel(kernel.clone()));
+                (kernel, false)
             }
         };
         let handler = match (self.max_runtime, own_timeout) {

@@ -7,8 +7,9 @@
 //! - [`auth`]: the client id and a secret token from a flag, the environment or a private
 //!   credentials file.
 //! - [`run_until_signal`]: graceful shutdown on SIGINT/SIGTERM.
-//! - [`process`], [`http`] and [`backends`]: handlers that run programs, post to web
-//!   services or drive codex (Unix: process groups and signals).
+//! - [`process`], [`http`], [`jupyter`] and [`backends`]: handlers that run programs, post
+//!   to web services, drive codex or run cells on Jupyter kernels (Unix: process groups and
+//!   signals).
 //!
 //! # Example
 //!
@@ -46,6 +47,8 @@ pub mod files;
 #[cfg(unix)]
 pub mod http;
 pub mod hub;
+#[cfg(unix)]
+pub mod jupyter;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -38,7 +38,11 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
         ),
         (
             "[backends.shell]\nkind = \"cron\"\n",
-            "agents.toml: backends.shell.kind: expected one of job, session, adapter, http, codex; got a string of 4 characters",
+            "agents.toml: backends.shell.kind: expected one of job, session, adapter, http, codex, jupyter; got a string of 4 characters",
+        ),
+        (
+            "[backends.py]\nkind = \"jupyter\"\nkernal = \"python3\"\n",
+            "agents.toml: backends.py.kernal: expected one of the known keys here:",
         ),
         (
             "[backends.shell]\nkind = \"job\"\n",

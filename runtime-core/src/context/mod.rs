@@ -311,25 +311,44 @@ impl ExecutionContext {
         display_id: impl Into<DisplayId>,
         data: MediaBundle,
     ) -> Result<(), OutputError> {
-        let mut display_id = display_id.into();
-        let data = if self.observe(OutputType::UpdateDisplay) {
+        self.update_display_with(display_id, data, Map::new())
+    }
+
+    /// [`update_display`](Self::update_display) with per-MIME metadata.
+    pub fn update_display_with(
+        &self,
+        display_id: impl Into<DisplayId>,
+        data: MediaBundle,
+        metadata: Map<String, Value>,
+    ) -> Result<(), OutputError> {
+        let (mut display_id, mut data, mut metadata) = (display_id.into(), data, metadata);
+        if self.observe(OutputType::UpdateDisplay) {
             display_id = DisplayId::from(self.rewritten(display_id.as_str()));
-            self.rewritten_bundle(data)
-        } else {
-            data
-        };
-        self.inner.sink.update_display(display_id, data, Map::new())
+            data = self.rewritten_bundle(data);
+            metadata = layer::rewrite_map(metadata, &|text| self.rewrite(text));
+        }
+        self.inner.sink.update_display(display_id, data, metadata)
     }
 
     /// Sets the execution's result value. An execution has at most one result: a second
     /// one is refused with [`OutputError::DuplicateResult`].
     pub fn result(&self, data: MediaBundle) -> Result<(), OutputError> {
-        let data = if self.observe(OutputType::Result) {
-            self.rewritten_bundle(data)
-        } else {
-            data
-        };
-        self.inner.sink.result(data, Map::new())
+        self.result_with(data, Map::new())
+    }
+
+    /// [`result`](Self::result) with metadata (per-MIME, or what the backend that made it
+    /// wants to keep, such as a kernel's own execution count).
+    pub fn result_with(
+        &self,
+        data: MediaBundle,
+        metadata: Map<String, Value>,
+    ) -> Result<(), OutputError> {
+        let (mut data, mut metadata) = (data, metadata);
+        if self.observe(OutputType::Result) {
+            data = self.rewritten_bundle(data);
+            metadata = layer::rewrite_map(metadata, &|text| self.rewrite(text));
+        }
+        self.inner.sink.result(data, metadata)
     }
 
     /// Shows an error (name, message, traceback). Returning an error from the handler
