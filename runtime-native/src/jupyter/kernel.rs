@@ -38,7 +38,7 @@ pub(crate) struct Kernel {
     pub(crate) interrupt_mode: InterruptMode,
     /// The connection file (mode 0600: it holds the signing key); removed on drop.
     _connection_file: tempfile::TempPath,
-    last_words: Arc<Mutex<VecDeque<String>>>,
+    pub(crate) last_words: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Kernel {
@@ -124,11 +124,6 @@ impl Kernel {
             _connection_file: connection_file,
             last_words,
         })
-    }
-
-    /// The last lines the kernel wrote to stderr, for saying why it died.
-    pub(crate) fn last_words(&self) -> String {
-        said(&self.last_words)
     }
 
     /// Asks the kernel to shut down; stops its group with `ladder` if it has not exited
@@ -243,7 +238,8 @@ fn keep_last_words(group: &mut Group) -> Arc<Mutex<VecDeque<String>>> {
     kept
 }
 
-fn said(last_words: &Mutex<VecDeque<String>>) -> String {
+/// The last lines a kernel wrote to stderr, as a sentence's end (empty if none).
+pub(crate) fn said(last_words: &Mutex<VecDeque<String>>) -> String {
     let lines = last_words.lock().unwrap_or_else(PoisonError::into_inner);
     if lines.is_empty() {
         String::new()

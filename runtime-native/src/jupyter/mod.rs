@@ -37,7 +37,7 @@ use runtime_core::{
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::process::{Ladder, in_backend_span};
+use crate::process::{Ladder, in_backend_span, signal_group};
 use kernel::{Kernel, Launch, parent_id};
 pub use kernelspec::{InterruptMode, KernelSpec, KernelSpecError};
 
@@ -271,11 +271,24 @@ async fn run_cell(
     }
     .into();
     let id = request.header.msg_id.clone();
-    kernel
-        .shell
+    let pgid = kernel.group.id();
+    let last_words = kernel.last_words.clone();
+    let Kernel {
+        group,
+        shell,
+        iopub,
+        control,
+        interrupt_mode,
+        ..
+    } = kernel;
+    shell
         .send(request)
         .await
         .map_err(|error| format!("shell: {error}"))?;
+    // Made once, not at every message: waiting on a child polls for its exit status.
+    let died = group.wait();
+    let cancelled = ctx.cancelled();
+    tokio::pin!(died, cancelled);
     let mut reply: Option<(ReplyStatus, Option<Box<ReplyError>>)> = None;
     let mut idle = false;
     let mut interrupted: Option<tokio::time::Instant> = None;
@@ -288,7 +301,7 @@ async fn run_cell(
         }
         let deadline = interrupted.map(|at| at + backend.interrupt_grace);
         tokio::select! {
-            message = kernel.iopub.read() => {
+            message = iopub.read() => {
                 let message = message.map_err(|error| format!("iopub: {error}"))?;
                 if parent_id(&message) != Some(id.as_str()) {
                     continue;
@@ -301,7 +314,7 @@ async fn run_cell(
                     tracing::debug!(%error, "an output of the kernel was not recorded");
                 }
             }
-            message = kernel.shell.read(), if reply.is_none() => {
+            message = shell.read(), if reply.is_none() => {
                 let message = message.map_err(|error| format!("shell: {error}"))?;
                 if parent_id(&message) == Some(id.as_str())
                     && let JupyterMessageContent::ExecuteReply(answer) = message.content
@@ -309,12 +322,20 @@ async fn run_cell(
                     reply = Some((answer.status, answer.error));
                 }
             }
-            _ = kernel.group.wait() => {
-                return Ok(Ended::Died(kernel.last_words()));
+            _ = &mut died => {
+                return Ok(Ended::Died(kernel::said(&last_words)));
             }
-            _ = ctx.cancelled(), if interrupted.is_none() => {
+            _ = &mut cancelled, if interrupted.is_none() => {
                 interrupted = Some(tokio::time::Instant::now());
-                interrupt(kernel).await;
+                match interrupt_mode {
+                    InterruptMode::Signal => signal_group(pgid, nix::sys::signal::Signal::SIGINT),
+                    InterruptMode::Message => {
+                        let request: JupyterMessage = InterruptRequest {}.into();
+                        if let Err(error) = control.send(request).await {
+                            tracing::warn!(%error, "could not send interrupt_request");
+                        }
+                    }
+                }
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 return Ok(Ended::Interrupted { kept: false });
@@ -327,18 +348,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn interrupt(kernel: &mut Kernel) {
-    match kernel.interrupt_mode {
-        InterruptMode::Signal => kernel.group.signal(nix::sys::signal::Signal::SIGINT),
-        InterruptMode::Message => {
-            let request: JupyterMessage = InterruptRequest {}.into();
-            if let Err(error) = kernel.control.send(request).await {
-                tracing::warn!(%error, "could not send interrupt_request");
-            }
-        }
     }
 }
 

@@ -129,12 +129,7 @@ impl Group {
 
     /// Sends `signal` to every process of the group.
     pub(crate) fn signal(&self, signal: Signal) {
-        match killpg(self.pgid, signal) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(error) => {
-                tracing::warn!(pgid = self.id(), %error, ?signal, "could not signal the process group")
-            }
-        }
+        signal_group(self.id(), signal);
     }
 
     /// Runs the ladder until the leader exits; says which step ended it. The rest of the
@@ -230,5 +225,16 @@ impl Drop for Group {
         // leader once its `Child` is dropped; members re-parented to this process (only if
         // it chose to be a subreaper) are reaped by its orphan reaper.
         self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Sends `signal` to every process of group `pgid`: for a caller that is waiting on the
+/// group's leader at the same time (the group id stays the leader's until it is reaped).
+pub(crate) fn signal_group(pgid: i32, signal: Signal) {
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(error) => {
+            tracing::warn!(pgid, %error, ?signal, "could not signal the process group")
+        }
     }
 }

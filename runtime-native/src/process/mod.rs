@@ -47,7 +47,7 @@ pub use job::{Input, Job};
 pub use orphans::adopt_orphans;
 pub use session::{Session, TurnEnd};
 
-pub(crate) use group::Group;
+pub(crate) use group::{Group, signal_group};
 pub(crate) use pipe::{Line, Pipe};
 
 /// How long output may keep arriving after the process group is gone (a pipe held open
