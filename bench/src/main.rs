@@ -12,6 +12,7 @@
     unreachable_pub
 )]
 
+mod kernels;
 mod processes;
 mod scenarios;
 mod stats;
@@ -96,6 +97,8 @@ fn sizes(quick: bool) -> Sizes {
             fanout_commits: 20,
             scaling: &[1, 10],
             scaling_samples: 50,
+            kernel_samples: 20,
+            kernel_cancels: 2,
             pg_notebooks: &[1, 10],
             pg_writers: 10,
             pg_seconds: 1.0,
@@ -120,6 +123,8 @@ fn sizes(quick: bool) -> Sizes {
             fanout_commits: 200,
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
+            kernel_samples: 500,
+            kernel_cancels: 10,
             pg_notebooks: &[1, 10, 100, 1_000],
             pg_writers: 100,
             pg_seconds: 5.0,
@@ -150,6 +155,9 @@ struct Sizes {
     fanout_commits: usize,
     scaling: &'static [usize],
     scaling_samples: usize,
+    /// B12 and B14: executions and cancels on a kernel.
+    kernel_samples: usize,
+    kernel_cancels: usize,
     /// B21: notebooks in the database.
     pg_notebooks: &'static [usize],
     /// B20: writers (and notebooks), and for how long.
@@ -194,6 +202,17 @@ fn main() {
     let scratch = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
 
+    // B12 and B14 run the `python3` kernelspec: --python's environment's, else the first
+    // found the way Jupyter finds them.
+    let kernel_dirs = match &cli.python {
+        Some(python) => python
+            .parent()
+            .and_then(Path::parent)
+            .map(|venv| vec![venv.join("share").join("jupyter")])
+            .unwrap_or_default(),
+        None => runtime_native::jupyter::kernelspec::search_path(),
+    };
+    let kernel = runtime_native::jupyter::kernelspec::find("python3", &kernel_dirs).ok();
     let peer = match (&cli.python, cli.no_peer) {
         (Some(python), _) => Some(run_peer(python, cli.quick)),
         (None, true) => None,
@@ -215,6 +234,7 @@ fn main() {
         cli.wasm.as_deref(),
         &scratch,
         peer.as_ref(),
+        kernel.as_ref(),
     ));
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -304,6 +324,7 @@ async fn measure(
     wasm: Option<&Path>,
     scratch: &Path,
     peer: Option<&Value>,
+    kernel: Option<&runtime_native::jupyter::KernelSpec>,
 ) -> Vec<Row> {
     let Binaries {
         echo_agent,
@@ -652,6 +673,42 @@ async fn measure(
             met: Some(received == sent),
             data: json!({"sent": sent, "received": received, "peer": peer_slow, "peer_late_sub": peer_late}),
         });
+    }
+
+    if wants("B12") || wants("B14") {
+        match kernel {
+            None => eprintln!("B12, B14: skipped, no python3 kernelspec (pass --python)"),
+            Some(spec) => {
+                eprintln!("B12: executions on ipykernel through the agent and directly");
+                let direct = kernels::directly(spec, scratch, size.kernel_samples).await;
+                let agent = kernels::through_the_agent(spec, size.kernel_samples).await;
+                let added = agent.median_us - direct.median_us;
+                rows.push(Row {
+                    id: "B12",
+                    scenario: "execute \"1\" on ipykernel: through the agent and its Jupyter backend (request → completion observed, in process) vs the same kernel driven directly with the same client crate (execute_request → reply and idle)".into(),
+                    ours: format!("{} / {} (added: {} at the median)", human(agent.median_us), human(agent.p99_us), human(added)),
+                    peer: format!("{} / {} (directly)", human(direct.median_us), human(direct.p99_us)),
+                    ratio: Some(agent.median_us / direct.median_us),
+                    target: "added ≤ 0.2 ms at the median",
+                    met: Some(added <= 200.0),
+                    data: json!({"agent": agent.to_json(), "direct": direct.to_json(), "added_median_us": added}),
+                });
+                eprintln!("B14: interrupt of time.sleep(30) through the agent");
+                let cancel = kernels::cancels(spec, size.kernel_cancels).await;
+                let (ours, theirs, ratio) =
+                    medians(cancel, peer_summary(peer, "interrupt_to_idle"));
+                rows.push(Row {
+                    id: "B14",
+                    scenario: "cancel of time.sleep(30) on ipykernel through the agent → cancelled observed (SIGINT to the kernel's group) vs jupyter_client's interrupt_kernel → idle".into(),
+                    ours,
+                    peer: theirs,
+                    ratio,
+                    target: "measured, against the peer",
+                    met: None,
+                    data: json!({"ours": cancel.to_json()}),
+                });
+            }
+        }
     }
 
     if wants("B5") {

@@ -188,7 +188,7 @@ pub async fn cancels(notebook: &mut Notebook, samples: usize) -> Summary {
 
 /// Runs `source` `samples` times, cancelling each once `ready` holds for its entry;
 /// measures cancel committed → cancelled observed.
-async fn cancels_once(
+pub async fn cancels_once(
     notebook: &mut Notebook,
     source: &str,
     ready: impl Fn(&QueueEntry) -> bool,

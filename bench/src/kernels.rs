@@ -1,0 +1,177 @@
+//! B12 and B14: the Jupyter backend, against the same ipykernel driven directly with the
+//! same client crate (jupyter-zmq-client), in the same run.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jupyter_protocol::{
+    ConnectionInfo, ExecuteRequest, ExecutionState, JupyterMessage, JupyterMessageContent,
+    KernelInfoRequest,
+};
+use jupyter_zmq_client::{ClientIoPubConnection, ClientShellConnection};
+use runtime_core::{EntryState, MemoryStore, QueueEntry};
+use runtime_native::jupyter::{Jupyter, KernelSpec};
+
+use crate::scenarios::{self, Notebook};
+use crate::stats::Summary;
+
+/// B12: `samples` executions of `1` through an agent serving the Jupyter backend (request
+/// committed → completion observed, in process on a MemoryStore), after a warm-up.
+pub async fn through_the_agent(spec: &KernelSpec, samples: usize) -> Summary {
+    let kernel = Arc::new(Jupyter::new(spec.clone()).startup_timeout(Duration::from_secs(120)));
+    let store = MemoryStore::new();
+    let mut notebook = Notebook::serving(store.clone(), &store, kernel.clone()).await;
+    let mut took = Vec::with_capacity(samples);
+    for n in 0..samples + 20 {
+        let started = Instant::now();
+        let entry = notebook.run("1").await;
+        assert!(
+            matches!(entry.state, EntryState::Completed { .. }) && !entry.outputs.is_empty(),
+            "{entry:?}"
+        );
+        if n >= 20 {
+            took.push(started.elapsed());
+        }
+    }
+    kernel.shutdown().await;
+    notebook.stop().await;
+    Summary::of(&took)
+}
+
+/// B14: `import time; time.sleep(30)` cancelled once it runs → `cancelled` observed.
+pub async fn cancels(spec: &KernelSpec, samples: usize) -> Summary {
+    let kernel = Arc::new(
+        Jupyter::new(spec.clone())
+            .startup_timeout(Duration::from_secs(120))
+            .interrupt_grace(Duration::from_secs(10)),
+    );
+    let store = MemoryStore::new();
+    let mut notebook = Notebook::serving(store.clone(), &store, kernel.clone()).await;
+    notebook.run("import time").await;
+    let printed = |entry: &QueueEntry| !entry.outputs.is_empty();
+    let source = "print('sleeping', flush=True)\ntime.sleep(30)";
+    let summary = scenarios::cancels_once(&mut notebook, source, printed, samples).await;
+    kernel.shutdown().await;
+    notebook.stop().await;
+    summary
+}
+
+/// B12's baseline: the same kernel spec, started and driven with jupyter-zmq-client alone:
+/// `execute_request` of `1` → its `execute_reply` and `idle`.
+pub async fn directly(spec: &KernelSpec, dir: &Path, samples: usize) -> Summary {
+    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let (ports, listeners) = jupyter_zmq_client::peek_ports_with_listeners(ip, 5)
+        .await
+        .expect("ports");
+    let info = ConnectionInfo {
+        transport: jupyter_protocol::Transport::TCP,
+        ip: ip.to_string(),
+        stdin_port: ports[0],
+        control_port: ports[1],
+        hb_port: ports[2],
+        shell_port: ports[3],
+        iopub_port: ports[4],
+        signature_scheme: "hmac-sha256".into(),
+        key: "bench-key".into(),
+        kernel_name: Some(spec.name.clone()),
+    };
+    let file = dir.join("direct-kernel.json");
+    std::fs::write(&file, serde_json::to_vec(&info).expect("json")).expect("write");
+    let argv: Vec<String> = spec
+        .argv
+        .iter()
+        .map(|arg| arg.replace("{connection_file}", &file.to_string_lossy()))
+        .collect();
+    let mut kernel = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the kernel starts");
+    drop(listeners);
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut tries = 0;
+    let (mut shell, mut iopub) = loop {
+        match connect(&info, &session).await {
+            Some(channels) => break channels,
+            None if tries < 1_200 => tries += 1,
+            None => panic!("the kernel did not answer within two minutes"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut took = Vec::with_capacity(samples);
+    for n in 0..samples + 20 {
+        let started = Instant::now();
+        execute(&mut shell, &mut iopub, "1").await;
+        if n >= 20 {
+            took.push(started.elapsed());
+        }
+    }
+    let _ = kernel.start_kill();
+    let _ = kernel.wait().await;
+    Summary::of(&took)
+}
+
+async fn connect(
+    info: &ConnectionInfo,
+    session: &str,
+) -> Option<(ClientShellConnection, ClientIoPubConnection)> {
+    let mut iopub = jupyter_zmq_client::create_client_iopub_connection(info, "", session)
+        .await
+        .ok()?;
+    let identity = jupyter_zmq_client::peer_identity_for_session(session).ok()?;
+    let mut shell =
+        jupyter_zmq_client::create_client_shell_connection_with_identity(info, session, identity)
+            .await
+            .ok()?;
+    let _ =
+        jupyter_zmq_client::wait_for_iopub_welcome(&mut iopub, Duration::from_millis(500)).await;
+    let request: JupyterMessage = KernelInfoRequest {}.into();
+    let id = request.header.msg_id.clone();
+    shell.send(request).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let message = iopub.read().await.ok()?;
+            if answers(&message, &id) {
+                return Some(());
+            }
+        }
+    })
+    .await
+    .ok()??;
+    Some((shell, iopub))
+}
+
+/// Runs `code`; returns once its reply and its `idle` have come.
+async fn execute(shell: &mut ClientShellConnection, iopub: &mut ClientIoPubConnection, code: &str) {
+    let request: JupyterMessage = ExecuteRequest::new(code.to_owned()).into();
+    let id = request.header.msg_id.clone();
+    shell.send(request).await.expect("send");
+    let (mut replied, mut idle) = (false, false);
+    while !(replied && idle) {
+        tokio::select! {
+            message = iopub.read(), if !idle => {
+                let message = message.expect("iopub");
+                idle = answers(&message, &id) && matches!(
+                    &message.content,
+                    JupyterMessageContent::Status(status) if status.execution_state == ExecutionState::Idle
+                );
+            }
+            message = shell.read(), if !replied => {
+                let message = message.expect("shell");
+                replied = answers(&message, &id)
+                    && matches!(message.content, JupyterMessageContent::ExecuteReply(_));
+            }
+        }
+    }
+}
+
+fn answers(message: &JupyterMessage, id: &str) -> bool {
+    message
+        .parent_header
+        .as_ref()
+        .is_some_and(|parent| parent.msg_id == id)
+}
