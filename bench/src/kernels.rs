@@ -18,29 +18,39 @@ use crate::scenarios::{self, Notebook};
 use crate::stats::Summary;
 
 /// B12: `samples` executions of `1` through an agent serving the Jupyter backend (request
-/// committed → completion observed, in process on a MemoryStore), after a warm-up.
-pub async fn through_the_agent(spec: &KernelSpec, samples: usize) -> Summary {
+/// committed → completion observed, in process on a MemoryStore), and on a second kernel
+/// of the same spec driven directly with jupyter-zmq-client (`execute_request` → its reply
+/// and `idle`), one of each in turn so that the machine's drift touches both alike.
+/// Returns (through the agent, directly).
+pub async fn round_trips(spec: &KernelSpec, dir: &Path, samples: usize) -> (Summary, Summary) {
+    let mut direct = DirectKernel::start(spec, dir).await;
     let kernel = Arc::new(Jupyter::new(spec.clone()).startup_timeout(Duration::from_secs(120)));
     let store = MemoryStore::new();
     let mut notebook = Notebook::serving(store.clone(), &store, kernel.clone()).await;
-    let mut took = Vec::with_capacity(samples);
+    let (mut agent_took, mut direct_took) = (Vec::new(), Vec::new());
     for n in 0..samples + 20 {
         let started = Instant::now();
         let entry = notebook.run("1").await;
+        let agent = started.elapsed();
         assert!(
             matches!(entry.state, EntryState::Completed { .. }) && !entry.outputs.is_empty(),
             "{entry:?}"
         );
+        let started = Instant::now();
+        direct.execute("1").await;
+        let directly = started.elapsed();
         if n >= 20 {
-            took.push(started.elapsed());
+            agent_took.push(agent);
+            direct_took.push(directly);
         }
     }
     kernel.shutdown().await;
     notebook.stop().await;
-    Summary::of(&took)
+    direct.stop().await;
+    (Summary::of(&agent_took), Summary::of(&direct_took))
 }
 
-/// B14: `import time; time.sleep(30)` cancelled once it runs → `cancelled` observed.
+/// B14: `time.sleep(30)` cancelled 50 ms after it shows it runs → `cancelled` observed.
 pub async fn cancels(spec: &KernelSpec, samples: usize) -> Summary {
     let kernel = Arc::new(
         Jupyter::new(spec.clone())
@@ -52,67 +62,102 @@ pub async fn cancels(spec: &KernelSpec, samples: usize) -> Summary {
     notebook.run("import time").await;
     let printed = |entry: &QueueEntry| !entry.outputs.is_empty();
     let source = "print('sleeping', flush=True)\ntime.sleep(30)";
-    let summary = scenarios::cancels_once(&mut notebook, source, printed, samples).await;
+    // As the peer's harness does: 50 ms after the cell shows it runs, so the signal meets
+    // the kernel in time.sleep, not in the middle of publishing the output.
+    let settle = Duration::from_millis(50);
+    let summary = scenarios::cancels_once(&mut notebook, source, printed, settle, samples).await;
     kernel.shutdown().await;
     notebook.stop().await;
     summary
 }
 
-/// B12's baseline: the same kernel spec, started and driven with jupyter-zmq-client alone:
-/// `execute_request` of `1` → its `execute_reply` and `idle`.
-pub async fn directly(spec: &KernelSpec, dir: &Path, samples: usize) -> Summary {
-    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    let (ports, listeners) = jupyter_zmq_client::peek_ports_with_listeners(ip, 5)
-        .await
-        .expect("ports");
-    let info = ConnectionInfo {
-        transport: jupyter_protocol::Transport::TCP,
-        ip: ip.to_string(),
-        stdin_port: ports[0],
-        control_port: ports[1],
-        hb_port: ports[2],
-        shell_port: ports[3],
-        iopub_port: ports[4],
-        signature_scheme: "hmac-sha256".into(),
-        key: "bench-key".into(),
-        kernel_name: Some(spec.name.clone()),
-    };
-    let file = dir.join("direct-kernel.json");
-    std::fs::write(&file, serde_json::to_vec(&info).expect("json")).expect("write");
-    let argv: Vec<String> = spec
-        .argv
-        .iter()
-        .map(|arg| arg.replace("{connection_file}", &file.to_string_lossy()))
-        .collect();
-    let mut kernel = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the kernel starts");
-    drop(listeners);
-    let session = uuid::Uuid::new_v4().to_string();
-    let mut tries = 0;
-    let (mut shell, mut iopub) = loop {
-        match connect(&info, &session).await {
-            Some(channels) => break channels,
-            None if tries < 1_200 => tries += 1,
-            None => panic!("the kernel did not answer within two minutes"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut took = Vec::with_capacity(samples);
-    for n in 0..samples + 20 {
-        let started = Instant::now();
-        execute(&mut shell, &mut iopub, "1").await;
-        if n >= 20 {
-            took.push(started.elapsed());
+/// B12's baseline: a kernel of the same spec, started and driven with jupyter-zmq-client
+/// alone.
+struct DirectKernel {
+    process: tokio::process::Child,
+    shell: ClientShellConnection,
+    iopub: ClientIoPubConnection,
+}
+
+impl DirectKernel {
+    async fn start(spec: &KernelSpec, dir: &Path) -> DirectKernel {
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let (ports, listeners) = jupyter_zmq_client::peek_ports_with_listeners(ip, 5)
+            .await
+            .expect("ports");
+        let info = ConnectionInfo {
+            transport: jupyter_protocol::Transport::TCP,
+            ip: ip.to_string(),
+            stdin_port: ports[0],
+            control_port: ports[1],
+            hb_port: ports[2],
+            shell_port: ports[3],
+            iopub_port: ports[4],
+            signature_scheme: "hmac-sha256".into(),
+            key: "bench-key".into(),
+            kernel_name: Some(spec.name.clone()),
+        };
+        let file = dir.join("direct-kernel.json");
+        std::fs::write(&file, serde_json::to_vec(&info).expect("json")).expect("write");
+        let argv: Vec<String> = spec
+            .argv
+            .iter()
+            .map(|arg| arg.replace("{connection_file}", &file.to_string_lossy()))
+            .collect();
+        let process = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the kernel starts");
+        drop(listeners);
+        let session = uuid::Uuid::new_v4().to_string();
+        let mut tries = 0;
+        let (shell, iopub) = loop {
+            match connect(&info, &session).await {
+                Some(channels) => break channels,
+                None if tries < 1_200 => tries += 1,
+                None => panic!("the kernel did not answer within two minutes"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        DirectKernel {
+            process,
+            shell,
+            iopub,
         }
     }
-    let _ = kernel.start_kill();
-    let _ = kernel.wait().await;
-    Summary::of(&took)
+
+    /// Runs `code`; returns once its reply and its `idle` have come.
+    async fn execute(&mut self, code: &str) {
+        let (shell, iopub) = (&mut self.shell, &mut self.iopub);
+        let request: JupyterMessage = ExecuteRequest::new(code.to_owned()).into();
+        let id = request.header.msg_id.clone();
+        shell.send(request).await.expect("send");
+        let (mut replied, mut idle) = (false, false);
+        while !(replied && idle) {
+            tokio::select! {
+                message = iopub.read(), if !idle => {
+                    let message = message.expect("iopub");
+                    idle = answers(&message, &id) && matches!(
+                        &message.content,
+                        JupyterMessageContent::Status(status) if status.execution_state == ExecutionState::Idle
+                    );
+                }
+                message = shell.read(), if !replied => {
+                    let message = message.expect("shell");
+                    replied = answers(&message, &id)
+                        && matches!(message.content, JupyterMessageContent::ExecuteReply(_));
+                }
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.process.start_kill();
+        let _ = self.process.wait().await;
+    }
 }
 
 async fn connect(
@@ -143,30 +188,6 @@ async fn connect(
     .await
     .ok()??;
     Some((shell, iopub))
-}
-
-/// Runs `code`; returns once its reply and its `idle` have come.
-async fn execute(shell: &mut ClientShellConnection, iopub: &mut ClientIoPubConnection, code: &str) {
-    let request: JupyterMessage = ExecuteRequest::new(code.to_owned()).into();
-    let id = request.header.msg_id.clone();
-    shell.send(request).await.expect("send");
-    let (mut replied, mut idle) = (false, false);
-    while !(replied && idle) {
-        tokio::select! {
-            message = iopub.read(), if !idle => {
-                let message = message.expect("iopub");
-                idle = answers(&message, &id) && matches!(
-                    &message.content,
-                    JupyterMessageContent::Status(status) if status.execution_state == ExecutionState::Idle
-                );
-            }
-            message = shell.read(), if !replied => {
-                let message = message.expect("shell");
-                replied = answers(&message, &id)
-                    && matches!(message.content, JupyterMessageContent::ExecuteReply(_));
-            }
-        }
-    }
 }
 
 fn answers(message: &JupyterMessage, id: &str) -> bool {

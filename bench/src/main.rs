@@ -680,12 +680,12 @@ async fn measure(
             None => eprintln!("B12, B14: skipped, no python3 kernelspec (pass --python)"),
             Some(spec) => {
                 eprintln!("B12: executions on ipykernel through the agent and directly");
-                let direct = kernels::directly(spec, scratch, size.kernel_samples).await;
-                let agent = kernels::through_the_agent(spec, size.kernel_samples).await;
+                let (agent, direct) =
+                    kernels::round_trips(spec, scratch, size.kernel_samples).await;
                 let added = agent.median_us - direct.median_us;
                 rows.push(Row {
                     id: "B12",
-                    scenario: "execute \"1\" on ipykernel: through the agent and its Jupyter backend (request → completion observed, in process) vs the same kernel driven directly with the same client crate (execute_request → reply and idle)".into(),
+                    scenario: "execute \"1\" on ipykernel: through the agent and its Jupyter backend (request → completion observed, in process) vs a second kernel driven directly with the same client crate (execute_request → reply and idle), in turn".into(),
                     ours: format!("{} / {} (added: {} at the median)", human(agent.median_us), human(agent.p99_us), human(added)),
                     peer: format!("{} / {} (directly)", human(direct.median_us), human(direct.p99_us)),
                     ratio: Some(agent.median_us / direct.median_us),

@@ -183,15 +183,16 @@ pub async fn flood(notebooks: &mut [Notebook], total: usize, kind: &str) -> Dura
 /// B5: cancel requested → the client observes `cancelled`.
 pub async fn cancels(notebook: &mut Notebook, samples: usize) -> Summary {
     let running = |entry: &QueueEntry| matches!(entry.state, EntryState::Executing { .. });
-    cancels_once(notebook, "wait", running, samples).await
+    cancels_once(notebook, "wait", running, Duration::ZERO, samples).await
 }
 
-/// Runs `source` `samples` times, cancelling each once `ready` holds for its entry;
-/// measures cancel committed → cancelled observed.
+/// Runs `source` `samples` times, cancelling each once `ready` holds for its entry and
+/// `settle` more has passed; measures cancel committed → cancelled observed.
 pub async fn cancels_once(
     notebook: &mut Notebook,
     source: &str,
     ready: impl Fn(&QueueEntry) -> bool,
+    settle: Duration,
     samples: usize,
 ) -> Summary {
     let mut took = Vec::with_capacity(samples);
@@ -203,6 +204,7 @@ pub async fn cancels_once(
             .expect("commit");
         let is_ready = |s: &NotebookState| s.entry(&queue_id).is_some_and(&ready);
         notebook.watcher.wait_until(is_ready).await.expect("runs");
+        tokio::time::sleep(settle).await;
         let started = Instant::now();
         notebook.client.cancel(&queue_id).await.expect("commit");
         let entry = notebook
@@ -230,7 +232,7 @@ pub async fn process_cancels(source: &str, grace: Duration, samples: usize) -> S
     let store = MemoryStore::new();
     let mut notebook = Notebook::serving(store.clone(), &store, job).await;
     let printed = |entry: &QueueEntry| !entry.outputs.is_empty();
-    let summary = cancels_once(&mut notebook, source, printed, samples).await;
+    let summary = cancels_once(&mut notebook, source, printed, Duration::ZERO, samples).await;
     notebook.stop().await;
     summary
 }
