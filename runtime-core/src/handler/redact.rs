@@ -416,23 +416,31 @@ static SHAPE_PREFIXES: std::sync::LazyLock<Option<AhoCorasick>> = std::sync::Laz
 /// The first place at or after `from` where a token shape's prefix begins: only there can
 /// a token start. Without the automaton, every place is a candidate.
 fn next_shape_prefix(text: &str, from: usize) -> Option<usize> {
-    if from >= text.len() {
-        return None;
-    }
     match &*SHAPE_PREFIXES {
-        Some(prefixes) => prefixes
+        Some(prefixes) if from < text.len() => prefixes
             .find(aho_corasick::Input::new(text).range(from..))
             .map(|found| found.start()),
-        None => Some(from),
+        Some(_) => None,
+        None => every_place(text, from),
     }
+}
+
+/// `from` itself, while in the text: every place is a candidate.
+fn every_place(text: &str, from: usize) -> Option<usize> {
+    (from < text.len()).then_some(from)
 }
 
 /// `text` with token shapes masked, or `None` if it has none.
 fn mask_shapes(text: &str) -> Option<String> {
+    mask_shapes_at(text, next_shape_prefix)
+}
+
+/// [`mask_shapes`], trying the places `next` gives (the next candidate at or after a place).
+fn mask_shapes_at(text: &str, next: fn(&str, usize) -> Option<usize>) -> Option<String> {
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut at = 0;
-    while let Some(start) = next_shape_prefix(text, at) {
+    while let Some(start) = next(text, at) {
         at = start;
         let rest = &text[at..];
         let boundary = text[..at].chars().next_back().is_none_or(|c| !word(c));
@@ -589,46 +597,6 @@ impl<H: ExecutionHandler> ExecutionHandler for Redact<H> {
 mod tests {
     use super::*;
 
-    /// What `mask_shapes` did before it looked only where a prefix begins: every place
-    /// tried every shape.
-    fn mask_shapes_trying_every_place(text: &str) -> Option<String> {
-        let mut out: Option<String> = None;
-        let (mut copied, mut at) = (0, 0);
-        while at < text.len() {
-            let rest = &text[at..];
-            let boundary = text[..at].chars().next_back().is_none_or(|c| !word(c));
-            let found = boundary
-                .then(|| {
-                    SHAPES.iter().find_map(|shape| {
-                        let body = rest.strip_prefix(shape.prefix)?;
-                        let len: usize = body
-                            .chars()
-                            .take_while(|c| (shape.alphabet)(*c))
-                            .map(char::len_utf8)
-                            .sum();
-                        (body[..len].chars().count() >= shape.min).then_some((shape, len))
-                    })
-                })
-                .flatten();
-            match found {
-                Some((shape, len)) => {
-                    let masked = out.get_or_insert_with(String::new);
-                    masked.push_str(&text[copied..at]);
-                    if shape.keep_prefix {
-                        masked.push_str(shape.prefix);
-                    }
-                    masked.push_str(MASK);
-                    at += shape.prefix.len() + len;
-                    copied = at;
-                }
-                None => at += rest.chars().next().map_or(1, char::len_utf8),
-            }
-        }
-        let mut masked = out?;
-        masked.push_str(&text[copied..]);
-        Some(masked)
-    }
-
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn looking_only_where_a_prefix_begins_masks_what_trying_every_place_masks() {
@@ -670,7 +638,7 @@ mod tests {
             let text: String = (0..next(24)).map(|_| pieces[next(pieces.len())]).collect();
             assert_eq!(
                 mask_shapes(&text),
-                mask_shapes_trying_every_place(&text),
+                mask_shapes_at(&text, every_place),
                 "{text:?}"
             );
         }
