@@ -74,8 +74,14 @@ def slow_consumer_through_jupyter_client(client, lines):
     msg_id = client.execute(flood(lines), store_history=False)
     client.get_shell_msg(timeout=120)  # the reply: execution finished; only now read outputs
     time.sleep(1.0)
+    return slow_consumer_result(lines, msg_id, drain(client, 1.0),
+                                "jupyter_client (a thread drains iopub meanwhile)")
+
+
+def slow_consumer_result(lines, msg_id, messages, reader):
+    """What a slow consumer got of the execution `msg_id`'s `lines` lines."""
     received, idle_seen = 0, False
-    for message in drain(client, 1.0):
+    for message in messages:
         if message["parent_header"].get("msg_id") != msg_id:
             continue
         if message["msg_type"] == "stream":
@@ -83,7 +89,7 @@ def slow_consumer_through_jupyter_client(client, lines):
         elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
             idle_seen = True
     return {"lines": lines, "received": received, "lost_percent": 100.0 * (lines - received) / lines,
-            "idle_seen": idle_seen, "reader": "jupyter_client (a thread drains iopub meanwhile)"}
+            "idle_seen": idle_seen, "reader": reader}
 
 
 def slow_consumer_reading_late(manager, client, lines):
@@ -115,17 +121,10 @@ def slow_consumer_reading_late(manager, client, lines):
     while client.get_shell_msg(timeout=120)["parent_header"].get("msg_id") != msg_id:
         pass
     time.sleep(1.0)
-    received, idle_seen = 0, False
-    for message in messages(1000):
-        if message["parent_header"].get("msg_id") != msg_id:
-            continue
-        if message["msg_type"] == "stream":
-            received += message["content"]["text"].count("\n")
-        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-            idle_seen = True
+    result = slow_consumer_result(lines, msg_id, messages(1000),
+                                  "a zmq SUB socket read late (default high-water marks)")
     sub.close(linger=0)
-    return {"lines": lines, "received": received, "lost_percent": 100.0 * (lines - received) / lines,
-            "idle_seen": idle_seen, "reader": "a zmq SUB socket read late (default high-water marks)"}
+    return result
 
 
 def rss_kib(pid):
