@@ -169,7 +169,9 @@ def main():
 
     interrupts = []
     for _ in range(2 if QUICK else 10):
-        msg_id = client.execute("import time\ntime.sleep(30)", store_history=False)
+        # As a notebook runs a cell (JupyterLab and nbclient keep history), and as the agent's
+        # Jupyter backend does in B14: after an interrupt the kernel records the failed cell.
+        msg_id = client.execute("import time\ntime.sleep(30)", store_history=True)
         while True:  # wait until it runs
             message = client.get_iopub_msg(timeout=30)
             if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "execute_input":
