@@ -254,3 +254,48 @@ async fn a_backends_file_names_a_kernel_and_shutdown_stops_it() {
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_kernel_is_killed_by_its_heartbeat_and_a_busy_one_is_not() {
+    let Some(spec) = python_kernel() else { return };
+    let python = Arc::new(
+        Jupyter::new(spec)
+            .startup_timeout(Duration::from_secs(120))
+            .heartbeat(Duration::from_millis(250), Duration::from_secs(2)),
+    );
+    let served = serve(python.clone());
+
+    // Busy in pure Python for longer than the heartbeat's timeout: it still answers.
+    let busy = "import time\nstarted = time.time()\nwhile time.time() - started < 3:\n    pass\nprint('done')";
+    let entry = served.run(busy).await;
+    assert_eq!(
+        ended(&entry).0,
+        CompletionStatus::Success,
+        "{:?}",
+        ended(&entry)
+    );
+    assert_eq!(text_of(&entry.outputs), "done\n");
+
+    // Stopped (SIGSTOP): it answers nothing, is killed, and the next cell gets a new kernel.
+    let frozen = kernel_pid(&served).await;
+    let entry = served
+        .run("import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)")
+        .await;
+    let (status, reason) = ended(&entry);
+    assert_eq!(status, CompletionStatus::Error);
+    assert!(
+        reason.contains("stopped answering its heartbeat"),
+        "{reason}"
+    );
+    assert!(
+        group_gone(frozen).await,
+        "the frozen kernel was killed and reaped"
+    );
+    let entry = served.run("print('alive')").await;
+    assert!(
+        text_of(&entry.outputs).ends_with("alive\n"),
+        "{:?}",
+        describe(&entry.outputs)
+    );
+    python.shutdown().await;
+}

@@ -36,6 +36,8 @@ pub(crate) struct Kernel {
     pub(crate) iopub: ClientIoPubConnection,
     pub(crate) control: ClientControlConnection,
     pub(crate) interrupt_mode: InterruptMode,
+    /// Where its channels are (and its key: never logged).
+    pub(crate) info: ConnectionInfo,
     /// The connection file (mode 0600: it holds the signing key); removed on drop.
     _connection_file: tempfile::TempPath,
     pub(crate) last_words: Arc<Mutex<VecDeque<String>>>,
@@ -121,6 +123,7 @@ impl Kernel {
             iopub,
             control,
             interrupt_mode: spec.interrupt_mode,
+            info,
             _connection_file: connection_file,
             last_words,
         })
@@ -289,6 +292,30 @@ async fn ready(
         match seen {
             Ok(result) => return result,
             Err(_) => continue, // not subscribed yet: ask again
+        }
+    }
+}
+
+/// Resolves once the kernel has not answered its heartbeat for `timeout`, checking every
+/// `every`: a frozen kernel (stopped, or stuck where its heartbeat thread cannot run). A
+/// busy kernel still answers: ipykernel's heartbeat echoes from a thread of its own.
+pub(crate) async fn heartbeat_lost(info: &ConnectionInfo, every: Duration, timeout: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let answered = tokio::time::timeout(timeout, async {
+            loop {
+                if let Ok(mut heartbeat) =
+                    jupyter_zmq_client::create_client_heartbeat_connection(info).await
+                    && heartbeat.single_heartbeat().await.is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        if answered.is_err() {
+            return;
         }
     }
 }

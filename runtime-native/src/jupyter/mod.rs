@@ -15,7 +15,8 @@
 //!   come back to idle within the interrupt grace is stopped with the ladder; the cell says
 //!   so, and the next cell starts a fresh kernel with a note that state was lost.
 //! - **A kernel that dies** mid-cell ends the cell `error` with the kernel's last words on
-//!   stderr; the next cell gets a fresh kernel, with the same note.
+//!   stderr; the next cell gets a fresh kernel, with the same note. So does one that stops
+//!   answering its heartbeat while a cell runs (frozen: it is killed).
 //!
 //! The connection file is written mode 0600 (it holds the random signing key) and removed
 //! when the kernel stops; ports are held until the kernel is spawned.
@@ -63,6 +64,8 @@ pub struct Jupyter {
     env: Vec<(String, String)>,
     startup_timeout: Duration,
     interrupt_grace: Duration,
+    heartbeat_every: Duration,
+    heartbeat_timeout: Duration,
     ladder: Ladder,
     /// Boxed: a kernel's channels are large, and this sits inside a backends enum.
     kernel: Mutex<Option<Box<Kernel>>>,
@@ -90,6 +93,8 @@ impl Jupyter {
             env: Vec::new(),
             startup_timeout: Duration::from_secs(60),
             interrupt_grace: Duration::from_secs(5),
+            heartbeat_every: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(20),
             ladder: Ladder::default(),
             kernel: Mutex::new(None),
             started_once: AtomicBool::new(false),
@@ -118,6 +123,15 @@ impl Jupyter {
     /// and replaced (default 5 s).
     pub fn interrupt_grace(mut self, grace: Duration) -> Self {
         self.interrupt_grace = grace;
+        self
+    }
+
+    /// While a cell runs, the kernel's heartbeat is checked every `every`; a kernel that has
+    /// not answered for `timeout` is taken for dead and killed (defaults 2 s and 20 s: a
+    /// loaded machine must not kill a live kernel).
+    pub fn heartbeat(mut self, every: Duration, timeout: Duration) -> Self {
+        self.heartbeat_every = every;
+        self.heartbeat_timeout = timeout;
         self
     }
 
@@ -184,6 +198,8 @@ enum Ended {
     Interrupted { kept: bool },
     /// The kernel died; its last words.
     Died(String),
+    /// The kernel stopped answering its heartbeat.
+    Unresponsive,
 }
 
 #[async_trait::async_trait]
@@ -242,6 +258,19 @@ impl ExecutionHandler for Jupyter {
                         ),
                     ))
                 }
+                Ok(Ended::Unresponsive) => {
+                    // Frozen processes act on no signal but SIGKILL.
+                    kernel.group.signal(nix::sys::signal::Signal::SIGKILL);
+                    kernel.group.finish().await;
+                    Err(ExecutionError::new(
+                        "KernelDied",
+                        format!(
+                            "the {} kernel stopped answering its heartbeat for {:?} and was killed; \
+                             the next cell starts a new one",
+                            self.kernel_name, self.heartbeat_timeout
+                        ),
+                    ))
+                }
                 Err(error) => {
                     let _ = kernel.group.stop(self.ladder).await;
                     Err(ExecutionError::Unavailable(format!(
@@ -279,6 +308,7 @@ async fn run_cell(
         iopub,
         control,
         interrupt_mode,
+        info,
         ..
     } = kernel;
     shell
@@ -288,7 +318,9 @@ async fn run_cell(
     // Made once, not at every message: waiting on a child polls for its exit status.
     let died = group.wait();
     let cancelled = ctx.cancelled();
-    tokio::pin!(died, cancelled);
+    let unresponsive =
+        kernel::heartbeat_lost(info, backend.heartbeat_every, backend.heartbeat_timeout);
+    tokio::pin!(died, cancelled, unresponsive);
     let mut reply: Option<(ReplyStatus, Option<Box<ReplyError>>)> = None;
     let mut idle = false;
     let mut interrupted: Option<tokio::time::Instant> = None;
@@ -324,6 +356,9 @@ async fn run_cell(
             }
             _ = &mut died => {
                 return Ok(Ended::Died(kernel::said(&last_words)));
+            }
+            () = &mut unresponsive => {
+                return Ok(Ended::Unresponsive);
             }
             _ = &mut cancelled, if interrupted.is_none() => {
                 interrupted = Some(tokio::time::Instant::now());
