@@ -12,14 +12,15 @@ use jupyter_protocol::{
     ConnectionInfo, JupyterMessage, JupyterMessageContent, KernelInfoRequest, ShutdownRequest,
 };
 use jupyter_zmq_client::{ClientControlConnection, ClientIoPubConnection, ClientShellConnection};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::kernelspec::{InterruptMode, KernelSpec};
 use crate::process::{Group, Ladder};
 
-/// How many lines of the kernel's stderr are kept, to say why it died.
+/// How many lines of the kernel's stderr are kept, to say why it died, and how much of each.
 const LAST_WORDS: usize = 20;
+const LONGEST_WORD_LINE: usize = 1000;
 
 /// What starting a kernel needs besides its spec.
 pub(crate) struct Launch<'a> {
@@ -221,20 +222,34 @@ fn command_for(
     command
 }
 
-/// Keeps the last [`LAST_WORDS`] lines of the kernel's stderr (and drops the rest, so a
-/// chatty kernel never blocks on a full pipe).
+/// Keeps the last [`LAST_WORDS`] lines of the kernel's stderr, each cut at
+/// [`LONGEST_WORD_LINE`] bytes, and drains the rest, so a chatty kernel never blocks on a
+/// full pipe and one that never ends a line costs no memory.
 fn keep_last_words(group: &mut Group) -> Arc<Mutex<VecDeque<String>>> {
     let kept = Arc::new(Mutex::new(VecDeque::with_capacity(LAST_WORDS)));
-    if let Some(stderr) = group.child().stderr.take() {
+    if let Some(mut stderr) = group.child().stderr.take() {
         let lines = kept.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
+            let keep = |line: &[u8]| {
                 let mut lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
                 if lines.len() == LAST_WORDS {
                     lines.pop_front();
                 }
-                lines.push_back(line);
+                lines.push_back(String::from_utf8_lossy(line).trim_end().to_owned());
+            };
+            let (mut chunk, mut line) = ([0_u8; 8192], Vec::new());
+            while let Ok(read @ 1..) = stderr.read(&mut chunk).await {
+                for &byte in &chunk[..read] {
+                    if byte == b'\n' {
+                        keep(&line);
+                        line.clear();
+                    } else if line.len() < LONGEST_WORD_LINE {
+                        line.push(byte);
+                    }
+                }
+            }
+            if !line.is_empty() {
+                keep(&line);
             }
         });
     }
@@ -326,4 +341,43 @@ pub(crate) fn parent_id(message: &JupyterMessage) -> Option<&str> {
         .parent_header
         .as_ref()
         .map(|parent| parent.msg_id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_on_stderr_is_drained_and_only_short_last_lines_are_kept() {
+        // 10 MB with no line end, then 30 lines: a pipe nobody drained would stop the
+        // program at 64 KiB, and one long line must not be kept whole.
+        let script = "head -c 10000000 /dev/zero | tr '\\0' x >&2; \
+                      for n in $(seq 1 30); do echo \"line $n\" >&2; done";
+        let mut command = Command::new("sh");
+        command.args(["-c", script]).stderr(Stdio::piped());
+        let mut group = Group::spawn(&mut command).unwrap();
+        let kept = keep_last_words(&mut group);
+        let exited = tokio::time::timeout(Duration::from_secs(60), group.wait()).await;
+        assert!(exited.is_ok(), "the program was blocked on its stderr");
+        let last_line_read = async {
+            loop {
+                let said = said(&kept);
+                if said.ends_with("line 30") {
+                    return said;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let said = tokio::time::timeout(Duration::from_secs(60), last_line_read)
+            .await
+            .expect("the last line is read");
+        let lines: Vec<&str> = said.lines().skip(1).collect();
+        assert_eq!(lines.len(), LAST_WORDS);
+        assert_eq!(lines[0], "line 11");
+        assert!(
+            said.len() < 2 * LONGEST_WORD_LINE,
+            "{} bytes kept",
+            said.len()
+        );
+    }
 }
