@@ -159,7 +159,8 @@ impl Backends {
 
     /// The least cancel grace the agent needs so that these backends always finish their
     /// stop ladder before it gives up on them: the longest [`Ladder::longest_stop`] of the
-    /// backends in use, plus [`STOP_MARGIN`]. An agent should use at least this as
+    /// backends in use (for a Jupyter kernel, after its `interrupt_grace` of waiting for
+    /// idle), plus [`STOP_MARGIN`]. An agent should use at least this as
     /// [`AgentOptions::cancel_grace`](runtime_core::AgentOptions::cancel_grace):
     ///
     /// ```
@@ -320,7 +321,7 @@ impl BackendsConfig {
         let mut longest_stop = Duration::ZERO;
         let mut take = |name: &str| {
             let spec = self.backends.remove(name)?;
-            longest_stop = longest_stop.max(spec.ladder.longest_stop());
+            longest_stop = longest_stop.max(spec.longest_stop());
             Some(spec.into_handler(&mut long_lived))
         };
         let primary = take(&self.primary);
@@ -491,7 +492,10 @@ impl BackendSpec {
                 // Looked up when a kernel starts: a file may name kernels this machine
                 // lacks for backends it does not use.
                 let name_of_kernel = s.string("kernel")?.unwrap_or_else(|| "python3".to_owned());
-                let mut kernel = Jupyter::named(name_of_kernel).ladder(ladder);
+                // Its interrupt waits `interrupt_grace` for idle before the ladder starts.
+                let mut kernel = Jupyter::named(name_of_kernel)
+                    .ladder(ladder)
+                    .interrupt_grace(ladder.interrupt_grace);
                 if let Some(cwd) = s.string("cwd")? {
                     kernel = kernel.cwd(cwd);
                 }
@@ -520,7 +524,17 @@ impl BackendSpec {
         })
     }
 
+    /// The longest a cancelled execution of this backend may take to stop: the ladder, after
+    /// a kernel's interrupt has had its grace.
+    fn longest_stop(&self) -> Duration {
+        match self.kind {
+            Kind::Jupyter(_) => self.ladder.interrupt_grace + self.ladder.longest_stop(),
+            _ => self.ladder.longest_stop(),
+        }
+    }
+
     fn into_handler(self, long_lived: &mut Vec<LongLived>) -> Arc<dyn ExecutionHandler> {
+        let longest_stop = self.longest_stop();
         // Jobs, codex and http enforce their runtime themselves (with the ladder or by
         // closing the connection); long-lived backends get the Timeout combinator.
         let (handler, own_timeout): (Arc<dyn ExecutionHandler>, bool) = match self.kind {
@@ -546,7 +560,7 @@ impl BackendSpec {
         let handler = match (self.max_runtime, own_timeout) {
             (Some(after), false) => {
                 // The timeout's grace fits the whole ladder, so a stop is never cut short.
-                let grace = self.ladder.longest_stop() + STOP_MARGIN;
+                let grace = longest_stop + STOP_MARGIN;
                 Arc::new(handler.timeout(after, TokioClock).grace(grace))
                     as Arc<dyn ExecutionHandler>
             }

@@ -220,3 +220,17 @@ async fn a_primary_that_ran_and_failed_silently_falls_back_only_when_the_file_sa
         backends.shutdown().await;
     }
 }
+
+/// A kernel waits `interrupt_grace` for idle after its interrupt before the ladder starts:
+/// the agent's cancel grace covers both, so it never drops a kernel that is still stopping.
+#[test]
+fn a_jupyter_backend_needs_its_interrupt_grace_and_then_its_ladder() {
+    let config = "use = \"kernel\"\n[backends.kernel]\nkind = \"jupyter\"\n\
+                  interrupt_grace = \"3s\"\nterminate_grace = \"2s\"\n";
+    let backends = BackendsConfig::parse(config, "backends.toml")
+        .unwrap()
+        .build(None);
+    // 3 s waiting for idle, then the ladder (3 s after SIGINT, 2 s after SIGTERM, 1 s for
+    // SIGKILL to settle), then the 1 s margin.
+    assert_eq!(backends.cancel_grace(), std::time::Duration::from_secs(10));
+}
