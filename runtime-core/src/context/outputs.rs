@@ -395,7 +395,10 @@ impl OutputSink {
                 return Poll::Ready(Ok(()));
             }
             state.flush_asked = true;
-            state.flushers.push(cx.waker().clone());
+            // Polled again before the commit: one waker per waiting task, not per poll.
+            if !state.flushers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.flushers.push(cx.waker().clone());
+            }
             drop(state);
             self.writer.wake();
             Poll::Pending
