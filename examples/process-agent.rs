@@ -99,7 +99,8 @@ async fn main() -> ExitCode {
         path.display(),
         agent.handle().session_id(),
     );
-    let ended = run_until_signal(agent).await;
+    // Kernels start now, while the agent serves, not at the first cell.
+    let ended = backends.warm_up_while(run_until_signal(agent)).await;
     if matches!(ended, Err(RunError::Forced)) {
         // No graceful goodbyes: dropping the backends kills their processes' groups.
         drop(backends);

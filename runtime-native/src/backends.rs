@@ -175,6 +175,39 @@ impl Backends {
         self.cancel_grace
     }
 
+    /// Runs `serving` (the agent) and meanwhile starts the backends' Jupyter kernels, so
+    /// that a notebook's first cell finds its kernel ready instead of waiting for it to
+    /// start. A kernel that fails to start is logged here and tried again at the first
+    /// cell, which then fails with the reason. Returns what `serving` returns, as soon as
+    /// it does (a start still under way is dropped, and its kernel killed).
+    ///
+    /// ```no_run
+    /// # async fn demo(backends: runtime_native::backends::Backends, agent: runtime_core::RuntimeAgent) {
+    /// let ended = backends.warm_up_while(runtime_native::run_until_signal(agent)).await;
+    /// backends.shutdown().await;
+    /// # let _ = ended;
+    /// # }
+    /// ```
+    pub async fn warm_up_while<F: std::future::Future>(&self, serving: F) -> F::Output {
+        let kernels = self.long_lived.iter().filter_map(|backend| match backend {
+            LongLived::Kernel(kernel) => Some(kernel),
+            _ => None,
+        });
+        let warm_up = futures::future::join_all(kernels.map(|kernel| async move {
+            if let Err(error) = kernel.warm_up().await {
+                tracing::warn!(kernel = kernel.kernel_name(), %error, "the kernel did not start");
+            }
+        }));
+        let (mut serving, mut warm_up) = (std::pin::pin!(serving), std::pin::pin!(warm_up));
+        let mut warming = true;
+        loop {
+            tokio::select! {
+                output = &mut serving => return output,
+                _ = &mut warm_up, if warming => warming = false,
+            }
+        }
+    }
+
     /// Stops long-lived processes (adapters and kernels get a shutdown request first).
     pub async fn shutdown(&self) {
         for backend in &self.long_lived {

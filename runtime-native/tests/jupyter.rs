@@ -210,25 +210,66 @@ async fn two_backends_get_two_kernels_and_the_connection_file_is_private() {
     assert!(group_gone(pid_a).await && group_gone(pid_b).await);
 }
 
+/// The process id of this process's child whose environment holds `marker`, if any.
+fn child_with_env(marker: &str) -> Option<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|dir| {
+        let pid: i32 = dir.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(dir.path().join("stat")).ok()?;
+        // The parent is the second field after the command, which is in parentheses.
+        let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+        let environ = std::fs::read(dir.path().join("environ")).ok()?;
+        let has_marker = environ
+            .split(|&byte| byte == 0)
+            .any(|entry| entry == marker.as_bytes());
+        (parent == me && has_marker).then_some(pid)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backends_file_names_a_kernel_and_shutdown_stops_it() {
+async fn a_backends_file_names_a_kernel_started_when_serving_and_shutdown_stops_it() {
     let Some(_) = python_kernel() else { return };
-    let file = "use = \"kernel\"\n\
-                [backends.kernel]\n\
-                kind = \"jupyter\"\n\
-                kernel = \"python3\"\n\
-                startup_timeout = \"120s\"\n\
-                env = { GREETING = \"hello from the file\" }\n\
-                [backends.missing]\n\
-                kind = \"jupyter\"\n\
-                kernel = \"no-such-kernel\"\n";
-    let backends = runtime_native::backends::BackendsConfig::parse(file, "agents.toml")
+    let marker = format!("WARM_UP_MARK={}", uuid::Uuid::new_v4());
+    let (name, value) = marker.split_once('=').unwrap();
+    let file = format!(
+        "use = \"kernel\"\n\
+         [backends.kernel]\n\
+         kind = \"jupyter\"\n\
+         kernel = \"python3\"\n\
+         startup_timeout = \"120s\"\n\
+         env = {{ GREETING = \"hello from the file\", {name} = \"{value}\" }}\n\
+         [backends.missing]\n\
+         kind = \"jupyter\"\n\
+         kernel = \"no-such-kernel\"\n"
+    );
+    let backends = runtime_native::backends::BackendsConfig::parse(&file, "agents.toml")
         .unwrap()
         .build(None);
     let served = serve(backends.handler());
-    let entry = served.run("import os\nprint(os.environ['GREETING'])").await;
-    assert_eq!(text_of(&entry.outputs), "hello from the file\n");
-    let pid = kernel_pid(&served).await;
+    // Serving starts the kernel before any cell asks for it, and the first cell runs on it.
+    let pid = backends
+        .warm_up_while(async {
+            let started = async {
+                loop {
+                    if let Some(pid) = child_with_env(&marker) {
+                        return pid;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let warmed = tokio::time::timeout(Duration::from_secs(120), started)
+                .await
+                .expect("the kernel starts while the agent serves, before any cell");
+            let entry = served.run("import os\nprint(os.environ['GREETING'])").await;
+            assert_eq!(text_of(&entry.outputs), "hello from the file\n");
+            let pid = kernel_pid(&served).await;
+            assert_eq!(
+                pid, warmed,
+                "the first cell runs on the kernel started when serving"
+            );
+            pid
+        })
+        .await;
     backends.shutdown().await;
     assert!(
         group_gone(pid).await,
@@ -236,7 +277,7 @@ async fn a_backends_file_names_a_kernel_and_shutdown_stops_it() {
     );
 
     // A kernel that is not installed fails the cell, listing those that are.
-    let missing = runtime_native::backends::BackendsConfig::parse(file, "agents.toml")
+    let missing = runtime_native::backends::BackendsConfig::parse(&file, "agents.toml")
         .unwrap()
         .select("missing")
         .unwrap()

@@ -1,9 +1,11 @@
 //! Jupyter kernels as a backend: [`Jupyter`] runs each cell on a real kernel (Python, R,
 //! Julia: any installed [`kernelspec`]) over Jupyter's messaging protocol.
 //!
-//! - **One kernel per backend instance**, started at the first cell, in its own process
-//!   group, with a start-up timeout; [`Jupyter::shutdown`] sends `shutdown_request` and then
-//!   runs the ladder. Dropping the backend kills the kernel's group.
+//! - **One kernel per backend instance**, in its own process group, with a start-up timeout:
+//!   started by [`Jupyter::warm_up`] when the agent starts serving (the backends file's
+//!   [`Backends::warm_up_while`](crate::backends::Backends::warm_up_while) does this), or
+//!   else at the first cell. [`Jupyter::shutdown`] sends `shutdown_request` and then runs
+//!   the ladder. Dropping the backend kills the kernel's group.
 //! - **Outputs map one to one:** `stream` → stdout/stderr, `display_data` (with
 //!   `transient.display_id`) → a display, `update_display_data` → an update by id,
 //!   `execute_result` → the result (the kernel's own `execution_count` is kept in its
@@ -69,9 +71,17 @@ pub struct Jupyter {
     ladder: Ladder,
     /// Boxed: a kernel's channels are large, and this sits inside a backends enum.
     kernel: Mutex<Option<Box<Kernel>>>,
-    /// A kernel was started before: the next start says that state was lost.
+    /// A kernel was started before: a later start means that state was lost.
     started_once: AtomicBool,
+    /// A kernel replaced an earlier one: the next cell says that state was lost.
+    lost_state_note_due: AtomicBool,
 }
+
+/// Why a kernel did not start: not installed, failed to launch, or not ready in time
+/// (with its last words on stderr).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KernelStartError(String);
 
 impl Jupyter {
     /// A backend for the kernel `spec` describes.
@@ -98,6 +108,7 @@ impl Jupyter {
             ladder: Ladder::default(),
             kernel: Mutex::new(None),
             started_once: AtomicBool::new(false),
+            lost_state_note_due: AtomicBool::new(false),
         }
     }
 
@@ -153,13 +164,33 @@ impl Jupyter {
         }
     }
 
-    async fn start(&self, ctx: &ExecutionContext) -> Result<Kernel, ExecutionError> {
+    /// Starts the kernel now, if none runs, so that the first cell does not wait for it.
+    /// A cell that comes meanwhile waits for this start. If it fails, the next cell tries
+    /// again (and fails with the same reason, where a user sees it).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use runtime_native::jupyter::Jupyter;
+    ///
+    /// let python = Jupyter::named("python3");
+    /// python.warm_up().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn warm_up(&self) -> Result<(), KernelStartError> {
+        let mut slot = self.kernel.lock().await;
+        if slot.is_none() {
+            *slot = Some(Box::new(self.start().await?));
+        }
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<Kernel, KernelStartError> {
         let found;
         let spec = match &self.spec {
             Some(spec) => spec,
             None => {
                 found = kernelspec::find(&self.kernel_name, &kernelspec::search_path())
-                    .map_err(|error| ExecutionError::Unavailable(error.to_string()))?;
+                    .map_err(|error| KernelStartError(error.to_string()))?;
                 &found
             }
         };
@@ -170,12 +201,9 @@ impl Jupyter {
             startup_timeout: self.startup_timeout,
         })
         .await
-        .map_err(ExecutionError::Unavailable)?;
+        .map_err(KernelStartError)?;
         if self.started_once.swap(true, Ordering::Relaxed) {
-            ctx.stderr(format!(
-                "[a new {} kernel was started: variables and imports of earlier cells are gone]\n",
-                self.kernel_name
-            ))?;
+            self.lost_state_note_due.store(true, Ordering::Relaxed);
         }
         Ok(kernel)
     }
@@ -211,8 +239,19 @@ impl ExecutionHandler for Jupyter {
             // which kills its group; the next cell starts a fresh one.
             let mut kernel = match slot.take() {
                 Some(kernel) => kernel,
-                None => Box::new(self.start(&ctx).await?),
+                None => Box::new(
+                    self.start()
+                        .await
+                        .map_err(|error| ExecutionError::Unavailable(error.0))?,
+                ),
             };
+            if self.lost_state_note_due.swap(false, Ordering::Relaxed) {
+                // Not `?`: the kernel, out of its slot, would go with an early return.
+                let _ = ctx.stderr(format!(
+                    "[a new {} kernel was started: variables and imports of earlier cells are gone]\n",
+                    self.kernel_name
+                ));
+            }
             ctx.annotate("kernel", self.kernel_name.clone());
             let ended = run_cell(&mut kernel, &ctx, self).await;
             match ended {
