@@ -57,6 +57,7 @@ pub mod context;
 pub mod handler;
 pub mod maybe_send;
 pub mod schema;
+mod sealed;
 pub mod state;
 pub mod store;
 pub mod sync;
@@ -65,14 +66,16 @@ pub use agent::{
     AgentError, AgentHandle, AgentOptions, AgentStatus, ExecutionFailure, RuntimeAgent,
     SNAPSHOT_EVERY,
 };
-pub use client::{NotebookClient, NotebookWatcher};
+pub use client::{InputReplyError, NotebookClient, NotebookWatcher};
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use context::{
-    CancelReason, Cancelled, Display, ExecutionContext, OutputError, OutputLayer, OutputType,
+    CancelReason, Cancelled, Display, ExecutionContext, InputError, OutputError, OutputLayer,
+    OutputType,
 };
 pub use handler::{ExecutionError, ExecutionHandler, Outcome};
 pub use maybe_send::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 pub use schema::*;
+pub use sealed::SealError;
 pub use state::*;
 pub use store::{
     Batch, Catalog, LogEntry, MemoryCatalog, MemoryStore, NotebookInfo, RetryPolicy, Retrying,

@@ -1734,3 +1734,165 @@ fn flush_returns_once_what_was_written_is_in_the_log() {
         "each chunk was in the log when flush returned, in a commit of its own"
     );
 }
+
+/// Waits until `queue_id` asks for input with a request not in `seen`; returns it.
+fn wait_for_input(
+    sim: &mut Sim,
+    store: &MemoryStore,
+    queue_id: &QueueId,
+    seen: &[&InputRequest],
+) -> InputRequest {
+    let mut watcher = NotebookWatcher::new(store);
+    let queue_id = queue_id.clone();
+    let seen: Vec<InputId> = seen.iter().map(|r| r.input_id.clone()).collect();
+    let (_, asked) = sim.spawn(async move {
+        let waiting = |s: &NotebookState| {
+            s.entry(&queue_id)
+                .and_then(|e| e.input.as_ref())
+                .is_some_and(|i| i.is_waiting() && !seen.contains(&i.input_id))
+        };
+        let state = watcher.wait_until(waiting).await.unwrap();
+        state.entry(&queue_id).unwrap().input.clone().unwrap()
+    });
+    sim.run_to(&asked)
+}
+
+fn reply(
+    sim: &mut Sim,
+    store: &MemoryStore,
+    queue_id: &QueueId,
+    request: &InputRequest,
+    value: &str,
+) {
+    let client = NotebookClient::new(store.clone(), "bob");
+    let (queue_id, request, value) = (queue_id.clone(), request.clone(), value.to_owned());
+    let (_, done) = sim.spawn(async move {
+        client
+            .reply_input(&queue_id, &request, &value)
+            .await
+            .unwrap();
+    });
+    sim.run_to(&done);
+}
+
+/// Asks for a name and a password, and shows what it got.
+async fn asker(ctx: ExecutionContext) -> Result<(), ExecutionError> {
+    let name = ctx.input("Name? ").await?;
+    let secret = ctx.password("Password: ").await?;
+    ctx.stdout(format!(
+        "{name} has a secret of {} characters\n",
+        secret.chars().count()
+    ))?;
+    Ok(())
+}
+
+#[test]
+fn a_handler_asks_for_input_and_a_password_and_the_log_never_holds_the_password() {
+    let mut sim = Sim::new(21);
+    let store = MemoryStore::new();
+    spawn_agent(&mut sim, &store, options("alice"), asker);
+    let queue_id = request(&mut sim, &store, "ask");
+
+    let name = wait_for_input(&mut sim, &store, &queue_id, &[]);
+    assert_eq!((name.prompt.as_str(), name.password), ("Name? ", false));
+    assert_eq!(name.seal_key, None);
+    reply(&mut sim, &store, &queue_id, &name, "Ada");
+    // A second reply to an answered request is ignored: the first wins.
+    reply(&mut sim, &store, &queue_id, &name, "Eve");
+
+    let password = wait_for_input(&mut sim, &store, &queue_id, &[&name]);
+    assert!(password.password && password.seal_key.is_some());
+    assert_ne!(password.input_id, name.input_id);
+    reply(&mut sim, &store, &queue_id, &password, "correct horse");
+
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    assert_eq!(
+        describe(&entry.outputs),
+        ["Stdout:Name? Ada\nPassword: \nAda has a secret of 13 characters\n"]
+    );
+    assert_eq!(entry.input, None, "a finished entry asks for nothing");
+    let log: Vec<String> = store
+        .entries()
+        .iter()
+        .map(|entry| entry.event.to_json_string())
+        .collect();
+    let log = log.join("\n");
+    assert!(log.contains("v1.InputReplied") && log.contains("Ada"));
+    assert!(
+        !log.contains("correct horse"),
+        "the password is sealed in the log"
+    );
+}
+
+#[test]
+fn a_password_reply_not_sealed_to_the_key_is_refused_and_asked_again() {
+    let mut sim = Sim::new(22);
+    let store = MemoryStore::new();
+    spawn_agent(
+        &mut sim,
+        &store,
+        options("alice"),
+        |ctx: ExecutionContext| async move {
+            let secret = ctx.password("PIN: ").await?;
+            ctx.stdout(format!("got {} digits\n", secret.len()))?;
+            Ok::<(), ExecutionError>(())
+        },
+    );
+    let queue_id = request(&mut sim, &store, "pin");
+    let first = wait_for_input(&mut sim, &store, &queue_id, &[]);
+    // A client that ignores the key writes the password in clear: it is not taken.
+    let clear = InputReplied {
+        queue_id: queue_id.clone(),
+        input_id: first.input_id.clone(),
+        value: "1234".into(),
+        replied_by: "careless".into(),
+    };
+    store.commit_now(vec![clear.into()]).unwrap();
+    let second = wait_for_input(&mut sim, &store, &queue_id, &[&first]);
+    assert_ne!(
+        second.input_id, first.input_id,
+        "asked again with a new key"
+    );
+    assert_ne!(second.seal_key, first.seal_key);
+    // Sealed to the first request's key, the reply does not answer the second.
+    let client = NotebookClient::new(store.clone(), "bob");
+    let stale = InputRequest {
+        input_id: second.input_id.clone(),
+        ..first.clone()
+    };
+    let (q, s) = (queue_id.clone(), stale);
+    let (_, done) = sim.spawn(async move { client.reply_input(&q, &s, "1234").await.unwrap() });
+    sim.run_to(&done);
+    let third = wait_for_input(&mut sim, &store, &queue_id, &[&first, &second]);
+    reply(&mut sim, &store, &queue_id, &third, "98765");
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(
+        describe(&entry.outputs),
+        ["Stdout:PIN: \ngot 5 digits\n"],
+        "refused replies are not echoed"
+    );
+}
+
+#[test]
+fn cancel_while_waiting_for_input_ends_the_entry_cancelled_and_a_late_reply_is_ignored() {
+    let mut sim = Sim::new(23);
+    let store = MemoryStore::new();
+    spawn_agent(&mut sim, &store, options("alice"), asker);
+    let queue_id = request(&mut sim, &store, "ask");
+    let request = wait_for_input(&mut sim, &store, &queue_id, &[]);
+    let client = NotebookClient::new(store.clone(), "alice");
+    let target = queue_id.clone();
+    sim.spawn(async move { client.cancel(&target).await.unwrap() });
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
+    assert_eq!(entry.input, None);
+    reply(&mut sim, &store, &queue_id, &request, "too late");
+    let state = fold(&store);
+    assert_eq!(state.entry(&queue_id).unwrap().input, None);
+    assert_eq!(
+        state.stats().ignored(Ignored::AlreadyEnded),
+        1,
+        "the late reply is counted"
+    );
+}

@@ -11,7 +11,9 @@ use futures::{FutureExt, StreamExt, future, select_biased};
 use super::execution::{ExecutionReport, ExecutionSetup, run_execution};
 use super::{AgentError, AgentStatus, ExecutionFailure, RuntimeAgent, Shared};
 use crate::clock::{Clock, millis};
-use crate::context::{CancelReason, CancelSignal, ExecutionContext, ExecutionInfo, OutputSink};
+use crate::context::{
+    CancelReason, CancelSignal, ExecutionContext, ExecutionInfo, InputMailbox, OutputSink,
+};
 use crate::handler::ExecutionHandler;
 use crate::maybe_send::BoxFuture;
 use crate::schema::*;
@@ -44,6 +46,7 @@ struct Running {
     queue_id: QueueId,
     cell_id: CellId,
     cancel: CancelSignal,
+    inputs: Arc<InputMailbox>,
     future: BoxFuture<'static, ExecutionReport>,
 }
 
@@ -216,6 +219,7 @@ impl Runner {
                 return self.shut_down().await;
             }
             self.forward_cancel();
+            self.forward_input();
             self.start_claimed();
             if self.running.is_none() && self.claim.is_none() {
                 self.claim_next().await?;
@@ -372,6 +376,18 @@ impl Runner {
         }
     }
 
+    /// Hands a reply the log holds for the running execution's input request to it.
+    fn forward_input(&self) {
+        let Some(running) = &self.running else { return };
+        let reply = self.state.entry(&running.queue_id).and_then(|entry| {
+            let input = entry.input.as_ref()?;
+            Some((&input.input_id, input.reply.as_deref()?))
+        });
+        if let Some((input_id, value)) = reply {
+            running.inputs.deliver(input_id, value);
+        }
+    }
+
     fn forward_cancel(&self) {
         let Some(running) = &self.running else { return };
         let requested = self
@@ -430,6 +446,7 @@ impl Runner {
         };
         let cell_id = entry.cell_id.clone();
         let context = ExecutionContext::new(info, sink.clone(), cancel.clone());
+        let inputs = context.inputs();
         let future = run_execution(ExecutionSetup {
             handler: self.handler.clone(),
             store: self.agent.store.clone(),
@@ -446,6 +463,7 @@ impl Runner {
             queue_id,
             cell_id,
             cancel,
+            inputs,
             future,
         });
         self.shared.set_status(AgentStatus::Busy);

@@ -16,9 +16,23 @@ pub use leases::EXPIRY_MARGIN;
 
 use crate::clock::Clock;
 use crate::schema::*;
-use crate::state::{NotebookState, QueueEntry, QueueStatus, Seq, Snapshot, SnapshotKind};
+use crate::sealed::{SealError, seal};
+use crate::state::{
+    InputRequest, NotebookState, QueueEntry, QueueStatus, Seq, Snapshot, SnapshotKind,
+};
 use crate::store::{Store, StoreError, Subscription};
 use leases::LeaseEnforcer;
+
+/// Why [`NotebookClient::reply_input`] did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum InputReplyError {
+    /// A password request whose key is missing or malformed, or no randomness to seal.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Commits what a notebook client asks for, in the client's name.
 ///
@@ -128,6 +142,42 @@ impl NotebookClient {
     /// Asks to cancel every execution that has not finished.
     pub async fn cancel_all(&self) -> Result<(), StoreError> {
         self.cancel_target(CancelTarget::All).await
+    }
+
+    /// Answers `request`, the input request of the running entry `queue_id` (as
+    /// [`QueueEntry::input`] shows it). A password reply is sealed to the request's key
+    /// before it is written, so the log never holds it in clear. The first reply to a
+    /// request wins; later ones are ignored.
+    ///
+    /// ```
+    /// # use runtime_core::*;
+    /// # async fn answer(client: &NotebookClient, watcher: &mut NotebookWatcher, queue_id: &QueueId) -> Result<(), Box<dyn std::error::Error>> {
+    /// let state = watcher
+    ///     .wait_until(|state| state.entry(queue_id).is_some_and(|e| e.input.as_ref().is_some_and(|i| i.is_waiting())))
+    ///     .await?;
+    /// let request = state.entry(queue_id).and_then(|e| e.input.clone()).unwrap();
+    /// client.reply_input(queue_id, &request, "Ada").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reply_input(
+        &self,
+        queue_id: &QueueId,
+        request: &InputRequest,
+        value: &str,
+    ) -> Result<(), InputReplyError> {
+        let value = match (request.password, &request.seal_key) {
+            (false, _) => value.to_owned(),
+            (true, Some(key)) => seal(key, value)?,
+            (true, None) => return Err(InputReplyError::Seal(SealError::BadKey)),
+        };
+        let reply = InputReplied {
+            queue_id: queue_id.clone(),
+            input_id: request.input_id.clone(),
+            value,
+            replied_by: self.client_id.clone(),
+        };
+        self.commit(vec![reply.into()]).await?;
+        Ok(())
     }
 
     async fn cancel_target(&self, target: CancelTarget) -> Result<(), StoreError> {

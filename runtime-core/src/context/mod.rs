@@ -2,6 +2,7 @@
 //! outputs.
 
 mod cancel;
+mod input;
 mod layer;
 pub(crate) use layer::rewrite_bundle;
 mod outputs;
@@ -12,13 +13,16 @@ use serde_json::{Map, Value};
 
 pub(crate) use cancel::CancelSignal;
 pub use cancel::{CancelReason, Cancelled};
+pub use input::InputError;
+pub(crate) use input::InputMailbox;
 pub use layer::{OutputLayer, OutputType};
 pub(crate) use outputs::OutputSink;
 pub use outputs::{Display, OutputError};
 
 use crate::schema::{
-    CellId, CellType, DisplayId, MediaBundle, OutputId, QueueId, SessionId, StreamName,
+    CellId, CellType, DisplayId, InputId, MediaBundle, OutputId, QueueId, SessionId, StreamName,
 };
+use crate::sealed::OpeningKey;
 
 /// One execution as its handler sees it. Cheap to clone; clones share everything.
 ///
@@ -49,6 +53,7 @@ pub struct ExecutionContext {
 struct ContextInner {
     info: ExecutionInfo,
     sink: Arc<OutputSink>,
+    inputs: Arc<InputMailbox>,
 }
 
 struct LayerNode {
@@ -69,10 +74,19 @@ pub(crate) struct ExecutionInfo {
 impl ExecutionContext {
     pub(crate) fn new(info: ExecutionInfo, sink: Arc<OutputSink>, cancel: CancelSignal) -> Self {
         Self {
-            inner: Arc::new(ContextInner { info, sink }),
+            inner: Arc::new(ContextInner {
+                info,
+                sink,
+                inputs: Arc::default(),
+            }),
             cancel,
             layers: None,
         }
+    }
+
+    /// Where the agent delivers replies to this execution's input requests.
+    pub(crate) fn inputs(&self) -> Arc<InputMailbox> {
+        self.inner.inputs.clone()
     }
 
     /// A context for a wrapped handler whose outputs pass through `layer` first, then
@@ -400,6 +414,68 @@ impl ExecutionContext {
     pub fn clear(&self, wait: bool) -> Result<(), OutputError> {
         self.observe(OutputType::Clear);
         self.inner.sink.clear(wait)
+    }
+
+    /// Asks whoever watches the notebook for a line of input (Python's `input()`), and
+    /// waits for it: UIs show `prompt` until a client answers (`notebook input`, or a
+    /// page's `replyInput`). The answer is echoed after the prompt on stdout, as a terminal
+    /// shows it. One request at a time: a new one replaces an unanswered earlier one.
+    ///
+    /// Fails with [`InputError::Cancelled`] when the execution is cancelled meanwhile.
+    ///
+    /// ```
+    /// use runtime_core::{ExecutionContext, ExecutionError, Outcome};
+    ///
+    /// async fn greet(ctx: ExecutionContext) -> Result<Outcome, ExecutionError> {
+    ///     let name = ctx.input("Your name? ").await?;
+    ///     ctx.stdout(format!("Hello, {name}!\n"))?;
+    ///     Ok(Outcome::default())
+    /// }
+    /// ```
+    pub async fn input(&self, prompt: &str) -> Result<String, InputError> {
+        self.ask(prompt, false).await
+    }
+
+    /// Asks for a password: like [`input`](Self::input), but UIs hide what is typed, the
+    /// reply is sealed to a one-time key of this execution (so the log holds only a
+    /// ciphertext that nobody can open once the answer is read), and the echo shows the
+    /// prompt alone. A reply that was not sealed to the key is not taken: the question is
+    /// asked again.
+    pub async fn password(&self, prompt: &str) -> Result<String, InputError> {
+        self.ask(prompt, true).await
+    }
+
+    async fn ask(&self, prompt: &str, password: bool) -> Result<String, InputError> {
+        loop {
+            let key = password.then(OpeningKey::generate).transpose()?;
+            let input_id = InputId::random();
+            self.inner.inputs.expect(input_id.clone());
+            self.inner.sink.request_input(
+                input_id.clone(),
+                prompt,
+                key.as_ref().map(OpeningKey::public_hex),
+            )?;
+            self.flush().await?;
+            let reply = std::pin::pin!(self.inner.inputs.reply(&input_id));
+            let value = match futures::future::select(reply, self.cancelled()).await {
+                futures::future::Either::Left((reply, _)) => reply,
+                futures::future::Either::Right(_) => return Err(InputError::Cancelled),
+            };
+            let value = match &key {
+                None => value,
+                Some(key) => match key.open(&value) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        tracing::warn!(%error, "a password reply was refused; asking again");
+                        continue;
+                    }
+                },
+            };
+            let echo = if password { "" } else { value.as_str() };
+            // The echo is a courtesy: an output limit reached does not lose the answer.
+            let _ = self.stdout(format!("{prompt}{echo}\n"));
+            return Ok(value);
+        }
     }
 
     /// `true` once the execution is being cancelled.

@@ -335,6 +335,27 @@ impl OutputSink {
         Ok(())
     }
 
+    /// Queues an input request of this execution.
+    pub(crate) fn request_input(
+        &self,
+        input_id: InputId,
+        prompt: &str,
+        seal_key: Option<String>,
+    ) -> Result<(), OutputError> {
+        let mut state = self.open()?;
+        let request = InputRequested {
+            queue_id: state.queue_id.clone(),
+            session_id: state.session_id.clone(),
+            input_id,
+            prompt: prompt.to_owned(),
+            password: seal_key.is_some(),
+            seal_key,
+        };
+        state.pending.push(request.into());
+        self.wake_writer(state);
+        Ok(())
+    }
+
     pub(crate) fn clear(&self, wait: bool) -> Result<(), OutputError> {
         let mut state = self.open()?;
         state.open_stream = None;

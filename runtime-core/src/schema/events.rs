@@ -10,7 +10,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::ids::{CellId, DisplayId, OutputId, QueueId, SessionId};
+use super::ids::{CellId, DisplayId, InputId, OutputId, QueueId, SessionId};
 use super::media::MediaBundle;
 use crate::clock::Timestamp;
 
@@ -474,6 +474,46 @@ pub struct OutputsCleared {
     pub wait: bool,
 }
 
+/// A running execution asks for a line of input (Python's `input()`, `getpass`); UIs
+/// show the prompt until a reply comes. Fenced like an output: only the session running
+/// the entry may ask. A new request replaces an unanswered earlier one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputRequested {
+    /// The entry asking.
+    pub queue_id: QueueId,
+    /// The session running it.
+    pub session_id: SessionId,
+    /// This request, which the reply names.
+    pub input_id: InputId,
+    /// The prompt to show.
+    #[serde(default)]
+    pub prompt: String,
+    /// A password: the reply must be sealed to `seal_key`, and UIs must not echo it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password: bool,
+    /// With `password`: the asking agent's one-time public key (X25519, 64 hex digits) that
+    /// the reply is sealed to, as libsodium's `crypto_box_seal` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_key: Option<String>,
+}
+
+/// A client answers an input request. Applies only while the entry runs and the request
+/// is its open one; the first reply wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputReplied {
+    /// The entry that asked.
+    pub queue_id: QueueId,
+    /// The request answered.
+    pub input_id: InputId,
+    /// The line typed (without its newline); for a password request, the sealed box as
+    /// hex, which only the asking agent can open.
+    pub value: String,
+    /// Who answered.
+    pub replied_by: String,
+}
+
 /// A runtime announces itself; it becomes the active session and the previous active
 /// session is displaced (or expired, if its lease had run out by `at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -683,6 +723,10 @@ event_vocabulary! {
     MarkdownOutputAppended = "v1.MarkdownOutputAppended",
     /// See [`OutputsCleared`].
     OutputsCleared = "v1.OutputsCleared",
+    /// See [`InputRequested`].
+    InputRequested = "v1.InputRequested",
+    /// See [`InputReplied`].
+    InputReplied = "v1.InputReplied",
     /// See [`RuntimeSessionStarted`].
     RuntimeSessionStarted = "v1.RuntimeSessionStarted",
     /// See [`RuntimeSessionStatusChanged`].
@@ -763,6 +807,8 @@ impl Event {
             Event::MarkdownOutputAdded(e) => Some(&e.queue_id),
             Event::MarkdownOutputAppended(e) => Some(&e.queue_id),
             Event::OutputsCleared(e) => Some(&e.queue_id),
+            Event::InputRequested(e) => Some(&e.queue_id),
+            Event::InputReplied(e) => Some(&e.queue_id),
             Event::ExecutionCancelRequested(ExecutionCancelRequested {
                 target: CancelTarget::Entry { queue_id },
                 ..
@@ -787,6 +833,7 @@ impl Event {
             Event::MarkdownOutputAdded(e) => Some(&e.session_id),
             Event::MarkdownOutputAppended(e) => Some(&e.session_id),
             Event::OutputsCleared(e) => Some(&e.session_id),
+            Event::InputRequested(e) => Some(&e.session_id),
             Event::RuntimeSessionStarted(e) => Some(&e.session_id),
             Event::RuntimeSessionStatusChanged(e) => Some(&e.session_id),
             Event::RuntimeSessionRenewed(e) => Some(&e.session_id),
@@ -814,6 +861,8 @@ impl Event {
             Event::ErrorOutputAdded(e) => empty(e.output_id.as_str()),
             Event::MarkdownOutputAdded(e) => empty(e.output_id.as_str()),
             Event::MarkdownOutputAppended(e) => empty(e.output_id.as_str()),
+            Event::InputRequested(e) => empty(e.input_id.as_str()),
+            Event::InputReplied(e) => empty(e.input_id.as_str()),
             _ => false,
         };
         own || self.queue_id().is_some_and(|id| empty(id.as_str()))
@@ -1008,9 +1057,25 @@ mod tests {
             }
             .into(),
             OutputsCleared {
-                queue_id: q,
+                queue_id: q.clone(),
                 session_id: s.clone(),
                 wait: true,
+            }
+            .into(),
+            InputRequested {
+                queue_id: q.clone(),
+                session_id: s.clone(),
+                input_id: "i".into(),
+                prompt: "Password: ".into(),
+                password: true,
+                seal_key: Some("00".repeat(32)),
+            }
+            .into(),
+            InputReplied {
+                queue_id: q,
+                input_id: "i".into(),
+                value: "ab".into(),
+                replied_by: "u".into(),
             }
             .into(),
             RuntimeSessionStarted {
@@ -1106,7 +1171,9 @@ mod tests {
     fn events_name_their_queue_entry_and_session() {
         for event in samples() {
             let name = event.type_name();
-            let names_entry = name.starts_with("v1.Execution") || event.is_output();
+            let names_entry = name.starts_with("v1.Execution")
+                || name.starts_with("v1.Input")
+                || event.is_output();
             let cancel_all = matches!(&event, Event::ExecutionCancelRequested(c) if c.target == CancelTarget::All);
             assert_eq!(
                 event.queue_id().is_some(),
@@ -1119,6 +1186,7 @@ mod tests {
                     "v1.ExecutionAssigned",
                     "v1.ExecutionStarted",
                     "v1.ExecutionCompleted",
+                    "v1.InputRequested",
                 ]
                 .contains(&name);
             assert_eq!(event.session_id().is_some(), names_session, "{name}");

@@ -148,6 +148,10 @@ id_type!(
     DisplayId
 );
 id_type!(
+    /// Names one input request of a running execution, so its reply can name it.
+    InputId
+);
+id_type!(
     /// Names one committed batch, so a store recognises a retry of a batch it already
     /// committed and does not commit it twice.
     BatchId

@@ -305,6 +305,31 @@ impl NotebookState {
             Event::ExecutionStarted(e) => self.start(e, at(e.at)),
             Event::ExecutionCompleted(e) => self.complete(e),
             Event::ExecutionCancelRequested(e) => self.cancel(&e.target),
+            Event::InputRequested(e) => {
+                let index = self.owned_entry(&e.queue_id, &e.session_id)?;
+                self.live_mut(index)?.input = Some(InputRequest {
+                    input_id: e.input_id.clone(),
+                    prompt: e.prompt.clone(),
+                    password: e.password,
+                    seal_key: e.seal_key.clone(),
+                    reply: None,
+                });
+                Ok(())
+            }
+            Event::InputReplied(e) => {
+                let index = self.unfinished(&e.queue_id, Ignored::AlreadyEnded)?;
+                let open = self
+                    .live_mut(index)?
+                    .input
+                    .as_mut()
+                    .filter(|input| input.input_id == e.input_id)
+                    .ok_or(Ignored::NotFound)?;
+                if open.reply.is_some() {
+                    return Err(Ignored::DuplicateId);
+                }
+                open.reply = Some(e.value.clone());
+                Ok(())
+            }
             Event::RuntimeSessionStarted(e) => self.start_session(e, stamp),
             Event::RuntimeSessionStatusChanged(e) => {
                 self.active_session_mut(&e.session_id)?.status = e.status;
@@ -467,6 +492,7 @@ impl NotebookState {
                 requested_seq: seq,
                 state: EntryState::Pending,
                 cancel_requested: false,
+                input: None,
                 execution_count: None,
                 outputs: Vec::new(),
                 clear_pending: false,
@@ -649,6 +675,7 @@ impl NotebookState {
         if !self.lean {
             if let Some(entry) = self.entries.get_mut(&index) {
                 entry.state = EntryState::Completed { status, error };
+                entry.input = None;
             }
             return;
         }

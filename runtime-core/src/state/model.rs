@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::schema::{
-    Capabilities, CellId, CellType, CompletionStatus, DisplayId, MediaBundle, OutputId, QueueId,
-    SessionId, SessionStatus, StreamName, TerminationReason,
+    Capabilities, CellId, CellType, CompletionStatus, DisplayId, InputId, MediaBundle, OutputId,
+    QueueId, SessionId, SessionStatus, StreamName, TerminationReason,
 };
 
 /// Position of an event in a notebook's log. The first event has sequence number 1.
@@ -73,6 +73,34 @@ impl EntryState {
             EntryState::Completed { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+/// An input request of a running execution (see
+/// [`InputRequested`](crate::InputRequested)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputRequest {
+    /// The request, which a reply names.
+    pub input_id: InputId,
+    /// The prompt to show.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
+    /// A password: UIs hide what is typed, and the reply is sealed to `seal_key`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password: bool,
+    /// The key a password reply is sealed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_key: Option<String>,
+    /// The reply, once one came (for a password, the sealed box).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+impl InputRequest {
+    /// `true` while no reply has come: a UI shows the prompt and an input field.
+    pub fn is_waiting(&self) -> bool {
+        self.reply.is_none()
     }
 }
 
@@ -143,6 +171,9 @@ pub struct QueueEntry {
     pub clear_pending: bool,
     /// The completion's metadata (which backend ran, how it was stopped, token usage).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The running execution's latest input request, while it runs: waiting for a reply,
+    /// or answered (until the next request or the end).
+    pub input: Option<InputRequest>,
     /// Finds outputs by id, and remembers the ids of cleared ones.
     pub(crate) output_index: OutputIndex,
     /// The entry shows a result (one per execution).

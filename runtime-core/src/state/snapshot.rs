@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::model::OutputIndex;
+use super::model::{InputRequest, OutputIndex};
 use super::{
     ApplyStats, Cell, EntryState, NotebookState, Output, OutputKind, QueueEntry, RuntimeSession,
 };
@@ -256,6 +256,8 @@ struct EntryExtra<'a> {
     requested_by: &'a str,
     #[serde(skip_serializing_if = "is_false")]
     cancel_requested: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a InputRequest>,
     #[serde(skip_serializing_if = "<[Output]>::is_empty")]
     outputs: &'a [Output],
     #[serde(skip_serializing_if = "is_false")]
@@ -275,6 +277,7 @@ struct OwnedExtra {
     source: String,
     requested_by: String,
     cancel_requested: bool,
+    input: Option<InputRequest>,
     outputs: Vec<Output>,
     clear_pending: bool,
     metadata: Map<String, Value>,
@@ -320,6 +323,7 @@ fn extra_of(entry: &QueueEntry) -> Option<EntryExtra<'_>> {
         source: &entry.source,
         requested_by: &entry.requested_by,
         cancel_requested: entry.cancel_requested,
+        input: entry.input.as_ref(),
         outputs: &entry.outputs,
         clear_pending: entry.clear_pending,
         metadata: &entry.metadata,
@@ -329,6 +333,7 @@ fn extra_of(entry: &QueueEntry) -> Option<EntryExtra<'_>> {
     let empty = extra.source.is_empty()
         && extra.requested_by.is_empty()
         && !extra.cancel_requested
+        && extra.input.is_none()
         && extra.outputs.is_empty()
         && !extra.clear_pending
         && extra.metadata.is_empty()
@@ -375,6 +380,7 @@ fn decode_entry(row: DecodedRow) -> Result<QueueEntry, SnapshotError> {
         requested_seq,
         state,
         cancel_requested: extra.cancel_requested,
+        input: extra.input,
         execution_count,
         outputs: extra.outputs,
         clear_pending: extra.clear_pending,

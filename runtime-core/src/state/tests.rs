@@ -1056,6 +1056,56 @@ fn many_outputs_are_found_by_id_and_stay_spent_after_a_clear() {
 /// A log that exercises every part of the state: cells, a deleted cell, a queue, outputs
 /// with a display updated across executions, a clear, a cancel, a lost execution, two
 /// sessions.
+fn input_request(queue_id: &str, session: &str, input_id: &str) -> InputRequested {
+    InputRequested {
+        queue_id: queue_id.into(),
+        session_id: session.into(),
+        input_id: input_id.into(),
+        prompt: "? ".into(),
+        password: false,
+        seal_key: None,
+    }
+}
+
+fn input_reply(queue_id: &str, input_id: &str, value: &str) -> InputReplied {
+    InputReplied {
+        queue_id: queue_id.into(),
+        input_id: input_id.into(),
+        value: value.into(),
+        replied_by: "user".into(),
+    }
+}
+
+#[test]
+fn an_input_request_is_fenced_answered_once_and_gone_when_the_entry_ends() {
+    let mut log = running();
+    log.ok(started("s2", 1));
+    // s2 displaced s1, whose entry is lost; a fresh entry runs on s2.
+    log.ok(request("q2"));
+    log.ok(assigned("q2", "s2"));
+    log.ok(start("q2", "s2"));
+    log.ignored(input_request("q2", "s1", "i0"), Ignored::Fenced);
+    log.ignored(input_reply("q2", "i0", "x"), Ignored::NotFound);
+    log.ok(input_request("q2", "s2", "i1"));
+    let asked = log.entry("q2").input.clone().unwrap();
+    assert!(asked.is_waiting());
+    assert_eq!(asked.prompt, "? ");
+    log.ignored(input_reply("q2", "other", "x"), Ignored::NotFound);
+    log.ok(input_reply("q2", "i1", "yes"));
+    assert_eq!(
+        log.entry("q2").input.as_ref().unwrap().reply.as_deref(),
+        Some("yes")
+    );
+    log.ignored(input_reply("q2", "i1", "no"), Ignored::DuplicateId);
+    // A new request replaces the answered one.
+    log.ok(input_request("q2", "s2", "i2"));
+    assert!(log.entry("q2").input.as_ref().unwrap().is_waiting());
+    log.ok(completed("q2", "s2", CompletionStatus::Success));
+    assert_eq!(log.entry("q2").input, None);
+    log.ignored(input_reply("q2", "i2", "late"), Ignored::AlreadyEnded);
+    log.ignored(input_request("q2", "s2", "i3"), Ignored::Fenced);
+}
+
 fn rich_log() -> Vec<Event> {
     let mut events: Vec<Event> = vec![
         started("s1", 0).into(),
@@ -1087,6 +1137,10 @@ fn rich_log() -> Vec<Event> {
     events.push(completed("q1", "s1", CompletionStatus::Success).into());
     events.push(assigned("q2", "s1").into());
     events.push(start("q2", "s1").into());
+    events.push(input_request("q2", "s1", "i1").into());
+    events.push(input_reply("q2", "i1", "yes").into());
+    events.push(input_reply("q2", "i1", "again").into());
+    events.push(input_request("q2", "s1", "i2").into());
     events.push(
         DisplayOutputAdded {
             queue_id: "q2".into(),
