@@ -1,5 +1,6 @@
 //! The Jupyter backend against a real ipykernel: every output kind, an exception's
-//! traceback, interrupt that keeps the kernel's state, a kernel killed mid-cell, two
+//! traceback, `input()` and `getpass` answered and cancelled, interrupt that keeps the
+//! kernel's state, a kernel killed mid-cell, two
 //! backends with two kernels, and no kernel process left after shutdown.
 //!
 //! The kernel is the `python3` kernelspec found the way Jupyter finds it (scripts/check
@@ -330,5 +331,57 @@ async fn a_frozen_kernel_is_killed_by_its_heartbeat_and_a_busy_one_is_not() {
         "{:?}",
         describe(&entry.outputs)
     );
+    python.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_and_getpass_are_answered_and_a_cancel_while_waiting_keeps_the_kernel() {
+    let Some(spec) = python_kernel() else { return };
+    let python = Arc::new(Jupyter::new(spec).startup_timeout(Duration::from_secs(120)));
+    let served = serve(python.clone());
+
+    let source = "name = input('Name? ')\n\
+                  import getpass\n\
+                  secret = getpass.getpass('Password: ')\n\
+                  print(f'{name} has a secret of {len(secret)} characters')";
+    let queue_id = served.request(source).await;
+    let name = served.asked(&queue_id, None).await;
+    assert_eq!((name.prompt.as_str(), name.password), ("Name? ", false));
+    served.reply(&queue_id, &name, "Ada").await;
+    let password = served.asked(&queue_id, Some(&name.input_id)).await;
+    assert!(password.password, "getpass asks for a password");
+    assert_eq!(password.prompt, "Password: ");
+    served.reply(&queue_id, &password, "correct horse").await;
+    let entry = served.completion(&queue_id).await;
+    succeeded(&entry);
+    assert_eq!(
+        text_of(&entry.outputs),
+        "Name? Ada\nPassword: \nAda has a secret of 13 characters\n"
+    );
+    assert!(
+        !served.log_text().contains("correct horse"),
+        "the password never reaches the log in clear"
+    );
+
+    // Cancel while the kernel waits for input: it is interrupted and keeps its state.
+    let pid = kernel_pid(&served).await;
+    let queue_id = served.request("answer = input('Continue? ')").await;
+    served.asked(&queue_id, None).await;
+    served.cancel(&queue_id).await;
+    let entry = served.completion(&queue_id).await;
+    assert_eq!(
+        ended(&entry).0,
+        CompletionStatus::Cancelled,
+        "{:?}",
+        ended(&entry)
+    );
+    let entry = served.run("print(name)").await;
+    succeeded(&entry);
+    assert_eq!(
+        text_of(&entry.outputs),
+        "Ada\n",
+        "state survives the cancel"
+    );
+    assert_eq!(kernel_pid(&served).await, pid, "the same kernel");
     python.shutdown().await;
 }

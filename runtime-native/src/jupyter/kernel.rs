@@ -11,7 +11,9 @@ use jupyter_protocol::connection_info::Transport;
 use jupyter_protocol::{
     ConnectionInfo, JupyterMessage, JupyterMessageContent, KernelInfoRequest, ShutdownRequest,
 };
-use jupyter_zmq_client::{ClientControlConnection, ClientIoPubConnection, ClientShellConnection};
+use jupyter_zmq_client::{
+    ClientControlConnection, ClientIoPubConnection, ClientShellConnection, ClientStdinConnection,
+};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -36,6 +38,8 @@ pub(crate) struct Kernel {
     pub(crate) shell: ClientShellConnection,
     pub(crate) iopub: ClientIoPubConnection,
     pub(crate) control: ClientControlConnection,
+    /// Where the kernel asks for input (`input()`), routed to us by the shell's identity.
+    pub(crate) stdin: ClientStdinConnection,
     pub(crate) interrupt_mode: InterruptMode,
     /// Where its channels are (and its key: never logged).
     pub(crate) info: ConnectionInfo,
@@ -99,7 +103,12 @@ impl Kernel {
                 exited.map_or_else(|e| e.to_string(), |status| status.to_string())
             ))),
         };
-        let (shell, iopub, control) = match outcome {
+        let Channels {
+            shell,
+            iopub,
+            control,
+            stdin,
+        } = match outcome {
             Ok(Ok(channels)) => channels,
             Ok(Err(why)) => {
                 let said = said(&last_words);
@@ -123,6 +132,7 @@ impl Kernel {
             shell,
             iopub,
             control,
+            stdin,
             interrupt_mode: spec.interrupt_mode,
             info,
             _connection_file: connection_file,
@@ -148,34 +158,45 @@ impl Kernel {
     }
 }
 
-/// Connects the shell, iopub and control channels and waits until the kernel answers on
-/// shell and publishes to us on iopub.
-async fn connect(
-    info: &ConnectionInfo,
-    session_id: &str,
-) -> Result<
-    (
-        ClientShellConnection,
-        ClientIoPubConnection,
-        ClientControlConnection,
-    ),
-    String,
-> {
+/// A kernel's channels, as [`connect`] opens them.
+struct Channels {
+    shell: ClientShellConnection,
+    iopub: ClientIoPubConnection,
+    control: ClientControlConnection,
+    stdin: ClientStdinConnection,
+}
+
+/// Connects the shell, iopub, control and stdin channels and waits until the kernel
+/// answers on shell and publishes to us on iopub.
+async fn connect(info: &ConnectionInfo, session_id: &str) -> Result<Channels, String> {
     let mut iopub = jupyter_zmq_client::create_client_iopub_connection(info, "", session_id)
         .await
         .map_err(|error| format!("iopub: {error}"))?;
     let identity = jupyter_zmq_client::peer_identity_for_session(session_id)
         .map_err(|error| format!("identity: {error}"))?;
     let mut shell = jupyter_zmq_client::create_client_shell_connection_with_identity(
-        info, session_id, identity,
+        info,
+        session_id,
+        identity.clone(),
     )
     .await
     .map_err(|error| format!("shell: {error}"))?;
+    // The kernel routes input requests to the client whose stdin identity is its shell's.
+    let stdin = jupyter_zmq_client::create_client_stdin_connection_with_identity(
+        info, session_id, identity,
+    )
+    .await
+    .map_err(|error| format!("stdin: {error}"))?;
     let control = jupyter_zmq_client::create_client_control_connection(info, session_id)
         .await
         .map_err(|error| format!("control: {error}"))?;
     ready(&mut shell, &mut iopub).await?;
-    Ok((shell, iopub, control))
+    Ok(Channels {
+        shell,
+        iopub,
+        control,
+        stdin,
+    })
 }
 
 /// Writes the connection file, readable by this user only (it holds the key).

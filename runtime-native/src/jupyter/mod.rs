@@ -31,11 +31,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jupyter_protocol::{
-    ExecuteRequest, ExecutionState, InterruptRequest, JupyterMessage, JupyterMessageContent, Media,
-    ReplyError, ReplyStatus, Stdio,
+    ExecuteRequest, ExecutionState, InputReply, InterruptRequest, JupyterMessage,
+    JupyterMessageContent, Media, ReplyError, ReplyStatus, Stdio,
 };
 use runtime_core::{
-    Display, ExecutionContext, ExecutionError, ExecutionHandler, MediaBundle, Outcome, OutputError,
+    Display, ExecutionContext, ExecutionError, ExecutionHandler, InputError, MediaBundle, Outcome,
+    OutputError,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -334,7 +335,7 @@ async fn run_cell(
         silent: false,
         store_history: true,
         user_expressions: None,
-        allow_stdin: false,
+        allow_stdin: true,
         stop_on_error: true,
     }
     .into();
@@ -346,6 +347,7 @@ async fn run_cell(
         shell,
         iopub,
         control,
+        stdin,
         interrupt_mode,
         info,
         ..
@@ -363,6 +365,8 @@ async fn run_cell(
     let mut reply: Option<(ReplyStatus, Option<Box<ReplyError>>)> = None;
     let mut idle = false;
     let mut interrupted: Option<tokio::time::Instant> = None;
+    // The kernel's pending input request, and the question put to the notebook for it.
+    let mut asking: Option<(JupyterMessage, Asking<'_>)> = None;
     loop {
         if idle && let Some((status, error)) = reply.take() {
             return Ok(match interrupted {
@@ -393,6 +397,27 @@ async fn run_cell(
                     reply = Some((answer.status, answer.error));
                 }
             }
+            message = stdin.read() => {
+                let message = message.map_err(|error| format!("stdin: {error}"))?;
+                if let JupyterMessageContent::InputRequest(request) = &message.content {
+                    let question = ask(ctx, request.prompt.clone(), request.password);
+                    asking = Some((message, question));
+                }
+            }
+            answer = answered(&mut asking), if asking.is_some() => {
+                let Some((request, _)) = asking.take() else { continue };
+                let value = match answer {
+                    Ok(value) => value,
+                    // The cancel interrupts the kernel, which stops waiting for input.
+                    Err(InputError::Cancelled) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "the kernel's input request got no answer");
+                        String::new()
+                    }
+                };
+                let reply = InputReply { value, ..InputReply::default() }.as_child_of(&request);
+                stdin.send(reply).await.map_err(|error| format!("stdin: {error}"))?;
+            }
             _ = &mut died => {
                 return Ok(Ended::Died(kernel::said(&last_words)));
             }
@@ -415,6 +440,26 @@ async fn run_cell(
                 return Ok(Ended::Interrupted { kept: false });
             }
         }
+    }
+}
+
+/// A question put to the notebook for the kernel's `input()`.
+type Asking<'a> = std::pin::Pin<Box<dyn Future<Output = Result<String, InputError>> + Send + 'a>>;
+
+fn ask(ctx: &ExecutionContext, prompt: String, password: bool) -> Asking<'_> {
+    Box::pin(async move {
+        match password {
+            true => ctx.password(&prompt).await,
+            false => ctx.input(&prompt).await,
+        }
+    })
+}
+
+/// The answer to the pending question (only polled while there is one).
+async fn answered(asking: &mut Option<(JupyterMessage, Asking<'_>)>) -> Result<String, InputError> {
+    match asking {
+        Some((_, question)) => question.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -118,6 +118,42 @@ impl Served {
         state.entry(queue_id).unwrap().clone()
     }
 
+    /// Waits (at most 60 s) until the entry asks for input with a request other than
+    /// `after`; returns it.
+    pub(crate) async fn asked(&self, queue_id: &QueueId, after: Option<&InputId>) -> InputRequest {
+        let mut watcher = NotebookWatcher::new(&self.store);
+        let asked = watcher.wait_until(|state| {
+            state
+                .entry(queue_id)
+                .and_then(|entry| entry.input.as_ref())
+                .is_some_and(|input| input.is_waiting() && Some(&input.input_id) != after)
+        });
+        let state = tokio::time::timeout(Duration::from_secs(60), asked)
+            .await
+            .expect("the entry asks for input within 60 s")
+            .unwrap();
+        state.entry(queue_id).unwrap().input.clone().unwrap()
+    }
+
+    /// Answers the entry's input request.
+    pub(crate) async fn reply(&self, queue_id: &QueueId, request: &InputRequest, value: &str) {
+        self.client
+            .reply_input(queue_id, request, value)
+            .await
+            .unwrap();
+    }
+
+    /// The whole log as JSON lines.
+    pub(crate) fn log_text(&self) -> String {
+        let lines: Vec<String> = self
+            .store
+            .entries()
+            .iter()
+            .map(|entry| entry.event.to_json_string())
+            .collect();
+        lines.join("\n")
+    }
+
     pub(crate) async fn cancel(&self, queue_id: &QueueId) {
         self.client.cancel(queue_id).await.unwrap();
     }
