@@ -6,6 +6,7 @@
 //! cargo run --example notebook -- status              # sessions and the queue
 //! cargo run --example notebook -- show                # every cell with its outputs
 //! cargo run --example notebook -- cancel --all        # cancel what has not finished
+//! cargo run --example notebook -- input QUEUE_ID      # answer a cell's input() from stdin
 //! cargo run --example notebook -- repair              # fill gaps in a damaged store file
 //! ```
 //!
@@ -17,10 +18,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::AnyStore;
+use examples::answer::Question;
 use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
-    CellDeleted, CellType, CompletionStatus, EntryState, Event, NotebookClient, NotebookState,
-    NotebookWatcher, QueueId, QueueStatus, SessionState, Store, StoreError, StreamName,
+    CellDeleted, CellType, CompletionStatus, EntryState, Event, InputReplyError, InputRequest,
+    NotebookClient, NotebookState, NotebookWatcher, QueueId, QueueStatus, SessionState, Store,
+    StoreError, StreamName,
 };
 use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
@@ -85,6 +88,15 @@ enum Command {
         #[arg(long, conflicts_with = "queue_id")]
         all: bool,
     },
+    /// Answer a running cell's input request (Python's `input()` or `getpass`)
+    Input {
+        /// The execution's queue id
+        queue_id: String,
+        /// The answer; without it, one line is read from stdin (not echoed for a password
+        /// typed at a terminal). Pass passwords on stdin: arguments show in `ps` and in
+        /// shell history
+        value: Option<String>,
+    },
     /// Show the runtime sessions and the queue
     Status,
     /// Show every cell with its latest outputs (and the notebook's title, if it has one)
@@ -146,9 +158,11 @@ async fn main() -> ExitCode {
         }
     };
     let opening = match cli.command {
-        Command::Status | Command::Show | Command::Cancel { .. } | Command::Repair => {
-            examples::Opening::MustExist
-        }
+        Command::Status
+        | Command::Show
+        | Command::Cancel { .. }
+        | Command::Input { .. }
+        | Command::Repair => examples::Opening::MustExist,
         Command::Run { .. } | Command::Title { .. } | Command::Flood { .. } => {
             examples::Opening::CreateIfMissing
         }
@@ -190,6 +204,9 @@ async fn main() -> ExitCode {
             .await
         }
         Command::Cancel { queue_id, all } => cancel(&store, &client, queue_id, all, cli.json).await,
+        Command::Input { queue_id, value } => {
+            answer(&store, &client, queue_id.into(), value, cli.json).await
+        }
         // Status needs sessions and the queue, not outputs: a lean fold.
         Command::Status => current(NotebookWatcher::resume_lean(&store).await, &store)
             .await
@@ -259,6 +276,11 @@ async fn run(
             Some(_) => {}
         }
     }
+    // At a terminal, the cell's input requests are asked here and answered from stdin.
+    let interactive = !json && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let (asks, mut asked) = tokio::sync::watch::channel::<Option<InputRequest>>(None);
+    // The echo of an answer this command typed: the terminal shows it already.
+    let echo_to_skip = std::cell::RefCell::new(None::<String>);
     // A cell's stderr and its errors go to stderr, the rest to stdout.
     let mut stderr_streams = std::collections::HashSet::new();
     let following = follow(&mut watcher, &queue_id, |event| {
@@ -266,9 +288,24 @@ async fn run(
             out!("{}", event.to_json());
             return;
         }
-        let Some(text) = output_text(event) else {
+        if let Event::InputRequested(request) = event {
+            asks.send_replace(Some(InputRequest {
+                input_id: request.input_id.clone(),
+                prompt: request.prompt.clone(),
+                password: request.password,
+                seal_key: request.seal_key.clone(),
+                reply: None,
+            }));
+        }
+        let Some(mut text) = output_text(event) else {
             return;
         };
+        if let Event::StreamOutputAdded(_) | Event::StreamOutputAppended(_) = event
+            && let Some(echo) = echo_to_skip.borrow_mut().take()
+            && let Some(rest) = text.strip_prefix(&echo)
+        {
+            text = rest.to_owned();
+        }
         let to_stderr = match event {
             Event::StreamOutputAdded(e) if e.name == StreamName::Stderr => {
                 stderr_streams.insert(e.output_id.clone());
@@ -287,9 +324,29 @@ async fn run(
     tokio::pin!(following);
     // Ctrl-C cancels the cell and waits for its truthful end; a second one leaves it.
     let mut interrupted = false;
+    let mut question: Option<(InputRequest, Question)> = None;
     let entry = loop {
         tokio::select! {
             entry = &mut following => break entry?,
+            changed = asked.changed(), if interactive => {
+                let request = asked.borrow_and_update().clone();
+                if let (Ok(()), Some(request)) = (changed, request) {
+                    eprint!("{}", request.prompt);
+                    let reading = Question::ask(request.password);
+                    question = Some((request, reading));
+                }
+            }
+            answer = async { question.as_mut().map(|(_, q)| q)?.answer().await.ok() }, if question.is_some() => {
+                // Dropping the question turns the terminal's echo back on.
+                let Some((request, _)) = question.take() else { continue };
+                let Some(value) = answer else {
+                    eprintln!("(no answer read; answer with `notebook input {queue_id}`)");
+                    continue;
+                };
+                let shown = if request.password { "" } else { value.as_str() };
+                *echo_to_skip.borrow_mut() = Some(format!("{}{shown}\n", request.prompt));
+                reply(client, &queue_id, &request, &value).await?;
+            }
             signal = interrupts.recv() => {
                 if signal.is_none() || interrupted {
                     eprintln!("(left {queue_id}: it goes on, or ends, without this command)");
@@ -369,6 +426,76 @@ async fn cancel(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Answers the input request of a running execution, with `value` or a line of stdin.
+async fn answer(
+    store: &AnyStore,
+    client: &NotebookClient,
+    queue_id: QueueId,
+    value: Option<String>,
+    json: bool,
+) -> Result<ExitCode, StoreError> {
+    let state = current(NotebookWatcher::resume_lean(store).await, store).await?;
+    let request = match state.entry(&queue_id) {
+        None if state.queue_status(&queue_id).is_some() => {
+            eprintln!("error: execution {queue_id} has ended: it asks for nothing");
+            return Ok(ExitCode::FAILURE);
+        }
+        None => {
+            eprintln!("error: no execution {queue_id} in this notebook");
+            return Ok(ExitCode::FAILURE);
+        }
+        Some(entry) => match entry.input.clone().filter(InputRequest::is_waiting) {
+            Some(request) => request,
+            None => {
+                eprintln!(
+                    "error: execution {queue_id} is not waiting for input (it is {})",
+                    entry.queue_status().as_str()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
+    let value = match value {
+        Some(value) => value,
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("{}", request.prompt);
+            }
+            match Question::ask(request.password).answer().await {
+                Ok(value) => value,
+                Err(error) => {
+                    eprintln!("error: no answer read from stdin: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    };
+    reply(client, &queue_id, &request, &value).await?;
+    if json {
+        out!(
+            "{}",
+            json!({"answered": request.input_id, "queueId": queue_id})
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the reply (sealed, for a password).
+async fn reply(
+    client: &NotebookClient,
+    queue_id: &QueueId,
+    request: &InputRequest,
+    value: &str,
+) -> Result<(), StoreError> {
+    client
+        .reply_input(queue_id, request, value)
+        .await
+        .map_err(|error| match error {
+            InputReplyError::Store(error) => error,
+            InputReplyError::Seal(error) => StoreError::Invalid(error.to_string()),
+        })
+}
+
 fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
     let filled = store
         .sqlite()
@@ -425,7 +552,8 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
         let queue: Vec<_> = state
             .entries()
             .filter(|e| !e.is_completed())
-            .map(|e| json!({"queueId": e.queue_id, "cellId": e.cell_id, "state": entry_word(&e.state), "session": e.state.session_id()}))
+            .map(|e| json!({"queueId": e.queue_id, "cellId": e.cell_id, "state": entry_word(&e.state), "session": e.state.session_id(),
+                            "waitingForInput": waiting_prompt(e)}))
             .collect();
         out!("{}", json!({"sessions": sessions, "queue": queue}));
         return ExitCode::SUCCESS;
@@ -465,8 +593,20 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             entry_word(&entry.state),
             entry.source.lines().next().unwrap_or("")
         );
+        if let Some(prompt) = waiting_prompt(entry) {
+            out!(
+                "    waiting for input: {prompt:?} (answer with `notebook input {}`)",
+                entry.queue_id
+            );
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// The prompt of the entry's unanswered input request, if it waits for one.
+fn waiting_prompt(entry: &runtime_core::QueueEntry) -> Option<&str> {
+    let input = entry.input.as_ref().filter(|input| input.is_waiting())?;
+    Some(&input.prompt)
 }
 
 fn entry_word(state: &EntryState) -> &'static str {
@@ -494,7 +634,8 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
                 "{}",
                 json!({"cellId": cell.id, "cellType": cell.cell_type, "source": cell.source,
                        "executionCount": execution.and_then(|e| e.execution_count),
-                       "status": execution.and_then(|e| e.state.status()), "outputs": outputs})
+                       "status": execution.and_then(|e| e.state.status()), "outputs": outputs,
+                       "waitingForInput": execution.and_then(waiting_prompt)})
             );
             continue;
         }
@@ -508,6 +649,9 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
         );
         for output in outputs {
             out!("    {}", output.trim_end().replace('\n', "\n    "));
+        }
+        if let Some(prompt) = execution.and_then(waiting_prompt) {
+            out!("    (waiting for input: {prompt:?})");
         }
     }
     ExitCode::SUCCESS

@@ -2,6 +2,8 @@
 //! log and printing outputs as they arrive.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod answer;
+
 use std::process::ExitCode;
 
 use runtime_core::sync::BearerToken;
