@@ -289,13 +289,7 @@ async fn run(
             return;
         }
         if let Event::InputRequested(request) = event {
-            asks.send_replace(Some(InputRequest {
-                input_id: request.input_id.clone(),
-                prompt: request.prompt.clone(),
-                password: request.password,
-                seal_key: request.seal_key.clone(),
-                reply: None,
-            }));
+            asks.send_replace(Some(InputRequest::from(request)));
         }
         let Some(mut text) = output_text(event) else {
             return;

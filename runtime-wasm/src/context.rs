@@ -1,9 +1,10 @@
 //! `ExecutionContext` for JavaScript handlers: the Rust context in camelCase.
 
-use js_sys::JSON;
-use runtime_core::{Display, ExecutionContext, MediaBundle, OutputId};
+use js_sys::{JSON, Promise};
+use runtime_core::{Display, Event, ExecutionContext, InputRequest, MediaBundle, OutputId};
 use serde_json::{Map, Value};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 use web_sys::AbortSignal;
 
 use crate::error::js_message;
@@ -188,4 +189,84 @@ impl JsExecutionContext {
     pub fn clear(&self, wait: Option<bool>) -> Result<(), JsError> {
         self.ctx.clear(wait.unwrap_or(false)).map_err(failed)
     }
+
+    /// Asks whoever watches the notebook for a line of input and resolves with it: UIs
+    /// show `prompt` until a client answers (a `v1.InputReplied`, made by `inputReply`).
+    /// The answer is echoed after the prompt on stdout. Rejects when the execution is
+    /// cancelled meanwhile.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn input(&self, prompt: String) -> Promise {
+        let ctx = self.ctx.clone();
+        future_to_promise(async move {
+            let answer = ctx.input(&prompt).await.map_err(failed)?;
+            Ok(JsValue::from(answer))
+        })
+    }
+
+    /// Asks for a password: like `input`, but UIs hide what is typed and the reply is
+    /// sealed to a one-time key of this execution, so the log never holds it in clear.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn password(&self, prompt: String) -> Promise {
+        let ctx = self.ctx.clone();
+        future_to_promise(async move {
+            let answer = ctx.password(&prompt).await.map_err(failed)?;
+            Ok(JsValue::from(answer))
+        })
+    }
 }
+
+/// The `v1.InputReplied` event that answers `request` (a `v1.InputRequested` event, as the
+/// log has it) with `value`, in the name of `repliedBy`; commit it to the notebook's store.
+/// For a password request, `value` is sealed to the request's key first, so the log never
+/// holds it in clear.
+///
+/// ```js
+/// if (event.type === "v1.InputRequested") {
+///   const value = prompt(event.prompt);
+///   store.commit([inputReply(event, value, user.sub)]);
+/// }
+/// ```
+#[wasm_bindgen(js_name = inputReply, unchecked_return_type = "InputRepliedEvent")]
+pub fn input_reply(
+    #[wasm_bindgen(unchecked_param_type = "InputRequestedEvent")] request: JsValue,
+    value: &str,
+    #[wasm_bindgen(js_name = repliedBy)] replied_by: &str,
+) -> Result<JsValue, JsError> {
+    let text = JSON::stringify(&request)
+        .ok()
+        .and_then(|text| text.as_string())
+        .unwrap_or_default();
+    let Event::InputRequested(asked) = Event::from_json_str(&text) else {
+        return Err(JsError::new(&format!(
+            "inputReply needs a v1.InputRequested event, got {}",
+            js_message(&request)
+        )));
+    };
+    let reply = InputRequest::from(&asked)
+        .answer(&asked.queue_id, value, replied_by)
+        .map_err(failed)?;
+    JSON::parse(&Event::from(reply).to_json_string())
+        .map_err(|error| JsError::new(&js_message(&error)))
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const INPUT_EVENTS: &str = r#"
+/** A running execution asks for a line of input (see `ExecutionContext.input`). */
+export interface InputRequestedEvent {
+  type: "v1.InputRequested";
+  queueId: string;
+  sessionId: string;
+  inputId: string;
+  prompt: string;
+  password?: boolean;
+  sealKey?: string;
+}
+/** The answer to an input request, as `inputReply` makes it. */
+export interface InputRepliedEvent {
+  type: "v1.InputReplied";
+  queueId: string;
+  inputId: string;
+  value: string;
+  repliedBy: string;
+}
+"#;

@@ -34,7 +34,7 @@ mod websocket;
 
 pub use agent::{BrowserRuntimeAgent, create_browser_runtime_agent};
 pub use clock::BrowserClock;
-pub use context::JsExecutionContext;
+pub use context::{JsExecutionContext, input_reply};
 pub use hub_store::JsHubStore;
 pub use js_store::{JsStore, RuntimeStore};
 pub use memory_store::JsMemoryStore;

@@ -72,6 +72,17 @@ export function everyOutputHandler(log) {
   };
 }
 export function capabilities() { return { canExecuteCode: true, canExecuteAi: true }; }
+export function askingHandler() {
+  return async (ctx) => {
+    const name = await ctx.input("Name? ");
+    const pin = await ctx.password("PIN: ");
+    return { result: { "text/plain": `${name} ${pin.length}` } };
+  };
+}
+export function lastOfType(store, type) {
+  return store.events.filter((e) => e.type === type).pop();
+}
+export function logText(store) { return JSON.stringify(store.events); }
 "##)]
 extern "C" {
     #[wasm_bindgen(js_name = asyncStore)]
@@ -91,6 +102,12 @@ extern "C" {
     #[wasm_bindgen(js_name = everyOutputHandler)]
     fn every_output_handler(log: &Array) -> js_sys::Function;
     fn capabilities() -> JsValue;
+    #[wasm_bindgen(js_name = askingHandler)]
+    fn asking_handler() -> js_sys::Function;
+    #[wasm_bindgen(js_name = lastOfType)]
+    fn last_of_type(store: &RuntimeStore, type_name: &str) -> JsValue;
+    #[wasm_bindgen(js_name = logText)]
+    fn log_text(store: &RuntimeStore) -> String;
 }
 
 /// An agent for a test client serving `store` with `handler`, started.
@@ -444,4 +461,59 @@ async fn the_memory_store_has_the_store_interface() {
     );
     settle(agent.shutdown()).await.unwrap();
     assert!(store.events().length() > 5);
+}
+
+/// Waits until `queue_id` asks for input with a request other than `seen`; returns the
+/// request event as the log has it.
+async fn asked(store: &RuntimeStore, queue_id: &str, seen: &[String]) -> JsValue {
+    let js_store = JsStore::new(store.clone());
+    let mut watcher = NotebookWatcher::new(&js_store);
+    let queue_id = QueueId::from(queue_id);
+    watcher
+        .wait_until(|state| {
+            state
+                .entry(&queue_id)
+                .and_then(|e| e.input.as_ref())
+                .is_some_and(|i| i.is_waiting() && !seen.contains(&i.input_id.to_string()))
+        })
+        .await
+        .unwrap();
+    last_of_type(store, "v1.InputRequested")
+}
+
+#[wasm_bindgen_test]
+async fn a_js_handler_asks_for_input_and_a_page_answers_with_input_reply() {
+    let store = plain_store();
+    let _agent = serving(&store, asking_handler()).await;
+    request(&store, "q1", "ask");
+    let name = asked(&store, "q1", &[]).await;
+    let reply = runtime_wasm::input_reply(name.clone(), "Ada", "bob").unwrap();
+    commit_raw(&store, Array::of1(&reply).into());
+    let name_id = Reflect::get(&name, &"inputId".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    let pin = asked(&store, "q1", &[name_id]).await;
+    assert_eq!(
+        Reflect::get(&pin, &"password".into()).unwrap(),
+        JsValue::TRUE
+    );
+    let reply = runtime_wasm::input_reply(pin, "12345", "bob").unwrap();
+    commit_raw(&store, Array::of1(&reply).into());
+    let entry = completed(&store, "q1").await;
+    assert_eq!(entry.state.status(), Some(CompletionStatus::Success));
+    assert_eq!(texts(&entry), ["Name? Ada\nPIN: \n", "Ada 5"]);
+    assert!(
+        !log_text(&store).contains("12345"),
+        "the PIN is sealed in the log"
+    );
+
+    // Anything but an input request is refused with a clear error.
+    let refused = runtime_wasm::input_reply(
+        JSON::parse("{\"type\": \"v1.CellDeleted\", \"cellId\": \"c\"}").unwrap(),
+        "x",
+        "bob",
+    );
+    let message = js_sys::Error::from(JsValue::from(refused.unwrap_err())).message();
+    assert!(String::from(message).contains("needs a v1.InputRequested event"));
 }

@@ -16,7 +16,7 @@ pub use leases::EXPIRY_MARGIN;
 
 use crate::clock::Clock;
 use crate::schema::*;
-use crate::sealed::{SealError, seal};
+use crate::sealed::SealError;
 use crate::state::{
     InputRequest, NotebookState, QueueEntry, QueueStatus, Seq, Snapshot, SnapshotKind,
 };
@@ -165,17 +165,7 @@ impl NotebookClient {
         request: &InputRequest,
         value: &str,
     ) -> Result<(), InputReplyError> {
-        let value = match (request.password, &request.seal_key) {
-            (false, _) => value.to_owned(),
-            (true, Some(key)) => seal(key, value)?,
-            (true, None) => return Err(InputReplyError::Seal(SealError::BadKey)),
-        };
-        let reply = InputReplied {
-            queue_id: queue_id.clone(),
-            input_id: request.input_id.clone(),
-            value,
-            replied_by: self.client_id.clone(),
-        };
+        let reply = request.answer(queue_id, value, &self.client_id)?;
         self.commit(vec![reply.into()]).await?;
         Ok(())
     }

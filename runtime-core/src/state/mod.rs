@@ -307,13 +307,7 @@ impl NotebookState {
             Event::ExecutionCancelRequested(e) => self.cancel(&e.target),
             Event::InputRequested(e) => {
                 let index = self.owned_entry(&e.queue_id, &e.session_id)?;
-                self.live_mut(index)?.input = Some(InputRequest {
-                    input_id: e.input_id.clone(),
-                    prompt: e.prompt.clone(),
-                    password: e.password,
-                    seal_key: e.seal_key.clone(),
-                    reply: None,
-                });
+                self.live_mut(index)?.input = Some(InputRequest::from(e));
                 Ok(())
             }
             Event::InputReplied(e) => {

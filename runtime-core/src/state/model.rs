@@ -5,10 +5,12 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::SealError;
 use crate::clock::Timestamp;
 use crate::schema::{
-    Capabilities, CellId, CellType, CompletionStatus, DisplayId, InputId, MediaBundle, OutputId,
-    QueueId, SessionId, SessionStatus, StreamName, TerminationReason,
+    Capabilities, CellId, CellType, CompletionStatus, DisplayId, InputId, InputReplied,
+    InputRequested, MediaBundle, OutputId, QueueId, SessionId, SessionStatus, StreamName,
+    TerminationReason,
 };
 
 /// Position of an event in a notebook's log. The first event has sequence number 1.
@@ -101,6 +103,57 @@ impl InputRequest {
     /// `true` while no reply has come: a UI shows the prompt and an input field.
     pub fn is_waiting(&self) -> bool {
         self.reply.is_none()
+    }
+
+    /// The event that answers this request of entry `queue_id` with `value`, in the name of
+    /// `replied_by`. For a password, `value` is sealed to the request's key, so the event
+    /// can go into the log (see [`NotebookClient::reply_input`](crate::NotebookClient::reply_input),
+    /// which commits it).
+    ///
+    /// ```
+    /// use runtime_core::{InputRequest, InputRequested};
+    ///
+    /// let asked = InputRequested {
+    ///     queue_id: "q1".into(),
+    ///     session_id: "s1".into(),
+    ///     input_id: "i1".into(),
+    ///     prompt: "Name? ".into(),
+    ///     password: false,
+    ///     seal_key: None,
+    /// };
+    /// let reply = InputRequest::from(&asked).answer(&asked.queue_id, "Ada", "alice")?;
+    /// assert_eq!(reply.value, "Ada");
+    /// # Ok::<(), runtime_core::SealError>(())
+    /// ```
+    pub fn answer(
+        &self,
+        queue_id: &QueueId,
+        value: &str,
+        replied_by: &str,
+    ) -> Result<InputReplied, SealError> {
+        let value = match (self.password, &self.seal_key) {
+            (false, _) => value.to_owned(),
+            (true, Some(key)) => crate::sealed::seal(key, value)?,
+            (true, None) => return Err(SealError::BadKey),
+        };
+        Ok(InputReplied {
+            queue_id: queue_id.clone(),
+            input_id: self.input_id.clone(),
+            value,
+            replied_by: replied_by.to_owned(),
+        })
+    }
+}
+
+impl From<&InputRequested> for InputRequest {
+    fn from(request: &InputRequested) -> Self {
+        InputRequest {
+            input_id: request.input_id.clone(),
+            prompt: request.prompt.clone(),
+            password: request.password,
+            seal_key: request.seal_key.clone(),
+            reply: None,
+        }
     }
 }
 
