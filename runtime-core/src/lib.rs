@@ -55,6 +55,7 @@ pub mod client;
 pub mod clock;
 pub mod context;
 pub mod handler;
+pub mod ipynb;
 pub mod maybe_send;
 pub mod schema;
 mod sealed;

@@ -248,6 +248,70 @@ pub struct NotebookTitleChanged {
     pub title: String,
 }
 
+/// The notebook's own metadata changed (as Jupyter keeps it: kernelspec, language_info,
+/// anything an editor adds), replaced whole. An `.ipynb` import also records the file's
+/// `nbformat_minor` and its top-level fields this version does not name, so an export
+/// writes them back.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotebookMetadataChanged {
+    /// The whole new metadata.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// The nbformat minor version of the file it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbformat_minor: Option<u64>,
+    /// The file's other top-level fields, verbatim.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub other: Map<String, Value>,
+}
+
+/// A cell's metadata changed (tags, `collapsed`, anything an editor keeps), replaced whole,
+/// with its attachments (images a markdown cell shows by name) and the cell's fields this
+/// version does not name, as an `.ipynb` had them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellMetadataChanged {
+    /// The cell.
+    pub cell_id: CellId,
+    /// The whole new metadata.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Its attachments, if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Map<String, Value>>,
+    /// Its other fields, verbatim.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub other: Map<String, Value>,
+}
+
+/// A cell moved: it now comes right after `after`, or first without one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellMoved {
+    /// The cell.
+    pub cell_id: CellId,
+    /// The cell it now follows; none: it is first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<CellId>,
+}
+
+/// Outputs a cell shows without having run here: an imported notebook's, as nbformat
+/// outputs, verbatim (of any `output_type`), with their execution count. The cell shows
+/// them until it runs; they replace what it showed before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellOutputsImported {
+    /// The cell.
+    pub cell_id: CellId,
+    /// The execution count they came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_count: Option<u64>,
+    /// The outputs, as nbformat JSON.
+    #[serde(default)]
+    pub outputs: Vec<Value>,
+}
+
 /// A client asked for a cell to run. The request carries a snapshot of the source, so it
 /// runs what was asked even if the cell is edited meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -695,6 +759,14 @@ event_vocabulary! {
     CellDeleted = "v1.CellDeleted",
     /// See [`NotebookTitleChanged`].
     NotebookTitleChanged = "v1.NotebookTitleChanged",
+    /// See [`NotebookMetadataChanged`].
+    NotebookMetadataChanged = "v1.NotebookMetadataChanged",
+    /// See [`CellMetadataChanged`].
+    CellMetadataChanged = "v1.CellMetadataChanged",
+    /// See [`CellMoved`].
+    CellMoved = "v1.CellMoved",
+    /// See [`CellOutputsImported`].
+    CellOutputsImported = "v1.CellOutputsImported",
     /// See [`ExecutionRequested`].
     ExecutionRequested = "v1.ExecutionRequested",
     /// See [`ExecutionAssigned`].
@@ -849,6 +921,11 @@ impl Event {
             Event::CellCreated(e) => empty(e.cell_id.as_str()),
             Event::CellSourceChanged(e) => empty(e.cell_id.as_str()),
             Event::CellDeleted(e) => empty(e.cell_id.as_str()),
+            Event::CellMetadataChanged(e) => empty(e.cell_id.as_str()),
+            Event::CellMoved(e) => {
+                empty(e.cell_id.as_str()) || e.after.as_ref().is_some_and(|a| empty(a.as_str()))
+            }
+            Event::CellOutputsImported(e) => empty(e.cell_id.as_str()),
             Event::ExecutionRequested(e) => empty(e.cell_id.as_str()),
             Event::StreamOutputAdded(e) => empty(e.output_id.as_str()),
             Event::StreamOutputAppended(e) => empty(e.output_id.as_str()),
@@ -952,6 +1029,30 @@ mod tests {
             }
             .into(),
             NotebookTitleChanged { title: "t".into() }.into(),
+            NotebookMetadataChanged {
+                metadata: Map::from_iter([("kernelspec".to_owned(), json!({"name": "python3"}))]),
+                nbformat_minor: Some(4),
+                other: Map::from_iter([("extra".to_owned(), json!("future"))]),
+            }
+            .into(),
+            CellMetadataChanged {
+                cell_id: "c".into(),
+                metadata: Map::from_iter([("tags".to_owned(), json!(["parameters"]))]),
+                attachments: Some(Map::new()),
+                other: Map::new(),
+            }
+            .into(),
+            CellMoved {
+                cell_id: "c".into(),
+                after: Some("b".into()),
+            }
+            .into(),
+            CellOutputsImported {
+                cell_id: "c".into(),
+                execution_count: Some(3),
+                outputs: vec![json!({"output_type": "stream", "name": "stdout", "text": ["hi\n"]})],
+            }
+            .into(),
             ExecutionRequested {
                 queue_id: q.clone(),
                 cell_id: "c".into(),

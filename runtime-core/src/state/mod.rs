@@ -36,6 +36,8 @@ use done::DoneIds;
 pub use model::*;
 pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotError, SnapshotKind};
 
+use serde_json::Map;
+
 use crate::clock::Timestamp;
 use crate::schema::*;
 use crate::store::{LogEntry, Stamp};
@@ -129,6 +131,8 @@ pub struct NotebookState {
     /// Ids of deleted cells: never created again.
     deleted_cells: HashSet<CellId>,
     cell_order: Vec<CellId>,
+    /// The notebook's metadata (a full state only).
+    notebook_metadata: Option<NotebookMetadataChanged>,
     /// Queue entries by position (request order): all of them in a full state, the
     /// unfinished ones in a lean state.
     entries: BTreeMap<usize, QueueEntry>,
@@ -300,6 +304,35 @@ impl NotebookState {
                 }
                 Ok(())
             }
+            Event::NotebookMetadataChanged(e) => {
+                if !self.lean {
+                    self.notebook_metadata = Some(e.clone());
+                }
+                Ok(())
+            }
+            Event::CellMetadataChanged(e) => {
+                let lean = self.lean;
+                let cell = self.cells.get_mut(&e.cell_id).ok_or(Ignored::NotFound)?;
+                if !lean {
+                    cell.metadata.clone_from(&e.metadata);
+                    cell.attachments.clone_from(&e.attachments);
+                    cell.other.clone_from(&e.other);
+                }
+                Ok(())
+            }
+            Event::CellMoved(e) => self.move_cell(e),
+            Event::CellOutputsImported(e) => {
+                let lean = self.lean;
+                let cell = self.cells.get_mut(&e.cell_id).ok_or(Ignored::NotFound)?;
+                cell.shown_execution = None;
+                if !lean {
+                    cell.imported = Some(ImportedOutputs {
+                        execution_count: e.execution_count,
+                        outputs: e.outputs.clone(),
+                    });
+                }
+                Ok(())
+            }
             Event::ExecutionRequested(e) => self.request(seq, e),
             Event::ExecutionAssigned(e) => self.assign(e),
             Event::ExecutionStarted(e) => self.start(e, at(e.at)),
@@ -440,9 +473,34 @@ impl NotebookState {
             cell_type: e.cell_type,
             source: self.body(&e.source),
             shown_execution: None,
+            metadata: Map::new(),
+            attachments: None,
+            other: Map::new(),
+            imported: None,
         };
         self.cells.insert(e.cell_id.clone(), cell);
         self.cell_order.push(e.cell_id.clone());
+        Ok(())
+    }
+
+    fn move_cell(&mut self, e: &CellMoved) -> Result<(), Ignored> {
+        let exists = |id: &CellId| self.cells.contains_key(id);
+        if !exists(&e.cell_id) || e.after.as_ref().is_some_and(|after| !exists(after)) {
+            return Err(Ignored::NotFound);
+        }
+        if e.after.as_ref() == Some(&e.cell_id) {
+            return Ok(());
+        }
+        self.cell_order.retain(|id| id != &e.cell_id);
+        let at = match &e.after {
+            None => 0,
+            Some(after) => self
+                .cell_order
+                .iter()
+                .position(|id| id == after)
+                .map_or(self.cell_order.len(), |index| index + 1),
+        };
+        self.cell_order.insert(at, e.cell_id.clone());
         Ok(())
     }
 
@@ -537,6 +595,7 @@ impl NotebookState {
         };
         if let Some(cell) = self.cells.get_mut(&entry.cell_id) {
             cell.shown_execution = Some(e.queue_id.clone());
+            cell.imported = None;
         }
         Ok(())
     }
@@ -972,7 +1031,13 @@ impl NotebookState {
         self.cells.get(cell_id)
     }
 
-    /// Every cell, in the order they were created.
+    /// The notebook's metadata, as the latest [`NotebookMetadataChanged`] set it (a full
+    /// state only).
+    pub fn notebook_metadata(&self) -> Option<&NotebookMetadataChanged> {
+        self.notebook_metadata.as_ref()
+    }
+
+    /// Every cell, in order (the order they were created in, as [`CellMoved`] changed it).
     pub fn cells(&self) -> impl Iterator<Item = &Cell> {
         self.cell_order.iter().filter_map(|id| self.cells.get(id))
     }

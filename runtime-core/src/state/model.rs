@@ -30,6 +30,30 @@ pub struct Cell {
     /// The execution whose outputs the cell shows: the one most recently started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shown_execution: Option<QueueId>,
+    /// Its metadata (tags, anything an editor keeps).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    /// Its attachments (images a markdown cell shows by name), if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Map<String, Value>>,
+    /// Fields of the `.ipynb` cell it came from that this version does not name.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub other: Map<String, Value>,
+    /// Outputs it shows without having run here (an imported notebook's), until it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedOutputs>,
+}
+
+/// An imported cell's outputs: nbformat JSON, verbatim, and their execution count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportedOutputs {
+    /// The execution count they came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_count: Option<u64>,
+    /// The outputs.
+    #[serde(default)]
+    pub outputs: Vec<Value>,
 }
 
 /// Where a queue entry is in its life.

@@ -19,7 +19,10 @@ use super::{
     ApplyStats, Cell, EntryState, NotebookState, Output, OutputKind, QueueEntry, RuntimeSession,
 };
 use crate::clock::Timestamp;
-use crate::schema::{CellId, CellType, CompletionStatus, DisplayId, OutputId, QueueId, SessionId};
+use crate::schema::{
+    CellId, CellType, CompletionStatus, DisplayId, NotebookMetadataChanged, OutputId, QueueId,
+    SessionId,
+};
 use crate::state::Seq;
 
 /// The encoding version this build writes and reads; a snapshot in another is refused.
@@ -118,6 +121,8 @@ struct Encoding<'a> {
     display_ids: Vec<&'a DisplayId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notebook_metadata: Option<&'a NotebookMetadataChanged>,
     sessions: &'a [RuntimeSession],
     active_session: Option<&'a SessionId>,
     stats: &'a ApplyStats,
@@ -145,6 +150,8 @@ struct Decoding<'a> {
     display_ids: Vec<DisplayId>,
     #[serde(default)]
     title: Option<String>,
+    #[serde(default)]
+    notebook_metadata: Option<NotebookMetadataChanged>,
     sessions: Vec<RuntimeSession>,
     active_session: Option<SessionId>,
     stats: ApplyStats,
@@ -447,6 +454,7 @@ impl NotebookState {
             entries,
             display_ids: self.displays.keys().collect(),
             title: self.title.as_deref(),
+            notebook_metadata: self.notebook_metadata.as_ref(),
             sessions: &self.sessions,
             active_session: self.active_session().map(|session| &session.session_id),
             stats: &self.stats,
@@ -508,6 +516,7 @@ impl NotebookState {
             execution_count: decoded.execution_count,
             deleted_cells: decoded.deleted_cells,
             title: decoded.title,
+            notebook_metadata: decoded.notebook_metadata,
             stats: decoded.stats,
             ..NotebookState::default()
         };

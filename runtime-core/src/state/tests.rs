@@ -1056,6 +1056,102 @@ fn many_outputs_are_found_by_id_and_stay_spent_after_a_clear() {
 /// A log that exercises every part of the state: cells, a deleted cell, a queue, outputs
 /// with a display updated across executions, a clear, a cancel, a lost execution, two
 /// sessions.
+#[test]
+fn cells_keep_their_file_details_move_and_show_imported_outputs_until_they_run() {
+    let mut log = running();
+    for id in ["a", "b", "c"] {
+        log.ok(CellCreated {
+            cell_id: id.into(),
+            cell_type: CellType::Code,
+            source: id.into(),
+        });
+    }
+    let order = |log: &Log| -> Vec<String> {
+        log.state
+            .cells()
+            .map(|cell| cell.id.to_string())
+            .filter(|id| id.len() == 1)
+            .collect()
+    };
+    let moved = |cell: &str, after: Option<&str>| CellMoved {
+        cell_id: cell.into(),
+        after: after.map(CellId::from),
+    };
+    log.ok(moved("c", None));
+    assert_eq!(order(&log), ["c", "a", "b"]);
+    log.ok(moved("c", Some("b")));
+    assert_eq!(order(&log), ["a", "b", "c"]);
+    log.ok(moved("a", Some("b")));
+    assert_eq!(order(&log), ["b", "a", "c"]);
+    log.ok(moved("a", Some("a")));
+    assert_eq!(order(&log), ["b", "a", "c"]);
+    log.ignored(moved("x", None), Ignored::NotFound);
+    log.ignored(moved("a", Some("x")), Ignored::NotFound);
+
+    let metadata = Map::from_iter([("tags".to_owned(), json!(["parameters"]))]);
+    log.ok(CellMetadataChanged {
+        cell_id: "a".into(),
+        metadata: metadata.clone(),
+        attachments: None,
+        other: Map::from_iter([("future".to_owned(), json!("yes"))]),
+    });
+    let cell = log.state.cell(&"a".into()).unwrap();
+    assert_eq!(cell.metadata, metadata);
+    assert_eq!(cell.other["future"], "yes");
+    log.ignored(
+        CellMetadataChanged {
+            cell_id: "x".into(),
+            metadata: Map::new(),
+            attachments: None,
+            other: Map::new(),
+        },
+        Ignored::NotFound,
+    );
+    log.ok(NotebookMetadataChanged {
+        metadata: Map::from_iter([("language_info".to_owned(), json!({"name": "python"}))]),
+        nbformat_minor: Some(2),
+        other: Map::new(),
+    });
+    assert_eq!(
+        log.state.notebook_metadata().unwrap().nbformat_minor,
+        Some(2)
+    );
+
+    let imported = json!({"output_type": "stream", "name": "stdout", "text": ["old\n"]});
+    log.ok(CellOutputsImported {
+        cell_id: "a".into(),
+        execution_count: Some(4),
+        outputs: vec![imported.clone()],
+    });
+    let cell = log.state.cell(&"a".into()).unwrap();
+    let shown = cell.imported.as_ref().unwrap();
+    assert_eq!(
+        (shown.execution_count, &shown.outputs[..]),
+        (Some(4), &[imported][..])
+    );
+    // Running the cell replaces what it showed.
+    log.ok(ExecutionRequested {
+        queue_id: "qa".into(),
+        cell_id: "a".into(),
+        cell_type: CellType::Code,
+        source: "a".into(),
+        requested_by: "user".into(),
+    });
+    log.ok(completed("q1", "s1", CompletionStatus::Success));
+    log.ok(assigned("qa", "s1"));
+    log.ok(start("qa", "s1"));
+    let cell = log.state.cell(&"a".into()).unwrap();
+    assert_eq!(cell.imported, None);
+    assert_eq!(cell.shown_execution, Some("qa".into()));
+    // An import shows its outputs again, over the run's.
+    log.ok(CellOutputsImported {
+        cell_id: "a".into(),
+        execution_count: None,
+        outputs: Vec::new(),
+    });
+    assert_eq!(log.state.cell(&"a".into()).unwrap().shown_execution, None);
+}
+
 fn input_request(queue_id: &str, session: &str, input_id: &str) -> InputRequested {
     InputRequested {
         queue_id: queue_id.into(),
@@ -1135,6 +1231,38 @@ fn rich_log() -> Vec<Event> {
     events.push(clear(true).into());
     events.push(stdout("q1", "s1", "after-clear", "x").into());
     events.push(completed("q1", "s1", CompletionStatus::Success).into());
+    events.push(
+        NotebookMetadataChanged {
+            metadata: Map::from_iter([("kernelspec".to_owned(), json!({"name": "python3"}))]),
+            nbformat_minor: Some(4),
+            other: Map::new(),
+        }
+        .into(),
+    );
+    events.push(
+        CellMetadataChanged {
+            cell_id: "cell-q2".into(),
+            metadata: Map::from_iter([("tags".to_owned(), json!(["slow"]))]),
+            attachments: Some(Map::new()),
+            other: Map::from_iter([("extra".to_owned(), json!(5))]),
+        }
+        .into(),
+    );
+    events.push(
+        CellMoved {
+            cell_id: "cell-q2".into(),
+            after: None,
+        }
+        .into(),
+    );
+    events.push(
+        CellOutputsImported {
+            cell_id: "cell-q2".into(),
+            execution_count: Some(9),
+            outputs: vec![json!({"output_type": "future_kind", "x": 1})],
+        }
+        .into(),
+    );
     events.push(assigned("q2", "s1").into());
     events.push(start("q2", "s1").into());
     events.push(input_request("q2", "s1", "i1").into());
