@@ -321,6 +321,7 @@ fn export_output(output: &Output) -> Value {
             data,
             metadata,
             execution_count,
+            ..
         } => {
             let mut metadata = metadata.clone();
             // The kernel's own count is ours to show, not the file's.

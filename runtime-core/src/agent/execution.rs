@@ -202,7 +202,7 @@ fn show_result(sink: &OutputSink, outcome: Outcome) -> Result<(), OutputError> {
     let Some(result) = outcome.result else {
         return Ok(());
     };
-    match sink.result(result, serde_json::Map::new()) {
+    match sink.result(crate::Display::new(result)) {
         Err(OutputError::DuplicateResult) => {
             tracing::warn!("the handler returned a result after setting one; keeping the first");
             Ok(())

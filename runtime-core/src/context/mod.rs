@@ -347,22 +347,28 @@ impl ExecutionContext {
     /// Sets the execution's result value. An execution has at most one result: a second
     /// one is refused with [`OutputError::DuplicateResult`].
     pub fn result(&self, data: MediaBundle) -> Result<(), OutputError> {
-        self.result_with(data, Map::new())
+        self.result_with(Display::new(data))
     }
 
     /// [`result`](Self::result) with metadata (per-MIME, or what the backend that made it
-    /// wants to keep, such as a kernel's own execution count).
-    pub fn result_with(
-        &self,
-        data: MediaBundle,
-        metadata: Map<String, Value>,
-    ) -> Result<(), OutputError> {
-        let (mut data, mut metadata) = (data, metadata);
+    /// wants to keep, such as a kernel's own execution count) and a display id that
+    /// [`update_display`](Self::update_display) replaces it by, as Jupyter allows.
+    ///
+    /// ```
+    /// # fn f(ctx: runtime_core::ExecutionContext) -> Result<(), runtime_core::OutputError> {
+    /// use runtime_core::{Display, MediaBundle};
+    ///
+    /// ctx.result_with(Display::new(MediaBundle::plain("0%")).id("progress"))?;
+    /// ctx.update_display("progress", MediaBundle::plain("100%"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn result_with(&self, result: impl Into<Display>) -> Result<(), OutputError> {
+        let mut result = result.into();
         if self.observe(OutputType::Result) {
-            data = self.rewritten_bundle(data);
-            metadata = layer::rewrite_map(metadata, &|text| self.rewrite(text));
+            result.data = self.rewritten_bundle(result.data);
+            result.metadata = layer::rewrite_map(result.metadata, &|text| self.rewrite(text));
         }
-        self.inner.sink.result(data, metadata)
+        self.inner.sink.result(result)
     }
 
     /// Shows an error (name, message, traceback). Returning an error from the handler

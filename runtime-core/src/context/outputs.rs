@@ -242,16 +242,17 @@ impl OutputSink {
         Ok(())
     }
 
-    pub(crate) fn result(
-        &self,
-        data: MediaBundle,
-        metadata: Map<String, Value>,
-    ) -> Result<(), OutputError> {
-        let data = data.validated()?;
+    pub(crate) fn result(&self, result: Display) -> Result<(), OutputError> {
+        let data = result.data.validated()?;
         if self.lock().has_result {
             return Err(OutputError::DuplicateResult);
         }
-        let size = json_size_of_bundle(&data) + json_size_of_map(&metadata);
+        let size = json_size_of_bundle(&data)
+            + json_size_of_map(&result.metadata)
+            + result
+                .display_id
+                .as_ref()
+                .map_or(0, |id| id.as_str().len() as u64);
         let output_id = OutputId::random();
         self.add(&output_id.clone(), size, |state| {
             state.has_result = true;
@@ -260,8 +261,9 @@ impl OutputSink {
                 session_id: state.session_id.clone(),
                 output_id,
                 data,
-                metadata,
+                metadata: result.metadata,
                 execution_count: state.execution_count,
+                display_id: result.display_id,
             }
         })
     }

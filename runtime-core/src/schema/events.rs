@@ -475,6 +475,10 @@ pub struct ExecuteResultAdded {
     pub metadata: Map<String, Value>,
     /// The execution count of the execution that produced it.
     pub execution_count: u64,
+    /// A display id later `DisplayOutputUpdated` events replace it by (Jupyter's
+    /// `transient.display_id` on an `execute_result`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_id: Option<DisplayId>,
 }
 
 /// An error shown as output (Jupyter's `error`).
@@ -1132,6 +1136,7 @@ mod tests {
                 data: MediaBundle::plain("r"),
                 metadata: Map::new(),
                 execution_count: 3,
+                display_id: Some("shown".into()),
             }
             .into(),
             ErrorOutputAdded {

@@ -412,10 +412,7 @@ impl NotebookState {
                     display_id: e.display_id.clone(),
                 };
                 let index = self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)?;
-                if let Some(display_id) = &e.display_id {
-                    let shown = self.displays.entry(display_id.clone()).or_default();
-                    shown.push((index, e.output_id.clone()));
-                }
+                self.show_display(e.display_id.as_ref(), index, &e.output_id);
                 Ok(())
             }
             Event::DisplayOutputUpdated(e) => self.update_display(e),
@@ -429,9 +426,11 @@ impl NotebookState {
                     data: self.body(&e.data),
                     metadata: self.body(&e.metadata),
                     execution_count: e.execution_count,
+                    display_id: e.display_id.clone(),
                 };
-                self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)
-                    .map(drop)
+                let index = self.add_output(&e.queue_id, &e.session_id, &e.output_id, kind)?;
+                self.show_display(e.display_id.as_ref(), index, &e.output_id);
+                Ok(())
             }
             Event::ErrorOutputAdded(e) => {
                 let kind = OutputKind::Error {
@@ -763,6 +762,14 @@ impl NotebookState {
         Ok(index)
     }
 
+    /// Remembers that the output at `index` shows `display_id`, so updates find it.
+    fn show_display(&mut self, display_id: Option<&DisplayId>, index: usize, output_id: &OutputId) {
+        if let Some(display_id) = display_id {
+            let shown = self.displays.entry(display_id.clone()).or_default();
+            shown.push((index, output_id.clone()));
+        }
+    }
+
     fn update_display(&mut self, e: &DisplayOutputUpdated) -> Result<(), Ignored> {
         self.owned_entry(&e.queue_id, &e.session_id)?;
         let shown = self
@@ -777,11 +784,19 @@ impl NotebookState {
                 .and_then(|entry| entry.output_mut(output_id))
                 .map(|output| &mut output.kind)
             {
-                Some(OutputKind::Display {
-                    data,
-                    metadata,
-                    display_id: Some(shown_as),
-                }) if shown_as == &e.display_id => {
+                Some(
+                    OutputKind::Display {
+                        data,
+                        metadata,
+                        display_id: Some(shown_as),
+                    }
+                    | OutputKind::Result {
+                        data,
+                        metadata,
+                        display_id: Some(shown_as),
+                        ..
+                    },
+                ) if shown_as == &e.display_id => {
                     if !lean {
                         data.clone_from(&e.data);
                         metadata.clone_from(&e.metadata);

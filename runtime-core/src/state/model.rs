@@ -418,6 +418,9 @@ pub enum OutputKind {
         metadata: Map<String, Value>,
         /// The execution count.
         execution_count: u64,
+        /// The id updates replace it by, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_id: Option<DisplayId>,
     },
     /// An error.
     #[serde(rename = "error")]

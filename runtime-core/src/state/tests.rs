@@ -634,10 +634,17 @@ fn one_result_per_execution() {
         data: MediaBundle::plain("2"),
         metadata: Map::new(),
         execution_count: 1,
+        display_id: Some("answer".into()),
     };
     log.ok(result("r1"));
     log.ignored(result("r2"), Ignored::DuplicateResult);
     assert_eq!(log.entry("q1").outputs.len(), 1);
+    // A result with a display id is updated by it, as Jupyter updates an execute_result.
+    log.ok(update("answer", "3"));
+    let OutputKind::Result { data, .. } = &log.entry("q1").outputs[0].kind else {
+        panic!("not a result")
+    };
+    assert_eq!(data.text(), Some("3"));
 }
 
 #[test]

@@ -76,6 +76,8 @@ pub struct Jupyter {
     started_once: AtomicBool,
     /// A kernel replaced an earlier one: the next cell says that state was lost.
     lost_state_note_due: AtomicBool,
+    /// Cells may ask for input (`input()`); without, the kernel refuses at once.
+    allow_stdin: bool,
 }
 
 /// Why a kernel did not start: not installed, failed to launch, or not ready in time
@@ -110,6 +112,7 @@ impl Jupyter {
             kernel: Mutex::new(None),
             started_once: AtomicBool::new(false),
             lost_state_note_due: AtomicBool::new(false),
+            allow_stdin: true,
         }
     }
 
@@ -144,6 +147,14 @@ impl Jupyter {
     pub fn heartbeat(mut self, every: Duration, timeout: Duration) -> Self {
         self.heartbeat_every = every;
         self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Whether cells may ask for input (default yes: `input()` becomes the notebook's input
+    /// request). Without, the kernel refuses at once (ipykernel raises
+    /// `StdinNotImplementedError`), as in a headless run where nobody could answer.
+    pub fn allow_stdin(mut self, allow: bool) -> Self {
+        self.allow_stdin = allow;
         self
     }
 
@@ -335,7 +346,7 @@ async fn run_cell(
         silent: false,
         store_history: true,
         user_expressions: None,
-        allow_stdin: true,
+        allow_stdin: backend.allow_stdin,
         stop_on_error: true,
     }
     .into();
@@ -494,7 +505,11 @@ fn show(ctx: &ExecutionContext, content: JupyterMessageContent) -> Result<(), Ou
                 "kernel_execution_count".to_owned(),
                 Value::from(result.execution_count.value()),
             );
-            ctx.result_with(bundle(&result.data), metadata)
+            let mut shown = Display::new(bundle(&result.data)).metadata(metadata);
+            if let Some(id) = result.transient.and_then(|t| t.display_id) {
+                shown = shown.id(id);
+            }
+            ctx.result_with(shown)
         }
         JupyterMessageContent::ErrorOutput(error) => {
             ctx.error(&error.ename, &error.evalue, error.traceback)
