@@ -7,6 +7,9 @@
 //! cargo run --example notebook -- show                # every cell with its outputs
 //! cargo run --example notebook -- cancel --all        # cancel what has not finished
 //! cargo run --example notebook -- input QUEUE_ID      # answer a cell's input() from stdin
+//! cargo run --example notebook -- import report.ipynb # a Jupyter notebook into the log
+//! cargo run --example notebook -- export -o out.ipynb # the notebook as a Jupyter notebook
+//! cargo run --example notebook -- run-file in.ipynb -o out.ipynb  # run one on a kernel
 //! cargo run --example notebook -- repair              # fill gaps in a damaged store file
 //! ```
 //!
@@ -14,6 +17,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +31,7 @@ use runtime_core::{
 };
 use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
+use runtime_native::ipynb::{self, RunOptions};
 use serde_json::json;
 
 /// A notebook client: runs cells, cancels them and shows the notebook, sharing the store with
@@ -97,6 +102,43 @@ enum Command {
         /// shell history
         value: Option<String>,
     },
+    /// Import a Jupyter notebook (.ipynb, nbformat 4) into this notebook, which must have
+    /// no cells yet
+    Import {
+        /// The .ipynb file
+        file: PathBuf,
+    },
+    /// Write this notebook as a Jupyter notebook (.ipynb, nbformat 4.5): its cells with the
+    /// outputs of their latest runs, or those they were imported with
+    Export {
+        /// The file to write (replaced whole, never half-written); stdout without it
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run every code cell of a Jupyter notebook in order on a fresh kernel and write the
+    /// executed notebook, as `jupyter nbconvert --execute` does (no store needed). Exits 1
+    /// at the first cell that fails, unless --allow-errors
+    RunFile {
+        /// The .ipynb file to run
+        input: PathBuf,
+        /// Where to write the executed notebook (replaced whole); stdout without it
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The kernel (default: the notebook's kernelspec, else python3)
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Run every cell even after one fails; exit 0
+        #[arg(long)]
+        allow_errors: bool,
+        /// Each cell's time limit, in seconds
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// A parameter, papermill's way: a cell setting it is inserted after the cell
+        /// tagged `parameters` (numbers, True, False and None as they are, anything else a
+        /// string); repeat for more
+        #[arg(short = 'p', long = "parameter", num_args = 2, value_names = ["NAME", "VALUE"])]
+        parameters: Vec<String>,
+    },
     /// Show the runtime sessions and the queue
     Status,
     /// Show every cell with its latest outputs (and the notebook's title, if it has one)
@@ -146,6 +188,37 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // A headless run needs no store and no identity.
+    if let Command::RunFile {
+        input,
+        output,
+        kernel,
+        allow_errors,
+        timeout,
+        parameters,
+    } = cli.command
+    {
+        if let Err(error) = init_logging(cli.common.log.as_deref().unwrap_or("warn")) {
+            eprintln!("error: {error}");
+            return ExitCode::from(ConfigError::EXIT_CODE as u8);
+        }
+        let options = RunOptions {
+            kernel,
+            timeout: timeout.map(std::time::Duration::from_secs),
+            allow_errors,
+            parameters: parameters
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect(),
+            // The kernel runs where the notebook is, as nbconvert runs it.
+            cwd: input
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+            ..RunOptions::default()
+        };
+        return run_file(&input, output.as_deref(), options).await;
+    }
     let config = match cli
         .common
         .resolve()
@@ -162,10 +235,13 @@ async fn main() -> ExitCode {
         | Command::Show
         | Command::Cancel { .. }
         | Command::Input { .. }
+        | Command::Export { .. }
         | Command::Repair => examples::Opening::MustExist,
-        Command::Run { .. } | Command::Title { .. } | Command::Flood { .. } => {
-            examples::Opening::CreateIfMissing
-        }
+        Command::Run { .. }
+        | Command::Title { .. }
+        | Command::Import { .. }
+        | Command::Flood { .. } => examples::Opening::CreateIfMissing,
+        Command::RunFile { .. } => unreachable!("handled above"),
     };
     let store = match examples::open_store_with(&config, opening) {
         Ok(store) => store,
@@ -215,6 +291,11 @@ async fn main() -> ExitCode {
             .await
             .map(|state| show(&state, cli.json)),
         Command::Title { title } => client.set_title(&title).await.map(|()| ExitCode::SUCCESS),
+        Command::Import { file } => import(&store, &file, cli.json).await,
+        Command::Export { output } => current(NotebookWatcher::resume(&store).await, &store)
+            .await
+            .map(|state| export(&state, output.as_deref())),
+        Command::RunFile { .. } => unreachable!("handled above"),
         Command::Flood { count } => flood(&store, count).await,
         Command::Repair => repair(&store, cli.json),
     };
@@ -488,6 +569,99 @@ async fn reply(
             InputReplyError::Store(error) => error,
             InputReplyError::Seal(error) => StoreError::Invalid(error.to_string()),
         })
+}
+
+/// Imports an .ipynb file into a notebook that has no cells yet.
+async fn import(store: &AnyStore, file: &Path, json: bool) -> Result<ExitCode, StoreError> {
+    let events = match ipynb::read(file) {
+        Ok(events) => events,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let state = current(NotebookWatcher::resume_lean(store).await, store).await?;
+    let cells = state.cells().count();
+    if cells > 0 {
+        eprintln!(
+            "error: this notebook already has {cells} cell(s); import into a new one with --notebook NAME"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let imported = events
+        .iter()
+        .filter(|event| matches!(event, Event::CellCreated(_)))
+        .count();
+    store.commit(events).await?;
+    if json {
+        out!("{}", json!({"imported": file, "cells": imported}));
+    } else {
+        out!("imported {imported} cell(s) from {}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the notebook as an .ipynb file, or to stdout.
+fn export(state: &NotebookState, output: Option<&Path>) -> ExitCode {
+    match output {
+        None => emit(format_args!("{}", runtime_core::ipynb::to_string(state))),
+        Some(path) => {
+            if let Err(error) = ipynb::write(path, state) {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `notebook run-file`: runs a notebook file on a fresh kernel, saying how each cell ends.
+async fn run_file(input: &Path, output: Option<&Path>, options: RunOptions) -> ExitCode {
+    let events = match ipynb::read(input) {
+        Ok(events) => events,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let allow_errors = options.allow_errors;
+    let report = ipynb::run(events, options, |cell| {
+        let why = cell
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        eprintln!(
+            "[cell {} of {}: {}{why}]",
+            cell.number,
+            cell.of,
+            cell.status.as_str()
+        );
+    })
+    .await;
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = export(&report.state, output);
+    if written != ExitCode::SUCCESS {
+        return written;
+    }
+    match report.first_failure() {
+        Some(cell) if !allow_errors => {
+            eprintln!(
+                "error: cell {} of {} ended {}; the notebook was written as far as it ran",
+                cell.number,
+                cell.of,
+                cell.status.as_str()
+            );
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {

@@ -1380,3 +1380,94 @@ fn the_readme_kernel_command_serves_python_whose_input_the_client_answers() {
         }
     }
 }
+
+/// `notebook run-file` runs a notebook headless: papermill's parameters land after the
+/// cell tagged `parameters`, progress goes to stderr, the executed notebook to the file,
+/// and a failing cell stops the run with exit 1 unless `--allow-errors`.
+#[test]
+fn run_file_runs_a_notebook_with_parameters_and_stops_at_the_first_error() {
+    if !python_kernel_installed() {
+        return;
+    }
+    let home = Home::new();
+    let notebook = serde_json::json!({
+        "cells": [
+            {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": ["# Report"]},
+            {"cell_type": "code", "execution_count": null, "id": "params",
+             "metadata": {"tags": ["parameters"]}, "outputs": [], "source": ["x = 1\n", "name = 'nobody'"]},
+            {"cell_type": "code", "execution_count": null, "id": "use", "metadata": {},
+             "outputs": [], "source": ["print(name, x * 2)"]},
+            {"cell_type": "code", "execution_count": null, "id": "fail", "metadata": {},
+             "outputs": [], "source": ["1 / 0"]},
+            {"cell_type": "code", "execution_count": null, "id": "after", "metadata": {},
+             "outputs": [], "source": ["print('after')"]}
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    let input = home.dir.path().join("report.ipynb");
+    std::fs::write(&input, notebook.to_string()).unwrap();
+    let output = home.dir.path().join("out.ipynb");
+    let run = |extra: &[&str]| {
+        home.command("notebook")
+            .arg("run-file")
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .args(["-p", "x", "21", "-p", "name", "Ada"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ran = run(&[]);
+    let said = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(1), "{said}");
+    assert!(said.contains("[cell 3 of 5: success]"), "{said}");
+    assert!(
+        said.contains("[cell 4 of 5: error: ZeroDivisionError: division by zero]"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("cell 5 of 5"),
+        "the run stops at the error: {said}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    let cells = written["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 6, "one injected cell");
+    assert_eq!(cells[2]["metadata"]["tags"][0], "injected-parameters");
+    assert_eq!(concat(&cells[2]["source"]), "x = 21\nname = \"Ada\"\n");
+    assert_eq!(cells[3]["outputs"][0]["text"][0], "Ada 42\n");
+    assert_eq!(cells[4]["outputs"][0]["ename"], "ZeroDivisionError");
+    assert_eq!(
+        cells[5]["execution_count"],
+        serde_json::Value::Null,
+        "not run"
+    );
+
+    let ran = run(&["--allow-errors"]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    assert_eq!(written["cells"][5]["outputs"][0]["text"][0], "after\n");
+
+    let missing = home
+        .command("notebook")
+        .args(["run-file", "no-such.ipynb"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such.ipynb"));
+}
+
+/// A list of strings (nbformat's multiline text), joined.
+fn concat(value: &serde_json::Value) -> String {
+    value
+        .as_array()
+        .map(|parts| parts.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default()
+}

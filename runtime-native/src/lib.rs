@@ -47,6 +47,9 @@ pub mod files;
 #[cfg(unix)]
 pub mod http;
 pub mod hub;
+// Reading and writing .ipynb files, and running them on a kernel.
+#[cfg(unix)]
+pub mod ipynb;
 #[cfg(unix)]
 pub mod jupyter;
 #[cfg(feature = "postgres")]

@@ -293,3 +293,129 @@ fn bad_files_are_clear_errors() {
         assert!(error.contains(expected), "{text}: {error}");
     }
 }
+
+/// nbclient's own test notebooks that need nothing but ipykernel and nbclient's defaults.
+const RUN_BY_BOTH: &[&str] = &[
+    "HelloWorld",
+    "Factorials",
+    "Empty Cell",
+    "Error",
+    "Clear Output",
+    "update-display-id",
+    "Unicode",
+    "UnicodePy3",
+    "SVG",
+    "Inline Image",
+    "Disable Stdin",
+    "Skip Exceptions",
+    "Skip Exceptions with Cell Tags",
+    "Skip Execution with Cell Tag",
+];
+
+/// What must match between two runs of a notebook: each code cell's execution count and
+/// outputs, without what depends on timing: a traceback's file names, the timing metadata
+/// nbclient adds, text that is a list of lines in one and a string in the other, and the
+/// order of stdout against stderr (ipykernel flushes the two streams from a thread of its
+/// own), so each stream's text is compared whole, and the other outputs in order.
+fn run_outcome(notebook: &Value) -> Vec<Value> {
+    let text = |value: &Value| Value::from(joined(value));
+    notebook["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|cell| cell["cell_type"] == "code")
+        .map(|cell| {
+            let (mut stdout, mut stderr, mut others) = (String::new(), String::new(), Vec::new());
+            for output in cell["outputs"].as_array().unwrap() {
+                let mut output = output.as_object().unwrap().clone();
+                if output["output_type"] == "stream" {
+                    let stream = if output["name"] == "stderr" {
+                        &mut stderr
+                    } else {
+                        &mut stdout
+                    };
+                    stream.push_str(&joined(&output["text"]));
+                    continue;
+                }
+                if let Some(Value::Object(data)) = output.get_mut("data") {
+                    for value in data.values_mut() {
+                        if value.is_array() {
+                            *value = text(value);
+                        }
+                    }
+                }
+                if output.contains_key("traceback") {
+                    output.insert("traceback".into(), Value::from("(a traceback)"));
+                }
+                others.push(Value::Object(output));
+            }
+            serde_json::json!({"execution_count": cell["execution_count"], "stdout": stdout,
+                               "stderr": stderr, "outputs": others})
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_run_gives_what_nbclient_gives() {
+    let (Some(dir), Some(python)) = (corpus(), python()) else {
+        return;
+    };
+    let files = dir.join("nbclient-0.11.0/tests/files");
+    // nbclient runs each notebook in its directory, stops at the first error, and writes the
+    // notebook as far as it got.
+    let script = "import sys, nbformat, nbclient\n\
+                  path, out = sys.argv[1], sys.argv[2]\n\
+                  nb = nbformat.read(path, as_version=4)\n\
+                  client = nbclient.NotebookClient(nb, kernel_name='python3', timeout=60,\n\
+                  \x20   resources={'metadata': {'path': sys.argv[3]}})\n\
+                  try:\n\
+                  \x20   client.execute()\n\
+                  except nbclient.exceptions.CellExecutionError:\n\
+                  \x20   pass\n\
+                  nbformat.write(nb, out)\n";
+    let scratch = tempfile::tempdir().unwrap();
+    let mut written = Vec::new();
+    for name in RUN_BY_BOTH {
+        let path = files.join(format!("{name}.ipynb"));
+        let theirs_path = scratch.path().join(format!("{name}.nbclient.ipynb"));
+        let ran = Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .arg(&theirs_path)
+            .arg(&files)
+            .output()
+            .unwrap();
+        assert!(
+            ran.status.success(),
+            "nbclient on {name}: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        let theirs: Value = serde_json::from_slice(&std::fs::read(&theirs_path).unwrap()).unwrap();
+
+        let options = runtime_native::ipynb::RunOptions {
+            cwd: Some(files.clone()),
+            timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let events = runtime_native::ipynb::read(&path).unwrap();
+        let report = runtime_native::ipynb::run(events, options, |_| {})
+            .await
+            .unwrap();
+        let ours = ipynb::export(&report.state);
+        let ours_path = scratch.path().join(format!("{name}.ours.ipynb"));
+        runtime_native::ipynb::write(&ours_path, &report.state).unwrap();
+        written.push(ours_path);
+        if let Some(difference) = difference(
+            &Value::from(run_outcome(&theirs)),
+            &Value::from(run_outcome(&ours)),
+            "",
+        ) {
+            panic!("{name}: our run differs from nbclient's at {difference}");
+        }
+    }
+    // What a run writes is a valid notebook.
+    for (path, verdict) in written.iter().zip(validate(&python, &written)) {
+        assert_eq!(verdict, None, "{}", path.display());
+    }
+}
