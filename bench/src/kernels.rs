@@ -1,5 +1,6 @@
 //! B12 and B14: the Jupyter backend, against the same ipykernel driven directly with the
-//! same client crate (jupyter-zmq-client), in the same run.
+//! same client crate (jupyter-zmq-client), in the same run. B13: a whole notebook run
+//! headless, against nbclient.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -48,6 +49,101 @@ pub async fn round_trips(spec: &KernelSpec, dir: &Path, samples: usize) -> (Summ
     notebook.stop().await;
     direct.stop().await;
     (Summary::of(&agent_took), Summary::of(&direct_took))
+}
+
+/// How many small cells B13's notebook has.
+pub const NOTEBOOK_CELLS: usize = 50;
+
+/// B13: a notebook of [`NOTEBOOK_CELLS`] small cells run end to end, kernel start and
+/// writing the result included, by `notebook run-file` and by nbclient (a Python process
+/// that reads it, runs it with `NotebookClient` and writes it), one of each in turn, both
+/// on the same kernelspec. Returns (ours, nbclient's).
+pub fn notebook_runs(
+    spec: &KernelSpec,
+    notebook_cli: &Path,
+    python: &Path,
+    dir: &Path,
+    samples: usize,
+) -> (Summary, Summary) {
+    let cells: Vec<serde_json::Value> = (0..NOTEBOOK_CELLS)
+        .map(|n| {
+            serde_json::json!({"cell_type": "code", "execution_count": null, "id": format!("cell-{n}"),
+                               "metadata": {}, "outputs": [], "source": format!("x{n} = {n} * 2\nprint(x{n})")})
+        })
+        .collect();
+    let notebook =
+        serde_json::json!({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5});
+    let input = dir.join("b13.ipynb");
+    std::fs::write(&input, notebook.to_string()).unwrap();
+    // Both find the same kernelspec: the one this run measures.
+    let jupyter_path = spec.dir.parent().and_then(Path::parent).unwrap();
+    let script = "import sys, nbformat, nbclient\n\
+                  nb = nbformat.read(sys.argv[1], as_version=4)\n\
+                  nbclient.NotebookClient(nb, kernel_name='python3').execute()\n\
+                  nbformat.write(nb, sys.argv[2])\n";
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let output = dir.join("b13.ours.ipynb");
+        let started = Instant::now();
+        let ran = std::process::Command::new(notebook_cli)
+            .arg("run-file")
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .env("JUPYTER_PATH", jupyter_path)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        ours.push(started.elapsed());
+        assert!(ran.success(), "notebook run-file failed");
+        assert_ran_all(&output);
+
+        let output = dir.join("b13.nbclient.ipynb");
+        let started = Instant::now();
+        let ran = std::process::Command::new(python)
+            .args(["-c", script])
+            .arg(&input)
+            .arg(&output)
+            .env("JUPYTER_PATH", jupyter_path)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        theirs.push(started.elapsed());
+        assert!(ran.success(), "nbclient failed");
+        assert_ran_all(&output);
+    }
+    (Summary::of(&ours), Summary::of(&theirs))
+}
+
+/// Checks that every cell of an executed B13 notebook printed its value.
+fn assert_ran_all(path: &Path) {
+    let notebook: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let cells = notebook["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), NOTEBOOK_CELLS);
+    for (n, cell) in cells.iter().enumerate() {
+        // nbclient keeps a print's text and its newline as two outputs when the kernel sent
+        // them apart; the text is what must be there.
+        let printed: String = cell["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|output| match &output["text"] {
+                serde_json::Value::String(text) => vec![text.clone()],
+                serde_json::Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|part| part.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(
+            printed,
+            format!("{}\n", n * 2),
+            "{}: cell {n}",
+            path.display()
+        );
+    }
 }
 
 /// B14: `time.sleep(30)` cancelled 50 ms after it shows it runs → `cancelled` observed.

@@ -62,6 +62,10 @@ struct Binaries {
     echo_agent: PathBuf,
     native_bench: PathBuf,
     hub: PathBuf,
+    /// The notebook CLI (B13's `run-file`).
+    notebook: PathBuf,
+    /// The Python whose nbclient B13 measures (--python's, else the kernelspec's).
+    python: Option<PathBuf>,
 }
 
 /// One row of the report.
@@ -98,6 +102,7 @@ fn sizes(quick: bool) -> Sizes {
             scaling: &[1, 10],
             scaling_samples: 50,
             kernel_samples: 20,
+            notebook_runs: 2,
             kernel_cancels: 2,
             pg_notebooks: &[1, 10],
             pg_writers: 10,
@@ -124,6 +129,7 @@ fn sizes(quick: bool) -> Sizes {
             scaling: &[1, 10, 100],
             scaling_samples: 1_000,
             kernel_samples: 500,
+            notebook_runs: 7,
             kernel_cancels: 10,
             pg_notebooks: &[1, 10, 100, 1_000],
             pg_writers: 100,
@@ -157,6 +163,8 @@ struct Sizes {
     scaling_samples: usize,
     /// B12 and B14: executions and cancels on a kernel.
     kernel_samples: usize,
+    /// B13: whole-notebook runs of each.
+    notebook_runs: usize,
     kernel_cancels: usize,
     /// B21: notebooks in the database.
     pg_notebooks: &'static [usize],
@@ -227,9 +235,11 @@ fn main() {
         &size,
         &wants,
         &Binaries {
+            notebook: echo_agent.with_file_name("notebook"),
             echo_agent,
             native_bench,
             hub,
+            python: cli.python.clone(),
         },
         cli.wasm.as_deref(),
         &scratch,
@@ -330,6 +340,8 @@ async fn measure(
         echo_agent,
         native_bench,
         hub,
+        notebook: notebook_cli,
+        python,
     } = binaries;
     let (echo_agent, native_bench, hub) =
         (echo_agent.as_path(), native_bench.as_path(), hub.as_path());
@@ -675,15 +687,16 @@ async fn measure(
         });
     }
 
-    if wants("B12") || wants("B14") {
+    if wants("B12") || wants("B13") || wants("B14") {
         match kernel {
-            None => eprintln!("B12, B14: skipped, no python3 kernelspec (pass --python)"),
+            None => eprintln!("B12, B13, B14: skipped, no python3 kernelspec (pass --python)"),
             Some(spec) => {
-                eprintln!("B12: executions on ipykernel through the agent and directly");
-                let (agent, direct) =
-                    kernels::round_trips(spec, scratch, size.kernel_samples).await;
-                let added = agent.median_us - direct.median_us;
-                rows.push(Row {
+                if wants("B12") {
+                    eprintln!("B12: executions on ipykernel through the agent and directly");
+                    let (agent, direct) =
+                        kernels::round_trips(spec, scratch, size.kernel_samples).await;
+                    let added = agent.median_us - direct.median_us;
+                    rows.push(Row {
                     id: "B12",
                     scenario: "execute \"1\" on ipykernel: through the agent and its Jupyter backend (request → completion observed, in process) vs a second kernel driven directly with the same client crate (execute_request → reply and idle), in turn".into(),
                     ours: format!("{} / {} (added: {} at the median)", human(agent.median_us), human(agent.p99_us), human(added)),
@@ -693,11 +706,36 @@ async fn measure(
                     met: Some(added <= 200.0),
                     data: json!({"agent": agent.to_json(), "direct": direct.to_json(), "added_median_us": added}),
                 });
-                eprintln!("B14: interrupt of time.sleep(30) through the agent");
-                let cancel = kernels::cancels(spec, size.kernel_cancels).await;
-                let (ours, theirs, ratio) =
-                    medians(cancel, peer_summary(peer, "interrupt_to_idle"));
-                rows.push(Row {
+                }
+                if wants("B13") {
+                    eprintln!("B13: a notebook of 50 cells, run-file vs nbclient");
+                    let python = python
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(&spec.argv[0]));
+                    let (ours, theirs) = kernels::notebook_runs(
+                        spec,
+                        notebook_cli,
+                        &python,
+                        scratch,
+                        size.notebook_runs,
+                    );
+                    rows.push(Row {
+                    id: "B13",
+                    scenario: format!("a notebook of {} small cells (`x = n * 2; print(x)`) run end to end, kernel start and writing the file included: `notebook run-file` vs nbclient's NotebookClient in a Python process, in turn, same kernelspec", kernels::NOTEBOOK_CELLS),
+                    ours: format!("{} / {}", human(ours.median_us), human(ours.p99_us)),
+                    peer: format!("{} / {}", human(theirs.median_us), human(theirs.p99_us)),
+                    ratio: Some(ours.median_us / theirs.median_us),
+                    target: "faster than nbclient",
+                    met: Some(ours.median_us < theirs.median_us),
+                    data: json!({"ours": ours.to_json(), "nbclient": theirs.to_json()}),
+                });
+                }
+                if wants("B14") {
+                    eprintln!("B14: interrupt of time.sleep(30) through the agent");
+                    let cancel = kernels::cancels(spec, size.kernel_cancels).await;
+                    let (ours, theirs, ratio) =
+                        medians(cancel, peer_summary(peer, "interrupt_to_idle"));
+                    rows.push(Row {
                     id: "B14",
                     scenario: "cancel of time.sleep(30) on ipykernel through the agent → cancelled observed (SIGINT to the kernel's group) vs jupyter_client's interrupt_kernel → idle".into(),
                     ours,
@@ -707,6 +745,7 @@ async fn measure(
                     met: None,
                     data: json!({"ours": cancel.to_json()}),
                 });
+                }
             }
         }
     }
@@ -1117,8 +1156,10 @@ fn markdown(rows: &[Row]) -> String {
         // B7 compares memory; every other ratio compares time.
         let better = if row.id == "B7" { "smaller" } else { "faster" };
         let ratio = row.ratio.map_or("—".into(), |r| {
-            if r < 1.0 {
+            if r < 0.5 {
                 format!("{r:.4} ({:.0}× {better})", 1.0 / r)
+            } else if r < 1.0 {
+                format!("{r:.4} ({:.1}× {better})", 1.0 / r)
             } else {
                 format!("{r:.2}")
             }
