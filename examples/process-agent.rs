@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example process-agent -- --backends examples/backends.toml --client-id alice
 //! cargo run --example process-agent -- --backends examples/backends.toml --backend python --client-id alice
+//! cargo run --example process-agent -- --kernel python3 --client-id alice   # a Jupyter kernel, no file
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -14,6 +15,7 @@ use clap::Parser;
 use runtime_core::{Capabilities, RuntimeAgent};
 use runtime_native::backends::{BackendsConfig, default_backends_path};
 use runtime_native::config::{AgentArgs, ConfigError, init_logging};
+use runtime_native::jupyter::kernelspec;
 use runtime_native::{RunError, TokioClock, run_until_signal};
 
 /// Serves a notebook with a process backend chosen in a backends file.
@@ -32,6 +34,10 @@ struct Cli {
     /// Serve with this backend instead of the file's `use`
     #[arg(long, env = "RUNTIME_BACKEND", value_name = "NAME")]
     backend: Option<String>,
+    /// Serve every cell on the installed Jupyter kernel NAME (python3, ir, julia-1.10, ...),
+    /// with no backends file; an unknown name lists the kernels installed
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["backends", "backend"])]
+    kernel: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -44,18 +50,26 @@ async fn main() -> ExitCode {
         eprintln!("error: {error}");
         ExitCode::from(ConfigError::EXIT_CODE as u8)
     };
-    let Some(path) = cli.backends.clone().or_else(default_backends_path) else {
-        return usage_error(
-            &"no backends file: pass --backends <PATH> (examples/backends.toml is a start)",
-        );
-    };
-    let backends = BackendsConfig::load(&path).and_then(|config| match &cli.backend {
-        Some(name) => config.select(name),
-        None => Ok(config),
-    });
-    let backends = match backends {
-        Ok(backends) => backends,
-        Err(error) => return usage_error(&error),
+    let (backends, path) = match &cli.kernel {
+        Some(name) => match kernelspec::find(name, &kernelspec::search_path()) {
+            Ok(spec) => (BackendsConfig::kernel(spec), PathBuf::from("--kernel")),
+            Err(error) => return usage_error(&error),
+        },
+        None => {
+            let Some(path) = cli.backends.clone().or_else(default_backends_path) else {
+                return usage_error(
+                    &"no backends file: pass --backends <PATH> (examples/backends.toml is a start), or --kernel NAME",
+                );
+            };
+            let backends = BackendsConfig::load(&path).and_then(|config| match &cli.backend {
+                Some(name) => config.select(name),
+                None => Ok(config),
+            });
+            match backends {
+                Ok(backends) => (backends, path),
+                Err(error) => return usage_error(&error),
+            }
+        }
     };
     // The runtime type defaults to the backend's name.
     let runtime_type = backends.selected().to_owned();

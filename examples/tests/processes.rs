@@ -1284,21 +1284,30 @@ fn stdout_of(state: &NotebookState, queue_id: &QueueId) -> String {
         .collect()
 }
 
-/// The README's command serves real Python from examples/backends.toml; the notebook
-/// client answers the cells' `input()` and `getpass` from stdin, the password never
-/// reaches the store file in clear, and stopping the agent stops its kernel.
+/// The README's command (`--kernel python3`) serves real Python; the notebook client
+/// answers the cells' `input()` and `getpass` from stdin, the password never reaches the
+/// store file in clear, and stopping the agent stops its kernel. An unknown kernel name is
+/// a usage error listing those installed.
 #[test]
 fn the_readme_kernel_command_serves_python_whose_input_the_client_answers() {
     if !python_kernel_installed() {
         return;
     }
     let home = Home::new();
-    let backends = Path::new(env!("CARGO_MANIFEST_DIR")).join("backends.toml");
+    let unknown = home
+        .command("process-agent")
+        .args(["--kernel", "no-such-kernel", "--client-id", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        said.contains("no Jupyter kernel named \"no-such-kernel\"") && said.contains("python3"),
+        "{said}"
+    );
     let mut agent = home
         .command("process-agent")
-        .arg("--backends")
-        .arg(&backends)
-        .args(["--backend", "kernel", "--client-id", "alice"])
+        .args(["--kernel", "python3", "--client-id", "alice"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -51,7 +51,7 @@ use crate::AuthToken;
 use crate::TokioClock;
 use crate::files::{MAX_CONFIG_FILE, SmallFileError, read_small_text, toml_error_without_values};
 use crate::http::Http;
-use crate::jupyter::Jupyter;
+use crate::jupyter::{Jupyter, KernelSpec};
 use crate::process::{Adapter, Codex, Input, Job, Ladder, Program, Session, TurnEnd};
 
 /// Where a backends file is looked for by default:
@@ -320,6 +320,44 @@ impl BackendsConfig {
             redactor,
             backends,
         })
+    }
+
+    /// Backends with one: the Jupyter kernel `spec`, as a backends file's `kind = "jupyter"`
+    /// entry gives it by default (the process agent's `--kernel NAME`). It is named after
+    /// the kernel.
+    ///
+    /// ```no_run
+    /// use runtime_native::backends::BackendsConfig;
+    /// use runtime_native::jupyter::kernelspec;
+    ///
+    /// let spec = kernelspec::find("python3", &kernelspec::search_path())?;
+    /// let backends = BackendsConfig::kernel(spec).build(None);
+    /// assert_eq!(backends.name, "python3");
+    /// # Ok::<(), kernelspec::KernelSpecError>(())
+    /// ```
+    pub fn kernel(spec: KernelSpec) -> BackendsConfig {
+        let name = spec.name.clone();
+        let ladder = Ladder::default();
+        let backend = BackendSpec {
+            kind: Kind::Jupyter(
+                Jupyter::new(spec)
+                    .ladder(ladder)
+                    .interrupt_grace(ladder.interrupt_grace),
+            ),
+            ladder,
+            max_output_bytes: None,
+            max_runtime: None,
+        };
+        BackendsConfig {
+            path: PathBuf::from(format!("--kernel {name}")),
+            primary: name.clone(),
+            fallback: None,
+            mode: FallbackMode::Auto,
+            after_silent_failure: false,
+            empty_is_failure: false,
+            redactor: Redactor::new(),
+            backends: BTreeMap::from([(name, backend)]),
+        }
     }
 
     /// The names of the configured backends.
