@@ -1,4 +1,4 @@
-//! `.ipynb` files: [`read`] one into the events that build it, [`write`] a notebook's state
+//! `.ipynb` files: [`read`] one into the events that build it, [`write()`] a notebook's state
 //! out as one, and [`run`] one headless on a Jupyter kernel, as `jupyter nbconvert
 //! --execute` and papermill do. The format itself is `runtime_core::ipynb`'s.
 
@@ -139,7 +139,7 @@ pub struct CellRun {
 /// What a [`run`] did.
 #[derive(Debug)]
 pub struct RunReport {
-    /// The notebook after the run: [`write`] it, or export it with [`ipynb::export`].
+    /// The notebook after the run: [`write()`] it, or export it with [`ipynb::export`].
     pub state: NotebookState,
     /// Every cell that ran, in order.
     pub cells: Vec<CellRun>,
