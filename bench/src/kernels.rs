@@ -91,11 +91,14 @@ pub fn notebook_runs(
             .arg("-o")
             .arg(&output)
             .env("JUPYTER_PATH", jupyter_path)
-            .stderr(Stdio::null())
-            .status()
+            .output()
             .unwrap();
         ours.push(started.elapsed());
-        assert!(ran.success(), "notebook run-file failed");
+        assert!(
+            ran.status.success(),
+            "notebook run-file failed: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
         assert_ran_all(&output);
 
         let output = dir.join("b13.nbclient.ipynb");
@@ -105,11 +108,14 @@ pub fn notebook_runs(
             .arg(&input)
             .arg(&output)
             .env("JUPYTER_PATH", jupyter_path)
-            .stderr(Stdio::null())
-            .status()
+            .output()
             .unwrap();
         theirs.push(started.elapsed());
-        assert!(ran.success(), "nbclient failed");
+        assert!(
+            ran.status.success(),
+            "nbclient failed: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
         assert_ran_all(&output);
     }
     (Summary::of(&ours), Summary::of(&theirs))

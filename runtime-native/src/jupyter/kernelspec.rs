@@ -212,7 +212,10 @@ fn read(name: &str, path: &Path) -> Result<KernelSpec, KernelSpecError> {
         Some("message") => InterruptMode::Message,
         Some(other) => return Err(invalid(format!("unknown interrupt_mode {other:?}"))),
     };
+    // Absolute, so the interpreter found beside it stays right in a kernel run from
+    // another directory (a relative JUPYTER_PATH entry, for one).
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let mut argv = json.argv;
     if let Some(own) = own_interpreter(&argv[0], &dir) {
         argv[0] = own;
@@ -332,6 +335,22 @@ mod tests {
             PathBuf::from(&found.argv[0]),
             prefix.path().join("bin").join("python")
         );
+    }
+
+    #[test]
+    fn a_spec_found_on_a_relative_path_names_its_interpreter_absolutely() {
+        let prefix = tempfile::tempdir_in(".").unwrap();
+        let name = prefix.path().file_name().unwrap();
+        let relative = PathBuf::from(name).join("share").join("jupyter");
+        let spec = r#"{"argv": ["python3", "-f", "{connection_file}"], "display_name": "P"}"#;
+        write_spec(&relative, "python3", spec);
+        std::fs::create_dir_all(prefix.path().join("bin")).unwrap();
+        std::fs::write(prefix.path().join("bin").join("python3"), "").unwrap();
+        let found = find("python3", &[relative]).unwrap();
+        assert!(found.dir.is_absolute(), "{:?}", found.dir);
+        let program = PathBuf::from(&found.argv[0]);
+        assert!(program.is_absolute(), "{program:?}");
+        assert!(program.ends_with(Path::new(name).join("bin").join("python3")));
     }
 
     #[test]
