@@ -5,6 +5,7 @@
 //! cargo run --example notebook -- run --type ai "hi"  # an AI cell
 //! cargo run --example notebook -- status              # sessions and the queue
 //! cargo run --example notebook -- show                # every cell with its outputs
+//! cargo run --example notebook -- follow QUEUE_ID     # its outputs, live, from anywhere
 //! cargo run --example notebook -- cancel --all        # cancel what has not finished
 //! cargo run --example notebook -- input QUEUE_ID      # answer a cell's input() from stdin
 //! cargo run --example notebook -- import report.ipynb # a Jupyter notebook into the log
@@ -13,7 +14,7 @@
 //! cargo run --example notebook -- repair              # fill gaps in a damaged store file
 //! ```
 //!
-//! Every command takes `--json` for scripts: one JSON object per line.
+//! Every command takes `--json` for scripts: one JSON object per line, each with a `type`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
@@ -26,8 +27,8 @@ use examples::answer::Question;
 use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
     CellDeleted, CellType, CompletionStatus, EntryState, Event, InputReplyError, InputRequest,
-    NotebookClient, NotebookState, NotebookWatcher, QueueId, QueueStatus, SessionState, Store,
-    StoreError, StreamName,
+    NotebookClient, NotebookState, NotebookWatcher, OutputId, OutputKind, QueueEntry, QueueId,
+    QueueStatus, SessionState, Store, StoreError, StreamName,
 };
 use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
@@ -83,6 +84,13 @@ enum Command {
         /// Only queue it: print the queue id and exit
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Show an execution's outputs so far, then as they arrive until it ends, like a log
+    /// tail (from another terminal than the one that ran it); the exit code says how it
+    /// ended, as for `run`
+    Follow {
+        /// The execution's queue id (`run` prints it)
+        queue_id: String,
     },
     /// Cancel one execution, or everything unfinished
     Cancel {
@@ -234,6 +242,7 @@ async fn main() -> ExitCode {
         Command::Status
         | Command::Show
         | Command::Cancel { .. }
+        | Command::Follow { .. }
         | Command::Input { .. }
         | Command::Export { .. }
         | Command::Repair => examples::Opening::MustExist,
@@ -280,6 +289,9 @@ async fn main() -> ExitCode {
             .await
         }
         Command::Cancel { queue_id, all } => cancel(&store, &client, queue_id, all, cli.json).await,
+        Command::Follow { queue_id } => {
+            follow_execution(&store, &config.client_id, queue_id.into(), cli.json).await
+        }
         Command::Input { queue_id, value } => {
             answer(&store, &client, queue_id.into(), value, cli.json).await
         }
@@ -333,7 +345,10 @@ async fn run(
         .map_err(|error| StoreError::Backend(format!("cannot listen for Ctrl-C: {error}")))?;
     let (cell_id, queue_id) = client.run_cell(cell_type, source).await?;
     if json {
-        out!("{}", json!({"queued": queue_id, "cellId": cell_id}));
+        out!(
+            "{}",
+            json!({"type": "queued", "queued": queue_id, "queueId": queue_id, "cellId": cell_id})
+        );
     } else if no_wait {
         out!("{queue_id}");
     } else {
@@ -360,41 +375,12 @@ async fn run(
     // At a terminal, the cell's input requests are asked here and answered from stdin.
     let interactive = !json && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let (asks, mut asked) = tokio::sync::watch::channel::<Option<InputRequest>>(None);
-    // The echo of an answer this command typed: the terminal shows it already.
-    let echo_to_skip = std::cell::RefCell::new(None::<String>);
-    // A cell's stderr and its errors go to stderr, the rest to stdout.
-    let mut stderr_streams = std::collections::HashSet::new();
+    let printer = std::cell::RefCell::new(Printer::new(json));
     let following = follow(&mut watcher, &queue_id, |event| {
-        if json {
-            out!("{}", event.to_json());
-            return;
-        }
         if let Event::InputRequested(request) = event {
             asks.send_replace(Some(InputRequest::from(request)));
         }
-        let Some(mut text) = output_text(event) else {
-            return;
-        };
-        if let Event::StreamOutputAdded(_) | Event::StreamOutputAppended(_) = event
-            && let Some(echo) = echo_to_skip.borrow_mut().take()
-            && let Some(rest) = text.strip_prefix(&echo)
-        {
-            text = rest.to_owned();
-        }
-        let to_stderr = match event {
-            Event::StreamOutputAdded(e) if e.name == StreamName::Stderr => {
-                stderr_streams.insert(e.output_id.clone());
-                true
-            }
-            Event::StreamOutputAppended(e) => stderr_streams.contains(&e.output_id),
-            Event::ErrorOutputAdded(_) => true,
-            _ => false,
-        };
-        if to_stderr {
-            eprint!("{text}");
-        } else {
-            emit(format_args!("{text}"));
-        }
+        printer.borrow_mut().event(event);
     });
     tokio::pin!(following);
     // Ctrl-C cancels the cell and waits for its truthful end; a second one leaves it.
@@ -419,7 +405,7 @@ async fn run(
                     continue;
                 };
                 let shown = if request.password { "" } else { value.as_str() };
-                *echo_to_skip.borrow_mut() = Some(format!("{}{shown}\n", request.prompt));
+                printer.borrow_mut().echo_to_skip = Some(format!("{}{shown}\n", request.prompt));
                 reply(client, &queue_id, &request, &value).await?;
             }
             signal = interrupts.recv() => {
@@ -433,6 +419,11 @@ async fn run(
             }
         }
     };
+    Ok(ended(&entry, json))
+}
+
+/// Says how an execution ended; its exit code.
+fn ended(entry: &QueueEntry, json: bool) -> ExitCode {
     let error = match &entry.state {
         EntryState::Completed { error, .. } => error.clone(),
         _ => None,
@@ -440,13 +431,125 @@ async fn run(
     if json {
         out!(
             "{}",
-            json!({"queueId": queue_id, "status": entry.state.status(), "error": error})
+            json!({"type": "ended", "queueId": entry.queue_id, "status": entry.state.status(), "error": error})
         );
     } else {
         let why = error.map(|e| format!(": {e}")).unwrap_or_default();
-        eprintln!("[{}{why}]", status_word(&entry));
+        eprintln!("[{}{why}]", status_word(entry));
     }
-    Ok(ExitCode::from(exit_code(entry.state.status())))
+    ExitCode::from(exit_code(entry.state.status()))
+}
+
+/// Prints an execution's outputs as they arrive: the cell's stderr and its errors to
+/// stderr, the rest to stdout; with `--json`, the events themselves.
+struct Printer {
+    json: bool,
+    stderr_streams: std::collections::HashSet<OutputId>,
+    /// The echo of an answer this command typed: the terminal shows it already.
+    echo_to_skip: Option<String>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        Printer {
+            json,
+            stderr_streams: Default::default(),
+            echo_to_skip: None,
+        }
+    }
+
+    /// One event of the execution, as it is folded.
+    fn event(&mut self, event: &Event) {
+        if self.json {
+            out!("{}", event.to_json());
+            return;
+        }
+        let Some(mut text) = output_text(event) else {
+            return;
+        };
+        if let Event::StreamOutputAdded(_) | Event::StreamOutputAppended(_) = event
+            && let Some(echo) = self.echo_to_skip.take()
+            && let Some(rest) = text.strip_prefix(&echo)
+        {
+            text = rest.to_owned();
+        }
+        let to_stderr = match event {
+            Event::StreamOutputAdded(e) if e.name == StreamName::Stderr => {
+                self.stderr_streams.insert(e.output_id.clone());
+                true
+            }
+            Event::StreamOutputAppended(e) => self.stderr_streams.contains(&e.output_id),
+            Event::ErrorOutputAdded(_) => true,
+            _ => false,
+        };
+        self.print(&text, to_stderr);
+    }
+
+    /// What an execution shows already, for `follow` of one under way or done.
+    fn shown(&mut self, entry: &QueueEntry) {
+        for output in &entry.outputs {
+            if self.json {
+                out!(
+                    "{}",
+                    json!({"type": "output", "queueId": entry.queue_id, "output": output})
+                );
+                continue;
+            }
+            let to_stderr = match &output.kind {
+                OutputKind::Stream { name, .. } if *name == StreamName::Stderr => {
+                    self.stderr_streams.insert(output.output_id.clone());
+                    true
+                }
+                OutputKind::Error { .. } => true,
+                _ => false,
+            };
+            // As they print when they arrive: rich outputs on a line of their own.
+            let mut text = stored_output_text(&output.kind);
+            if !matches!(
+                output.kind,
+                OutputKind::Stream { .. } | OutputKind::Markdown { .. }
+            ) {
+                text.push('\n');
+            }
+            self.print(&text, to_stderr);
+        }
+    }
+
+    fn print(&self, text: &str, to_stderr: bool) {
+        if to_stderr {
+            eprint!("{text}");
+        } else {
+            emit(format_args!("{text}"));
+        }
+    }
+}
+
+/// `notebook follow`: what the execution has shown, then its outputs as they arrive, until
+/// it ends.
+async fn follow_execution(
+    store: &AnyStore,
+    client_id: &str,
+    queue_id: QueueId,
+    json: bool,
+) -> Result<ExitCode, StoreError> {
+    // Like `run`, it ends a session whose lease ran out, so a lost cell ends.
+    let mut watcher =
+        NotebookWatcher::resume(store)
+            .await
+            .enforcing_leases(store.clone(), TokioClock, client_id);
+    let head = store.head().await?;
+    let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
+    let Some(entry) = state.entry(&queue_id) else {
+        eprintln!("error: no execution {queue_id} in this notebook");
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut printer = Printer::new(json);
+    printer.shown(entry);
+    if !json && !entry.is_completed() {
+        eprintln!("[following {queue_id}: {}]", entry.queue_status().as_str());
+    }
+    let entry = follow(&mut watcher, &queue_id, |event| printer.event(event)).await?;
+    Ok(ended(&entry, json))
 }
 
 /// `notebook run`'s exit code for how the cell ended (documented in docs/native.md).
@@ -494,7 +597,10 @@ async fn cancel(
         _ => client.cancel_all().await?,
     }
     if json {
-        out!("{}", json!({"cancelRequested": true}));
+        out!(
+            "{}",
+            json!({"type": "cancel_requested", "cancelRequested": true})
+        );
     } else {
         out!("cancel requested");
     }
@@ -549,7 +655,7 @@ async fn answer(
     if json {
         out!(
             "{}",
-            json!({"answered": request.input_id, "queueId": queue_id})
+            json!({"type": "answered", "answered": request.input_id, "queueId": queue_id})
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -594,7 +700,10 @@ async fn import(store: &AnyStore, file: &Path, json: bool) -> Result<ExitCode, S
         .count();
     store.commit(events).await?;
     if json {
-        out!("{}", json!({"imported": file, "cells": imported}));
+        out!(
+            "{}",
+            json!({"type": "imported", "imported": file, "cells": imported})
+        );
     } else {
         out!("imported {imported} cell(s) from {}", file.display());
     }
@@ -672,7 +781,7 @@ fn repair(store: &AnyStore, json: bool) -> Result<ExitCode, StoreError> {
         })?
         .repair()?;
     if json {
-        out!("{}", json!({"filled": filled}));
+        out!("{}", json!({"type": "repaired", "filled": filled}));
     } else if filled == 0 {
         out!("no gaps: nothing to repair");
     } else {
@@ -723,7 +832,10 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             .map(|e| json!({"queueId": e.queue_id, "cellId": e.cell_id, "state": entry_word(&e.state), "session": e.state.session_id(),
                             "waitingForInput": waiting_prompt(e)}))
             .collect();
-        out!("{}", json!({"sessions": sessions, "queue": queue}));
+        out!(
+            "{}",
+            json!({"type": "status", "sessions": sessions, "queue": queue})
+        );
         return ExitCode::SUCCESS;
     }
     match state.active_session() {
@@ -800,7 +912,7 @@ fn show(state: &NotebookState, json: bool) -> ExitCode {
         if json {
             out!(
                 "{}",
-                json!({"cellId": cell.id, "cellType": cell.cell_type, "source": cell.source,
+                json!({"type": "cell", "cellId": cell.id, "cellType": cell.cell_type, "source": cell.source,
                        "executionCount": execution.and_then(|e| e.execution_count),
                        "status": execution.and_then(|e| e.state.status()), "outputs": outputs,
                        "waitingForInput": execution.and_then(waiting_prompt)})

@@ -1480,3 +1480,70 @@ fn concat(value: &serde_json::Value) -> String {
         .map(|parts| parts.iter().filter_map(serde_json::Value::as_str).collect())
         .unwrap_or_default()
 }
+
+/// `notebook follow QUEUE_ID` shows what an execution showed so far and then its outputs
+/// live, from another process than the one that ran it, and exits as the cell ended; every
+/// `--json` line carries a `type`.
+#[test]
+fn follow_tails_an_execution_from_another_process_and_exits_as_it_ended() {
+    let home = Home::new();
+    let mut agent = home.agent("2");
+    let ran = home.notebook(&["run", "1 + 1"]);
+    assert!(ran.status.success());
+    let store = home.store();
+    let state = current_state(&store);
+    let done = state.entries().next().unwrap().queue_id.clone();
+    let followed = home.notebook(&["follow", done.as_str()]);
+    assert!(followed.status.success());
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "Echo: 1 + 1\n");
+    let followed = home.notebook(&["--json", "follow", done.as_str()]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&followed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "output");
+    assert_eq!(lines.last().unwrap()["type"], "ended");
+    assert_eq!(lines.last().unwrap()["status"], "success");
+
+    // A running cell: follow shows its output so far, then its end when another
+    // command cancels it.
+    let slow = home.notebook(&["--json", "run", "--no-wait", "%sleep 60"]);
+    let queued: serde_json::Value = serde_json::from_slice(&slow.stdout).unwrap();
+    assert_eq!(queued["type"], "queued");
+    let queue_id = QueueId::from(queued["queueId"].as_str().unwrap());
+    wait_for_state(&store, Duration::from_secs(20), |s| running(s, &queue_id));
+    let mut follower = home
+        .command("notebook")
+        .args(["--client-id", "carol", "follow", queue_id.as_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(follower.stderr.take().unwrap()).lines();
+    let first = said.next().unwrap().unwrap();
+    assert_eq!(first, format!("[following {queue_id}: executing]"));
+    // It is following the running cell now; the cancel comes from another process.
+    assert!(
+        home.notebook(&["cancel", queue_id.as_str()])
+            .status
+            .success()
+    );
+    let rest: Vec<String> = said.map(Result::unwrap).collect();
+    assert_eq!(rest, ["[cancelled: cancelled on request]"]);
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(followed.status.code(), Some(3), "cancelled");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "sleeping 60 s\n");
+
+    let unknown = home.notebook(&["follow", "no-such-id"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no execution no-such-id"));
+    for command in [&["--json", "status"][..], &["--json", "show"]] {
+        let out = home.notebook(command);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(value["type"].is_string(), "{command:?}: {line}");
+        }
+    }
+    signal(&agent, "TERM");
+    assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
+}
