@@ -329,12 +329,7 @@ async fn run(
     no_wait: bool,
     json: bool,
 ) -> Result<ExitCode, StoreError> {
-    // While it waits, the client also ends a session whose lease ran out (a runtime killed
-    // mid-cell), so the cell ends `runtime_lost` instead of leaving it waiting forever.
-    let mut watcher =
-        NotebookWatcher::resume(store)
-            .await
-            .enforcing_leases(store.clone(), TokioClock, client_id);
+    let mut watcher = watching(store, client_id).await;
     let resumed_at = watcher.state().last_seq();
     // The log as it was before the request: everything after it is this run's to show (an
     // agent may answer before a head read after the request would return).
@@ -524,6 +519,15 @@ impl Printer {
     }
 }
 
+/// A watcher for a command that waits on a cell, resumed from the latest snapshot. While it
+/// waits it also ends a session whose lease ran out (a runtime killed mid-cell), so the cell
+/// ends `runtime_lost` instead of leaving the command waiting forever.
+async fn watching(store: &AnyStore, client_id: &str) -> NotebookWatcher {
+    NotebookWatcher::resume(store)
+        .await
+        .enforcing_leases(store.clone(), TokioClock, client_id)
+}
+
 /// `notebook follow`: what the execution has shown, then its outputs as they arrive, until
 /// it ends.
 async fn follow_execution(
@@ -532,11 +536,7 @@ async fn follow_execution(
     queue_id: QueueId,
     json: bool,
 ) -> Result<ExitCode, StoreError> {
-    // Like `run`, it ends a session whose lease ran out, so a lost cell ends.
-    let mut watcher =
-        NotebookWatcher::resume(store)
-            .await
-            .enforcing_leases(store.clone(), TokioClock, client_id);
+    let mut watcher = watching(store, client_id).await;
     let head = store.head().await?;
     let state = watcher.wait_until(|s| s.last_seq() >= head).await?;
     let Some(entry) = state.entry(&queue_id) else {
