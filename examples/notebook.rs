@@ -371,6 +371,10 @@ async fn run(
     let interactive = !json && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let (asks, mut asked) = tokio::sync::watch::channel::<Option<InputRequest>>(None);
     let printer = std::cell::RefCell::new(Printer::new(json));
+    // At a terminal, a cell that shows nothing for a while says how long it has waited.
+    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let following = follow(&mut watcher, &queue_id, |event| {
         if let Event::InputRequested(request) = event {
             asks.send_replace(Some(InputRequest::from(request)));
@@ -384,9 +388,11 @@ async fn run(
     let entry = loop {
         tokio::select! {
             entry = &mut following => break entry?,
+            _ = ticks.tick(), if show_progress => printer.borrow_mut().progress(),
             changed = asked.changed(), if interactive => {
                 let request = asked.borrow_and_update().clone();
                 if let (Ok(()), Some(request)) = (changed, request) {
+                    printer.borrow_mut().clear_progress();
                     eprint!("{}", request.prompt);
                     let reading = Question::ask(request.password);
                     question = Some((request, reading));
@@ -414,8 +420,14 @@ async fn run(
             }
         }
     };
+    printer.borrow_mut().clear_progress();
     Ok(ended(&entry, json))
 }
+
+/// How often `run` at a terminal updates its progress line, and how long a cell must have
+/// been silent to get one.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Says how an execution ended; its exit code.
 fn ended(entry: &QueueEntry, json: bool) -> ExitCode {
@@ -430,9 +442,27 @@ fn ended(entry: &QueueEntry, json: bool) -> ExitCode {
         );
     } else {
         let why = error.map(|e| format!(": {e}")).unwrap_or_default();
-        eprintln!("[{}{why}]", status_word(entry));
+        eprintln!(
+            "[{}{why}]",
+            coloured(entry.state.status(), status_word(entry))
+        );
     }
     ExitCode::from(exit_code(entry.state.status()))
+}
+
+/// `word` in the colour of `status` when stderr is a terminal and `NO_COLOR` is unset; as
+/// it is otherwise (a file or a pipe gets no escape codes).
+fn coloured(status: Option<CompletionStatus>, word: &str) -> String {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !terminal || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return word.to_owned();
+    }
+    let colour = match status {
+        Some(CompletionStatus::Success) => "32",
+        Some(CompletionStatus::Cancelled | CompletionStatus::TimedOut) => "33",
+        _ => "31",
+    };
+    format!("\x1b[{colour}m{word}\x1b[0m")
 }
 
 /// Prints an execution's outputs as they arrive: the cell's stderr and its errors to
@@ -442,6 +472,12 @@ struct Printer {
     stderr_streams: std::collections::HashSet<OutputId>,
     /// The echo of an answer this command typed: the terminal shows it already.
     echo_to_skip: Option<String>,
+    /// When the last output was printed (or the wait began).
+    last_output: std::time::Instant,
+    /// When the execution started, once it has.
+    started: Option<std::time::Instant>,
+    /// A progress line is on the terminal, to be erased before anything else is written.
+    progress_shown: bool,
 }
 
 impl Printer {
@@ -450,11 +486,37 @@ impl Printer {
             json,
             stderr_streams: Default::default(),
             echo_to_skip: None,
+            last_output: std::time::Instant::now(),
+            started: None,
+            progress_shown: false,
+        }
+    }
+
+    /// At a terminal: after a while without output, how long the cell has waited or run.
+    fn progress(&mut self) {
+        if self.last_output.elapsed() < PROGRESS_AFTER {
+            return;
+        }
+        let line = match self.started {
+            Some(started) => format!("[running {} s]", started.elapsed().as_secs()),
+            None => format!("[queued {} s]", self.last_output.elapsed().as_secs()),
+        };
+        eprint!("\r\x1b[K{line}");
+        self.progress_shown = true;
+    }
+
+    /// Erases the progress line, if one shows.
+    fn clear_progress(&mut self) {
+        if std::mem::take(&mut self.progress_shown) {
+            eprint!("\r\x1b[K");
         }
     }
 
     /// One event of the execution, as it is folded.
     fn event(&mut self, event: &Event) {
+        if let Event::ExecutionStarted(_) = event {
+            self.started = Some(std::time::Instant::now());
+        }
         if self.json {
             out!("{}", event.to_json());
             return;
@@ -510,7 +572,9 @@ impl Printer {
         }
     }
 
-    fn print(&self, text: &str, to_stderr: bool) {
+    fn print(&mut self, text: &str, to_stderr: bool) {
+        self.clear_progress();
+        self.last_output = std::time::Instant::now();
         if to_stderr {
             eprint!("{text}");
         } else {

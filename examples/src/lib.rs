@@ -190,7 +190,7 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, ExitCode> {
 pub fn exit_code(ended: Result<TerminationReason, RunError>) -> ExitCode {
     match ended {
         Ok(reason) => {
-            println!("agent stopped ({reason:?})");
+            println!("agent stopped ({})", reason.as_str());
             ExitCode::SUCCESS
         }
         Err(RunError::Forced) => {

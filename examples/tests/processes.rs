@@ -50,7 +50,11 @@ impl Home {
 
     /// A command for an example binary with nothing inherited that could change it.
     fn command(&self, name: &str) -> Command {
-        let mut command = Command::new(binary(name));
+        self.isolated(Command::new(binary(name)))
+    }
+
+    /// `command` with nothing inherited that could change what an example binary does.
+    fn isolated(&self, mut command: Command) -> Command {
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("RUNTIME_") {
                 command.env_remove(&key);
@@ -882,7 +886,7 @@ fn the_readme_first_command_runs_a_notebook_end_to_end_on_the_default_store() {
         "{shown}"
     );
     assert_eq!(shown.matches("-> success").count(), 3, "{shown}");
-    assert!(shown.contains("agent stopped (Shutdown)"));
+    assert!(shown.contains("agent stopped (shutdown)"));
     assert!(default_store.exists());
     assert!(
         !String::from_utf8_lossy(&output.stderr).contains("INFO"),
@@ -1544,6 +1548,34 @@ fn follow_tails_an_execution_from_another_process_and_exits_as_it_ended() {
             assert!(value["type"].is_string(), "{command:?}: {line}");
         }
     }
+    signal(&agent, "TERM");
+    assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
+}
+
+/// At a terminal (a pseudo-terminal made by util-linux's `script`), `notebook run` says how
+/// long a silent cell has been running and colours how it ended; piped (every other test),
+/// it writes neither.
+#[test]
+fn at_a_terminal_run_shows_progress_and_colours_the_end() {
+    let home = Home::new();
+    let mut agent = home.agent("2");
+    let run = format!(
+        "{} --client-id bob run '%sleep 6'",
+        binary("notebook").display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &run, "/dev/null"])
+        .env_remove("NO_COLOR");
+    let transcript = home.isolated(script).output().unwrap();
+    let text = String::from_utf8_lossy(&transcript.stdout);
+    assert!(transcript.status.success(), "{text}");
+    assert!(text.contains("sleeping 6 s"), "{text}");
+    assert!(text.contains("[running "), "a progress line: {text}");
+    assert!(
+        text.contains("\x1b[32msuccess\x1b[0m"),
+        "a green success: {text}"
+    );
     signal(&agent, "TERM");
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
 }

@@ -127,6 +127,18 @@ pub enum TerminationReason {
     Error,
 }
 
+impl TerminationReason {
+    /// Its word, as on the wire: `shutdown`, `displaced`, `expired`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TerminationReason::Shutdown => "shutdown",
+            TerminationReason::Displaced => "displaced",
+            TerminationReason::Expired => "expired",
+            TerminationReason::Error => "error",
+        }
+    }
+}
+
 /// Which executions a cancel request targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(

@@ -711,7 +711,10 @@ impl NotebookState {
                 EntryState::Executing {
                     session_id: holder, ..
                 } if holder == &session_id => {
-                    let reason = format!("the runtime session ended ({reason:?}) while running");
+                    let reason = format!(
+                        "the runtime session ended ({}) while running",
+                        reason.as_str()
+                    );
                     self.finish(entry_index, CompletionStatus::RuntimeLost, Some(reason));
                 }
                 _ => {}
