@@ -214,6 +214,34 @@ fn redaction_masks_every_output_the_result_and_the_error_before_the_store() {
     assert!(log.contains("[redacted]"));
 }
 
+/// An input request's prompt reaches the store like an output: a secret in it is masked.
+#[test]
+fn redaction_masks_an_input_prompt() {
+    let asks = |ctx: ExecutionContext| async move {
+        let answer = ctx.input("token hunter2? ").await?;
+        ctx.stdout(answer)?;
+        Ok::<(), ExecutionError>(())
+    };
+    let (mut sim, store, _handle) = serve(asks.redact(Redactor::new().literal("hunter2")));
+    let queue_id = request(&mut sim, &store, "go");
+    let asked = || {
+        store
+            .entries()
+            .iter()
+            .find_map(|entry| match &*entry.event {
+                Event::InputRequested(request) => Some(request.prompt.clone()),
+                _ => None,
+            })
+    };
+    sim.run_until(|| asked().is_some());
+    assert_eq!(asked().unwrap(), "token [redacted]? ");
+    let client = NotebookClient::new(store.clone(), "alice");
+    let target = queue_id.clone();
+    sim.spawn(async move { client.cancel(&target).await.unwrap() });
+    let entry = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(ended(&entry).0, CompletionStatus::Cancelled);
+}
+
 /// A secret split across writes is masked whole: the end of a write that could still be
 /// the start of one is held back until the next write settles it, another output comes,
 /// or the handler returns.

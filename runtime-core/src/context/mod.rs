@@ -424,8 +424,9 @@ impl ExecutionContext {
 
     /// Asks whoever watches the notebook for a line of input (Python's `input()`), and
     /// waits for it: UIs show `prompt` until a client answers (`notebook input`, or a
-    /// page's `replyInput`). The answer is echoed after the prompt on stdout, as a terminal
-    /// shows it. One request at a time: a new one replaces an unanswered earlier one.
+    /// page's `inputReply`). The prompt passes through the context's layers (redaction) like
+    /// any output. The answer is echoed after the prompt on stdout, as a terminal shows it.
+    /// One request at a time: a new one replaces an unanswered earlier one.
     ///
     /// Fails with [`InputError::Cancelled`] when the execution is cancelled meanwhile.
     ///
@@ -452,13 +453,16 @@ impl ExecutionContext {
     }
 
     async fn ask(&self, prompt: &str, password: bool) -> Result<String, InputError> {
+        // The prompt reaches the store like an output: a secret in it is masked too.
+        let mut prompt = prompt.to_owned();
+        self.rewrite(&mut prompt);
         loop {
             let key = password.then(OpeningKey::generate).transpose()?;
             let input_id = InputId::random();
             self.inner.inputs.expect(input_id.clone());
             self.inner.sink.request_input(
                 input_id.clone(),
-                prompt,
+                &prompt,
                 key.as_ref().map(OpeningKey::public_hex),
             )?;
             self.flush().await?;
