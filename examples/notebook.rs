@@ -388,7 +388,8 @@ async fn run(
     let entry = loop {
         tokio::select! {
             entry = &mut following => break entry?,
-            _ = ticks.tick(), if show_progress => printer.borrow_mut().progress(),
+            // Not while a question waits for its answer: the prompt stays as it is.
+            _ = ticks.tick(), if show_progress && question.is_none() => printer.borrow_mut().progress(),
             changed = asked.changed(), if interactive => {
                 let request = asked.borrow_and_update().clone();
                 if let (Ok(()), Some(request)) = (changed, request) {

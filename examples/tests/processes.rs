@@ -1579,3 +1579,57 @@ fn at_a_terminal_run_shows_progress_and_colours_the_end() {
     signal(&agent, "TERM");
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(10)).success());
 }
+
+/// At a terminal, `notebook run` asks a cell's `input()` itself: the prompt stays as it is
+/// while the answer is typed (no progress line over it), and the agent's echo of the answer
+/// is not printed a second time.
+#[test]
+fn at_a_terminal_run_asks_a_cells_input_itself() {
+    if !python_kernel_installed() {
+        return;
+    }
+    let home = Home::new();
+    let mut agent = home
+        .command("process-agent")
+        .args(["--kernel", "python3", "--client-id", "alice"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = format!(
+        "{} --client-id bob run \"name = input('Name? '); print('hi', name)\"",
+        binary("notebook").display()
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &run, "/dev/null"]);
+    let mut script = home.isolated(script);
+    let mut terminal = script
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keyboard = terminal.stdin.take().unwrap();
+    // Typed once the question shows, and after a progress tick would have come.
+    let store = home.store();
+    wait_for_state(&store, Duration::from_secs(120), |s| {
+        s.entries()
+            .any(|e| e.input.as_ref().is_some_and(|i| i.is_waiting()))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    std::io::Write::write_all(&mut keyboard, b"Ada\n").unwrap();
+    let transcript = terminal.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&transcript.stdout);
+    assert!(transcript.status.success(), "{text}");
+    assert!(
+        text.contains("Name? Ada\r\n"),
+        "the prompt, then what was typed: {text:?}"
+    );
+    assert!(text.contains("hi Ada"), "{text:?}");
+    assert_eq!(
+        text.matches("Name? ").count(),
+        1,
+        "no second echo: {text:?}"
+    );
+    signal(&agent, "TERM");
+    assert!(wait_with_timeout(&mut agent, Duration::from_secs(30)).success());
+}
