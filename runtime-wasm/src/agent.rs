@@ -23,16 +23,7 @@ use crate::lifecycle::PageLifecycle;
 #[wasm_bindgen(typescript_custom_section)]
 const AGENT_TYPES: &str = r#"
 /** What the runtime can execute: it claims only cells of these types. */
-export interface RuntimeCapabilities {
-  canExecuteCode?: boolean;
-  canExecuteSql?: boolean;
-  canExecuteAi?: boolean;
-  /** Markdown cells are not executions unless a runtime renders them. */
-  canExecuteMarkdown?: boolean;
-  /** Raw cells are not executions unless a runtime runs them. */
-  canExecuteRaw?: boolean;
-  availableAiModels?: { name: string; provider: string; capabilities?: string[] }[];
-}
+export type RuntimeCapabilities = Capabilities;
 
 /**
  * Options for `createBrowserRuntimeAgent`. Only `clientId` is required. `runtimeId`,
@@ -54,7 +45,7 @@ export interface RuntimeAgentOptions {
 }
 
 /** What an `onExecution` handler may resolve to. */
-export type ExecutionOutcome = void | undefined | { result?: Record<string, unknown> };
+export type ExecutionOutcome = void | undefined | { result?: MediaBundle };
 "#;
 
 /// The store an agent serves: the app's own, or a hub's (used directly, stamps and all).

@@ -65,12 +65,9 @@ impl JsExecutionContext {
     }
 
     /// The cell's kind: `code`, `markdown`, `sql`, `ai` or `raw`.
-    #[wasm_bindgen(getter, js_name = cellType)]
+    #[wasm_bindgen(getter, js_name = cellType, unchecked_return_type = "CellType")]
     pub fn cell_type(&self) -> String {
-        serde_json::to_value(self.ctx.cell_type())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        self.ctx.cell_type().as_str().to_owned()
     }
 
     /// The source to run.
@@ -116,9 +113,11 @@ impl JsExecutionContext {
     /// Shows a rich display; returns its output id. Give a `displayId` to update it later.
     pub fn display(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] data: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] metadata: Option<JsValue>,
-        #[wasm_bindgen(js_name = displayId)] display_id: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "MediaBundle")] data: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "Record<string, unknown> | null")]
+        metadata: Option<JsValue>,
+        #[wasm_bindgen(js_name = displayId, unchecked_optional_param_type = "string | null")]
+        display_id: Option<String>,
     ) -> Result<String, JsError> {
         let mut display = Display::new(bundle(&data)?);
         if let Some(metadata) = metadata.filter(|m| !m.is_undefined() && !m.is_null()) {
@@ -138,7 +137,7 @@ impl JsExecutionContext {
     pub fn update_display(
         &self,
         #[wasm_bindgen(js_name = displayId)] display_id: &str,
-        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "MediaBundle")] data: JsValue,
     ) -> Result<(), JsError> {
         self.ctx
             .update_display(display_id, bundle(&data)?)
@@ -148,7 +147,7 @@ impl JsExecutionContext {
     /// Sets the execution's result (at most one).
     pub fn result(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "MediaBundle")] data: JsValue,
     ) -> Result<(), JsError> {
         self.ctx.result(bundle(&data)?).map_err(failed)
     }
@@ -248,25 +247,3 @@ pub fn input_reply(
     JSON::parse(&Event::from(reply).to_json_string())
         .map_err(|error| JsError::new(&js_message(&error)))
 }
-
-#[wasm_bindgen(typescript_custom_section)]
-const INPUT_EVENTS: &str = r#"
-/** A running execution asks for a line of input (see `ExecutionContext.input`). */
-export interface InputRequestedEvent {
-  type: "v1.InputRequested";
-  queueId: string;
-  sessionId: string;
-  inputId: string;
-  prompt: string;
-  password?: boolean;
-  sealKey?: string;
-}
-/** The answer to an input request, as `inputReply` makes it. */
-export interface InputRepliedEvent {
-  type: "v1.InputReplied";
-  queueId: string;
-  inputId: string;
-  value: string;
-  repliedBy: string;
-}
-"#;

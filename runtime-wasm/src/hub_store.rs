@@ -75,9 +75,9 @@ impl JsHubStore {
         url: &str,
         token: &str,
         notebook: &str,
-        #[wasm_bindgen(unchecked_param_type = "HubStoreOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "HubStoreOptions")] options: Option<JsValue>,
     ) -> Result<JsHubStore, JsError> {
-        let options = hub_options(&options)?;
+        let options = hub_options(&options.unwrap_or(JsValue::UNDEFINED))?;
         let (store, task) = HubStore::connect(
             url,
             BearerToken::new(token),

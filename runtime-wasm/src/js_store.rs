@@ -15,11 +15,13 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::error::js_message;
 
+/// The event vocabulary's types, generated from runtime-core's schema (a test keeps them
+/// equal).
+#[wasm_bindgen(typescript_custom_section)]
+const EVENT_TYPES: &str = include_str!("events.d.ts");
+
 #[wasm_bindgen(typescript_custom_section)]
 const STORE_TYPES: &str = r#"
-/** One event of a notebook's log, with the JSON shape of docs/protocol.md. */
-export type RuntimeEvent = { type: string; [field: string]: unknown };
-
 /**
  * A store the app owns: one notebook's append-only, totally ordered event log.
  * `MemoryStore` is one; any object with these two methods works.

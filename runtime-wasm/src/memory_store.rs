@@ -53,8 +53,9 @@ impl JsMemoryStore {
     )]
     pub fn subscribe(
         &self,
-        from_seq: f64,
+        #[wasm_bindgen(js_name = fromSeq)] from_seq: f64,
         #[wasm_bindgen(
+            js_name = onEvents,
             unchecked_param_type = "(events: RuntimeEvent[], firstSeq: number) => void"
         )]
         on_events: Function,

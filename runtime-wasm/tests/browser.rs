@@ -190,15 +190,10 @@ async fn a_hub_store_reports_an_unreachable_hub_and_bounds_what_waits() {
     use runtime_wasm::JsHubStore;
 
     let secret = "hunter2-never-shown";
-    let refused = JsHubStore::new(
-        &format!("ws://me:{secret}@127.0.0.1:9"),
-        "t",
-        "nb",
-        JsValue::UNDEFINED,
-    )
-    .err()
-    .map(JsValue::from)
-    .unwrap();
+    let refused = JsHubStore::new(&format!("ws://me:{secret}@127.0.0.1:9"), "t", "nb", None)
+        .err()
+        .map(JsValue::from)
+        .unwrap();
     let message = runtime_wasm_message(&refused);
     assert!(message.contains("credentials"), "{message}");
     assert!(!message.contains(secret), "{message}");
@@ -208,7 +203,9 @@ async fn a_hub_store_reports_an_unreachable_hub_and_bounds_what_waits() {
         "ws://127.0.0.1:9",
         "a-token-0123456789",
         "nb",
-        options(r#"{"backoffBaseMs": 10, "backoffCapMs": 50, "commitBuffer": 1}"#),
+        Some(options(
+            r#"{"backoffBaseMs": 10, "backoffCapMs": 50, "commitBuffer": 1}"#,
+        )),
     )
     .unwrap();
     let mut state = store.connection_state();

@@ -19,6 +19,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// What kind of cell a request came from; handlers may treat kinds differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CellType {
     /// Source code.
@@ -48,6 +49,7 @@ impl CellType {
 
 /// How an execution ended. Each outcome is distinct: a cancel is not a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CompletionStatus {
     /// The handler finished normally.
@@ -78,6 +80,7 @@ impl CompletionStatus {
 
 /// Which output stream a text belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StreamName {
     /// Standard output.
@@ -88,6 +91,7 @@ pub enum StreamName {
 
 /// What a runtime session reports it is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// Started and able to take work.
@@ -115,6 +119,7 @@ impl SessionStatus {
 
 /// Why a runtime session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TerminationReason {
     /// The agent shut down on purpose.
@@ -141,6 +146,7 @@ impl TerminationReason {
 
 /// Which executions a cancel request targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(
     tag = "scope",
     rename_all = "snake_case",
@@ -158,6 +164,7 @@ pub enum CancelTarget {
 
 /// An AI model a runtime offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AiModel {
     /// The model's name, e.g. `gpt-5-codex`.
@@ -171,6 +178,7 @@ pub struct AiModel {
 
 /// What a runtime can execute, announced when its session starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Capabilities {
     /// Runs code cells.
@@ -223,6 +231,7 @@ impl Capabilities {
 
 /// A cell was added to the notebook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellCreated {
     /// The new cell.
@@ -236,6 +245,7 @@ pub struct CellCreated {
 
 /// A cell's source was edited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellSourceChanged {
     /// The cell.
@@ -246,6 +256,7 @@ pub struct CellSourceChanged {
 
 /// A cell was removed; its outputs go and its queued (not running) executions are cancelled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellDeleted {
     /// The cell.
@@ -254,6 +265,7 @@ pub struct CellDeleted {
 
 /// The notebook's title changed: the catalog lists notebooks by it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NotebookTitleChanged {
     /// The whole new title (empty: untitled).
@@ -265,6 +277,7 @@ pub struct NotebookTitleChanged {
 /// `nbformat_minor` and its top-level fields this version does not name, so an export
 /// writes them back.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NotebookMetadataChanged {
     /// The whole new metadata.
@@ -282,6 +295,7 @@ pub struct NotebookMetadataChanged {
 /// with its attachments (images a markdown cell shows by name) and the cell's fields this
 /// version does not name, as an `.ipynb` had them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellMetadataChanged {
     /// The cell.
@@ -299,6 +313,7 @@ pub struct CellMetadataChanged {
 
 /// A cell moved: it now comes right after `after`, or first without one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellMoved {
     /// The cell.
@@ -312,6 +327,7 @@ pub struct CellMoved {
 /// outputs, verbatim (of any `output_type`), with their execution count. The cell shows
 /// them until it runs; they replace what it showed before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellOutputsImported {
     /// The cell.
@@ -327,6 +343,7 @@ pub struct CellOutputsImported {
 /// A client asked for a cell to run. The request carries a snapshot of the source, so it
 /// runs what was asked even if the cell is edited meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionRequested {
     /// The new queue entry; a repeated id is ignored.
@@ -344,6 +361,7 @@ pub struct ExecutionRequested {
 /// A session claims a pending entry. Applies only if the entry is still pending and the
 /// session is active at this point of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionAssigned {
     /// The entry.
@@ -355,6 +373,7 @@ pub struct ExecutionAssigned {
 /// The session that holds the claim starts running the entry; the execution count is
 /// assigned here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionStarted {
     /// The entry.
@@ -367,6 +386,7 @@ pub struct ExecutionStarted {
 
 /// An execution ended. Once applied, no later output for the entry is accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionCompleted {
     /// The entry.
@@ -395,6 +415,7 @@ pub struct ExecutionCompleted {
 /// A client asked to cancel executions. Pending entries are cancelled at once; a running
 /// one is cancelled by the session running it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionCancelRequested {
     /// What to cancel.
@@ -405,6 +426,7 @@ pub struct ExecutionCancelRequested {
 
 /// New text on stdout or stderr.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamOutputAdded {
     /// The entry it belongs to.
@@ -421,6 +443,7 @@ pub struct StreamOutputAdded {
 
 /// More text for an existing stream output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamOutputAppended {
     /// The entry it belongs to.
@@ -435,6 +458,7 @@ pub struct StreamOutputAppended {
 
 /// A rich display (Jupyter's `display_data`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DisplayOutputAdded {
     /// The entry it belongs to.
@@ -455,6 +479,7 @@ pub struct DisplayOutputAdded {
 
 /// Replaces every display output with this display id, in any cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DisplayOutputUpdated {
     /// The entry whose execution sent the update.
@@ -472,6 +497,7 @@ pub struct DisplayOutputUpdated {
 
 /// The execution's result value (Jupyter's `execute_result`); at most one per execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecuteResultAdded {
     /// The entry it belongs to.
@@ -495,6 +521,7 @@ pub struct ExecuteResultAdded {
 
 /// An error shown as output (Jupyter's `error`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorOutputAdded {
     /// The entry it belongs to.
@@ -514,6 +541,7 @@ pub struct ErrorOutputAdded {
 
 /// A markdown output (AI answers stream as markdown).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MarkdownOutputAdded {
     /// The entry it belongs to.
@@ -528,6 +556,7 @@ pub struct MarkdownOutputAdded {
 
 /// More markdown for an existing markdown output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MarkdownOutputAppended {
     /// The entry it belongs to.
@@ -543,6 +572,7 @@ pub struct MarkdownOutputAppended {
 /// Clears the execution's outputs: now, or with `wait`, just before its next output
 /// arrives (Jupyter's `clear_output(wait=True)`, which avoids flicker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OutputsCleared {
     /// The entry whose outputs to clear.
@@ -558,6 +588,7 @@ pub struct OutputsCleared {
 /// show the prompt until a reply comes. Fenced like an output: only the session running
 /// the entry may ask. A new request replaces an unanswered earlier one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InputRequested {
     /// The entry asking.
@@ -581,6 +612,7 @@ pub struct InputRequested {
 /// A client answers an input request. Applies only while the entry runs and the request
 /// is its open one; the first reply wins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InputReplied {
     /// The entry that asked.
@@ -597,6 +629,7 @@ pub struct InputReplied {
 /// A runtime announces itself; it becomes the active session and the previous active
 /// session is displaced (or expired, if its lease had run out by `at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSessionStarted {
     /// The new session; an id seen before is refused.
@@ -617,6 +650,7 @@ pub struct RuntimeSessionStarted {
 
 /// A session reports what it is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSessionStatusChanged {
     /// The session.
@@ -627,6 +661,7 @@ pub struct RuntimeSessionStatusChanged {
 
 /// A session extends its lease to `at + valid_for_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSessionRenewed {
     /// The session.
@@ -640,6 +675,7 @@ pub struct RuntimeSessionRenewed {
 /// A session ended. With reason `expired`, applies only if the lease had really run out at
 /// `at`, going by the last renewal in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSessionTerminated {
     /// The session.
@@ -754,6 +790,25 @@ macro_rules! event_vocabulary {
                     _ => None,
                 }
             }
+        }
+
+        /// Every event `type` this version writes with its payload's JSON Schema, in the
+        /// vocabulary's order. The payload's fields sit beside `type` in one flat object;
+        /// named types (`CellType`, `MediaBundle`, …) are references into `generator`'s
+        /// definitions. The npm package's TypeScript types are generated from these.
+        ///
+        /// ```
+        /// let mut generator = schemars::SchemaGenerator::default();
+        /// let schemas = runtime_core::event_schemas(&mut generator);
+        /// assert_eq!(schemas[0].0, "v1.CellCreated");
+        /// assert!(generator.definitions().contains_key("CellType"));
+        /// ```
+        #[cfg(feature = "json-schema")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "json-schema")))]
+        pub fn event_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$( ($wire, generator.root_schema_for::<$variant>()), )*]
         }
 
         $(

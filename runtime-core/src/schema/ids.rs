@@ -87,6 +87,22 @@ macro_rules! id_type {
             }
         }
 
+        /// A non-empty string, inlined where it is used.
+        #[cfg(feature = "json-schema")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "minLength": 1 })
+            }
+        }
+
         impl $name {
             /// A fresh id, never made before in this process (uuid v4 form, from a per-process
             /// random seed and a counter: no system call per id; ids are names, not secrets).

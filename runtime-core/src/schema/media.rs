@@ -106,6 +106,33 @@ pub fn is_valid_mime(mime: &str) -> bool {
 #[serde(transparent)]
 pub struct MediaBundle(Map<String, Value>);
 
+/// An object keyed by MIME type; the common types are named with the JSON type their value
+/// has (text and base64 strings; `application/json` any JSON), any other key is allowed.
+#[cfg(feature = "json-schema")]
+impl schemars::JsonSchema for MediaBundle {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MediaBundle".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let text = serde_json::json!({ "type": "string" });
+        schemars::json_schema!({
+            "description": "One output in several representations, keyed by MIME type, in the order a frontend should prefer them.",
+            "type": "object",
+            "properties": {
+                TEXT_PLAIN: text,
+                TEXT_MARKDOWN: text,
+                TEXT_HTML: text,
+                IMAGE_SVG: text,
+                IMAGE_PNG: { "type": "string", "description": "base64" },
+                "image/jpeg": { "type": "string", "description": "base64" },
+                APPLICATION_JSON: true,
+            },
+            "additionalProperties": true,
+        })
+    }
+}
+
 impl MediaBundle {
     /// An empty bundle.
     pub fn new() -> Self {
