@@ -15,10 +15,10 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::error::js_message;
 
-/// The event vocabulary's types, generated from runtime-core's schema (a test keeps them
-/// equal).
+/// The event vocabulary's and the notebook view's types, generated from runtime-core's
+/// schema (a test keeps them equal).
 #[wasm_bindgen(typescript_custom_section)]
-const EVENT_TYPES: &str = include_str!("events.d.ts");
+const SCHEMA_TYPES: &str = include_str!("schema.d.ts");
 
 #[wasm_bindgen(typescript_custom_section)]
 const STORE_TYPES: &str = r#"

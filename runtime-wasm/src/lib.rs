@@ -30,6 +30,7 @@ mod js_store;
 mod lifecycle;
 mod logging;
 mod memory_store;
+mod view;
 mod websocket;
 
 pub use agent::{BrowserRuntimeAgent, create_browser_runtime_agent};
@@ -38,3 +39,4 @@ pub use context::{JsExecutionContext, input_reply};
 pub use hub_store::JsHubStore;
 pub use js_store::{JsStore, RuntimeStore};
 pub use memory_store::JsMemoryStore;
+pub use view::JsNotebookView;

@@ -12,6 +12,9 @@ import init, {
   HubStore,
   inputReply,
   MemoryStore,
+  NotebookView,
+  type NotebookViewState,
+  type Output,
 } from "runtime-agents-wasm";
 
 export function describe(event: RuntimeEvent): string {
@@ -127,4 +130,33 @@ export async function main(): Promise<void> {
   }
   // @ts-expect-error: inputReply answers an input request, not any event.
   inputReply(created, "Ada", "me");
+}
+
+export function render(view: NotebookView): string[] {
+  const state: NotebookViewState = view.state();
+  const lines: string[] = [];
+  for (const cell of state.cells) {
+    const status = cell.execution?.status ?? "new";
+    if (status === "timed_out" || status === "runtime_lost") lines.push(cell.execution?.error ?? "");
+    // @ts-expect-error: "running" is not an execution status ("executing" is).
+    if (status === "running") lines.push("never");
+    for (const output of cell.outputs) lines.push(text(output));
+  }
+  if (state.runtime) lines.push(`${state.runtime.runtimeType}: ${state.runtime.status}`);
+  const waiting = state.queue.find((execution) => execution.input);
+  if (waiting?.input) view.answer(waiting.queueId, waiting.input.password ? "secret" : "Ada", "me");
+  return lines;
+}
+
+function text(output: Output): string {
+  switch (output.outputType) {
+    case "stream":
+      return `${output.name}: ${output.text}`;
+    case "execute_result":
+      return `[${output.executionCount}] ${String(output.data["text/plain"])}`;
+    case "error":
+      return `${output.ename}: ${output.evalue}`;
+    default:
+      return output.outputId;
+  }
 }

@@ -1,5 +1,6 @@
-//! The npm package's event types (`runtime-wasm/src/events.d.ts`) are generated from the
-//! Rust schema (`runtime_core::event_schemas`) and must not drift from it: this test
+//! The npm package's event and view types (`runtime-wasm/src/schema.d.ts`) are generated
+//! from the Rust schema (`runtime_core::event_schemas`, `runtime_core::NotebookView`) and
+//! must not drift from it: this test
 //! regenerates them and fails on any difference. After changing an event, run
 //! `RUNTIME_UPDATE_TYPES=1 cargo test -p tests --test typescript` and commit the file.
 
@@ -8,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-const GENERATED: &str = "runtime-wasm/src/events.d.ts";
+const GENERATED: &str = "runtime-wasm/src/schema.d.ts";
 
 #[test]
 fn the_packages_event_types_match_the_rust_schema() {
@@ -73,23 +74,19 @@ fn the_generator_turns_each_schema_form_into_its_typescript() {
 fn typescript() -> String {
     let mut generator = schemars::SchemaGenerator::default();
     let events = runtime_core::event_schemas(&mut generator);
+    let mut view = Value::from(generator.root_schema_for::<runtime_core::NotebookView<'static>>());
+    view["description"] =
+        "A notebook as a UI shows it (what `NotebookView.state()` returns): its cells \
+        in order, each with its latest execution and the outputs it shows, the queue, and the \
+        runtime serving it, folded by the agents' own reducer."
+            .into();
     let mut out = String::from(
-        "// Generated from runtime-core's event schema by tests/tests/typescript.rs: do not edit.\n\
+        "// Generated from runtime-core's schema by tests/tests/typescript.rs: do not edit.\n\
          // The wire format is docs/protocol.md's: one flat JSON object per event.\n",
     );
     for (name, schema) in generator.definitions() {
-        let schema = schema.clone();
         out.push('\n');
-        out.push_str(&doc_comment(&schema, 0));
-        if is_plain_object(&schema) {
-            let _ = writeln!(
-                out,
-                "export interface {name} {}",
-                object_body(&schema, None, 0)
-            );
-        } else {
-            let _ = writeln!(out, "export type {name} = {};", type_of(&schema, 0));
-        }
+        out.push_str(&declaration(name, schema));
     }
     let mut names = Vec::new();
     for (wire, schema) in &events {
@@ -115,7 +112,24 @@ fn typescript() -> String {
         let end = if index + 1 == names.len() { ";" } else { "" };
         let _ = writeln!(out, "    | {name}{end}");
     }
+    out.push('\n');
+    out.push_str(&declaration("NotebookViewState", &view));
     out
+}
+
+/// `export interface …` for an object with named fields, `export type … = …` otherwise.
+fn declaration(name: &str, schema: &Value) -> String {
+    let mut text = doc_comment(schema, 0);
+    if is_plain_object(schema) && schema.get("oneOf").is_none() {
+        let _ = writeln!(
+            text,
+            "export interface {name} {}",
+            object_body(schema, None, 0)
+        );
+    } else {
+        let _ = writeln!(text, "export type {name} = {};", type_of(schema, 0));
+    }
+    text
 }
 
 /// An object with named properties (an interface), not a map or a union.
@@ -170,7 +184,13 @@ fn type_of(schema: &Value, depth: usize) -> String {
         return constant.to_string();
     }
     if let Some(variants) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
-        return union(variants.iter().map(|variant| type_of(variant, depth)));
+        let variants = union(variants.iter().map(|variant| type_of(variant, depth)));
+        // Fields every variant shares (serde's `flatten` of a tagged enum) and the variants.
+        return if is_plain_object(schema) {
+            format!("{} & ({variants})", object_body(schema, None, depth))
+        } else {
+            variants
+        };
     }
     if let Some(values) = schema["enum"].as_array() {
         return union(values.iter().map(Value::to_string));
@@ -251,13 +271,23 @@ fn doc_comment(schema: &Value, depth: usize) -> String {
     };
     let indent = "    ".repeat(depth);
     let description = without_link_targets(description).replace("*/", "*\\/");
-    let lines: Vec<&str> = description.lines().collect();
+    // Prose only: a Rust example means nothing to a TypeScript reader.
+    let prose = description
+        .split("\n```")
+        .next()
+        .unwrap_or_default()
+        .trim_end();
+    let lines: Vec<&str> = prose.lines().collect();
     if lines.len() == 1 {
         return format!("{indent}/** {} */\n", lines[0]);
     }
     let mut comment = format!("{indent}/**\n");
     for line in lines {
-        let _ = writeln!(comment, "{indent} * {line}");
+        let _ = writeln!(
+            comment,
+            "{indent} *{}{line}",
+            if line.is_empty() { "" } else { " " }
+        );
     }
     let _ = writeln!(comment, "{indent} */");
     comment

@@ -29,12 +29,14 @@
 mod done;
 mod model;
 mod snapshot;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use done::DoneIds;
 pub use model::*;
 pub use snapshot::{SNAPSHOT_FORMAT, Snapshot, SnapshotError, SnapshotKind};
+pub use view::{CellView, ExecutionView, NotebookView, RuntimeView};
 
 use serde_json::Map;
 

@@ -104,6 +104,7 @@ impl EntryState {
 
 /// An input request of a running execution (see
 /// [`InputRequested`](crate::InputRequested)).
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InputRequest {
@@ -376,6 +377,7 @@ impl OutputIndex {
 /// One output of an execution. As JSON (for UIs and the hub's REST view):
 /// `{"outputId": "...", "outputType": "stream", "name": "stdout", "text": "..."}`, with
 /// `outputType` one of `stream`, `display_data`, `execute_result`, `error`, `markdown`.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
@@ -387,6 +389,7 @@ pub struct Output {
 }
 
 /// The kinds of output, as Jupyter frontends know them, plus markdown.
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outputType", rename_all_fields = "camelCase")]
 pub enum OutputKind {

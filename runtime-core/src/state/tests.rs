@@ -1549,3 +1549,72 @@ fn assert_same_progress(full: &NotebookState, lean: &NotebookState) {
         }
     }
 }
+
+#[test]
+fn the_view_shows_each_cell_with_its_latest_execution_and_the_outputs_of_the_last_run() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "first run"));
+    log.ok(completed("q1", "s1", CompletionStatus::Success));
+    // A rerun of the same cell, queued: the cell shows the queued run and the old outputs.
+    log.ok(ExecutionRequested {
+        cell_id: "cell-q1".into(),
+        ..request("q2")
+    });
+    let view = log.state.view();
+    assert_eq!(view.cells.len(), 1);
+    let cell = &view.cells[0];
+    let execution = cell.execution.as_ref().expect("the latest execution");
+    assert_eq!((execution.queue_id, execution.status), ("q2", "pending"));
+    assert_eq!(cell.execution_count, Some(1));
+    assert_eq!(cell.outputs.len(), 1);
+    assert_eq!(view.queue.len(), 1);
+    assert_eq!(view.queue[0].queue_id, "q2");
+    let runtime = view.runtime.expect("the active session");
+    assert_eq!((runtime.session_id, runtime.runtime_type), ("s1", "echo"));
+    let json = serde_json::to_value(log.state.view()).unwrap();
+    assert_eq!(json["cells"][0]["outputs"][0]["outputType"], "stream");
+    assert_eq!(json["cells"][0]["outputs"][0]["text"], "first run");
+    assert_eq!(json["runtime"]["status"], "ready");
+}
+
+#[test]
+fn the_view_folds_by_the_reducers_rules_so_a_displaced_sessions_output_never_shows() {
+    let mut log = running();
+    log.ok(stdout("q1", "s1", "o1", "kept"));
+    log.ok(started("s2", 10)); // s1 is displaced: q1 is lost
+    log.ignored(stdout("q1", "s1", "o2", "late"), Ignored::Fenced);
+    let view = log.state.view();
+    let cell = &view.cells[0];
+    assert_eq!(cell.execution.as_ref().unwrap().status, "runtime_lost");
+    assert_eq!(cell.outputs.len(), 1);
+    assert_eq!(view.runtime.unwrap().session_id, "s2");
+    assert!(view.queue.is_empty());
+}
+
+#[test]
+fn the_view_shows_a_waiting_question_until_it_is_answered() {
+    let mut log = running();
+    let asked = InputRequested {
+        queue_id: "q1".into(),
+        session_id: "s1".into(),
+        input_id: "i1".into(),
+        prompt: "Name? ".into(),
+        password: false,
+        seal_key: None,
+    };
+    log.ok(asked.clone());
+    let view = log.state.view();
+    let input = view.cells[0].execution.as_ref().unwrap().input.unwrap();
+    assert_eq!(input.prompt, "Name? ");
+    log.ok(InputRequest::from(&asked)
+        .answer(&"q1".into(), "Ada", "user")
+        .unwrap());
+    assert!(
+        log.state.view().cells[0]
+            .execution
+            .as_ref()
+            .unwrap()
+            .input
+            .is_none()
+    );
+}

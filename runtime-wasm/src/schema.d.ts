@@ -1,4 +1,4 @@
-// Generated from runtime-core's event schema by tests/tests/typescript.rs: do not edit.
+// Generated from runtime-core's schema by tests/tests/typescript.rs: do not edit.
 // The wire format is docs/protocol.md's: one flat JSON object per event.
 
 /** What kind of cell a request came from; handlers may treat kinds differently. */
@@ -67,6 +67,141 @@ export type SessionStatus = "ready" | "busy" | "idle";
 
 /** Why a runtime session ended. */
 export type TerminationReason = "shutdown" | "displaced" | "expired" | "error";
+
+/** One cell as a UI shows it. */
+export interface CellView {
+    /** Its id. */
+    id: string;
+    /** Its kind. */
+    cellType: CellType;
+    /** Its current source. */
+    source: string;
+    /** Its latest execution (the most recently requested), if it ever ran or is queued. */
+    execution?: ExecutionView | null;
+    /**
+     * The outputs it shows: its most recently started execution's, until the next one
+     * starts.
+     */
+    outputs: Output[];
+    /** The execution count of the run whose outputs it shows, if any. */
+    executionCount?: number | null;
+    /**
+     * Outputs it shows without having run here (an imported notebook's), as nbformat
+     * JSON, until it runs.
+     */
+    importedOutputs?: unknown[] | null;
+    /** Its metadata (tags, anything an editor keeps). */
+    metadata: Record<string, unknown>;
+}
+
+/** One execution as a UI shows it. */
+export interface ExecutionView {
+    /** Its queue id (what a cancel names). */
+    queueId: string;
+    /** The cell it runs. */
+    cellId: string;
+    /**
+     * `pending`, `assigned`, `executing`, or how it ended: `success`, `error`,
+     * `cancelled`, `timed_out`, `runtime_lost`.
+     */
+    status: "pending" | "assigned" | "executing" | "success" | "error" | "cancelled" | "timed_out" | "runtime_lost";
+    /** Its execution count, once it started. */
+    executionCount?: number | null;
+    /** Why it ended, for anything but success. */
+    error?: string | null;
+    /** Who asked for it. */
+    requestedBy: string;
+    /** A cancel was asked for while it ran. */
+    cancelRequested: boolean;
+    /** When it started (milliseconds since the epoch), while it runs. */
+    startedAt?: Timestamp | null;
+    /**
+     * The question it waits on an answer to, while it does (answer it with the wasm
+     * package's `inputReply`).
+     */
+    input?: InputRequest | null;
+}
+
+/**
+ * An input request of a running execution (see
+ * `InputRequested`).
+ */
+export interface InputRequest {
+    /** The request, which a reply names. */
+    inputId: string;
+    /** The prompt to show. */
+    prompt?: string;
+    /** A password: UIs hide what is typed, and the reply is sealed to `seal_key`. */
+    password?: boolean;
+    /** The key a password reply is sealed to. */
+    sealKey?: string | null;
+    /** The reply, once one came (for a password, the sealed box). */
+    reply?: string | null;
+}
+
+/**
+ * One output of an execution. As JSON (for UIs and the hub's REST view):
+ * `{"outputId": "...", "outputType": "stream", "name": "stdout", "text": "..."}`, with
+ * `outputType` one of `stream`, `display_data`, `execute_result`, `error`, `markdown`.
+ */
+export type Output = {
+    /** Its id. */
+    outputId: string;
+} & ({
+    outputType: "stream";
+    /** Which stream. */
+    name: StreamName;
+    /** All the text so far. */
+    text: string;
+} | {
+    outputType: "display_data";
+    /** The representations. */
+    data: MediaBundle;
+    /** Per-MIME metadata. */
+    metadata: Record<string, unknown>;
+    /** The id updates use. */
+    displayId?: string | null;
+} | {
+    outputType: "execute_result";
+    /** The representations. */
+    data: MediaBundle;
+    /** Per-MIME metadata. */
+    metadata: Record<string, unknown>;
+    /** The execution count. */
+    executionCount: number;
+    /** The id updates replace it by, if it has one. */
+    displayId?: string | null;
+} | {
+    outputType: "error";
+    /** Its name. */
+    ename: string;
+    /** Its message. */
+    evalue: string;
+    /** Its traceback. */
+    traceback: string[];
+} | {
+    outputType: "markdown";
+    /** All the markdown so far. */
+    text: string;
+});
+
+/** The runtime session serving the notebook. */
+export interface RuntimeView {
+    /** The session. */
+    sessionId: string;
+    /** The runtime it belongs to. */
+    runtimeId: string;
+    /** Its kind, e.g. `echo`, `python`. */
+    runtimeType: string;
+    /** Who it runs for. */
+    clientId: string;
+    /** `ready`, `busy` or `idle`. */
+    status: SessionStatus;
+    /** Its lease runs out at this time (milliseconds since the epoch) unless renewed. */
+    leaseUntil: Timestamp;
+    /** What it can run. */
+    capabilities: Capabilities;
+}
 
 /** A cell was added to the notebook. */
 export interface CellCreatedEvent {
@@ -517,3 +652,17 @@ export type RuntimeEvent =
     | RuntimeSessionStatusChangedEvent
     | RuntimeSessionRenewedEvent
     | RuntimeSessionTerminatedEvent;
+
+/** A notebook as a UI shows it (what `NotebookView.state()` returns): its cells in order, each with its latest execution and the outputs it shows, the queue, and the runtime serving it, folded by the agents' own reducer. */
+export interface NotebookViewState {
+    /** The notebook's title, if it has one. */
+    title?: string | null;
+    /** The last sequence number folded in. */
+    lastSeq: number;
+    /** The cells, in notebook order. */
+    cells: CellView[];
+    /** Executions not finished yet, in the order they will run. */
+    queue: ExecutionView[];
+    /** The active runtime session, if one serves the notebook. */
+    runtime?: RuntimeView | null;
+}
