@@ -3,7 +3,7 @@
 // (`&notebook=ID`, default "demo"), shared with every other tab and process on it; the
 // token is asked for once per tab and kept in sessionStorage, never in the URL. With
 // `&agent=off` the tab only shows and runs cells, and another runtime serves them.
-import init, { createBrowserRuntimeAgent, HubStore } from "./pkg/runtime_wasm.js";
+import init, { createBrowserRuntimeAgent, HubStore, NotebookView } from "./pkg/runtime_wasm.js";
 
 const STORAGE_KEY = "browserEcho.events";
 
@@ -37,75 +37,47 @@ class PageStore {
   }
 }
 
-/** Folds the log into what the page shows. */
-function view(events) {
-  const cells = new Map();
-  const runs = new Map();
-  let session = null;
-  const output = (e) => runs.get(e.queueId)?.outputs;
-  for (const e of events) {
-    switch (e.type) {
-      case "v1.CellCreated": cells.set(e.cellId, { id: e.cellId, source: e.source, run: null }); break;
-      case "v1.ExecutionRequested": {
-        runs.set(e.queueId, { queueId: e.queueId, state: "pending", outputs: [] });
-        const cell = cells.get(e.cellId);
-        if (cell) cell.run = e.queueId;
-        break;
-      }
-      case "v1.ExecutionStarted": { const run = runs.get(e.queueId); if (run) { run.state = "running"; run.count = undefined; } break; }
-      case "v1.ExecutionCompleted": {
-        const run = runs.get(e.queueId);
-        if (run) { run.state = e.status; run.error = e.error; }
-        break;
-      }
-      case "v1.ExecutionCancelRequested": {
-        const run = e.target.scope === "entry" ? runs.get(e.target.queueId) : null;
-        if (run && run.state === "pending") run.state = "cancelled";
-        break;
-      }
-      case "v1.StreamOutputAdded": output(e)?.push({ id: e.outputId, kind: e.name, text: e.text }); break;
-      case "v1.StreamOutputAppended": case "v1.MarkdownOutputAppended": {
-        const target = output(e)?.find((o) => o.id === e.outputId);
-        if (target) target.text += e.text;
-        break;
-      }
-      case "v1.MarkdownOutputAdded": output(e)?.push({ id: e.outputId, kind: "markdown", text: e.text }); break;
-      case "v1.ExecuteResultAdded": case "v1.DisplayOutputAdded":
-        output(e)?.push({ id: e.outputId, kind: "result", text: e.data["text/plain"] ?? JSON.stringify(e.data) });
-        break;
-      case "v1.ErrorOutputAdded": output(e)?.push({ id: e.outputId, kind: "error", text: `${e.ename}: ${e.evalue}` }); break;
-      case "v1.OutputsCleared": { const outputs = output(e); if (outputs && !e.wait) outputs.length = 0; break; }
-      case "v1.RuntimeSessionStarted": session = { id: e.sessionId, status: "ready" }; break;
-      case "v1.RuntimeSessionStatusChanged": if (session?.id === e.sessionId) session.status = e.status; break;
-      case "v1.RuntimeSessionTerminated": if (session?.id === e.sessionId) session.status = "stopped"; break;
-    }
+/** What a status word looks like on the page (the CSS classes and the end-to-end test use these). */
+const SHOWN_STATUS = { pending: "pending", assigned: "pending", executing: "running" };
+
+/** One output as text. */
+function outputText(output) {
+  switch (output.outputType) {
+    case "stream": case "markdown": return output.text;
+    case "error": return `${output.ename}: ${output.evalue}`;
+    default: return output.data["text/plain"] ?? JSON.stringify(output.data);
   }
-  return { cells: [...cells.values()], runs, session };
 }
 
-function render(events, who) {
-  const { cells, runs, session } = view(events);
+/** Renders the notebook as the core's reducer folds it (a NotebookView's state). */
+function render(notebook, who) {
+  const { cells, runtime } = notebook;
   const status = document.getElementById("runtime-status");
-  const shown = session ? (session.status === "ready" ? "idle" : session.status) : "none";
+  const shown = runtime ? (runtime.status === "ready" ? "idle" : runtime.status) : "none";
   status.textContent = shown;
   status.className = shown;
-  document.getElementById("session").textContent = session ? `session ${session.id.slice(0, 8)}` : "";
+  document.getElementById("session").textContent = runtime ? `session ${runtime.sessionId.slice(0, 8)}` : "";
   const container = document.getElementById("cells");
   container.replaceChildren(...cells.map((cell) => {
-    const run = cell.run ? runs.get(cell.run) : null;
-    const state = run?.state ?? "new";
+    const run = cell.execution;
+    const state = run ? SHOWN_STATUS[run.status] ?? run.status : "new";
     const element = document.createElement("div");
     element.className = `cell ${state}`;
     element.id = `cell-${cell.id}`;
     const head = document.createElement("div");
     head.className = "head";
+    const count = document.createElement("span");
+    count.className = "count";
+    count.textContent = state === "running" || state === "pending" ? "[*]" : `[${cell.executionCount ?? " "}]`;
     const source = document.createElement("pre");
     source.className = "source";
     source.textContent = cell.source;
     const badge = document.createElement("span");
     badge.className = `status ${state}`;
-    badge.textContent = run?.error && (state === "error" || state === "runtime_lost") ? `${state}: ${run.error}` : state;
-    head.append(source, badge);
+    // A reason that already starts with the status word ("cancelled: the runtime shut down") reads alone.
+    badge.textContent = !run?.error || state === "success" ? state
+      : run.error.startsWith(state) ? run.error : `${state}: ${run.error}`;
+    head.append(count, source, badge);
     if (state === "running" || state === "pending") {
       const cancel = document.createElement("button");
       cancel.className = "cancel";
@@ -117,10 +89,11 @@ function render(events, who) {
     }
     const outputs = document.createElement("div");
     outputs.className = "outputs";
-    for (const output of run?.outputs ?? []) {
+    for (const output of cell.outputs) {
       const pre = document.createElement("pre");
-      pre.className = output.kind;
-      pre.textContent = output.text;
+      pre.className = output.outputType === "stream" ? output.name
+        : output.outputType === "error" || output.outputType === "markdown" ? output.outputType : "result";
+      pre.textContent = outputText(output);
       outputs.append(pre);
     }
     element.append(head, outputs);
@@ -185,16 +158,30 @@ if (store) {
       + "sees the same cells live. Unless this tab was opened with &agent=off, a runtime agent compiled to "
       + "WebAssembly serves the notebook from here (the most recently started one wins).";
   }
-  const events = [];
-  store.subscribe(1, (batch) => { events.push(...batch); render(events, who); });
+  const notebook = new NotebookView(); // the agents' own reducer, folding what the store delivers
+  const events = []; // the raw log, for the end-to-end tests to audit
+  store.subscribe(1, (batch, firstSeq) => {
+    events.push(...batch);
+    notebook.apply(batch, firstSeq);
+    render(notebook.state(), who);
+  });
   let agent = null;
   if (params.get("agent") !== "off") {
-    agent = createBrowserRuntimeAgent(store, { canExecuteCode: true }, { clientId: who, runtimeType: "echo" });
+    // `?runtimeType=` names the runtime's kind (the agent reads its URL parameters itself).
+    const runtimeType = params.get("runtimeType") ? {} : { runtimeType: "echo" };
+    agent = createBrowserRuntimeAgent(store, { canExecuteCode: true }, { clientId: who, ...runtimeType });
     agent.onExecution(echo);
     await agent.start();
   }
-  render(events, who);
+  render(notebook.state(), who);
 
+  // Shift+Enter runs the cell, as in Jupyter.
+  document.getElementById("source").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.shiftKey) {
+      event.preventDefault();
+      document.getElementById("new-cell").requestSubmit();
+    }
+  });
   document.getElementById("new-cell").addEventListener("submit", (event) => {
     event.preventDefault();
     const source = document.getElementById("source").value;
@@ -211,5 +198,5 @@ if (store) {
     localStorage.removeItem(STORAGE_KEY);
     location.reload();
   });
-  window.demo = { store, agent, events };
+  window.demo = { store, agent, notebook, events };
 }

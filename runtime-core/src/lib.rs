@@ -64,8 +64,8 @@ pub mod store;
 pub mod sync;
 
 pub use agent::{
-    AgentError, AgentHandle, AgentOptions, AgentStatus, ExecutionFailure, RuntimeAgent,
-    SNAPSHOT_EVERY,
+    AgentError, AgentHandle, AgentOptions, AgentStatus, ExecutionFailure, RunningExecution,
+    RuntimeAgent, SNAPSHOT_EVERY,
 };
 pub use client::{InputReplyError, NotebookClient, NotebookWatcher};
 pub use clock::{Clock, ManualClock, Timestamp};

@@ -279,17 +279,39 @@ fn finished(
     }
 }
 
-/// The page is going away: nothing can be awaited any more, so end the session with one
-/// synchronous commit, then ask the agent to stop.
+/// The page is going away: nothing can be awaited any more, so end what runs (cancelled,
+/// saying why) and the session with one synchronous commit, then ask the agent to stop.
+/// The completion comes first: after the session's end, the log would call the running
+/// execution lost.
 fn leave_page(store: &PageStore, handle: &AgentHandle) {
-    let ended = RuntimeSessionTerminated {
-        session_id: handle.session_id().clone(),
-        reason: TerminationReason::Shutdown,
-        by: handle.session_id().to_string(),
-        at: runtime_core::Clock::now(&BrowserClock),
-        detail: Some("the page was closed".into()),
-    };
-    if let Err(error) = store.commit_without_waiting(vec![ended.into()]) {
+    let now = runtime_core::Clock::now(&BrowserClock);
+    let session_id = handle.session_id().clone();
+    let mut events: Vec<runtime_core::Event> = Vec::new();
+    if let Some(running) = handle.running() {
+        events.push(
+            runtime_core::ExecutionCompleted {
+                queue_id: running.queue_id,
+                session_id: session_id.clone(),
+                status: runtime_core::CompletionStatus::Cancelled,
+                error: Some("cancelled: the page was closed".into()),
+                duration_ms: now.saturating_since(running.started_at).as_millis() as u64,
+                abort_pending: false,
+                metadata: Default::default(),
+            }
+            .into(),
+        );
+    }
+    events.push(
+        RuntimeSessionTerminated {
+            session_id: session_id.clone(),
+            reason: TerminationReason::Shutdown,
+            by: session_id.to_string(),
+            at: now,
+            detail: Some("the page was closed".into()),
+        }
+        .into(),
+    );
+    if let Err(error) = store.commit_without_waiting(events) {
         tracing::warn!(error = %error, "could not record the session's end as the page closed");
     }
     handle.shutdown();

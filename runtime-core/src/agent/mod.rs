@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::handler::ExecutionHandler;
 use crate::maybe_send::{MaybeSend, MaybeSync};
 use crate::schema::{
@@ -208,6 +208,7 @@ pub struct AgentHandle {
 struct Shared {
     session_id: SessionId,
     status: Mutex<AgentStatus>,
+    running: Mutex<Option<RunningExecution>>,
     shutdown: AtomicBool,
     wake: AtomicWaker,
 }
@@ -233,6 +234,25 @@ impl AgentHandle {
     pub fn session_id(&self) -> &SessionId {
         &self.shared.session_id
     }
+
+    /// The execution the agent runs now, if any: what a page that is closing must record
+    /// as ended, since it cannot wait for the agent to do so.
+    pub fn running(&self) -> Option<RunningExecution> {
+        self.shared
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// The execution an agent runs, as its handle reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningExecution {
+    /// Its queue entry.
+    pub queue_id: QueueId,
+    /// When it started, as the log says.
+    pub started_at: Timestamp,
 }
 
 impl Shared {
@@ -241,6 +261,13 @@ impl Shared {
             .status
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+    }
+
+    fn set_running(&self, running: Option<RunningExecution>) {
+        *self
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = running;
     }
 
     fn shutdown_requested(&self) -> bool {
@@ -311,6 +338,7 @@ impl RuntimeAgent {
             shared: Arc::new(Shared {
                 session_id,
                 status: Mutex::new(AgentStatus::Starting),
+                running: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
                 wake: AtomicWaker::new(),
             }),

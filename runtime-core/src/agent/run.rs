@@ -9,7 +9,7 @@ use std::task::Poll;
 use futures::{FutureExt, StreamExt, future, select_biased};
 
 use super::execution::{ExecutionReport, ExecutionSetup, run_execution};
-use super::{AgentError, AgentStatus, ExecutionFailure, RuntimeAgent, Shared};
+use super::{AgentError, AgentStatus, ExecutionFailure, RunningExecution, RuntimeAgent, Shared};
 use crate::clock::{Clock, millis};
 use crate::context::{
     CancelReason, CancelSignal, ExecutionContext, ExecutionInfo, InputMailbox, OutputSink,
@@ -459,6 +459,10 @@ impl Runner {
             started_at,
             nothing_queued: self.nothing_queued.clone(),
         });
+        self.shared.set_running(Some(RunningExecution {
+            queue_id: queue_id.clone(),
+            started_at,
+        }));
         self.running = Some(Running {
             queue_id,
             cell_id,
@@ -527,6 +531,7 @@ impl Runner {
         let Some(running) = self.running.take() else {
             return Ok(());
         };
+        self.shared.set_running(None);
         self.shared.set_status(AgentStatus::Idle);
         if let Some(error) = report.store_error {
             return Err(error.into());
