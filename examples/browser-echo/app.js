@@ -1,41 +1,13 @@
 // The browser demo: the page owns a store and renders from it; the wasm runtime agent
-// plugs into the same store. With `?hub=ws://HOST:PORT` the store is a notebook on a hub
-// (`&notebook=ID`, default "demo"), shared with every other tab and process on it; the
-// token is asked for once per tab and kept in sessionStorage, never in the URL. With
+// plugs into the same store. By default the store is a TabStore (`&store=NAME`, default
+// "browserEcho"): one log shared by every tab of this origin, kept in localStorage. With
+// `?hub=ws://HOST:PORT` the store is a notebook on a hub (`&notebook=ID`, default "demo"),
+// shared with every other tab and process on it; the token is asked for once per tab and
+// kept in sessionStorage, never in the URL. Every tab starts an agent, and the newest one
+// serves (the log displaces the others); when it goes, a remaining tab takes over. With
 // `&agent=off` the tab only shows and runs cells, and another runtime serves them.
 import init, { createBrowserRuntimeAgent, HubStore, NotebookView } from "./pkg/runtime_wasm.js";
-
-const STORAGE_KEY = "browserEcho.events";
-
-/** The page's own store: an append-only log kept in localStorage, with the RuntimeStore interface. */
-class PageStore {
-  constructor() {
-    this.events = JSON.parse(localStorage.getItem(STORAGE_KEY) || "[]");
-    this.subscribers = new Set();
-  }
-  commit(batch) {
-    const first = this.events.length + 1;
-    this.events.push(...batch);
-    localStorage.setItem(STORAGE_KEY, JSON.stringify(this.events)); // synchronous: survives unload
-    for (const subscriber of this.subscribers) subscriber.deliver();
-    return first;
-  }
-  subscribe(fromSeq, onEvents) {
-    const events = this.events;
-    const subscriber = {
-      next: fromSeq,
-      deliver() {
-        if (this.next > events.length) return;
-        const first = this.next;
-        this.next = events.length + 1;
-        onEvents(events.slice(first - 1), first);
-      },
-    };
-    this.subscribers.add(subscriber);
-    subscriber.deliver();
-    return () => this.subscribers.delete(subscriber);
-  }
-}
+import { TabStore } from "./pkg/tab-store.js";
 
 /** What a status word looks like on the page (the CSS classes and the end-to-end test use these). */
 const SHOWN_STATUS = { pending: "pending", assigned: "pending", executing: "running" };
@@ -150,7 +122,8 @@ const TOKEN_KEY = "browserEcho.hubToken";
 const params = new URLSearchParams(location.search);
 const hub = params.get("hub");
 await init();
-const store = hub ? hubStore(hub, params.get("notebook") ?? "demo") : new PageStore();
+const storeName = params.get("store") ?? "browserEcho";
+const store = hub ? hubStore(hub, params.get("notebook") ?? "demo") : new TabStore(storeName);
 if (store) {
   const who = hub ? await connected(store) : "demo-user";
   if (hub) {
@@ -160,20 +133,53 @@ if (store) {
   }
   const notebook = new NotebookView(); // the agents' own reducer, folding what the store delivers
   const events = []; // the raw log, for the end-to-end tests to audit
+  let agent = null;
+  let leaving = false;
+  addEventListener("pagehide", () => { leaving = true; });
+
+  /** Starts this tab's agent: it displaces whichever runtime served the notebook. */
+  async function startAgent() {
+    // `?runtimeType=` names the runtime's kind (the agent reads its URL parameters itself).
+    const runtimeType = params.get("runtimeType") ? {} : { runtimeType: "echo" };
+    const starting = createBrowserRuntimeAgent(store, { canExecuteCode: true }, { clientId: who, ...runtimeType });
+    starting.onExecution(echo);
+    agent = starting;
+    window.demo.agent = starting;
+    await starting.start();
+  }
+
+  /** Says what this tab's agent does; takes over when no runtime serves the notebook any more. */
+  function tendAgent(state) {
+    const shown = document.getElementById("agent-state");
+    if (!agent) {
+      shown.textContent = "this tab runs no agent";
+      return;
+    }
+    if (agent.status !== "stopped") {
+      shown.textContent = state.runtime?.sessionId === agent.sessionId ? "this tab's agent serves the notebook" : "";
+      return;
+    }
+    if (state.runtime) {
+      shown.textContent = `this tab's agent was displaced by session ${state.runtime.sessionId.slice(0, 8)}`;
+    } else if (!leaving) {
+      shown.textContent = "no runtime serves the notebook: this tab's agent takes over";
+      startAgent().catch((error) => console.warn("could not take over:", error));
+    }
+  }
+
+  window.demo = { store, agent, notebook, events };
   store.subscribe(1, (batch, firstSeq) => {
     events.push(...batch);
     notebook.apply(batch, firstSeq);
-    render(notebook.state(), who);
+    const state = notebook.state();
+    render(state, who);
+    tendAgent(state);
   });
-  let agent = null;
-  if (params.get("agent") !== "off") {
-    // `?runtimeType=` names the runtime's kind (the agent reads its URL parameters itself).
-    const runtimeType = params.get("runtimeType") ? {} : { runtimeType: "echo" };
-    agent = createBrowserRuntimeAgent(store, { canExecuteCode: true }, { clientId: who, ...runtimeType });
-    agent.onExecution(echo);
-    await agent.start();
-  }
+  if (params.get("agent") !== "off") await startAgent();
   render(notebook.state(), who);
+  tendAgent(notebook.state());
+  // An agent stops a moment after the log displaced it: look again now and then.
+  setInterval(() => tendAgent(notebook.state()), 500);
 
   // Shift+Enter runs the cell, as in Jupyter.
   document.getElementById("source").addEventListener("keydown", (event) => {
@@ -191,12 +197,13 @@ if (store) {
       { type: "v1.ExecutionRequested", queueId: crypto.randomUUID(), cellId, cellType: "code", source, requestedBy: who },
     ]);
   });
-  const reset = document.getElementById("reset");
-  if (hub) reset.hidden = true; // a hub's notebook is shared: nobody clears it for everyone
-  reset.addEventListener("click", async () => {
-    await agent?.shutdown(); // first, so closing the page records nothing more
-    localStorage.removeItem(STORAGE_KEY);
-    location.reload();
+  // Other tabs share this notebook, so nobody clears it for everyone: start another one.
+  const fresh = document.getElementById("new-notebook");
+  if (hub) fresh.hidden = true;
+  fresh.addEventListener("click", () => {
+    const next = new URL(location.href);
+    next.searchParams.set("store", `notebook-${crypto.randomUUID().slice(0, 8)}`);
+    location.href = next.href;
   });
-  window.demo = { store, agent, notebook, events };
+  document.getElementById("raw-log").href = `log.html?store=${encodeURIComponent(storeName)}`;
 }

@@ -55,7 +55,7 @@ try {
 
   const sessionId = await page.evaluate(() => window.demo.agent.sessionId);
   await page.goto(new URL("log.html", url).href); // leaving the page: pagehide
-  const events = await page.evaluate(() => JSON.parse(localStorage.getItem("browserEcho.events")));
+  const events = await page.evaluate(() => JSON.parse(localStorage.getItem("browserEcho.log")).events);
   const ended = events.find((e) => e.type === "v1.RuntimeSessionTerminated" && e.sessionId === sessionId);
   if (!ended) failures.push("the store did not record the session's end after navigating away");
   else if (ended.reason !== "shutdown") failures.push(`the session ended ${ended.reason}, not shutdown`);

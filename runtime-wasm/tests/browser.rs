@@ -28,6 +28,11 @@ export function terminations(store) {
 export function started(store) {
   return store.events.find((e) => e.type === "v1.RuntimeSessionStarted");
 }
+export function slowHandler() {
+  return (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+}
+export function types(store) { return store.events.map((e) => e.type); }
+export function lastEvent(store, type) { return store.events.findLast((e) => e.type === type); }
 export function dispatch(name) { window.dispatchEvent(new Event(name)); }
 export function hideTab() {
   Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
@@ -39,6 +44,11 @@ extern "C" {
     #[wasm_bindgen(js_name = echoHandler)]
     fn echo_handler() -> js_sys::Function;
     fn terminations(store: &RuntimeStore) -> Array;
+    #[wasm_bindgen(js_name = slowHandler)]
+    fn slow_handler() -> js_sys::Function;
+    fn types(store: &RuntimeStore) -> Vec<String>;
+    #[wasm_bindgen(js_name = lastEvent)]
+    fn last_event(store: &RuntimeStore, event_type: &str) -> JsValue;
     fn started(store: &RuntimeStore) -> JsValue;
     fn dispatch(name: &str);
     #[wasm_bindgen(js_name = hideTab)]
@@ -74,6 +84,51 @@ async fn settle(promise: Promise) -> Result<JsValue, JsValue> {
 
 fn field(value: &JsValue, name: &str) -> JsValue {
     Reflect::get(value, &name.into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn leaving_the_page_while_a_cell_runs_records_it_cancelled_before_the_session_ends() {
+    let store = plain_store();
+    let agent = create_browser_runtime_agent(
+        store.clone(),
+        capabilities(),
+        options(r#"{"clientId": "a"}"#),
+    )
+    .unwrap();
+    agent.on_execution(slow_handler());
+    settle(agent.start()).await.unwrap();
+    request(&store, "q1", "runs until cancelled");
+    for _ in 0..2_000 {
+        if agent.status() == "busy" {
+            break;
+        }
+        gloo_timers::future::TimeoutFuture::new(5).await;
+    }
+    assert_eq!(agent.status(), "busy");
+
+    dispatch("pagehide");
+    // Synchronously: the cell's end, then the session's, in that order.
+    let tail: Vec<String> = types(&store).into_iter().rev().take(2).collect();
+    assert_eq!(
+        tail,
+        ["v1.RuntimeSessionTerminated", "v1.ExecutionCompleted"],
+        "the completion must come before the session's end"
+    );
+    let completed = last_event(&store, "v1.ExecutionCompleted");
+    assert_eq!(field(&completed, "status"), "cancelled");
+    assert_eq!(field(&completed, "error"), "cancelled: the page was closed");
+    let bridge = JsStore::new(store.clone());
+    let mut watcher = NotebookWatcher::new(&bridge);
+    let done = watcher
+        .wait_for_completion(&QueueId::from("q1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.state.status(),
+        Some(CompletionStatus::Cancelled),
+        "the log says cancelled, not runtime_lost"
+    );
+    settle(agent.shutdown()).await.unwrap();
 }
 
 #[wasm_bindgen_test]

@@ -16,6 +16,7 @@ import init, {
   type NotebookViewState,
   type Output,
 } from "runtime-agents-wasm";
+import { TabStore } from "runtime-agents-wasm/tab-store.js";
 
 export function describe(event: RuntimeEvent): string {
   switch (event.type) {
@@ -113,6 +114,15 @@ export async function main(): Promise<void> {
     subscribe: () => () => undefined,
   };
   createBrowserRuntimeAgent(own, { canExecuteCode: true }, { clientId: "me", logLevel: "warn" });
+
+  const tabs: RuntimeStore = new TabStore("my-notebook");
+  createBrowserRuntimeAgent(tabs, { canExecuteCode: true }, { clientId: "me" });
+  const shared = new TabStore();
+  const writing: boolean = shared.isWriter;
+  void writing;
+  shared.close();
+  // @ts-expect-error: a TabStore's name is a string.
+  new TabStore(42);
 
   const hub = new HubStore("ws://127.0.0.1:1", "token", "notebook");
   const withOptions = new HubStore("ws://127.0.0.1:1", "token", "notebook", { heartbeatMs: 5000 });
