@@ -6,26 +6,25 @@
 //! shorter than its `Content-Length` is an error, never a success.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use runtime_core::{ExecutionContext, ExecutionError, ExecutionHandler, Outcome};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::ClientConfig;
 
+use crate::net::{Endpoint, chain};
 use crate::process::{Pipe, in_backend_span, stream_text};
 use crate::tls::CaFileError;
 
 /// The most of an error response's body shown.
 const ERROR_BODY: usize = 1024;
+/// What the client offers in TLS's ALPN.
+const ALPN: &[&[u8]] = &[b"http/1.1"];
 /// The largest response head accepted (and hyper's read buffer).
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -81,11 +80,10 @@ pub enum HttpConfigError {
 /// ```
 #[derive(Clone)]
 pub struct Http {
-    uri: Uri,
-    host: String,
-    port: u16,
-    /// TLS settings for an `https://` URL.
-    tls: Option<Arc<ClientConfig>>,
+    /// Where it posts, and how it connects (TLS settings for an `https://` URL).
+    endpoint: Endpoint,
+    /// The URL, kept to rebuild the endpoint when a CA file is added.
+    url: String,
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     timeout: Option<Duration>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -95,43 +93,14 @@ pub struct Http {
 impl Http {
     /// A backend posting to `url` (`http://host[:port][/path]` or `https://…`).
     pub fn new(url: &str) -> Result<Self, HttpConfigError> {
-        let uri: Uri = url.parse().map_err(|_| HttpConfigError::InvalidUrl)?;
-        let authority = uri.authority().ok_or(HttpConfigError::InvalidUrl)?;
-        if authority.as_str().contains('@') {
-            return Err(HttpConfigError::CredentialsInUrl);
-        }
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err(HttpConfigError::InvalidUrl),
-        };
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        // Whatever follows the host must be a port number.
-        let after_host = &authority.as_str()[authority.host().len()..];
-        let port_is_valid = after_host.is_empty()
-            || after_host
-                .strip_prefix(':')
-                .is_some_and(|port| port.parse::<u16>().is_ok());
-        if host.is_empty() || !port_is_valid {
-            return Err(HttpConfigError::InvalidUrl);
-        }
-        let mut http = Http {
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
-            host: host.to_owned(),
-            uri,
-            tls: None,
+        Ok(Http {
+            endpoint: Endpoint::new(url, &[], ALPN)?,
+            url: url.to_owned(),
             extra_roots: Vec::new(),
             timeout: None,
             headers: Vec::new(),
             name: "http".to_owned(),
-        };
-        if https {
-            http.tls = Some(http.tls_config()?);
-        }
-        Ok(http)
+        })
     }
 
     /// The longest the whole exchange may take before it ends `timed_out`.
@@ -162,9 +131,7 @@ impl Http {
     pub fn ca_file(mut self, path: &Path) -> Result<Self, HttpConfigError> {
         let certificates = crate::tls::read_certificates(path)?;
         self.extra_roots.extend(certificates);
-        if self.tls.is_some() {
-            self.tls = Some(self.tls_config()?);
-        }
+        self.endpoint = Endpoint::new(&self.url, &self.extra_roots, ALPN)?;
         Ok(self)
     }
 
@@ -172,10 +139,6 @@ impl Http {
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
-    }
-
-    fn tls_config(&self) -> Result<Arc<ClientConfig>, HttpConfigError> {
-        crate::tls::client_config(&self.extra_roots, &[b"http/1.1"]).map_err(HttpConfigError::Tls)
     }
 
     /// The request: the JSON body and the configured headers.
@@ -188,13 +151,12 @@ impl Http {
             "executionCount": ctx.execution_count(),
         })
         .to_string();
-        let target = self.uri.path_and_query().map_or("/", |path| path.as_str());
+        let uri = self.endpoint.uri();
+        let target = uri.path_and_query().map_or("/", |path| path.as_str());
         let mut request = Request::post(target)
             .header(
                 HOST,
-                self.uri
-                    .authority()
-                    .map_or("", |authority| authority.as_str()),
+                uri.authority().map_or("", |authority| authority.as_str()),
             )
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
@@ -204,31 +166,11 @@ impl Http {
     }
 
     async fn exchange(&self, ctx: &ExecutionContext) -> Result<Outcome, ExecutionError> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
+        let stream = self
+            .endpoint
+            .connect()
             .await
-            .map_err(|error| {
-                ExecutionError::Unavailable(format!(
-                    "could not connect to {}:{}: {error}",
-                    self.host, self.port
-                ))
-            })?;
-        let _ = stream.set_nodelay(true);
-        let Some(tls) = &self.tls else {
-            return self.exchange_over(stream, ctx).await;
-        };
-        let server_name =
-            rustls_pki_types::ServerName::try_from(self.host.clone()).map_err(|error| {
-                ExecutionError::Unavailable(format!("bad TLS server name: {error}"))
-            })?;
-        let stream = TlsConnector::from(tls.clone())
-            .connect(server_name, stream)
-            .await
-            .map_err(|error| {
-                ExecutionError::Unavailable(format!(
-                    "the TLS handshake with {}:{} failed: {error}",
-                    self.host, self.port
-                ))
-            })?;
+            .map_err(ExecutionError::Unavailable)?;
         self.exchange_over(stream, ctx).await
     }
 
@@ -328,9 +270,9 @@ impl Http {
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("https", &self.tls.is_some())
+            .field("host", &self.endpoint.host())
+            .field("port", &self.endpoint.port())
+            .field("https", &self.endpoint.is_tls())
             .field("timeout", &self.timeout)
             .field(
                 "headers",
@@ -369,18 +311,6 @@ fn failed(message: String) -> ExecutionError {
     ExecutionError::new("HttpError", message)
 }
 
-/// An error and its causes, `outer: inner: …`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -389,15 +319,21 @@ mod tests {
     #[test]
     fn urls_are_parsed_or_refused_clearly() {
         let http = Http::new("http://127.0.0.1:9000/run?x=1").unwrap();
-        assert_eq!((http.host.as_str(), http.port), ("127.0.0.1", 9000));
-        assert_eq!(http.uri.path_and_query().unwrap().as_str(), "/run?x=1");
+        assert_eq!(
+            (http.endpoint.host(), http.endpoint.port()),
+            ("127.0.0.1", 9000)
+        );
+        assert_eq!(
+            http.endpoint.uri().path_and_query().unwrap().as_str(),
+            "/run?x=1"
+        );
         let http = Http::new("http://localhost").unwrap();
-        assert_eq!(http.port, 80);
+        assert_eq!(http.endpoint.port(), 80);
         let http = Http::new("http://[::1]:8080/run").unwrap();
-        assert_eq!((http.host.as_str(), http.port), ("::1", 8080));
+        assert_eq!((http.endpoint.host(), http.endpoint.port()), ("::1", 8080));
         let http = Http::new("https://example.test/").unwrap();
-        assert_eq!(http.port, 443);
-        assert!(http.tls.is_some());
+        assert_eq!(http.endpoint.port(), 443);
+        assert!(http.endpoint.is_tls());
         assert!(Http::new("http://[::1/").is_err());
         assert!(Http::new("ftp://x").is_err());
         assert!(Http::new("http://host:notaport/").is_err());

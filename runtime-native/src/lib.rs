@@ -52,11 +52,16 @@ pub mod hub;
 pub mod ipynb;
 #[cfg(unix)]
 pub mod jupyter;
+#[cfg(unix)]
+mod net;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(unix)]
 pub mod process;
+// Installs the agent CLIs backends run (codex), verified against their registry's digest.
+#[cfg(unix)]
+pub mod runtimes;
 #[cfg(unix)]
 mod signals;
 pub mod sqlite;
