@@ -71,6 +71,11 @@ async fn main() -> ExitCode {
             }
         }
     };
+    // A missing program, or an agent CLI that does not answer `--version`, fails now, not
+    // at the first cell.
+    if let Err(error) = backends.check_programs().await {
+        return usage_error(&error);
+    }
     // The runtime type defaults to the backend's name.
     let runtime_type = backends.selected().to_owned();
     let (config, backends) = match cli.agent.resolve(&runtime_type) {

@@ -21,9 +21,9 @@ use runtime_native::runtimes::{Installed, RuntimeManager};
 #[derive(Parser)]
 #[command(name = "runtimes", version)]
 struct Cli {
-    /// Where runtimes are installed (default: the user's data directory,
-    /// runtime-agents/runtimes)
-    #[arg(long, env = "RUNTIME_AGENTS_RUNTIMES")]
+    /// Where runtimes are installed (default: RUNTIME_AGENTS_RUNTIMES, else the user's data
+    /// directory, runtime-agents/runtimes)
+    #[arg(long)]
     dir: Option<PathBuf>,
     /// The npm registry's URL (default: npm's own setting, `npm config get registry`)
     #[arg(long, env = "npm_config_registry")]
@@ -71,10 +71,7 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let Some(dir) = cli
-        .dir
-        .or_else(|| dirs::data_dir().map(|data| data.join("runtime-agents").join("runtimes")))
-    else {
+    let Some(dir) = cli.dir.or_else(runtime_native::runtimes::default_dir) else {
         eprintln!("error: no data directory here: pass --dir");
         return ExitCode::from(2);
     };

@@ -1633,3 +1633,66 @@ fn at_a_terminal_run_asks_a_cells_input_itself() {
     signal(&agent, "TERM");
     assert!(wait_with_timeout(&mut agent, Duration::from_secs(30)).success());
 }
+
+#[test]
+fn the_process_agent_will_not_start_without_its_agent_cli_and_finds_a_managed_one() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = Home::new();
+    let runtimes = home.dir.path().join("runtimes");
+    let backends = home.dir.path().join("codex.toml");
+    std::fs::write(
+        &backends,
+        "[backends.codex]\nkind = \"codex\"\nruntime = \"codex\"\n",
+    )
+    .unwrap();
+    let agent = || {
+        let mut command = home.command("process-agent");
+        command
+            .args(["--client-id", "alice", "--backends"])
+            .arg(&backends)
+            .env("RUNTIME_AGENTS_RUNTIMES", &runtimes);
+        command
+    };
+    let refused = agent().output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains(
+            "backends.codex.runtime: expected an installed runtime; \"codex\" is not installed in"
+        ) && said.contains("run `runtimes setup codex`"),
+        "{said}"
+    );
+
+    // Installed as the runtime manager records it, but broken: refused at start too.
+    std::fs::create_dir_all(&runtimes).unwrap();
+    let program = runtimes.join("codex-program");
+    let install = |body: &str| {
+        std::fs::write(&program, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let lock = serde_json::json!([{
+            "name": "codex", "package": "@openai/codex@1.0.0-test", "version": "1.0.0",
+            "integrity": "sha512-AAAA", "program": program,
+        }]);
+        std::fs::write(runtimes.join("runtimes.lock"), lock.to_string()).unwrap();
+    };
+    install("exit 1");
+    let refused = agent().output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--version` failed"), "{said}");
+
+    // Working: the agent starts and serves.
+    install("echo codex-cli 1.0.0");
+    let mut serving = agent()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = home.store();
+    wait_for_state(&store, Duration::from_secs(20), |state| {
+        state.active_session().is_some()
+    });
+    signal(&serving, "TERM");
+    let status = wait_with_timeout(&mut serving, Duration::from_secs(20));
+    assert!(status.success(), "{}", stderr_of(&mut serving));
+}

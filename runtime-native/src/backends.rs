@@ -109,7 +109,24 @@ struct BackendSpec {
     ladder: Ladder,
     max_output_bytes: Option<u64>,
     max_runtime: Option<Duration>,
+    /// The program it runs, for the check at start.
+    program: Option<ProgramCheck>,
 }
+
+/// A backend's program as [`BackendsConfig::check_programs`] checks it.
+#[derive(Debug, Clone)]
+struct ProgramCheck {
+    /// The key that names it (`backends.codex.program`).
+    key: String,
+    program: String,
+    /// The `PATH` it is looked up on, if its `env` sets one.
+    path_env: Option<String>,
+    /// An agent CLI, which must answer `--version`.
+    answers_version: bool,
+}
+
+/// How long a program may take to answer `--version`.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug)]
 enum Kind {
@@ -347,6 +364,7 @@ impl BackendsConfig {
             ladder,
             max_output_bytes: None,
             max_runtime: None,
+            program: None,
         };
         BackendsConfig {
             path: PathBuf::from(format!("--kernel {name}")),
@@ -383,6 +401,39 @@ impl BackendsConfig {
         }
         self.primary = name.to_owned();
         Ok(self)
+    }
+
+    /// Checks that the program of every backend in use (the chosen one and its fallback)
+    /// exists, on `PATH` or at its path, and that an agent CLI (codex) answers `--version`:
+    /// an agent calls it at start, so that a missing or broken program is a clear error
+    /// then, not at the first cell. Kernels are found when they start.
+    pub async fn check_programs(&self) -> Result<(), BackendConfigError> {
+        let in_use = std::iter::once(&self.primary).chain(self.fallback.as_ref());
+        for check in in_use.filter_map(|name| self.backends.get(name)?.program.as_ref()) {
+            let fail = |found: String| BackendConfigError::Key {
+                path: self.path.clone(),
+                key: check.key.clone(),
+                expected: "a program this machine has: a name on PATH or a path".to_owned(),
+                found,
+            };
+            let Some(found) = find_program(&check.program, check.path_env.as_deref()) else {
+                return Err(fail(format!(
+                    "{:?} is not {}",
+                    check.program,
+                    if check.program.contains('/') {
+                        "an executable file"
+                    } else {
+                        "on PATH"
+                    }
+                )));
+            };
+            if check.answers_version {
+                answers_version(&found)
+                    .await
+                    .map_err(|why| fail(format!("`{} --version` {why}", check.program)))?;
+            }
+        }
+        Ok(())
     }
 
     /// Builds the handler: the chosen backend (and its fallback), each with its limits,
@@ -428,6 +479,62 @@ impl BackendsConfig {
     }
 }
 
+/// `program` as a process would find it: a path, or a name on `path_env` (else this
+/// process's `PATH`); an executable file either way.
+fn find_program(program: &str, path_env: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path| {
+        std::fs::metadata(path)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    let search = path_env
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))?;
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+}
+
+/// Runs `program --version`: it must exit 0 within [`VERSION_TIMEOUT`]. The error says
+/// what it did instead.
+async fn answers_version(program: &Path) -> Result<(), String> {
+    let child = tokio::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(VERSION_TIMEOUT, child).await {
+        Err(_) => Err(format!("did not answer in {} s", VERSION_TIMEOUT.as_secs())),
+        Ok(Err(error)) => Err(format!("could not run: {error}")),
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let first = said.lines().next().unwrap_or_default();
+            Err(format!("failed ({}): {:.200}", output.status, first))
+        }
+    }
+}
+
+/// The program of the managed runtime `name` (see [`crate::runtimes`]), from the
+/// runtime manager's directory.
+fn managed_program(name: &str) -> Result<String, String> {
+    let dir = crate::runtimes::default_dir()
+        .ok_or_else(|| "no data directory here to find managed runtimes in".to_owned())?;
+    let manager = crate::runtimes::RuntimeManager::new(&dir, "");
+    match manager.get(name) {
+        Ok(Some(installed)) => Ok(installed.program.display().to_string()),
+        Ok(None) => Err(format!(
+            "{name:?} is not installed in {}: run `runtimes setup {name}`",
+            dir.display()
+        )),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 impl BackendSpec {
     fn parse(mut s: Section<'_>, name: &str) -> Result<Self, BackendConfigError> {
         let kind_name = s.string("kind")?.ok_or_else(|| {
@@ -447,6 +554,15 @@ impl BackendSpec {
         };
         let max_output_bytes = s.u64("max_output_bytes")?;
         let max_runtime = s.duration("max_runtime")?;
+        let mut program_check = None;
+        let mut checked = |program: &Program, answers_version: bool| {
+            program_check = Some(ProgramCheck {
+                key: format!("backends.{name}.program"),
+                program: program.program.clone(),
+                path_env: program.env.get("PATH").cloned(),
+                answers_version,
+            });
+        };
         let kind = match kind_name.as_str() {
             "job" => {
                 let input = match s.string("input")?.as_deref() {
@@ -456,10 +572,9 @@ impl BackendSpec {
                         return Err(s.error("input", "stdin or argument", found_text(other)));
                     }
                 };
-                let mut job = Job::new(s.program()?)
-                    .input(input)
-                    .ladder(ladder)
-                    .name(name);
+                let program = s.program()?;
+                checked(&program, false);
+                let mut job = Job::new(program).input(input).ladder(ladder).name(name);
                 if let Some(max_runtime) = max_runtime {
                     job = job.max_runtime(max_runtime);
                 }
@@ -467,6 +582,7 @@ impl BackendSpec {
             }
             "session" => {
                 let program = s.program()?;
+                checked(&program, false);
                 let marker = s.string("marker")?;
                 let send = s.string("send_after")?;
                 let error_marker = s.string("error_marker")?;
@@ -513,7 +629,11 @@ impl BackendSpec {
                 }
                 Kind::Session(session)
             }
-            "adapter" => Kind::Adapter(Adapter::new(s.program()?).ladder(ladder).name(name)),
+            "adapter" => {
+                let program = s.program()?;
+                checked(&program, false);
+                Kind::Adapter(Adapter::new(program).ladder(ladder).name(name))
+            }
             "http" => {
                 let url = s.string("url")?.ok_or_else(|| {
                     s.error(
@@ -543,7 +663,21 @@ impl BackendSpec {
                 Kind::Http(http)
             }
             "codex" => {
+                let named = s.table.contains_key("program");
                 let mut program = s.program_or("codex")?;
+                // A runtime the runtime manager installed, by name, instead of a program.
+                if let Some(runtime) = s.string("runtime")? {
+                    if named {
+                        return Err(s.error(
+                            "runtime",
+                            "either `runtime` or `program`, not both",
+                            "both are set".into(),
+                        ));
+                    }
+                    program.program = managed_program(&runtime)
+                        .map_err(|found| s.error("runtime", "an installed runtime", found))?;
+                }
+                checked(&program, true);
                 let args = std::mem::take(&mut program.args);
                 let mut codex = Codex::new()
                     .program(program)
@@ -592,6 +726,7 @@ impl BackendSpec {
             ladder,
             max_output_bytes,
             max_runtime,
+            program: program_check,
         })
     }
 

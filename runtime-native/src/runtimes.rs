@@ -439,6 +439,15 @@ impl RuntimeManager {
     }
 }
 
+/// Where runtimes are installed unless told: `RUNTIME_AGENTS_RUNTIMES`, else
+/// `runtime-agents/runtimes` in the user's data directory.
+pub fn default_dir() -> Option<PathBuf> {
+    std::env::var_os("RUNTIME_AGENTS_RUNTIMES")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|data| data.join("runtime-agents").join("runtimes")))
+}
+
 /// This machine as npm names platforms (`linux-x64`, `darwin-arm64`, `win32-x64`).
 pub fn npm_platform() -> String {
     let os = match std::env::consts::OS {

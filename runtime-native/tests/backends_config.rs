@@ -234,3 +234,80 @@ fn a_jupyter_backend_needs_its_interrupt_grace_and_then_its_ladder() {
     // SIGKILL to settle), then the 1 s margin.
     assert_eq!(backends.cancel_grace(), std::time::Duration::from_secs(10));
 }
+
+/// An executable script in `dir`.
+fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn a_missing_or_broken_program_is_an_error_at_start_not_at_the_first_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: String| async move {
+        BackendsConfig::parse(&text, "agents.toml")
+            .unwrap()
+            .check_programs()
+            .await
+            .map_err(|error| error.to_string())
+    };
+    // A name that is on no PATH (this one's own PATH is empty).
+    let missing = check(
+        "[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\nenv = { PATH = \"/nonexistent\" }\n"
+            .to_owned(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        missing,
+        "agents.toml: backends.shell.program: expected a program this machine has: a name on PATH or a path; \"bash\" is not on PATH"
+    );
+    // A path to a file that cannot run.
+    let plain = dir.path().join("not-executable");
+    std::fs::write(&plain, "data").unwrap();
+    let error = check(format!(
+        "[backends.shell]\nkind = \"job\"\nprogram = \"{}\"\n",
+        plain.display()
+    ))
+    .await
+    .unwrap_err();
+    assert!(error.ends_with("is not an executable file"), "{error}");
+    // An agent CLI that does not answer --version.
+    let broken = script(
+        dir.path(),
+        "codex-broken",
+        "echo 'missing libssl' >&2; exit 1",
+    );
+    let error = check(format!(
+        "[backends.codex]\nkind = \"codex\"\nprogram = \"{broken}\"\n"
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        error.contains("--version` failed (exit status: 1): missing libssl"),
+        "{error}"
+    );
+    // One that does, and an ordinary program on PATH: fine. Backends not in use are not
+    // checked.
+    let working = script(dir.path(), "codex", "echo codex-cli 1.0.0");
+    check(format!(
+        "use = \"codex\"\n[backends.codex]\nkind = \"codex\"\nprogram = \"{working}\"\n\
+         [backends.unused]\nkind = \"job\"\nprogram = \"no-such-program\"\n"
+    ))
+    .await
+    .unwrap();
+    check("[backends.shell]\nkind = \"job\"\nprogram = \"sh\"\n".to_owned())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_codex_backend_names_a_managed_runtime_or_a_program_not_both() {
+    assert!(
+        error_of("[backends.codex]\nkind = \"codex\"\nruntime = \"codex\"\nprogram = \"codex\"\n")
+            .contains("backends.codex.runtime: expected either `runtime` or `program`, not both")
+    );
+}
