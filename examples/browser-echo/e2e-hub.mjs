@@ -4,7 +4,7 @@
 // Then the hub is killed (SIGKILL) and started again on the same file and port: both tabs
 // reconnect on their own, and a cell tab B sends while the hub is down runs once.
 // Usage: node e2e-hub.mjs <demo URL> <runtime-hub binary> <notebook binary> <work dir> <screenshot path>
-import { chromium } from "playwright-core";
+import { exitOnFailures, launchChromium } from "./chromium.mjs";
 import { execFile, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -34,11 +34,7 @@ async function startHub() {
   throw new Error("the hub did not start");
 }
 let hubProcess = await startHub();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const failures = [];
 
 /** A tab signed in with `token` (kept in that tab's sessionStorage, as the sign-in form does). */
@@ -126,7 +122,4 @@ try {
   await browser.close();
   hubProcess.kill("SIGKILL");
 }
-if (failures.length) {
-  console.error(failures.join("\n"));
-  process.exit(1);
-}
+exitOnFailures(failures);

@@ -4,15 +4,11 @@
 // twinning it, cells typed in both tabs at once are all kept and run once, and when the
 // serving tab closes the other takes over.
 // Usage: node e2e-tabs.mjs <demo URL> <screenshot path prefix>
-import { chromium } from "playwright-core";
+import { exitOnFailures, launchChromium } from "./chromium.mjs";
 
 const [base, screenshots] = process.argv.slice(2);
 const url = `${base}?store=two-tabs-${Date.now()}`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const failures = [];
 const check = (ok, message) => { if (!ok) failures.push(message); };
 
@@ -93,7 +89,4 @@ try {
 } finally {
   await browser.close();
 }
-if (failures.length) {
-  console.error(failures.join("\n"));
-  process.exit(1);
-}
+exitOnFailures(failures);

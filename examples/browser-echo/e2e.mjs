@@ -1,14 +1,10 @@
 // Drives the browser demo in real headless Chromium, as a person would: types a cell, runs
 // it, reads the echo, cancels a slow cell, navigates away, and checks the page's store
 // recorded the session's end. Usage: node e2e.mjs <demo URL> <screenshot path>
-import { chromium } from "playwright-core";
+import { exitOnFailures, launchChromium } from "./chromium.mjs";
 
 const [url, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const failures = [];
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
@@ -73,7 +69,4 @@ try {
 } finally {
   await browser.close();
 }
-if (failures.length) {
-  console.error(failures.join("\n"));
-  process.exit(1);
-}
+exitOnFailures(failures);

@@ -59,13 +59,21 @@ extern "C" {
 
 /// An echo agent for a test client serving `store`, started.
 async fn serving(store: &RuntimeStore) -> runtime_wasm::BrowserRuntimeAgent {
+    serving_with(store, echo_handler()).await
+}
+
+/// An agent for a test client serving `store` with `handler`, started.
+async fn serving_with(
+    store: &RuntimeStore,
+    handler: js_sys::Function,
+) -> runtime_wasm::BrowserRuntimeAgent {
     let agent = create_browser_runtime_agent(
         store.clone(),
         capabilities(),
         options(r#"{"clientId": "a"}"#),
     )
     .unwrap();
-    agent.on_execution(echo_handler());
+    agent.on_execution(handler);
     settle(agent.start()).await.unwrap();
     agent
 }
@@ -89,14 +97,7 @@ fn field(value: &JsValue, name: &str) -> JsValue {
 #[wasm_bindgen_test]
 async fn leaving_the_page_while_a_cell_runs_records_it_cancelled_before_the_session_ends() {
     let store = plain_store();
-    let agent = create_browser_runtime_agent(
-        store.clone(),
-        capabilities(),
-        options(r#"{"clientId": "a"}"#),
-    )
-    .unwrap();
-    agent.on_execution(slow_handler());
-    settle(agent.start()).await.unwrap();
+    let agent = serving_with(&store, slow_handler()).await;
     request(&store, "q1", "runs until cancelled");
     for _ in 0..2_000 {
         if agent.status() == "busy" {
