@@ -153,9 +153,15 @@ pub struct RuntimeManager {
 
 impl std::fmt::Debug for RuntimeManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A registry URL with credentials in it is refused when used; it is not shown either.
+        let registry = if self.npm_registry.contains('@') {
+            "(a URL with credentials)"
+        } else {
+            self.npm_registry.as_str()
+        };
         f.debug_struct("RuntimeManager")
             .field("dir", &self.dir)
-            .field("npm_registry", &self.npm_registry)
+            .field("npm_registry", &registry)
             .field("extra_roots", &self.extra_roots.len())
             .finish()
     }

@@ -325,6 +325,13 @@ async fn unknown_runtimes_versions_and_registries_get_clear_errors() {
         missing.to_string(),
         "the registry: @openai/codex@9.9.9 is not in the registry"
     );
+    let secret = RuntimeManager::new(dir.path(), "https://me:hunter2@127.0.0.1:9/");
+    assert!(!format!("{secret:?}").contains("hunter2"));
+    let refused = secret.setup("codex", None).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("credentials") && !refused.contains("hunter2"),
+        "{refused}"
+    );
     let nowhere = RuntimeManager::new(dir.path(), "http://127.0.0.1:9/");
     let refused = nowhere.setup("codex", None).await.unwrap_err();
     assert!(
