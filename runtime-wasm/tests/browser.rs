@@ -90,6 +90,17 @@ async fn settle(promise: Promise) -> Result<JsValue, JsValue> {
     JsFuture::from(promise).await
 }
 
+/// How execution `queue_id` ends, as the log says once it has.
+async fn status_when_done(store: &RuntimeStore, queue_id: &str) -> Option<CompletionStatus> {
+    let bridge = JsStore::new(store.clone());
+    let mut watcher = NotebookWatcher::new(&bridge);
+    let done = watcher
+        .wait_for_completion(&QueueId::from(queue_id))
+        .await
+        .unwrap();
+    done.state.status()
+}
+
 fn field(value: &JsValue, name: &str) -> JsValue {
     Reflect::get(value, &name.into()).unwrap()
 }
@@ -118,14 +129,8 @@ async fn leaving_the_page_while_a_cell_runs_records_it_cancelled_before_the_sess
     let completed = last_event(&store, "v1.ExecutionCompleted");
     assert_eq!(field(&completed, "status"), "cancelled");
     assert_eq!(field(&completed, "error"), "cancelled: the page was closed");
-    let bridge = JsStore::new(store.clone());
-    let mut watcher = NotebookWatcher::new(&bridge);
-    let done = watcher
-        .wait_for_completion(&QueueId::from("q1"))
-        .await
-        .unwrap();
     assert_eq!(
-        done.state.status(),
+        status_when_done(&store, "q1").await,
         Some(CompletionStatus::Cancelled),
         "the log says cancelled, not runtime_lost"
     );
@@ -144,13 +149,10 @@ async fn leaving_the_page_ends_the_session_at_once_and_a_hidden_tab_does_not() {
         "a hidden tab keeps its session"
     );
     request(&store, "q1", "still serving");
-    let bridge = JsStore::new(store.clone());
-    let mut watcher = NotebookWatcher::new(&bridge);
-    let done = watcher
-        .wait_for_completion(&QueueId::from("q1"))
-        .await
-        .unwrap();
-    assert_eq!(done.state.status(), Some(CompletionStatus::Success));
+    assert_eq!(
+        status_when_done(&store, "q1").await,
+        Some(CompletionStatus::Success)
+    );
 
     dispatch("pagehide");
     // Synchronously, before anything could be awaited.
