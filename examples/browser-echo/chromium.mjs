@@ -11,6 +11,14 @@ export function launchChromium() {
   });
 }
 
+/** Records the page's uncaught errors and console errors in `failures`, but those `expected` says are. */
+export function reportPageErrors(page, failures, expected = () => false) {
+  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !expected(message.text())) failures.push(`console error: ${message.text()}`);
+  });
+}
+
 /** Prints the failures and exits 1, if there are any. */
 export function exitOnFailures(failures) {
   if (failures.length) {

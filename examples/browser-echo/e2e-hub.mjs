@@ -4,7 +4,7 @@
 // Then the hub is killed (SIGKILL) and started again on the same file and port: both tabs
 // reconnect on their own, and a cell tab B sends while the hub is down runs once.
 // Usage: node e2e-hub.mjs <demo URL> <runtime-hub binary> <notebook binary> <work dir> <screenshot path>
-import { exitOnFailures, launchChromium } from "./chromium.mjs";
+import { exitOnFailures, launchChromium, reportPageErrors } from "./chromium.mjs";
 import { execFile, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -42,12 +42,8 @@ async function tab(token, query) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
   await context.addInitScript((token) => sessionStorage.setItem("browserEcho.hubToken", token), token);
   const page = await context.newPage();
-  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    // Chromium reports each refused WebSocket as a console error: expected while the hub is down.
-    if (message.type() === "error" && !message.text().startsWith("WebSocket connection to"))
-      failures.push(`console error: ${message.text()}`);
-  });
+  // Chromium reports each refused WebSocket as a console error: expected while the hub is down.
+  reportPageErrors(page, failures, (text) => text.startsWith("WebSocket connection to"));
   await page.goto(`${url}?hub=${encodeURIComponent(hub)}&notebook=${notebook}${query}`);
   await page.locator("#hub-state.connected").waitFor({ timeout: 20_000 });
   return page;

@@ -4,7 +4,7 @@
 // twinning it, cells typed in both tabs at once are all kept and run once, and when the
 // serving tab closes the other takes over.
 // Usage: node e2e-tabs.mjs <demo URL> <screenshot path prefix>
-import { exitOnFailures, launchChromium } from "./chromium.mjs";
+import { exitOnFailures, launchChromium, reportPageErrors } from "./chromium.mjs";
 
 const [base, screenshots] = process.argv.slice(2);
 const url = `${base}?store=two-tabs-${Date.now()}`;
@@ -14,10 +14,7 @@ const check = (ok, message) => { if (!ok) failures.push(message); };
 
 async function open(context) {
   const page = await context.newPage({ viewport: { width: 760, height: 900 } });
-  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") failures.push(`console error: ${message.text()}`);
-  });
+  reportPageErrors(page, failures);
   await page.goto(url);
   await page.locator("#runtime-status", { hasText: "idle" }).waitFor({ timeout: 20_000 });
   return page;

@@ -1,17 +1,14 @@
 // Drives the browser demo in real headless Chromium, as a person would: types a cell, runs
 // it, reads the echo, cancels a slow cell, navigates away, and checks the page's store
 // recorded the session's end. Usage: node e2e.mjs <demo URL> <screenshot path>
-import { exitOnFailures, launchChromium } from "./chromium.mjs";
+import { exitOnFailures, launchChromium, reportPageErrors } from "./chromium.mjs";
 
 const [url, screenshot] = process.argv.slice(2);
 const browser = await launchChromium();
 const failures = [];
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
-  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") failures.push(`console error: ${message.text()}`);
-  });
+  reportPageErrors(page, failures);
   await page.goto(url);
   await page.locator("#runtime-status", { hasText: "idle" }).waitFor({ timeout: 20_000 });
 

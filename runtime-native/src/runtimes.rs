@@ -9,6 +9,9 @@
 //! The manager writes no token anywhere: agent CLIs read theirs from the environment or
 //! their own credentials file.
 //!
+//! One manager at a time per directory: a run starts by clearing what an interrupted one
+//! left in the directory's `.partial`, which would be a concurrent run's download.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), runtime_native::runtimes::RuntimeError> {
 //! use runtime_native::runtimes::RuntimeManager;

@@ -31,6 +31,30 @@ fn the_packages_event_types_match_the_rust_schema() {
 }
 
 #[test]
+fn an_executions_status_words_are_the_queue_states_and_every_completion_status() {
+    // `ExecutionView::status` lists its words by hand for the schema; they must be the
+    // three states before an end and every `CompletionStatus`, whatever is added to it.
+    let mut generator = schemars::SchemaGenerator::default();
+    let completion = Value::from(generator.root_schema_for::<runtime_core::CompletionStatus>());
+    let mut expected = vec![
+        "pending".to_owned(),
+        "assigned".to_owned(),
+        "executing".to_owned(),
+    ];
+    for variant in completion["oneOf"].as_array().expect("a union of words") {
+        expected.push(variant["const"].as_str().expect("a word").to_owned());
+    }
+    let view = Value::from(generator.root_schema_for::<runtime_core::ExecutionView<'static>>());
+    let listed: Vec<String> = view["properties"]["status"]["enum"]
+        .as_array()
+        .expect("the status words")
+        .iter()
+        .map(|word| word.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+#[test]
 fn the_generator_turns_each_schema_form_into_its_typescript() {
     let cases = [
         (serde_json::json!(true), "unknown"),
