@@ -207,7 +207,7 @@ fn a_newer_schema_is_a_clear_error() {
             error,
             SqliteError::NewerSchema {
                 found: 99,
-                supported: 4,
+                supported: runtime_native::sqlite::SCHEMA_VERSION,
                 ..
             }
         ),

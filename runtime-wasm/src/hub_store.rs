@@ -39,7 +39,7 @@ export type HubConnectionState =
   | { state: "failed"; error: string };
 
 /** A notebook of a hub's catalog. */
-export interface NotebookInfo { id: string; title?: string; head: number; lastActivity?: number }
+export interface NotebookInfo { id: string; title?: string; runtime?: NotebookRuntimeRequested; head: number; lastActivity?: number }
 "#;
 
 thread_local! {

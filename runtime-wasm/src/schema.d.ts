@@ -4,6 +4,20 @@
 /** What kind of cell a request came from; handlers may treat kinds differently. */
 export type CellType = "code" | "markdown" | "sql" | "ai" | "raw";
 
+/**
+ * A git worktree a notebook's runtime works in: a new branch of its own, started from
+ * `branch` of `repository`.
+ */
+export interface WorktreeRequest {
+    /** The repository: a path on the gateway's machine, under a directory it allows. */
+    repository: string;
+    /**
+     * What the worktree's branch starts from (a branch, tag or commit); none: the
+     * repository's `HEAD`.
+     */
+    branch?: string | null;
+}
+
 /** A point in time: milliseconds since the Unix epoch, as carried in event payloads. */
 export type Timestamp = number;
 
@@ -67,6 +81,19 @@ export type SessionStatus = "ready" | "busy" | "idle";
 
 /** Why a runtime session ended. */
 export type TerminationReason = "shutdown" | "displaced" | "expired" | "error";
+
+/**
+ * The notebook asks to be served by a runtime of type `runtime_type`: a gateway serving
+ * that type attaches an agent to it (and, with `worktree`, runs it in a git worktree of
+ * its own). Replaced whole; an empty `runtime_type` withdraws the request. The catalog
+ * lists notebooks with it.
+ */
+export interface NotebookRuntimeRequested {
+    /** The runtime type wanted (`shell`, `codex`, `python3` ...; empty: none). */
+    runtimeType: string;
+    /** The git worktree its runtime works in, if any. */
+    worktree?: WorktreeRequest | null;
+}
 
 /** One cell as a UI shows it. */
 export interface CellView {
@@ -251,6 +278,20 @@ export interface NotebookMetadataChangedEvent {
     nbformatMinor?: number | null;
     /** The file's other top-level fields, verbatim. */
     other?: Record<string, unknown>;
+}
+
+/**
+ * The notebook asks to be served by a runtime of type `runtime_type`: a gateway serving
+ * that type attaches an agent to it (and, with `worktree`, runs it in a git worktree of
+ * its own). Replaced whole; an empty `runtime_type` withdraws the request. The catalog
+ * lists notebooks with it.
+ */
+export interface NotebookRuntimeRequestedEvent {
+    type: "v1.NotebookRuntimeRequested";
+    /** The runtime type wanted (`shell`, `codex`, `python3` ...; empty: none). */
+    runtimeType: string;
+    /** The git worktree its runtime works in, if any. */
+    worktree?: WorktreeRequest | null;
 }
 
 /**
@@ -629,6 +670,7 @@ export type RuntimeEvent =
     | CellDeletedEvent
     | NotebookTitleChangedEvent
     | NotebookMetadataChangedEvent
+    | NotebookRuntimeRequestedEvent
     | CellMetadataChangedEvent
     | CellMovedEvent
     | CellOutputsImportedEvent
@@ -657,6 +699,8 @@ export type RuntimeEvent =
 export interface NotebookViewState {
     /** The notebook's title, if it has one. */
     title?: string | null;
+    /** The runtime the notebook asks for, if any. */
+    runtimeRequest?: NotebookRuntimeRequested | null;
     /** The last sequence number folded in. */
     lastSeq: number;
     /** The cells, in notebook order. */

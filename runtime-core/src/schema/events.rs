@@ -272,6 +272,35 @@ pub struct NotebookTitleChanged {
     pub title: String,
 }
 
+/// The notebook asks to be served by a runtime of type `runtime_type`: a gateway serving
+/// that type attaches an agent to it (and, with `worktree`, runs it in a git worktree of
+/// its own). Replaced whole; an empty `runtime_type` withdraws the request. The catalog
+/// lists notebooks with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NotebookRuntimeRequested {
+    /// The runtime type wanted (`shell`, `codex`, `python3` ...; empty: none).
+    pub runtime_type: String,
+    /// The git worktree its runtime works in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<WorktreeRequest>,
+}
+
+/// A git worktree a notebook's runtime works in: a new branch of its own, started from
+/// `branch` of `repository`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorktreeRequest {
+    /// The repository: a path on the gateway's machine, under a directory it allows.
+    pub repository: String,
+    /// What the worktree's branch starts from (a branch, tag or commit); none: the
+    /// repository's `HEAD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
 /// The notebook's own metadata changed (as Jupyter keeps it: kernelspec, language_info,
 /// anything an editor adds), replaced whole. An `.ipynb` import also records the file's
 /// `nbformat_minor` and its top-level fields this version does not name, so an export
@@ -832,6 +861,8 @@ event_vocabulary! {
     NotebookTitleChanged = "v1.NotebookTitleChanged",
     /// See [`NotebookMetadataChanged`].
     NotebookMetadataChanged = "v1.NotebookMetadataChanged",
+    /// See [`NotebookRuntimeRequested`].
+    NotebookRuntimeRequested = "v1.NotebookRuntimeRequested",
     /// See [`CellMetadataChanged`].
     CellMetadataChanged = "v1.CellMetadataChanged",
     /// See [`CellMoved`].
@@ -1116,6 +1147,14 @@ mod tests {
                 metadata: Map::from_iter([("kernelspec".to_owned(), json!({"name": "python3"}))]),
                 nbformat_minor: Some(4),
                 other: Map::from_iter([("extra".to_owned(), json!("future"))]),
+            }
+            .into(),
+            NotebookRuntimeRequested {
+                runtime_type: "codex".into(),
+                worktree: Some(WorktreeRequest {
+                    repository: "/src/app".into(),
+                    branch: Some("main".into()),
+                }),
             }
             .into(),
             CellMetadataChanged {

@@ -133,6 +133,8 @@ pub struct NotebookState {
     /// Ids of deleted cells: never created again.
     deleted_cells: HashSet<CellId>,
     cell_order: Vec<CellId>,
+    /// The runtime the notebook asks for (a full state only).
+    runtime_request: Option<NotebookRuntimeRequested>,
     /// The notebook's metadata (a full state only).
     notebook_metadata: Option<NotebookMetadataChanged>,
     /// Queue entries by position (request order): all of them in a full state, the
@@ -303,6 +305,12 @@ impl NotebookState {
             Event::NotebookTitleChanged(e) => {
                 if !self.lean {
                     self.title = Some(e.title.clone()).filter(|title| !title.is_empty());
+                }
+                Ok(())
+            }
+            Event::NotebookRuntimeRequested(e) => {
+                if !self.lean {
+                    self.runtime_request = Some(e.clone()).filter(|e| !e.runtime_type.is_empty());
                 }
                 Ok(())
             }
@@ -882,6 +890,21 @@ impl NotebookState {
         } else {
             Err(Ignored::AlreadyEnded)
         }
+    }
+
+    /// The runtime the notebook asks for (the last [`NotebookRuntimeRequested`], unless it
+    /// withdrew the request), in a full state; none in a lean one.
+    ///
+    /// ```
+    /// use runtime_core::{NotebookRuntimeRequested, NotebookState};
+    ///
+    /// let mut state = NotebookState::new();
+    /// let request = NotebookRuntimeRequested { runtime_type: "shell".into(), worktree: None };
+    /// state.apply(1, &request.clone().into());
+    /// assert_eq!(state.runtime_request(), Some(&request));
+    /// ```
+    pub fn runtime_request(&self) -> Option<&NotebookRuntimeRequested> {
+        self.runtime_request.as_ref()
     }
 
     /// The notebook's title (the last non-empty `NotebookTitleChanged`), in a full state;

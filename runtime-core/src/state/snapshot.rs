@@ -20,8 +20,8 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::schema::{
-    CellId, CellType, CompletionStatus, DisplayId, NotebookMetadataChanged, OutputId, QueueId,
-    SessionId,
+    CellId, CellType, CompletionStatus, DisplayId, NotebookMetadataChanged,
+    NotebookRuntimeRequested, OutputId, QueueId, SessionId,
 };
 use crate::state::Seq;
 
@@ -122,6 +122,8 @@ struct Encoding<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_request: Option<&'a NotebookRuntimeRequested>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     notebook_metadata: Option<&'a NotebookMetadataChanged>,
     sessions: &'a [RuntimeSession],
     active_session: Option<&'a SessionId>,
@@ -150,6 +152,8 @@ struct Decoding<'a> {
     display_ids: Vec<DisplayId>,
     #[serde(default)]
     title: Option<String>,
+    #[serde(default)]
+    runtime_request: Option<NotebookRuntimeRequested>,
     #[serde(default)]
     notebook_metadata: Option<NotebookMetadataChanged>,
     sessions: Vec<RuntimeSession>,
@@ -454,6 +458,7 @@ impl NotebookState {
             entries,
             display_ids: self.displays.keys().collect(),
             title: self.title.as_deref(),
+            runtime_request: self.runtime_request.as_ref(),
             notebook_metadata: self.notebook_metadata.as_ref(),
             sessions: &self.sessions,
             active_session: self.active_session().map(|session| &session.session_id),
@@ -516,6 +521,7 @@ impl NotebookState {
             execution_count: decoded.execution_count,
             deleted_cells: decoded.deleted_cells,
             title: decoded.title,
+            runtime_request: decoded.runtime_request,
             notebook_metadata: decoded.notebook_metadata,
             stats: decoded.stats,
             ..NotebookState::default()

@@ -35,6 +35,9 @@ pub struct NotebookView<'a> {
     /// The notebook's title, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<&'a str>,
+    /// The runtime the notebook asks for, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_request: Option<&'a crate::NotebookRuntimeRequested>,
     /// The last sequence number folded in.
     pub last_seq: u64,
     /// The cells, in notebook order.
@@ -148,6 +151,7 @@ impl NotebookState {
         }
         NotebookView {
             title: self.title(),
+            runtime_request: self.runtime_request(),
             last_seq: self.last_seq(),
             cells: self
                 .cells()

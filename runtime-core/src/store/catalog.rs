@@ -20,6 +20,11 @@ pub struct NotebookInfo {
     /// log, none if there is none or it was empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// The runtime it asks for: the last
+    /// [`NotebookRuntimeRequested`](crate::NotebookRuntimeRequested) of its log, none if
+    /// there is none or it withdrew the request. A gateway attaches to notebooks by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::NotebookRuntimeRequested>,
     /// The sequence number of its last event (0 if it has none).
     pub head: Seq,
     /// When its last event was committed, by that entry's [`Stamp`](crate::Stamp); none
@@ -118,6 +123,20 @@ pub fn title_after(events: &[Arc<crate::Event>]) -> Option<Option<&str>> {
     })
 }
 
+/// What a batch does to the runtime its notebook asks for: `None` if it holds no
+/// [`NotebookRuntimeRequested`](crate::NotebookRuntimeRequested), else the request its last
+/// one leaves (`Some(None)`: withdrawn). For stores that keep it beside the log.
+pub fn runtime_request_after(
+    events: &[Arc<crate::Event>],
+) -> Option<Option<&crate::NotebookRuntimeRequested>> {
+    events.iter().rev().find_map(|event| match &**event {
+        crate::Event::NotebookRuntimeRequested(request) => {
+            Some(Some(request).filter(|request| !request.runtime_type.is_empty()))
+        }
+        _ => None,
+    })
+}
+
 /// The longest notebook id accepted.
 pub const MAX_NOTEBOOK_ID: usize = 256;
 
@@ -169,6 +188,7 @@ impl Catalog for MemoryCatalog {
             .map(|(id, store)| NotebookInfo {
                 id: id.clone(),
                 title: store.title(),
+                runtime: store.runtime_request(),
                 head: store.len() as Seq,
                 last_activity: store.last_stamp().map(|stamp| stamp.at),
             })

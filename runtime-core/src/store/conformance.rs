@@ -421,6 +421,57 @@ pub async fn catalog_lists_and_opens_notebooks<C: crate::Catalog + ?Sized>(catal
     );
     first.commit(vec![title("Weekly report")]).await.unwrap();
     assert_eq!(titles().await.0.as_deref(), Some("Weekly report"));
+    // The runtime it asks for is the one its log leaves: the last request, none if
+    // withdrawn.
+    let request = |runtime_type: &str, repository: Option<&str>| crate::NotebookRuntimeRequested {
+        runtime_type: runtime_type.to_owned(),
+        worktree: repository.map(|repository| crate::WorktreeRequest {
+            repository: repository.to_owned(),
+            branch: Some("main".into()),
+        }),
+    };
+    let requests = || async {
+        let listed = catalog.notebooks().await.unwrap();
+        let of = |id: &str| {
+            listed
+                .iter()
+                .find(|info| info.id == id)
+                .and_then(|info| info.runtime.clone())
+        };
+        (of("conformance-a"), of("conformance-b"))
+    };
+    assert_eq!(
+        requests().await,
+        (None, None),
+        "no runtime asked for at first"
+    );
+    first
+        .commit(vec![
+            request("codex", None).into(),
+            title("Agent work"),
+            request("codex", Some("/src/app")).into(),
+        ])
+        .await
+        .unwrap();
+    second
+        .commit(vec![request("shell", None).into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        requests().await,
+        (
+            Some(request("codex", Some("/src/app"))),
+            Some(request("shell", None))
+        ),
+        "the last request of a batch is the one listed, with its worktree"
+    );
+    second.commit(vec![request("", None).into()]).await.unwrap();
+    assert_eq!(
+        requests().await,
+        (Some(request("codex", Some("/src/app"))), None),
+        "an empty runtime type withdraws the request"
+    );
+    assert_eq!(titles().await.0.as_deref(), Some("Agent work"));
     for bad in ["", "a\nb", &"x".repeat(crate::store::MAX_NOTEBOOK_ID + 1)] {
         assert!(
             matches!(catalog.open(bad), Err(StoreError::Invalid(_))),

@@ -58,6 +58,8 @@ struct Inner {
     snapshots: HashMap<SnapshotKind, Snapshot>,
     /// The notebook's title, as the log leaves it.
     title: Option<String>,
+    /// The runtime the notebook asks for, as the log leaves it.
+    runtime_request: Option<crate::NotebookRuntimeRequested>,
 }
 
 impl MemoryStore {
@@ -109,6 +111,11 @@ impl MemoryStore {
         self.lock().title.clone()
     }
 
+    /// The runtime the notebook asks for, as the log leaves it.
+    pub(crate) fn runtime_request(&self) -> Option<crate::NotebookRuntimeRequested> {
+        self.lock().runtime_request.clone()
+    }
+
     /// The stamp of the last batch, if it has one.
     pub(crate) fn last_stamp(&self) -> Option<Stamp> {
         self.lock()
@@ -150,6 +157,9 @@ impl MemoryStore {
             inner.log.extend(batch.events.iter().cloned());
             if let Some(title) = super::catalog::title_after(&batch.events) {
                 inner.title = title.map(str::to_owned);
+            }
+            if let Some(request) = super::catalog::runtime_request_after(&batch.events) {
+                inner.runtime_request = request.cloned();
             }
             if inner.batches.len() == REMEMBERED_BATCHES {
                 inner.older_batches = std::mem::take(&mut inner.batches);

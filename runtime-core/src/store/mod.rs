@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 pub use catalog::{
     CREATION_BATCH, Catalog, MAX_NOTEBOOK_ID, MemoryCatalog, NotebookInfo, check_notebook_id,
-    creation, needs_creation, title_after,
+    creation, needs_creation, runtime_request_after, title_after,
 };
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, Retrying};

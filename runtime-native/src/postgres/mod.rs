@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime_core::store::{check_notebook_id, check_snapshot, title_after};
+use runtime_core::store::{check_notebook_id, check_snapshot, runtime_request_after, title_after};
 use runtime_core::{
     Batch, Catalog, Event, LogEntry, NotebookInfo, Seq, Snapshot, SnapshotKind, Stamp, Store,
     StoreError, Subscription, Timestamp,
@@ -206,7 +206,7 @@ impl PostgresStore {
         let mut connection = self.shared.pool.get().await?;
         let statement = connection
             .statement(
-                "SELECT id, head, title, last_at FROM runtime_agents.notebooks \
+                "SELECT id, head, title, last_at, runtime FROM runtime_agents.notebooks \
                  WHERE head > 0 ORDER BY id",
             )
             .await?;
@@ -221,6 +221,11 @@ impl PostgresStore {
                     id: row.try_get(0).map_err(store_error)?,
                     head: seq_of(row.try_get(1).map_err(store_error)?),
                     title: row.try_get(2).map_err(store_error)?,
+                    // Written by a commit from a decoded event: it decodes.
+                    runtime: row
+                        .try_get::<_, Option<&str>>(4)
+                        .map_err(store_error)?
+                        .and_then(|request| serde_json::from_str(request).ok()),
                     last_activity: row
                         .try_get::<_, Option<i64>>(3)
                         .map_err(store_error)?
@@ -260,12 +265,14 @@ fn timestamp_of(millis: i64) -> Timestamp {
 /// before), notify the readers, and return the first sequence number.
 const COMMIT: &str = "\
 WITH bumped AS (
-    INSERT INTO runtime_agents.notebooks AS n (id, head, title, last_at)
+    INSERT INTO runtime_agents.notebooks AS n (id, head, title, last_at, runtime)
     VALUES ($1, $2, CASE WHEN $5 THEN NULLIF($6, '') END,
-            (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+            (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+            CASE WHEN $8 THEN $9 END)
     ON CONFLICT (id) DO UPDATE SET
         head = n.head + excluded.head,
         title = CASE WHEN $5 THEN NULLIF($6, '') ELSE n.title END,
+        runtime = CASE WHEN $8 THEN $9 ELSE n.runtime END,
         last_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
     RETURNING head, last_at
 ), inserted AS (
@@ -322,6 +329,11 @@ impl Store for PostgresStore {
             .collect();
         let title = title_after(&batch.events);
         let (has_title, title) = (title.is_some(), title.flatten().unwrap_or(""));
+        let runtime = runtime_request_after(&batch.events);
+        let has_runtime = runtime.is_some();
+        let runtime: Option<String> = runtime
+            .flatten()
+            .and_then(|request| serde_json::to_string(request).ok());
         let count = events.len() as i64;
         let id = batch.id.to_string();
         let mut connection = self.shared.pool.get().await?;
@@ -338,6 +350,8 @@ impl Store for PostgresStore {
                     &has_title,
                     &title,
                     &events,
+                    &has_runtime,
+                    &runtime,
                 ],
             )
             .await;

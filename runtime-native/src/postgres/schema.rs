@@ -6,7 +6,7 @@ use super::errors::describe;
 use super::pool::Connection;
 
 /// The schema version this build writes and reads. Older databases are upgraded in place.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Each version's changes, in order: entry `n` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
@@ -38,6 +38,9 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
          state text NOT NULL,
          PRIMARY KEY (notebook, kind)
      );",
+    // Version 2. The runtime a notebook asks for (a `NotebookRuntimeRequested` payload as
+    // JSON text), as its log leaves it.
+    "ALTER TABLE runtime_agents.notebooks ADD COLUMN runtime text;",
 ];
 
 /// A key of ours for `pg_advisory_xact_lock`: stores opening one new database at once

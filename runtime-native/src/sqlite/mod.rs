@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runtime_core::store::{check_notebook_id, check_snapshot, title_after};
+use runtime_core::store::{check_notebook_id, check_snapshot, runtime_request_after, title_after};
 use runtime_core::{
     Batch, Catalog, Clock, Event, LogEntry, MalformedEvent, NotebookInfo, Seq, Snapshot,
     SnapshotKind, Stamp, Store, StoreError, Subscription, Timestamp,
@@ -48,7 +48,7 @@ use crate::TokioClock;
 /// `PRAGMA application_id` of our files ("RTAg").
 const APPLICATION_ID: i32 = 0x5254_4167;
 /// The schema version this build writes and reads. Older files are upgraded in place.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 /// The author a store stamps its commits with unless told otherwise
 /// ([`SqliteStore::stamping_as`]).
 pub const DEFAULT_AUTHOR: &str = "local";
@@ -291,7 +291,8 @@ impl SqliteStore {
             let mut statement = connection
                 .prepare_cached(
                     "SELECT e.notebook, MAX(e.seq), e.at, \
-                        (SELECT title FROM titles t WHERE t.notebook = e.notebook) \
+                        (SELECT title FROM titles t WHERE t.notebook = e.notebook), \
+                        (SELECT request FROM runtime_requests r WHERE r.notebook = e.notebook) \
                      FROM events e GROUP BY e.notebook ORDER BY e.notebook",
                 )
                 .map_err(backend)?;
@@ -300,6 +301,12 @@ impl SqliteStore {
                     Ok(NotebookInfo {
                         id: row.get::<_, String>(0)?,
                         title: row.get::<_, Option<String>>(3).ok().flatten(),
+                        // Written by `append` from a decoded event: it decodes.
+                        runtime: row
+                            .get::<_, Option<String>>(4)
+                            .ok()
+                            .flatten()
+                            .and_then(|request| serde_json::from_str(&request).ok()),
                         head: row.get::<_, i64>(1)?.max(0) as Seq,
                         last_activity: row
                             .get::<_, Option<i64>>(2)
@@ -564,6 +571,15 @@ fn initialise(connection: &mut Connection, path: &Path) -> Result<(), SqliteErro
             )
             .map_err(&sqlite)?;
     }
+    if version < 5 {
+        // Version 5: the runtime each notebook asks for, as its log leaves it (kept by
+        // `append`; no older version wrote one).
+        transaction
+            .execute_batch(
+                "CREATE TABLE runtime_requests (notebook TEXT PRIMARY KEY, request TEXT NOT NULL);",
+            )
+            .map_err(&sqlite)?;
+    }
     transaction
         .execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID};
@@ -672,12 +688,14 @@ fn waiting_for_the_lock<T>(
 }
 
 /// A batch ready for SQL: its id, its stamp, its events as JSON text, and what it does to
-/// the notebook's title ([`title_after`]).
+/// the notebook's title ([`title_after`]) and to the runtime it asks for
+/// ([`runtime_request_after`], as JSON text).
 struct Encoded {
     id: String,
     stamp: Stamp,
     events: Vec<String>,
     title: Option<Option<String>>,
+    runtime_request: Option<Option<String>>,
 }
 
 /// Appends a batch to `notebook` in one transaction, unless its id is there already;
@@ -723,6 +741,22 @@ fn append(
         Some(None) => {
             transaction
                 .prepare_cached("DELETE FROM titles WHERE notebook = ?1")?
+                .execute([notebook])?;
+        }
+        None => {}
+    }
+    match &batch.runtime_request {
+        Some(Some(request)) => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO runtime_requests (notebook, request) VALUES (?1, ?2) \
+                     ON CONFLICT (notebook) DO UPDATE SET request = excluded.request",
+                )?
+                .execute(params![notebook, request])?;
+        }
+        Some(None) => {
+            transaction
+                .prepare_cached("DELETE FROM runtime_requests WHERE notebook = ?1")?
                 .execute([notebook])?;
         }
         None => {}
@@ -781,6 +815,8 @@ impl Store for SqliteStore {
                 .map(|event| event.to_json_string())
                 .collect(),
             title: title_after(&batch.events).map(|title| title.map(str::to_owned)),
+            runtime_request: runtime_request_after(&batch.events)
+                .map(|request| request.and_then(|request| serde_json::to_string(request).ok())),
         };
         let first = match self.commit_uncontended(&encoded) {
             Some(result) => result?,
