@@ -18,6 +18,48 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 type Ended = Output<Result<TerminationReason, AgentError>>;
 
+#[test]
+fn a_quiet_agent_says_through_where_and_a_stop_says_why() {
+    let mut sim = Sim::new(2);
+    let store = MemoryStore::new();
+    let clock = sim.clock.clone();
+    let (_, ended, handle) = spawn_agent(
+        &mut sim,
+        &store,
+        options("alice"),
+        sleeper(clock, Duration::from_secs(1)),
+    );
+    sim.run_until(|| handle.quiet_through().is_some());
+    assert_eq!(handle.executions_started(), 0);
+    let queue_id = request(&mut sim, &store, "one second");
+    wait_until_running(&mut sim, &store, &queue_id);
+    assert_eq!(handle.quiet_through(), None, "not quiet while it runs");
+    let done = wait_for(&mut sim, &store, &queue_id);
+    assert_eq!(done.state.status(), Some(CompletionStatus::Success));
+    sim.run_until(|| handle.quiet_through().is_some());
+    let quiet = handle.quiet_through().unwrap();
+    assert!(
+        quiet >= fold(&store).last_seq() - 1,
+        "quiet through the completion: {quiet}"
+    );
+    assert_eq!(handle.executions_started(), 1);
+
+    handle.shutdown_saying("idle for 10 min");
+    handle.shutdown_saying("a second reason is not kept");
+    assert_eq!(sim.run_to(&ended), Ok(TerminationReason::Shutdown));
+    assert_eq!(handle.quiet_through(), None, "not quiet once stopped");
+    let head = fold(&store).last_seq();
+    let last = store.subscribe(head).take(1).collect::<Vec<_>>();
+    let last = futures::executor::block_on(last);
+    let Some(Ok(entry)) = last.last() else {
+        panic!("no log")
+    };
+    let Event::RuntimeSessionTerminated(terminated) = &*entry.event else {
+        panic!("the log ends with {:?}", entry.event)
+    };
+    assert_eq!(terminated.detail.as_deref(), Some("idle for 10 min"));
+}
+
 fn spawn_agent(
     sim: &mut Sim,
     store: &MemoryStore,

@@ -10,7 +10,7 @@ mod run;
 
 pub use run::SNAPSHOT_EVERY;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::maybe_send::{MaybeSend, MaybeSync};
 use crate::schema::{
     Capabilities, CellId, CompletionStatus, QueueId, SessionId, TerminationReason,
 };
+use crate::state::Seq;
 use crate::store::{RetryPolicy, Retrying, Store, StoreError};
 
 /// How an agent is configured. Only the client id is required.
@@ -209,7 +210,13 @@ struct Shared {
     session_id: SessionId,
     status: Mutex<AgentStatus>,
     running: Mutex<Option<RunningExecution>>,
+    /// The log position through which the agent found nothing to run, while it waits.
+    quiet_through: Mutex<Option<Seq>>,
+    /// How many executions it has started.
+    started: AtomicU64,
     shutdown: AtomicBool,
+    /// Why it was asked to stop, for its session's end in the log.
+    shutdown_detail: Mutex<Option<String>>,
     wake: AtomicWaker,
 }
 
@@ -219,6 +226,36 @@ impl AgentHandle {
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.wake.wake();
+    }
+
+    /// [`shutdown`](Self::shutdown), saying why: the session's end in the log carries
+    /// `detail` ([`RuntimeSessionTerminated::detail`](crate::RuntimeSessionTerminated)),
+    /// for people watching the notebook ("idle for 10 min"). The first reason given wins.
+    ///
+    /// ```
+    /// # use runtime_core::*;
+    /// let store = MemoryStore::new();
+    /// let agent = RuntimeAgent::new(store, ManualClock::new(Timestamp(0)), Capabilities::code(), AgentOptions::new("alice"))?;
+    /// agent.handle().shutdown_saying("idle for 10 min");
+    /// # Ok::<(), AgentError>(())
+    /// ```
+    pub fn shutdown_saying(&self, detail: impl Into<String>) {
+        lock(&self.shared.shutdown_detail).get_or_insert_with(|| detail.into());
+        self.shutdown();
+    }
+
+    /// `Some(seq)` while the agent waits with nothing to run: it has folded the log through
+    /// `seq` and found no entry it could claim there. `None` while it starts, runs or
+    /// stops. What a supervisor reads to stop an idle agent without losing a request: one
+    /// committed after `seq` is not the agent's to have seen.
+    pub fn quiet_through(&self) -> Option<Seq> {
+        *lock(&self.shared.quiet_through)
+    }
+
+    /// How many executions the agent has started: a supervisor that saw it quiet twice
+    /// knows by this whether it ran anything in between.
+    pub fn executions_started(&self) -> u64 {
+        self.shared.started.load(Ordering::SeqCst)
     }
 
     /// What the agent is doing now.
@@ -255,8 +292,30 @@ pub struct RunningExecution {
     pub started_at: Timestamp,
 }
 
+/// The value behind `mutex`, even if a panic poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Shared {
+    fn set_quiet_through(&self, seq: Option<Seq>) {
+        *lock(&self.quiet_through) = seq;
+    }
+
+    fn started_one(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn shutdown_detail(&self) -> Option<String> {
+        lock(&self.shutdown_detail).clone()
+    }
+
     fn set_status(&self, status: AgentStatus) {
+        if status != AgentStatus::Idle {
+            self.set_quiet_through(None);
+        }
         *self
             .status
             .lock()
@@ -339,7 +398,10 @@ impl RuntimeAgent {
                 session_id,
                 status: Mutex::new(AgentStatus::Starting),
                 running: Mutex::new(None),
+                quiet_through: Mutex::new(None),
+                started: AtomicU64::new(0),
                 shutdown: AtomicBool::new(false),
+                shutdown_detail: Mutex::new(None),
                 wake: AtomicWaker::new(),
             }),
         })

@@ -229,6 +229,9 @@ impl Runner {
                 .next_pending_for(&self.agent.capabilities)
                 .is_none();
             self.nothing_queued.store(nothing_queued, Ordering::SeqCst);
+            let quiet = self.running.is_none() && self.claim.is_none() && nothing_queued;
+            self.shared
+                .set_quiet_through(quiet.then(|| self.state.last_seq()));
             let shared = &self.shared;
             let running = &mut self.running;
             let log = &mut self.log;
@@ -470,6 +473,7 @@ impl Runner {
             inputs,
             future,
         });
+        self.shared.started_one();
         self.shared.set_status(AgentStatus::Busy);
     }
 
@@ -599,7 +603,7 @@ impl Runner {
             reason: TerminationReason::Shutdown,
             by: self.session_id.to_string(),
             at: self.agent.clock.now(),
-            detail: None,
+            detail: self.shared.shutdown_detail(),
         };
         self.commit(vec![terminated.into()]).await?;
         Ok(TerminationReason::Shutdown)
