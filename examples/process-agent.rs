@@ -5,11 +5,14 @@
 //! cargo run --example process-agent -- --backends examples/backends.toml --client-id alice
 //! cargo run --example process-agent -- --backends examples/backends.toml --backend python --client-id alice
 //! cargo run --example process-agent -- --kernel python3 --client-id alice   # a Jupyter kernel, no file
+//! # a gateway: every notebook of the store that asks for a `shell` runtime, each its own backend
+//! cargo run --example process-agent -- --backends examples/backends.toml --gateway --client-id alice
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use runtime_core::{Capabilities, RuntimeAgent};
@@ -38,6 +41,55 @@ struct Cli {
     /// with no backends file; an unknown name lists the kernels installed
     #[arg(long, value_name = "NAME", conflicts_with_all = ["backends", "backend"])]
     kernel: Option<String>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// Gateway mode: serve every notebook of the store that asks for this runtime type.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Gateway")]
+struct GatewayArgs {
+    /// Serve every notebook of the store (a SQLite file or a hub) that asks for this
+    /// runtime type, each with backends of its own, instead of the one --notebook
+    #[arg(long)]
+    gateway: bool,
+    /// Most notebooks served at once; others wait
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "gateway", value_parser = clap::value_parser!(u16).range(1..))]
+    max_sessions: u16,
+    /// Stop serving a notebook that had nothing to run for this long (30s, 10m, 1h)
+    #[arg(long, value_name = "DURATION", default_value = "10m", requires = "gateway", value_parser = duration)]
+    idle_timeout: std::time::Duration,
+    /// Make worktrees for notebooks that ask for one under this directory
+    #[arg(long, value_name = "DIR", requires = "gateway")]
+    worktree_dir: Option<PathBuf>,
+    /// Allow worktrees of repositories at or under DIR (repeatable)
+    #[arg(
+        long = "allow-repository",
+        value_name = "DIR",
+        requires = "worktree_dir"
+    )]
+    allow_repositories: Vec<PathBuf>,
+    /// Name worktree branches PREFIX/<notebook>
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "notebook",
+        requires = "worktree_dir"
+    )]
+    branch_prefix: String,
+    /// What to do with a notebook's worktree when it is detached: when-dirty keeps it while it has uncommitted changes
+    #[arg(
+        long,
+        value_name = "WHEN",
+        default_value = "when-dirty",
+        requires = "worktree_dir"
+    )]
+    keep_worktrees: runtime_native::worktree::KeepWorktree,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    runtime_native::config::parse_duration(text)
+        .ok_or_else(|| "a duration like 30s, 10m or 1h (more than zero)".to_owned())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -106,6 +158,31 @@ async fn main() -> ExitCode {
         can_execute_ai: true,
         ..Capabilities::code()
     };
+    if cli.gateway.gateway {
+        let token = config.common.auth_token.clone();
+        let (kernel, backend) = (cli.kernel.clone(), cli.backend.clone());
+        let make = move |dir: Option<&std::path::Path>| {
+            // Each notebook's backends are made afresh: from the file as it is now.
+            let config = match &kernel {
+                Some(name) => kernelspec::find(name, &kernelspec::search_path())
+                    .map(BackendsConfig::kernel)
+                    .map_err(|error| error.to_string()),
+                None => BackendsConfig::load(&path)
+                    .and_then(|config| match &backend {
+                        Some(name) => config.select(name),
+                        None => Ok(config),
+                    })
+                    .map_err(|error| error.to_string()),
+            }?;
+            let config = match dir {
+                Some(dir) => config.working_dir(dir),
+                None => config,
+            };
+            Ok(config.build(token.as_ref()))
+        };
+        drop(backends);
+        return serve_as_gateway(&cli.gateway, store, options, capabilities, Arc::new(make)).await;
+    }
     let agent = match RuntimeAgent::new(store.clone(), TokioClock, capabilities, options) {
         Ok(agent) => agent.on_execution(backends.handler()),
         Err(error) => return usage_error(&error),
@@ -127,4 +204,110 @@ async fn main() -> ExitCode {
         backends.shutdown().await;
     }
     examples::exit_code(ended)
+}
+
+/// Serves every notebook of `store` that asks for `options.runtime_type` until a signal.
+async fn serve_as_gateway(
+    args: &GatewayArgs,
+    store: examples::AnyStore,
+    options: runtime_core::AgentOptions,
+    capabilities: Capabilities,
+    backends: runtime_native::gateway::BackendsFactory,
+) -> ExitCode {
+    use runtime_native::gateway::{Gateway, GatewayOptions};
+    let runtime_type = options.runtime_type.clone();
+    let gateway_options = GatewayOptions {
+        max_sessions: usize::from(args.max_sessions),
+        idle_timeout: args.idle_timeout,
+        ..GatewayOptions::new(runtime_type.clone())
+    };
+    let described = store.describe();
+    let mut gateway = Gateway::new(
+        Arc::new(store),
+        gateway_options,
+        options,
+        capabilities,
+        backends,
+    );
+    if let Some(dir) = &args.worktree_dir {
+        let mut worktrees = runtime_native::worktree::Worktrees::new(dir)
+            .branch_prefix(args.branch_prefix.clone())
+            .keep(args.keep_worktrees);
+        for root in &args.allow_repositories {
+            worktrees = worktrees.allow(root);
+        }
+        gateway = gateway.worktrees(worktrees);
+    }
+    println!(
+        "gateway serving the notebooks of {described} that ask for a `{runtime_type}` runtime \
+         (at most {} at once, idle timeout {:?}); Ctrl-C stops it",
+        args.max_sessions, args.idle_timeout
+    );
+    let status = gateway.status();
+    let report = async {
+        let mut said = std::collections::BTreeMap::new();
+        loop {
+            status.changed().await;
+            for notebook in status.notebooks() {
+                let line = describe_status(&notebook);
+                if said.get(&notebook.notebook) != Some(&line) {
+                    println!("{line}");
+                    said.insert(notebook.notebook, line);
+                }
+            }
+        }
+    };
+    // SIGINT or SIGTERM: stop gracefully; a second one: at once (backends are killed).
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("error: cannot watch for signals");
+        return ExitCode::FAILURE;
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stop = Some(stop);
+    let run = gateway.run(async {
+        let _ = stopped.await;
+    });
+    tokio::pin!(run, report);
+    loop {
+        tokio::select! {
+            () = &mut run => break,
+            () = &mut report => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        match stop.take() {
+            Some(stop) => {
+                println!("stopping: running cells end cancelled (signal again to stop at once)");
+                let _ = stop.send(());
+            }
+            None => {
+                eprintln!("stopped at once by a second signal");
+                return ExitCode::from(runtime_native::FORCED_EXIT_CODE as u8);
+            }
+        }
+    }
+    println!("gateway stopped");
+    ExitCode::SUCCESS
+}
+
+/// One line about one notebook, for the terminal.
+fn describe_status(status: &runtime_native::gateway::NotebookStatus) -> String {
+    use runtime_native::gateway::ServingState;
+    let worktree = status
+        .worktree
+        .as_ref()
+        .map(|path| format!(" in {}", path.display()))
+        .unwrap_or_default();
+    match &status.state {
+        ServingState::Waiting => format!("{}: waiting for a free session", status.notebook),
+        ServingState::Attaching => format!("{}: attaching", status.notebook),
+        ServingState::Serving(session) => {
+            format!("{}: serving (session {session}){worktree}", status.notebook)
+        }
+        ServingState::Detached(why) => format!("{}: detached ({why})", status.notebook),
+    }
 }

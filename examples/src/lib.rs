@@ -88,6 +88,24 @@ impl Store for AnyStore {
     }
 }
 
+/// The store's catalog: every notebook of the SQLite file, or of the hub.
+#[async_trait::async_trait]
+impl runtime_core::Catalog for AnyStore {
+    async fn notebooks(&self) -> Result<Vec<runtime_core::NotebookInfo>, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => runtime_core::Catalog::notebooks(store).await,
+            AnyStore::Hub(store) => store.notebooks().await,
+        }
+    }
+
+    fn open(&self, id: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => runtime_core::Catalog::open(store, id),
+            AnyStore::Hub(store) => runtime_core::Catalog::open(store, id),
+        }
+    }
+}
+
 /// How long a one-shot command waits for a hub before it gives up.
 pub const REACH_HUB_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -436,6 +436,35 @@ impl BackendsConfig {
         Ok(())
     }
 
+    /// Runs every backend in `dir` (a notebook's worktree, as a gateway gives it): a
+    /// backend without `cwd` works in `dir`, one with a relative `cwd` under it; an
+    /// absolute `cwd` is kept as configured. HTTP backends run no program and are left.
+    ///
+    /// ```
+    /// # use runtime_native::backends::BackendsConfig;
+    /// let text = "[backends.sh]\nkind = \"job\"\nprogram = \"sh\"\n";
+    /// let backends = BackendsConfig::parse(text, "b.toml")?.working_dir("/tmp".as_ref()).build(None);
+    /// # Ok::<(), runtime_native::backends::BackendConfigError>(())
+    /// ```
+    pub fn working_dir(mut self, dir: &Path) -> Self {
+        for spec in self.backends.values_mut() {
+            let cwd = match &mut spec.kind {
+                Kind::Job(job) => &mut job.program_mut().cwd,
+                Kind::Session(session) => &mut session.program_mut().cwd,
+                Kind::Adapter(adapter) => &mut adapter.program_mut().cwd,
+                Kind::Codex(codex) => &mut codex.program_mut().cwd,
+                Kind::Jupyter(kernel) => kernel.cwd_mut(),
+                Kind::Http(_) => continue,
+            };
+            *cwd = Some(match cwd.take() {
+                Some(own) if own.is_absolute() => own,
+                Some(own) => dir.join(own),
+                None => dir.to_path_buf(),
+            });
+        }
+        self
+    }
+
     /// Builds the handler: the chosen backend (and its fallback), each with its limits,
     /// all behind redaction of the configured literals, token shapes and `token`.
     pub fn build(mut self, token: Option<&AuthToken>) -> Backends {
@@ -849,7 +878,7 @@ impl<'a> Section<'a> {
     fn duration(&mut self, key: &'static str) -> Result<Option<Duration>, BackendConfigError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(text)) => parse_duration(text)
+            Some(Value::String(text)) => crate::config::parse_duration(text)
                 .map(Some)
                 .ok_or_else(|| self.error(key, DURATION, found_text(text))),
             Some(other) => Err(self.error(key, DURATION, found(other))),
@@ -948,26 +977,6 @@ impl<'a> Section<'a> {
             }
         }
     }
-}
-
-/// `"30s"`, `"500ms"`, `"2m"`, `"1h"`, or a bare number of seconds (`"1.5"`).
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.trim().parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds)
-        .ok()
-        .filter(|d| !d.is_zero() && *d <= crate::config::MAX_DURATION)
 }
 
 /// How a TOML value is described in an error.

@@ -441,3 +441,32 @@ pub fn init_logging(filter: &str) -> Result<(), ConfigError> {
         .try_init();
     Ok(())
 }
+
+/// A duration as people write one in files and flags: `"30s"`, `"500ms"`, `"2m"`, `"1h"`,
+/// or a bare number of seconds (`"1.5"`); more than zero and at most a year.
+///
+/// ```
+/// use std::time::Duration;
+/// use runtime_native::config::parse_duration;
+///
+/// assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+/// assert_eq!(parse_duration("0s"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
+}

@@ -42,6 +42,9 @@ pub mod backends;
 mod clock;
 pub mod config;
 pub mod files;
+// One process serving many notebooks, each with its own backends (and git worktree).
+#[cfg(unix)]
+pub mod gateway;
 // The backends run programs in process groups and stop them with signals: Unix only, as
 // is the signal handling.
 #[cfg(unix)]
@@ -66,6 +69,9 @@ pub mod runtimes;
 mod signals;
 pub mod sqlite;
 pub mod tls;
+// Git worktrees of their own for notebooks a gateway serves.
+#[cfg(unix)]
+pub mod worktree;
 
 pub use auth::AuthToken;
 pub use clock::TokioClock;

@@ -102,6 +102,21 @@ impl NotebookClient {
         self.commit(vec![changed.into()]).await.map(drop)
     }
 
+    /// Asks for a runtime of type `runtime_type` to serve the notebook (a gateway serving
+    /// that type attaches to it), working in a git worktree of its own if `worktree` says
+    /// so; an empty type withdraws the request.
+    pub async fn request_runtime(
+        &self,
+        runtime_type: &str,
+        worktree: Option<crate::WorktreeRequest>,
+    ) -> Result<(), StoreError> {
+        let request = crate::NotebookRuntimeRequested {
+            runtime_type: runtime_type.to_owned(),
+            worktree,
+        };
+        self.commit(vec![request.into()]).await.map(drop)
+    }
+
     /// Asks for `source` of a cell to run; returns the queue id.
     pub async fn execute(
         &self,

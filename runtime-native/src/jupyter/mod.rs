@@ -122,6 +122,11 @@ impl Jupyter {
         self
     }
 
+    /// Its working directory, to change before it starts (a gateway's worktree).
+    pub(crate) fn cwd_mut(&mut self) -> &mut Option<PathBuf> {
+        &mut self.cwd
+    }
+
     /// An environment variable for the kernel, besides the kernelspec's own.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));

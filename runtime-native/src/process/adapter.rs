@@ -147,6 +147,11 @@ impl Adapter {
         self
     }
 
+    /// Its program, to change before it starts (a gateway's worktree).
+    pub(crate) fn program_mut(&mut self) -> &mut Program {
+        &mut self.program
+    }
+
     /// The name logs and the completion's `backend` metadata use (default `adapter`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();

@@ -151,6 +151,11 @@ impl Codex {
         self
     }
 
+    /// Its program, to change before it starts (a gateway's worktree).
+    pub(crate) fn program_mut(&mut self) -> &mut Program {
+        &mut self.program
+    }
+
     /// The name logs and the completion's `backend` metadata use (default `codex`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
