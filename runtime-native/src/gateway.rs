@@ -1,5 +1,5 @@
 //! Gateway mode: one process serves every notebook of a catalog that asks for its runtime
-//! type ([`NotebookRuntimeRequested`](runtime_core::NotebookRuntimeRequested)), each with
+//! type ([`NotebookRuntimeRequested`]), each with
 //! an agent and a backend instance of its own, and only ever connects outbound.
 //!
 //! The gateway watches the catalog (a hub's, or a local store's). A notebook that asks for

@@ -416,7 +416,7 @@ async fn a_request_that_lands_as_an_idle_agent_ends_brings_one_back() {
         .await
         .unwrap();
     gateway
-        .until("n goes idle", |status| detached(&status, "n").is_some())
+        .until("n goes idle", |status| detached(status, "n").is_some())
         .await;
     let state = fold(&store).await;
     let (queue_id, entry) = state
