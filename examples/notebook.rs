@@ -156,6 +156,19 @@ enum Command {
         /// The whole new title
         title: String,
     },
+    /// Ask for a runtime of type TYPE to serve the notebook: a gateway serving that type
+    /// (`process-agent --gateway`) attaches to it; an empty TYPE withdraws the request
+    Runtime {
+        /// The runtime type (a gateway's backend name: shell, codex, ...)
+        runtime_type: String,
+        /// Work in a git worktree of this repository (a path on the gateway's machine)
+        #[arg(long, value_name = "PATH")]
+        repository: Option<String>,
+        /// The worktree's branch starts from this branch or commit [default: the
+        /// repository's HEAD]
+        #[arg(long, value_name = "BRANCH", requires = "repository")]
+        branch: Option<String>,
+    },
     /// Repair a store file with missing events (rows deleted by hand or lost to damage):
     /// fill each gap with a placeholder event every reader skips
     Repair,
@@ -248,6 +261,7 @@ async fn main() -> ExitCode {
         | Command::Repair => examples::Opening::MustExist,
         Command::Run { .. }
         | Command::Title { .. }
+        | Command::Runtime { .. }
         | Command::Import { .. }
         | Command::Flood { .. } => examples::Opening::CreateIfMissing,
         Command::RunFile { .. } => unreachable!("handled above"),
@@ -303,6 +317,18 @@ async fn main() -> ExitCode {
             .await
             .map(|state| show(&state, cli.json)),
         Command::Title { title } => client.set_title(&title).await.map(|()| ExitCode::SUCCESS),
+        Command::Runtime {
+            runtime_type,
+            repository,
+            branch,
+        } => {
+            let worktree =
+                repository.map(|repository| runtime_core::WorktreeRequest { repository, branch });
+            client
+                .request_runtime(&runtime_type, worktree)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Import { file } => import(&store, &file, cli.json).await,
         Command::Export { output } => current(NotebookWatcher::resume(&store).await, &store)
             .await

@@ -240,21 +240,25 @@ async fn serve_as_gateway(
     }
     println!(
         "gateway serving the notebooks of {described} that ask for a `{runtime_type}` runtime \
-         (at most {} at once, idle timeout {:?}); Ctrl-C stops it",
-        args.max_sessions, args.idle_timeout
+         (at most {} at once, idle timeout {}); Ctrl-C stops it",
+        args.max_sessions,
+        runtime_native::config::format_duration(args.idle_timeout)
     );
     let status = gateway.status();
+    let said = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let print_changes = || {
+        for notebook in status.notebooks() {
+            let line = describe_status(&notebook);
+            if said.borrow().get(&notebook.notebook) != Some(&line) {
+                println!("{line}");
+                said.borrow_mut().insert(notebook.notebook, line);
+            }
+        }
+    };
     let report = async {
-        let mut said = std::collections::BTreeMap::new();
         loop {
             status.changed().await;
-            for notebook in status.notebooks() {
-                let line = describe_status(&notebook);
-                if said.get(&notebook.notebook) != Some(&line) {
-                    println!("{line}");
-                    said.insert(notebook.notebook, line);
-                }
-            }
+            print_changes();
         }
     };
     // SIGINT or SIGTERM: stop gracefully; a second one: at once (backends are killed).
@@ -290,6 +294,7 @@ async fn serve_as_gateway(
             }
         }
     }
+    print_changes();
     println!("gateway stopped");
     ExitCode::SUCCESS
 }

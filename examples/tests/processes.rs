@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -1695,4 +1695,76 @@ fn the_process_agent_will_not_start_without_its_agent_cli_and_finds_a_managed_on
     signal(&serving, "TERM");
     let status = wait_with_timeout(&mut serving, Duration::from_secs(20));
     assert!(status.success(), "{}", stderr_of(&mut serving));
+}
+
+#[test]
+fn the_process_agent_as_a_gateway_serves_the_notebooks_that_ask_and_stops_them_on_sigint() {
+    let home = Home::new();
+    let mut gateway = home
+        .command("process-agent")
+        .args(["--client-id", "alice", "--gateway", "--backends"])
+        .arg(backends_file(&home))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let in_notebook = |notebook: &str, args: &[&str]| {
+        let mut all = vec!["--notebook", notebook];
+        all.extend_from_slice(args);
+        home.notebook(&all)
+    };
+    for notebook in ["one", "two"] {
+        let asked = in_notebook(notebook, &["runtime", "shell"]);
+        assert!(asked.status.success(), "{asked:?}");
+    }
+    let asked = in_notebook("three", &["runtime", "python"]);
+    assert!(asked.status.success(), "{asked:?}");
+    for notebook in ["one", "two"] {
+        let ran = in_notebook(notebook, &["run", &format!("echo {notebook} ran in $0")]);
+        assert!(ran.status.success(), "{ran:?}");
+        let printed = String::from_utf8_lossy(&ran.stdout);
+        assert!(
+            printed.contains(&format!("{notebook} ran in bash")),
+            "{printed}"
+        );
+    }
+    let queued = in_notebook("two", &["run", "--no-wait", "echo started; sleep 60"]);
+    assert!(queued.status.success(), "{queued:?}");
+    let queue_id = String::from_utf8_lossy(&queued.stdout).trim().to_owned();
+    let two = SqliteStore::open(home.store_path(), "two").unwrap();
+    let queue_id = QueueId::from(queue_id.as_str());
+    wait_for_state(&two, Duration::from_secs(60), |s| {
+        running(s, &queue_id) && !s.entry(&queue_id).unwrap().outputs.is_empty()
+    });
+
+    signal(&gateway, "INT");
+    let status = wait_with_timeout(&mut gateway, Duration::from_secs(30));
+    let mut printed = String::new();
+    gateway
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert!(status.success(), "{status}: {}", stderr_of(&mut gateway));
+    let state = current_state(&two);
+    assert_eq!(
+        state.entry(&queue_id).unwrap().state.status(),
+        Some(CompletionStatus::Cancelled),
+        "the running cell ends cancelled"
+    );
+    assert!(state.active_session().is_none(), "two's session ended");
+    for line in [
+        "one: serving (session ",
+        "two: serving (session ",
+        "one: detached (shutdown)",
+        "two: detached (shutdown)",
+        "gateway stopped",
+    ] {
+        assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
+    }
+    assert!(
+        !printed.contains("three:"),
+        "three asks for python:\n{printed}"
+    );
 }

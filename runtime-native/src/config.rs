@@ -470,3 +470,24 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         .ok()
         .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
 }
+
+/// A duration for people, in the unit [`parse_duration`] reads back: `"10 min"`, `"90 s"`,
+/// `"500 ms"`.
+///
+/// ```
+/// use std::time::Duration;
+/// use runtime_native::config::format_duration;
+///
+/// assert_eq!(format_duration(Duration::from_secs(600)), "10 min");
+/// assert_eq!(format_duration(Duration::from_millis(1500)), "1500 ms");
+/// ```
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() != 0 {
+        format!("{} ms", duration.as_millis())
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}

@@ -391,7 +391,10 @@ impl Gateway {
             if let Some((since, _)) = attached.quiet_since
                 && now.duration_since(since) >= self.options.idle_timeout
             {
-                let why = format!("idle for {}", describe(self.options.idle_timeout));
+                let why = format!(
+                    "idle for {}",
+                    crate::config::format_duration(self.options.idle_timeout)
+                );
                 attached.control.stop(why, true);
             }
         }
@@ -664,16 +667,4 @@ fn failing(why: String) -> Arc<dyn runtime_core::ExecutionHandler> {
         let why = why.clone();
         async move { Err::<Outcome, _>(ExecutionError::Unavailable(why)) }
     })
-}
-
-/// `duration` for people: "10 min", "90 s".
-fn describe(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs >= 60 && secs.is_multiple_of(60) {
-        format!("{} min", secs / 60)
-    } else if secs >= 1 {
-        format!("{secs} s")
-    } else {
-        format!("{} ms", duration.as_millis())
-    }
 }
