@@ -221,7 +221,7 @@ async fn serve_as_gateway(
         idle_timeout: args.idle_timeout,
         ..GatewayOptions::new(runtime_type.clone())
     };
-    let described = store.describe();
+    let described = store.describe_catalog();
     let mut gateway = Gateway::new(
         Arc::new(store),
         gateway_options,

@@ -34,6 +34,14 @@ impl AnyStore {
         }
     }
 
+    /// Where the store's notebooks are, for people: the file, or the hub's URL.
+    pub fn describe_catalog(&self) -> String {
+        match self {
+            AnyStore::Sqlite(store) => store.path().display().to_string(),
+            AnyStore::Hub(store) => format!("the hub at {}", store.url()),
+        }
+    }
+
     /// The SQLite store, for what only a file can do (repair).
     pub fn sqlite(&self) -> Option<&SqliteStore> {
         match self {

@@ -32,6 +32,7 @@ mod feeds;
 mod identity;
 mod rest;
 mod snapshots;
+pub mod ui;
 
 use std::sync::Arc;
 

@@ -98,7 +98,9 @@ async fn main() -> ExitCode {
         tokens.len(),
         tokens_path.display()
     );
-    let app = Hub::new(catalog, Arc::new(tokens)).router();
+    let app = Hub::new(catalog, Arc::new(tokens))
+        .router()
+        .merge(runtime_hub::ui::router());
     // Small frames go out at once, not after the peer's delayed ack.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
