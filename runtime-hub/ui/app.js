@@ -271,60 +271,84 @@ function renderNotebook() {
   } else if (state.runtimeRequest) {
     line("waiting for a gateway serving this runtime type");
   }
-  $("cells").replaceChildren(...state.cells.map((cell) => {
-    const run = cell.execution;
-    const shown = run ? SHOWN[run.status] ?? run.status : "new";
-    const element = document.createElement("div");
-    element.className = `cell ${shown}`;
-    element.dataset.cell = cell.id;
-    const head = document.createElement("div");
-    head.className = "head";
-    const count = document.createElement("span");
-    count.className = "count";
-    count.textContent = shown === "running" || shown === "queued" ? "[*]" : `[${cell.executionCount ?? " "}]`;
-    const source = document.createElement("pre");
-    source.className = "source";
-    source.textContent = cell.source;
-    const badge = document.createElement("span");
-    badge.className = `status ${shown}`;
-    badge.textContent = !run?.error || shown === "success" ? shown
-      : run.error.startsWith(shown) ? run.error : `${shown}: ${run.error}`;
-    // A markdown cell is text, not a run: no count, no status.
-    if (cell.cellType === "markdown") head.append(source);
-    else head.append(count, source, badge);
-    if (shown === "running" || shown === "queued") {
-      const cancel = document.createElement("button");
-      cancel.className = "cancel";
-      cancel.textContent = "Cancel";
-      cancel.onclick = () => page.store.commit([cancelEvent(run.queueId)]);
-      head.append(cancel);
-    } else if (cell.cellType !== "markdown") {
-      const again = document.createElement("button");
-      again.className = "again";
-      again.textContent = "Run again";
-      again.onclick = () => page.store.commit([request(cell.id, cell.cellType, cell.source)]);
-      head.append(again);
-    }
-    const outputs = document.createElement("div");
-    outputs.className = "outputs";
-    if (cell.cellType === "markdown") outputs.innerHTML = markdown(cell.source);
-    outputs.append(...cell.outputs.map(renderOutput));
-    const asked = run?.input;
-    if (asked && !asked.reply) outputs.append(inputForm(run.queueId, asked));
-    if (shown === "running" && run.startedAt) {
-      const elapsed = document.createElement("div");
-      elapsed.className = "elapsed";
-      elapsed.textContent = `running for ${Math.max(0, Math.round((Date.now() - run.startedAt) / 1000))} s`;
-      outputs.append(elapsed);
-    }
-    element.append(head, outputs);
+  // A cell whose view did not change keeps its element: a frame is not reloaded, and an
+  // answer being typed is not wiped, when another cell changes.
+  const container = $("cells");
+  const elements = state.cells.map((cell) => {
+    const key = JSON.stringify(cell);
+    const known = page.rendered.get(cell.id);
+    if (known?.key === key) return known.element;
+    const element = cellElement(cell);
+    page.rendered.set(cell.id, { key, element });
     return element;
-  }));
+  });
+  elements.forEach((element, index) => {
+    if (container.children[index] !== element) container.insertBefore(element, container.children[index] ?? null);
+  });
+  while (container.children.length > elements.length) container.lastElementChild.remove();
   $("queue").replaceChildren(...state.queue.map((entry) => {
     const item = document.createElement("li");
     item.textContent = `${SHOWN[entry.status] ?? entry.status}: ${entry.queueId.slice(0, 8)} by ${entry.requestedBy}`;
     return item;
   }));
+}
+
+/** A cell's element, from its view. */
+function cellElement(cell) {
+  const run = cell.execution;
+  const shown = run ? SHOWN[run.status] ?? run.status : "new";
+  const element = document.createElement("div");
+  element.className = `cell ${shown}`;
+  element.dataset.cell = cell.id;
+  const head = document.createElement("div");
+  head.className = "head";
+  const count = document.createElement("span");
+  count.className = "count";
+  count.textContent = shown === "running" || shown === "queued" ? "[*]" : `[${cell.executionCount ?? " "}]`;
+  const source = document.createElement("pre");
+  source.className = "source";
+  source.textContent = cell.source;
+  const badge = document.createElement("span");
+  badge.className = `status ${shown}`;
+  badge.textContent = !run?.error || shown === "success" ? shown
+    : run.error.startsWith(shown) ? run.error : `${shown}: ${run.error}`;
+  // A markdown cell is text, not a run: no count, no status.
+  if (cell.cellType === "markdown") head.append(source);
+  else head.append(count, source, badge);
+  if (shown === "running" || shown === "queued") {
+    const cancel = document.createElement("button");
+    cancel.className = "cancel";
+    cancel.textContent = "Cancel";
+    cancel.onclick = () => page.store.commit([cancelEvent(run.queueId)]);
+    head.append(cancel);
+  } else if (cell.cellType !== "markdown") {
+    const again = document.createElement("button");
+    again.className = "again";
+    again.textContent = "Run again";
+    again.onclick = () => page.store.commit([request(cell.id, cell.cellType, cell.source)]);
+    head.append(again);
+  }
+  const outputs = document.createElement("div");
+  outputs.className = "outputs";
+  if (cell.cellType === "markdown") outputs.innerHTML = markdown(cell.source);
+  outputs.append(...cell.outputs.map(renderOutput));
+  const asked = run?.input;
+  if (asked && !asked.reply) outputs.append(inputForm(run.queueId, asked));
+  if (shown === "running" && run.startedAt) {
+    const elapsed = document.createElement("div");
+    elapsed.className = "elapsed";
+    elapsed.dataset.startedAt = String(run.startedAt);
+    tick(elapsed);
+    outputs.append(elapsed);
+  }
+  element.append(head, outputs);
+  return element;
+}
+
+/** Updates a running cell's elapsed time. */
+function tick(elapsed) {
+  const seconds = Math.max(0, Math.round((Date.now() - Number(elapsed.dataset.startedAt)) / 1000));
+  elapsed.textContent = `running for ${seconds} s`;
 }
 
 function inputForm(queueId, asked) {
@@ -356,7 +380,7 @@ async function notebook(id) {
   page?.close();
   const store = connect().notebook(id);
   const view = new NotebookView();
-  page = { id, store, view, close() { clearInterval(this.ticker); } };
+  page = { id, store, view, rendered: new Map(), close() { clearInterval(this.ticker); } };
   const mine = page;
   $("cells").replaceChildren();
   $("title").textContent = id;
@@ -364,8 +388,8 @@ async function notebook(id) {
     view.apply(events, firstSeq);
     if (page === mine) renderNotebook();
   });
-  // Elapsed times and leases move on without new events.
-  page.ticker = setInterval(() => page === mine && renderNotebook(), 1000);
+  // Elapsed times move on without new events.
+  page.ticker = setInterval(() => document.querySelectorAll(".elapsed").forEach(tick), 1000);
 }
 
 function submitCell() {

@@ -72,7 +72,9 @@ if (await refused.isVisible("#dashboard")) failures.push("a bad token reached th
 await refused.context().close();
 
 // Signed in: a new notebook asking for a shell runtime.
-const page = await signedIn(USER_TOKEN, { width: 1280, height: 800 });
+// Its HTML outputs' scripts are blocked by the frame's sandbox, as they must be.
+const sandboxed = (text) => text.includes("Blocked script execution in 'about:srcdoc'");
+const page = await signedIn(USER_TOKEN, { width: 1280, height: 800 }, sandboxed);
 await page.waitForSelector("#dashboard:not([hidden])", WAIT);
 await page.fill("#new-title", "Build check");
 await page.fill("#new-runtime", "shell");
@@ -107,7 +109,7 @@ await page.click(".cell.running button.cancel");
 await cellWith(page, "echo started; sleep 60", "cancelled");
 
 // A second browser sees the notebook, and what happens next, live.
-const other = await signedIn(USER_TOKEN, { width: 1280, height: 800 });
+const other = await signedIn(USER_TOKEN, { width: 1280, height: 800 }, sandboxed);
 await other.waitForSelector("#dashboard:not([hidden])", WAIT);
 await other.goto(notebookUrl);
 await cellWith(other, "echo hello from the gateway", "success");
@@ -130,8 +132,63 @@ await page.waitForFunction(() => [...document.querySelectorAll("#notebooks tbody
     && /idle|busy/.test(row.querySelector(".runtime")?.textContent ?? "")), null, WAIT)
   .catch(async (error) => { failures.push(`the dashboard: ${await page.textContent("#dashboard")}`); throw error; });
 
+// A Jupyter kernel behind a second gateway: rich outputs and a question the page answers.
+let kernelOutput = "";
+const kernelGateway = spawn(agentBin, ["--gateway", "--kernel", "python3", "--store", `ws://127.0.0.1:${port}`, "--client-id", "gateway"],
+  { env: { ...process.env, RUNTIME_AUTH_TOKEN: AGENT_TOKEN }, stdio: ["ignore", "pipe", "inherit"] });
+kernelGateway.stdout.on("data", (chunk) => { kernelOutput += chunk; });
+children.push(kernelGateway);
+await page.waitForSelector("#dashboard:not([hidden])", WAIT);
+await page.fill("#new-title", "Kernel outputs");
+await page.fill("#new-runtime", "python3");
+await page.click("#new-notebook button");
+await page.waitForSelector("#notebook:not([hidden])", WAIT);
+await page.waitForFunction(() => /python3 for gateway/.test(document.getElementById("runtime-panel").textContent), null, WAIT)
+  .catch((error) => { failures.push(`the kernel gateway said:\n${kernelOutput}`); throw error; });
+await page.selectOption("#cell-type", "code");
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+const cells = [
+  'from IPython.display import display, HTML, Image, Markdown, clear_output\nimport base64\n'
+    + 'display(HTML("<b>bold html</b><script>parent.document.title = \'pwned\'</script>"))',
+  `display(Image(data=base64.b64decode("${PNG}")))`,
+  'h = display("first", display_id=True)\nh.update("second")',
+  'print("gone")\nclear_output()\nprint("kept")',
+  'display(Markdown("**from markdown**"))',
+  'name = input("your name? ")\nprint("hello", name)',
+];
+for (const source of cells.slice(0, 5)) {
+  await run(page, source);
+  await cellWith(page, source, "success");
+}
+const outputsOf = (index) => page.locator(".cell").nth(index).locator(".outputs");
+const frame = outputsOf(0).locator("iframe.html");
+if (await frame.getAttribute("sandbox") !== "") failures.push("HTML output is not in a frame without permissions");
+if (!(await frame.getAttribute("srcdoc") ?? "").includes("bold html")) failures.push("the HTML output is missing");
+if ((await page.title()) === "pwned") failures.push("an HTML output's script ran");
+const image = await outputsOf(1).locator("img").getAttribute("src");
+if (!image?.startsWith("data:image/png;base64,")) failures.push(`the image output: ${image}`);
+const updated = await outputsOf(2).textContent();
+if (!updated.includes("second") || updated.includes("first")) failures.push(`the display update: ${updated}`);
+const cleared = await outputsOf(3).textContent();
+if (!cleared.includes("kept") || cleared.includes("gone")) failures.push(`clear_output: ${cleared}`);
+if (await outputsOf(4).locator("strong").textContent() !== "from markdown") failures.push("markdown output not rendered");
+// input(): the page shows the question; the answer typed there reaches the kernel.
+await run(page, cells[5]);
+await page.waitForSelector(".cell form.input-request", WAIT);
+const prompt = await page.textContent(".cell form.input-request label");
+if (prompt !== "your name? ") failures.push(`the prompt: ${prompt}`);
+// Typed slowly, over the page's re-renders, the answer is kept.
+await page.type(".cell form.input-request input", "Ada", { delay: 400 });
+await page.click(".cell form.input-request button");
+await cellWith(page, cells[5], "success");
+const greeted = await outputsOf(5).textContent();
+if (!greeted.includes("hello Ada")) failures.push(`the answered cell: ${greeted}`);
+await page.screenshot({ path: `${screenshots}-kernel.png`, fullPage: true });
+kernelGateway.kill("SIGINT");
+await new Promise((resolve) => kernelGateway.on("exit", resolve));
+
 // A phone-sized screen: the notebook fits its width.
-const phone = await signedIn(USER_TOKEN, { width: 390, height: 844 });
+const phone = await signedIn(USER_TOKEN, { width: 390, height: 844 }, sandboxed);
 await phone.waitForSelector("#dashboard:not([hidden])", WAIT);
 await phone.goto(notebookUrl);
 await cellWith(phone, "echo seen live", "success");
