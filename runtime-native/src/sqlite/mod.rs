@@ -729,40 +729,59 @@ fn append(
             };
         }
     }
-    match &batch.title {
-        Some(Some(title)) => {
-            transaction
-                .prepare_cached(
-                    "INSERT INTO titles (notebook, title) VALUES (?1, ?2) \
-                     ON CONFLICT (notebook) DO UPDATE SET title = excluded.title",
-                )?
-                .execute(params![notebook, title])?;
-        }
-        Some(None) => {
-            transaction
-                .prepare_cached("DELETE FROM titles WHERE notebook = ?1")?
-                .execute([notebook])?;
-        }
-        None => {}
-    }
-    match &batch.runtime_request {
-        Some(Some(request)) => {
-            transaction
-                .prepare_cached(
-                    "INSERT INTO runtime_requests (notebook, request) VALUES (?1, ?2) \
-                     ON CONFLICT (notebook) DO UPDATE SET request = excluded.request",
-                )?
-                .execute(params![notebook, request])?;
-        }
-        Some(None) => {
-            transaction
-                .prepare_cached("DELETE FROM runtime_requests WHERE notebook = ?1")?
-                .execute([notebook])?;
-        }
-        None => {}
-    }
+    keep_beside(&transaction, Beside::Title, notebook, &batch.title)?;
+    keep_beside(
+        &transaction,
+        Beside::RuntimeRequest,
+        notebook,
+        &batch.runtime_request,
+    )?;
     transaction.commit()?;
     Ok(last as Seq + 1)
+}
+
+/// What a notebook's table beside its log keeps: its title, the runtime it asks for.
+#[derive(Clone, Copy)]
+enum Beside {
+    Title,
+    RuntimeRequest,
+}
+
+impl Beside {
+    /// Its upsert and its delete.
+    fn statements(self) -> (&'static str, &'static str) {
+        match self {
+            Beside::Title => (
+                "INSERT INTO titles (notebook, title) VALUES (?1, ?2) \
+                 ON CONFLICT (notebook) DO UPDATE SET title = excluded.title",
+                "DELETE FROM titles WHERE notebook = ?1",
+            ),
+            Beside::RuntimeRequest => (
+                "INSERT INTO runtime_requests (notebook, request) VALUES (?1, ?2) \
+                 ON CONFLICT (notebook) DO UPDATE SET request = excluded.request",
+                "DELETE FROM runtime_requests WHERE notebook = ?1",
+            ),
+        }
+    }
+}
+
+/// Applies what a batch does to a value kept beside `notebook`'s log: sets it
+/// (`Some(Some)`), removes it (`Some(None)`) or leaves it (`None`).
+fn keep_beside(
+    transaction: &rusqlite::Transaction<'_>,
+    what: Beside,
+    notebook: &str,
+    change: &Option<Option<String>>,
+) -> Result<(), rusqlite::Error> {
+    let (set, remove) = what.statements();
+    match change {
+        Some(Some(value)) => transaction
+            .prepare_cached(set)?
+            .execute(params![notebook, value])?,
+        Some(None) => transaction.prepare_cached(remove)?.execute([notebook])?,
+        None => 0,
+    };
+    Ok(())
 }
 
 /// Where an already committed batch starts.
