@@ -137,6 +137,17 @@ impl GatewayStatus {
         self.changed.notified().await;
     }
 
+    fn retain(&self, keep: impl Fn(&NotebookStatus) -> bool) {
+        let mut notebooks = self.lock();
+        let before = notebooks.len();
+        notebooks.retain(|_, status| keep(status));
+        let changed = notebooks.len() != before;
+        drop(notebooks);
+        if changed {
+            self.changed.notify_waiters();
+        }
+    }
+
     fn set(&self, notebook: &str, state: ServingState, worktree: Option<PathBuf>) {
         tracing::info!(notebook, state = ?state, "gateway");
         let mut notebooks = self.lock();
@@ -339,6 +350,7 @@ impl Gateway {
                 }
             };
             self.stop_unwanted(&notebooks, &attached);
+            self.forget_unwanted(&notebooks, &attached, &mut resting);
             self.stop_idle(&mut attached);
             self.attach_wanted(&notebooks, &mut attached, &mut resting, &mut tasks)
                 .await;
@@ -373,6 +385,29 @@ impl Gateway {
             };
             attached.control.stop(why, false);
         }
+    }
+
+    /// Forgets what it knew of notebooks it does not serve that are gone from the
+    /// catalog or no longer ask for it (so neither its memory nor its status grows with
+    /// every notebook it ever saw), and the waiting of those no longer asking.
+    fn forget_unwanted(
+        &self,
+        notebooks: &[NotebookInfo],
+        attached: &HashMap<String, Attached>,
+        resting: &mut HashMap<String, Resting>,
+    ) {
+        let wanted = |id: &str| {
+            notebooks
+                .iter()
+                .any(|info| info.id == id && self.wants_us(info))
+        };
+        resting.retain(|id, _| wanted(id));
+        self.status.retain(|status| {
+            attached.contains_key(&status.notebook)
+                || wanted(&status.notebook)
+                || matches!(status.state, ServingState::Detached(_))
+                    && notebooks.iter().any(|info| info.id == status.notebook)
+        });
     }
 
     /// Stops agents that had nothing to do for the idle timeout.

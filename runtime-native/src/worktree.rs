@@ -264,6 +264,9 @@ impl Worktrees {
             command: "worktree add".into(),
             why: format!("cannot make {}: {error}", self.dir.display()),
         })?;
+        // A worktree whose directory someone deleted is still registered, and git would
+        // refuse to add it again.
+        git(&repository, ["worktree", "prune"]).await?;
         let path_text = path.as_os_str();
         let exists = git(
             &repository,

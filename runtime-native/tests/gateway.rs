@@ -668,3 +668,20 @@ async fn an_untouched_worktree_goes_with_its_branch_and_bad_requests_fail_their_
         "only the main worktree is left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worktree_whose_directory_was_deleted_is_made_again() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = repository(root.path());
+    let worktrees = Worktrees::new(root.path().join("worktrees")).allow(root.path());
+    let request = worktree_request(&repo, None).unwrap();
+    let first = worktrees.open("n", &request).await.unwrap();
+    std::fs::remove_dir_all(first.path()).unwrap();
+    let again = worktrees.open("n", &request).await.unwrap();
+    assert_eq!(again.path(), first.path());
+    assert!(again.path().join("README").exists(), "checked out again");
+    assert_eq!(
+        git(again.path(), &["branch", "--show-current"]),
+        "notebook/n\n"
+    );
+}
