@@ -1,9 +1,10 @@
 //! The runtime manager's command line: installs, updates, lists and removes agent CLIs
-//! (codex) in a directory of their own, each download checked against its registry's
-//! digest before anything is unpacked.
+//! (codex from npm, llm from a Python package index) in a directory of their own, each
+//! download checked against its registry's digest before anything is unpacked.
 //!
 //! ```text
 //! cargo run --example runtimes -- setup codex --version 0.169.0
+//! cargo run --example runtimes -- --pypi-index https://INDEX/simple/ setup llm
 //! cargo run --example runtimes -- list
 //! cargo run --example runtimes -- update codex
 //! cargo run --example runtimes -- remove codex
@@ -17,7 +18,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use runtime_native::runtimes::{Installed, RuntimeManager};
 
-/// Installs and updates the agent CLIs that backends run (codex, from npm).
+/// Installs and updates the agent CLIs that backends run (codex from npm, llm from a
+/// Python package index).
 #[derive(Parser)]
 #[command(name = "runtimes", version)]
 struct Cli {
@@ -28,6 +30,10 @@ struct Cli {
     /// The npm registry's URL (default: npm's own setting, `npm config get registry`)
     #[arg(long, env = "npm_config_registry")]
     registry: Option<String>,
+    /// The Python package index llm comes from, pip's `--index-url` (default: pip's own
+    /// setting, `pip3 config get global.index-url`)
+    #[arg(long, env = "PIP_INDEX_URL")]
+    pypi_index: Option<String>,
     /// Also trust the CA certificates of this PEM file (default: NODE_EXTRA_CA_CERTS, as
     /// npm does, else SSL_CERT_FILE)
     #[arg(long)]
@@ -40,7 +46,7 @@ struct Cli {
 enum Command {
     /// Installs a runtime (the registry's latest version unless `--version` says)
     Setup {
-        /// Its name: codex
+        /// Its name: codex or llm
         name: String,
         /// The version to install
         #[arg(long)]
@@ -75,11 +81,14 @@ async fn main() -> ExitCode {
         eprintln!("error: no data directory here: pass --dir");
         return ExitCode::from(2);
     };
+    // Only codex comes from npm.
+    let from_npm = match &cli.command {
+        Command::Setup { name, .. } | Command::Update { name } => name == "codex",
+        _ => false,
+    };
     let registry = match cli.registry {
         Some(registry) => Some(registry),
-        None if matches!(cli.command, Command::List | Command::Remove { .. }) => {
-            Some(String::new())
-        }
+        None if !from_npm => Some(String::new()),
         None => npm_registry(),
     };
     let Some(registry) = registry else {
@@ -87,6 +96,9 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let mut manager = RuntimeManager::new(dir, registry);
+    if let Some(index) = cli.pypi_index.or_else(pip_index) {
+        manager = manager.pypi_index(index);
+    }
     let ca_file = cli.ca_file.or_else(|| {
         ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"]
             .iter()
@@ -155,4 +167,15 @@ fn npm_registry() -> Option<String> {
         .ok()?;
     let registry = String::from_utf8(output.stdout).ok()?.trim().to_owned();
     (output.status.success() && registry.starts_with("http")).then_some(registry)
+}
+
+/// pip's configured index, as `pip3 config get global.index-url` prints it.
+fn pip_index() -> Option<String> {
+    let output = std::process::Command::new("pip3")
+        .args(["config", "get", "global.index-url"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let index = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && index.starts_with("http")).then_some(index)
 }

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 #[derive(Clone)]
 enum Reply {
     Json(String),
+    /// A page of a PEP 503 simple index.
+    Html(String),
     /// These bytes, all of them.
     Bytes(Vec<u8>),
     /// A `Content-Length` of the whole, then half the bytes and a closed connection.
@@ -57,14 +59,23 @@ impl Registry {
                     let head = String::from_utf8_lossy(&head);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                     let reply = routes.lock().unwrap().get(&path).cloned();
-                    let (status, body, cut) = match reply {
-                        Some(Reply::Json(text)) => ("200 OK", text.into_bytes(), false),
-                        Some(Reply::Bytes(bytes)) => ("200 OK", bytes, false),
-                        Some(Reply::CutShort(bytes)) => ("200 OK", bytes, true),
-                        None => ("404 Not Found", b"{}".to_vec(), false),
+                    let (status, body, cut, kind) = match reply {
+                        Some(Reply::Json(text)) => {
+                            ("200 OK", text.into_bytes(), false, "application/json")
+                        }
+                        Some(Reply::Html(text)) => {
+                            ("200 OK", text.into_bytes(), false, "text/html")
+                        }
+                        Some(Reply::Bytes(bytes)) => {
+                            ("200 OK", bytes, false, "application/octet-stream")
+                        }
+                        Some(Reply::CutShort(bytes)) => {
+                            ("200 OK", bytes, true, "application/octet-stream")
+                        }
+                        None => ("404 Not Found", b"{}".to_vec(), false, "application/json"),
                     };
                     let head = format!(
-                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         body.len()
                     );
                     let _ = socket.write_all(head.as_bytes()).await;
@@ -137,6 +148,118 @@ impl Registry {
             },
         );
     }
+}
+
+/// How a wheel is served by the index stand-in.
+#[derive(Clone, Copy, PartialEq)]
+enum Served {
+    Whole,
+    Tampered,
+    CutShort,
+    /// Linked without a `#sha256=` digest.
+    Undigested,
+}
+
+impl Registry {
+    /// pip's index (`--index-url`).
+    fn simple(&self) -> String {
+        format!("{}simple/", self.base)
+    }
+
+    /// Publishes the wheels of `project` on its index page: (version, requires, how).
+    /// Each wheel's `bin/<project>` prints `<project>, version <version>`.
+    fn publish_wheels(&self, project: &str, releases: &[(&str, &[&str], Served)]) {
+        let mut links = String::new();
+        for (version, requires, served) in releases {
+            let file = format!("{}-{version}-py3-none-any.whl", project.replace('-', "_"));
+            let wheel = wheel(project, version, requires);
+            let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, &wheel).as_ref());
+            let digest = if *served == Served::Undigested {
+                String::new()
+            } else {
+                format!("#sha256={sha256}")
+            };
+            links.push_str(&format!("<a href=\"/files/{file}{digest}\">{file}</a>\n"));
+            let mut bytes = wheel;
+            if *served == Served::Tampered {
+                // Still a valid wheel, with one changed byte in a file's text.
+                let at = bytes.windows(7).position(|w| w == b"version").unwrap();
+                bytes[at] = b'V';
+            }
+            let reply = if *served == Served::CutShort {
+                Reply::CutShort(bytes)
+            } else {
+                Reply::Bytes(bytes)
+            };
+            self.route(&format!("/files/{file}"), reply);
+        }
+        self.route(
+            &format!("/simple/{project}/"),
+            Reply::Html(format!(
+                "<!DOCTYPE html><html><body>\n{links}</body></html>\n"
+            )),
+        );
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A wheel of `project` at `version` requiring `requires`, with a console script named
+/// after the project (made by Python's zipfile, stored uncompressed).
+fn wheel(project: &str, version: &str, requires: &[&str]) -> Vec<u8> {
+    let module = project.replace('-', "_");
+    let info = format!("{module}-{version}.dist-info");
+    let metadata = format!(
+        "Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n{}",
+        requires
+            .iter()
+            .map(|dep| format!("Requires-Dist: {dep}\n"))
+            .collect::<String>()
+    );
+    let files = [
+        (
+            format!("{module}/__init__.py"),
+            format!("def main():\n    print('{project}, version {version}')\n"),
+        ),
+        (format!("{info}/METADATA"), metadata),
+        (
+            format!("{info}/WHEEL"),
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+                .into(),
+        ),
+        (
+            format!("{info}/entry_points.txt"),
+            format!("[console_scripts]\n{project} = {module}:main\n"),
+        ),
+        (
+            format!("{info}/RECORD"),
+            format!(
+                "{module}/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/entry_points.txt,,\n{info}/RECORD,,\n"
+            ),
+        ),
+    ];
+    let script = "import json, sys, zipfile\n\
+        files = json.load(sys.stdin)\n\
+        with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_STORED) as z:\n\
+        \x20   for name, text in files:\n\
+        \x20       z.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), text)\n";
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(out.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&files).unwrap().as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    std::fs::read(out.path()).unwrap()
 }
 
 /// A `.tgz` of these files.
@@ -318,7 +441,12 @@ async fn unknown_runtimes_versions_and_registries_get_clear_errors() {
     let unknown = manager.setup("vim", None).await.unwrap_err();
     assert_eq!(
         unknown.to_string(),
-        "unknown runtime \"vim\": this manager installs codex"
+        "unknown runtime \"vim\": this manager installs codex, llm"
+    );
+    let no_index = manager.setup("llm", None).await.unwrap_err().to_string();
+    assert!(
+        no_index.contains("name it") && no_index.contains("--pypi-index"),
+        "{no_index}"
     );
     let missing = manager.setup("codex", Some("9.9.9")).await.unwrap_err();
     assert_eq!(
@@ -342,4 +470,109 @@ async fn unknown_runtimes_versions_and_registries_get_clear_errors() {
         manager.update("codex").await,
         Err(RuntimeError::NotInstalled(_))
     ));
+}
+
+fn pypi_manager(registry: &Registry, dir: &Path) -> RuntimeManager {
+    RuntimeManager::new(dir, &registry.base).pypi_index(registry.simple())
+}
+
+#[tokio::test]
+async fn llm_installs_from_the_index_verified_in_its_own_environment_and_updates() {
+    let registry = Registry::start().await;
+    registry.publish_wheels("llm", &[("0.1", &[], Served::Whole)]);
+    let dir = tempfile::tempdir().unwrap();
+    let manager = pypi_manager(&registry, dir.path());
+    let llm = manager.setup("llm", Some("0.1")).await.unwrap();
+    assert_eq!(
+        (llm.package.as_str(), llm.version.as_str()),
+        ("llm==0.1", "0.1")
+    );
+    let wheel = wheel("llm", "0.1", &[]);
+    let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, &wheel).as_ref());
+    assert_eq!(
+        llm.integrity,
+        format!("sha256:{sha256}"),
+        "the published digest"
+    );
+    assert_eq!(llm.program, dir.path().join("llm/0.1/bin/llm"));
+    assert_eq!(version_of(&llm.program), "llm, version 0.1", "it runs");
+    assert_eq!(manager.get("llm").unwrap(), Some(llm.clone()), "recorded");
+    assert_eq!(
+        manager.setup("llm", Some("0.1")).await.unwrap(),
+        llm,
+        "the same version again does nothing"
+    );
+
+    // A new version with a dependency: every file verified, the old environment gone.
+    registry.publish_wheels("tiny-dep", &[("1.0", &[], Served::Whole)]);
+    registry.publish_wheels(
+        "llm",
+        &[
+            ("0.1", &[], Served::Whole),
+            ("0.2", &["tiny-dep"], Served::Whole),
+        ],
+    );
+    let updated = manager.update("llm").await.unwrap();
+    assert_eq!(updated.version, "0.2");
+    assert_eq!(version_of(&updated.program), "llm, version 0.2");
+    let python = dir.path().join("llm/0.2/bin/python");
+    let imported = std::process::Command::new(python)
+        .args(["-c", "import tiny_dep"])
+        .status()
+        .unwrap();
+    assert!(imported.success(), "its dependency is installed");
+    assert!(
+        !dir.path().join("llm/0.1").exists(),
+        "the old environment is gone"
+    );
+    assert!(!dir.path().join(".partial").exists());
+}
+
+#[tokio::test]
+async fn a_tampered_cut_or_undigested_wheel_installs_nothing_and_keeps_the_previous() {
+    let registry = Registry::start().await;
+    registry.publish_wheels("tiny-dep", &[("1.0", &[], Served::Whole)]);
+    registry.publish_wheels("llm", &[("0.1", &[], Served::Whole)]);
+    let dir = tempfile::tempdir().unwrap();
+    let manager = pypi_manager(&registry, dir.path());
+    let before = manager.setup("llm", None).await.unwrap();
+    let lock = std::fs::read(dir.path().join(LOCK_FILE)).unwrap();
+    for (what, llm, dep) in [
+        ("a tampered wheel", Served::Tampered, Served::Whole),
+        ("a wheel cut short", Served::CutShort, Served::Whole),
+        (
+            "a wheel without a digest",
+            Served::Undigested,
+            Served::Whole,
+        ),
+        ("a tampered dependency", Served::Whole, Served::Tampered),
+    ] {
+        registry.publish_wheels("tiny-dep", &[("1.0", &[], dep)]);
+        registry.publish_wheels(
+            "llm",
+            &[("0.1", &[], Served::Whole), ("0.2", &["tiny-dep"], llm)],
+        );
+        let error = manager.setup("llm", Some("0.2")).await.unwrap_err();
+        match (what, &error) {
+            ("a tampered wheel" | "a tampered dependency", RuntimeError::Integrity { .. })
+            // pip may not notice the short body itself; its digest then does not match.
+            | (
+                "a wheel cut short",
+                RuntimeError::Download { .. } | RuntimeError::Integrity { .. },
+            )
+            | ("a wheel without a digest", RuntimeError::Registry(_)) => {}
+            _ => panic!("{what}: {error:?}"),
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join(LOCK_FILE)).unwrap(),
+            lock,
+            "{what}: the lock is as it was"
+        );
+        assert!(
+            !dir.path().join("llm/0.2").exists(),
+            "{what}: nothing half-installed"
+        );
+        assert!(!dir.path().join(".partial").exists(), "{what}");
+        assert_eq!(version_of(&before.program), "llm, version 0.1", "{what}");
+    }
 }

@@ -39,12 +39,17 @@ use serde_json::Value;
 use crate::net::{Endpoint, chain};
 use crate::tls::CaFileError;
 
+mod pypi;
+
 /// The lock file, in the manager's directory.
 pub const LOCK_FILE: &str = "runtimes.lock";
 /// Where downloads and unpacking happen before they are complete.
 const PARTIAL: &str = ".partial";
 /// The largest package document read.
 const MAX_METADATA: usize = 4 * 1024 * 1024;
+/// The largest project page of a Python package index read (one lists every file of
+/// every release: pydantic-core's is over 4 MiB).
+const MAX_INDEX_PAGE: usize = 64 * 1024 * 1024;
 /// The largest package downloaded.
 const MAX_PACKAGE: u64 = 1024 * 1024 * 1024;
 /// Redirects followed for one request.
@@ -52,8 +57,8 @@ const MAX_REDIRECTS: usize = 5;
 /// How long a request may take to answer (not the whole download).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The runtimes this manager installs.
-pub const KNOWN: &[&str] = &["codex"];
+/// The runtimes this manager installs: codex from npm, llm from PyPI.
+pub const KNOWN: &[&str] = &["codex", "llm"];
 
 /// A runtime as the lock file records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +157,12 @@ pub struct RuntimeManager {
     dir: PathBuf,
     npm_registry: String,
     extra_roots: Vec<CertificateDer<'static>>,
+    /// The PEM file `extra_roots` came from, for pip.
+    ca_path: Option<PathBuf>,
+    /// The Python that makes virtual environments.
+    python: PathBuf,
+    /// pip's index (`…/simple`); none: pip's own configuration.
+    pypi_index: Option<String>,
 }
 
 impl std::fmt::Debug for RuntimeManager {
@@ -166,6 +177,17 @@ impl std::fmt::Debug for RuntimeManager {
             .field("dir", &self.dir)
             .field("npm_registry", &registry)
             .field("extra_roots", &self.extra_roots.len())
+            .field("python", &self.python)
+            .field(
+                "pypi_index",
+                &self.pypi_index.as_deref().map(|index| {
+                    if index.contains('@') {
+                        "(a URL with credentials)"
+                    } else {
+                        index
+                    }
+                }),
+            )
             .finish()
     }
 }
@@ -192,6 +214,9 @@ impl RuntimeManager {
             dir: std::path::absolute(&dir).unwrap_or(dir),
             npm_registry,
             extra_roots: Vec::new(),
+            ca_path: None,
+            python: PathBuf::from("python3"),
+            pypi_index: None,
         }
     }
 
@@ -201,7 +226,22 @@ impl RuntimeManager {
     pub fn ca_file(mut self, path: &Path) -> Result<Self, CaFileError> {
         self.extra_roots
             .extend(crate::tls::read_certificates(path)?);
+        self.ca_path = Some(path.to_owned());
         Ok(self)
+    }
+
+    /// Installs Python runtimes (`llm`) from the package index at `index` (pip's
+    /// `--index-url`, ending in `/simple`) and nothing else, ignoring pip's own
+    /// configuration; without this, pip's configuration decides.
+    pub fn pypi_index(mut self, index: impl Into<String>) -> Self {
+        self.pypi_index = Some(index.into());
+        self
+    }
+
+    /// Makes Python runtimes' virtual environments with `python` (default `python3`).
+    pub fn python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python = python.into();
+        self
     }
 
     /// The directory it manages.
@@ -230,11 +270,13 @@ impl RuntimeManager {
         name: &str,
         version: Option<&str>,
     ) -> Result<Installed, RuntimeError> {
-        if !KNOWN.contains(&name) {
-            return Err(RuntimeError::Unknown(name.to_owned()));
+        match name {
+            "codex" => {}
+            "llm" => return self.setup_pypi(name, version).await,
+            _ => return Err(RuntimeError::Unknown(name.to_owned())),
         }
         let resolved = self.resolve_codex(version).await?;
-        let mut lock = self.read_lock()?;
+        let lock = self.read_lock()?;
         if let Some(current) = lock.iter().find(|entry| entry.name == name)
             && current.version == resolved.version
             && current.integrity == resolved.integrity
@@ -242,13 +284,29 @@ impl RuntimeManager {
         {
             return Ok(current.clone());
         }
-        let partial = self.dir.join(PARTIAL);
-        // Whatever an interrupted run left is incomplete by definition.
-        let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        let partial = self.fresh_partial()?;
         let result = self.install(name, &resolved, &partial).await;
         let _ = std::fs::remove_dir_all(&partial);
-        let installed = result?;
+        self.record(lock, result?)
+    }
+
+    /// The directory downloads and unpacking happen in, emptied: whatever an interrupted
+    /// run left there is incomplete by definition.
+    fn fresh_partial(&self) -> Result<PathBuf, RuntimeError> {
+        let partial = self.dir.join(PARTIAL);
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        Ok(partial)
+    }
+
+    /// Records `installed` in the lock (replacing its name's entry), then removes the
+    /// files of the version it replaced.
+    fn record(
+        &self,
+        mut lock: Vec<Installed>,
+        installed: Installed,
+    ) -> Result<Installed, RuntimeError> {
+        let name = installed.name.clone();
         let previous = lock.iter().position(|entry| entry.name == name);
         let replaced = previous.map(|index| lock.remove(index));
         lock.push(installed.clone());
@@ -259,7 +317,7 @@ impl RuntimeManager {
         {
             let _ = std::fs::remove_dir_all(self.dir.join(&old.name).join(&old.version));
         }
-        tracing::info!(runtime = name, version = %installed.version, "installed");
+        tracing::info!(runtime = %name, version = %installed.version, "installed");
         Ok(installed)
     }
 
@@ -384,35 +442,48 @@ impl RuntimeManager {
             package.replace('/', "%2f"),
             version
         );
-        let response = get(&url, &self.extra_roots)
+        let what = format!("{package}@{version}");
+        let body = self
+            .fetch(&url, &what, "application/json", MAX_METADATA)
+            .await?;
+        serde_json::from_slice(&body).map_err(|error| {
+            RuntimeError::Registry(format!("{what}: not a JSON document: {error}"))
+        })
+    }
+
+    /// A registry's document at `url` (about `what`), at most `limit` bytes.
+    async fn fetch(
+        &self,
+        url: &str,
+        what: &str,
+        accept: &'static str,
+        limit: usize,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let response = get(url, &self.extra_roots, accept)
             .await
             .map_err(RuntimeError::Registry)?;
         let status = response.status();
         if status.as_u16() == 404 {
             return Err(RuntimeError::Registry(format!(
-                "{package}@{version} is not in the registry"
+                "{what} is not in the registry"
             )));
         }
         if !status.is_success() {
-            return Err(RuntimeError::Registry(format!(
-                "{package}@{version}: HTTP {status}"
-            )));
+            return Err(RuntimeError::Registry(format!("{what}: HTTP {status}")));
         }
         let mut body = Vec::new();
         let mut incoming = response.into_body();
         while let Some(frame) = incoming.frame().await {
             let frame =
-                frame.map_err(|error| RuntimeError::Registry(format!("{package}: {error}")))?;
+                frame.map_err(|error| RuntimeError::Registry(format!("{what}: {error}")))?;
             body.extend(frame.into_data().unwrap_or_default());
-            if body.len() > MAX_METADATA {
+            if body.len() > limit {
                 return Err(RuntimeError::Registry(format!(
-                    "{package}@{version}: its document is larger than {MAX_METADATA} bytes"
+                    "{what}: its document is larger than {limit} bytes"
                 )));
             }
         }
-        serde_json::from_slice(&body).map_err(|error| {
-            RuntimeError::Registry(format!("{package}@{version}: not a JSON document: {error}"))
-        })
+        Ok(body)
     }
 
     fn lock_path(&self) -> PathBuf {
@@ -507,7 +578,7 @@ async fn download(
         package: package.clone(),
         reason,
     };
-    let response = get(url, roots).await.map_err(failed)?;
+    let response = get(url, roots, "*/*").await.map_err(failed)?;
     if !response.status().is_success() {
         return Err(failed(format!("HTTP {}", response.status())));
     }
@@ -599,12 +670,16 @@ fn unpack(archive: &Path, into: &Path, package: &str) -> Result<(), RuntimeError
 }
 
 /// GETs `url`, following up to five redirects.
-async fn get(url: &str, roots: &[CertificateDer<'static>]) -> Result<Response<Incoming>, String> {
+async fn get(
+    url: &str,
+    roots: &[CertificateDer<'static>],
+    accept: &'static str,
+) -> Result<Response<Incoming>, String> {
     let mut url = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
         let endpoint =
             Endpoint::new(&url, roots, &[b"http/1.1"]).map_err(|error| error.to_string())?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, request(&endpoint))
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, request(&endpoint, accept))
             .await
             .map_err(|_| format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()))??;
         if !response.status().is_redirection() {
@@ -620,7 +695,7 @@ async fn get(url: &str, roots: &[CertificateDer<'static>]) -> Result<Response<In
     Err(format!("more than {MAX_REDIRECTS} redirects"))
 }
 
-async fn request(endpoint: &Endpoint) -> Result<Response<Incoming>, String> {
+async fn request(endpoint: &Endpoint, accept: &str) -> Result<Response<Incoming>, String> {
     let stream = endpoint.connect().await?;
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -637,7 +712,7 @@ async fn request(endpoint: &Endpoint) -> Result<Response<Incoming>, String> {
             HOST,
             uri.authority().map_or("", |authority| authority.as_str()),
         )
-        .header(ACCEPT, "application/json")
+        .header(ACCEPT, accept)
         .header(
             USER_AGENT,
             concat!("runtime-agents/", env!("CARGO_PKG_VERSION")),
