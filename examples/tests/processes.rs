@@ -1768,3 +1768,57 @@ fn the_process_agent_as_a_gateway_serves_the_notebooks_that_ask_and_stops_them_o
         "three asks for python:\n{printed}"
     );
 }
+
+#[test]
+fn a_job_backend_runs_a_managed_runtime_named_in_the_backends_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = Home::new();
+    let runtimes = home.dir.path().join("runtimes");
+    std::fs::create_dir_all(&runtimes).unwrap();
+    // As the runtime manager records llm: its program in its own environment.
+    let program = runtimes.join("llm-program");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'llm, version 0.36'; exit 0; }\necho \"llm answers: $1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lock = serde_json::json!([{
+        "name": "llm", "package": "llm==0.36", "version": "0.36",
+        "integrity": "sha256:00", "program": program,
+    }]);
+    std::fs::write(runtimes.join("runtimes.lock"), lock.to_string()).unwrap();
+    let backends = home.dir.path().join("llm.toml");
+    std::fs::write(
+        &backends,
+        "[backends.ask]\nkind = \"job\"\nruntime = \"llm\"\ninput = \"argument\"\n",
+    )
+    .unwrap();
+    let mut agent = home
+        .command("process-agent")
+        .args(["--client-id", "alice", "--backends"])
+        .arg(&backends)
+        .env("RUNTIME_AGENTS_RUNTIMES", &runtimes)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = home.store();
+    let asked = submit(&store, "what is a notebook?");
+    let state = wait_for_state(&store, Duration::from_secs(30), |s| completed(s, &asked));
+    let entry = state.entry(&asked).unwrap();
+    let text: String = entry
+        .outputs
+        .iter()
+        .map(|output| examples::stored_output_text(&output.kind))
+        .collect();
+    assert_eq!(
+        entry.state.status(),
+        Some(CompletionStatus::Success),
+        "{text}"
+    );
+    assert_eq!(text, "llm answers: what is a notebook?\n");
+    signal(&agent, "TERM");
+    let status = wait_with_timeout(&mut agent, Duration::from_secs(20));
+    assert!(status.success(), "{}", stderr_of(&mut agent));
+}

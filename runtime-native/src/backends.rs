@@ -692,20 +692,7 @@ impl BackendSpec {
                 Kind::Http(http)
             }
             "codex" => {
-                let named = s.table.contains_key("program");
                 let mut program = s.program_or("codex")?;
-                // A runtime the runtime manager installed, by name, instead of a program.
-                if let Some(runtime) = s.string("runtime")? {
-                    if named {
-                        return Err(s.error(
-                            "runtime",
-                            "either `runtime` or `program`, not both",
-                            "both are set".into(),
-                        ));
-                    }
-                    program.program = managed_program(&runtime)
-                        .map_err(|found| s.error("runtime", "an installed runtime", found))?;
-                }
                 checked(&program, true);
                 let args = std::mem::take(&mut program.args);
                 let mut codex = Codex::new()
@@ -934,20 +921,33 @@ impl<'a> Section<'a> {
     }
 
     fn program(&mut self) -> Result<Program, BackendConfigError> {
-        let program = self.string("program")?.ok_or_else(|| {
-            self.error(
+        if !self.table.contains_key("program") && !self.table.contains_key("runtime") {
+            return Err(self.error(
                 "program",
-                "the program to run: a name on PATH or a path",
+                "the program to run: a name on PATH or a path (or `runtime`, a managed one)",
                 "it is missing".into(),
-            )
-        })?;
-        self.program_or(&program)
+            ));
+        }
+        self.program_or("")
     }
 
+    /// The backend's program (`default` unless `program` names one), with its `args`,
+    /// `env` and `cwd`; or, with `runtime = "NAME"`, the program of the runtime the runtime
+    /// manager installed under that name.
     fn program_or(&mut self, default: &str) -> Result<Program, BackendConfigError> {
-        let program = self
-            .string("program")?
-            .unwrap_or_else(|| default.to_owned());
+        let named = self.string("program")?;
+        let program = match self.string("runtime")? {
+            Some(_) if named.is_some() => {
+                return Err(self.error(
+                    "runtime",
+                    "either `runtime` or `program`, not both",
+                    "both are set".into(),
+                ));
+            }
+            Some(runtime) => managed_program(&runtime)
+                .map_err(|found| self.error("runtime", "an installed runtime", found))?,
+            None => named.unwrap_or_else(|| default.to_owned()),
+        };
         Ok(Program {
             program,
             args: self.strings("args")?.unwrap_or_default(),

@@ -46,7 +46,7 @@ fn bad_configuration_names_the_file_the_key_and_what_was_expected() {
         ),
         (
             "[backends.shell]\nkind = \"job\"\n",
-            "agents.toml: backends.shell.program: expected the program to run: a name on PATH or a path; it is missing",
+            "agents.toml: backends.shell.program: expected the program to run: a name on PATH or a path (or `runtime`, a managed one); it is missing",
         ),
         (
             "use = \"python\"\n[backends.shell]\nkind = \"job\"\nprogram = \"bash\"\n",
