@@ -39,7 +39,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -327,6 +327,8 @@ impl Gateway {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut tasks: JoinSet<Ended> = JoinSet::new();
+        // Which notebook each task serves: a task that panicked still frees its slot.
+        let mut serving: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut attached: HashMap<String, Attached> = HashMap::new();
         let mut resting: HashMap<String, Resting> = HashMap::new();
         let mut tick = tokio::time::interval(self.options.poll_interval);
@@ -334,10 +336,9 @@ impl Gateway {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(ended) = ended {
-                        self.detached(ended, &mut attached, &mut resting);
-                    }
+                Some(ended) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let ended = ended_or_panicked(ended, &mut serving);
+                    self.detached(ended, &mut attached, &mut resting);
                     continue;
                 }
                 _ = tick.tick() => {}
@@ -352,16 +353,21 @@ impl Gateway {
             self.stop_unwanted(&notebooks, &attached);
             self.forget_unwanted(&notebooks, &attached, &mut resting);
             self.stop_idle(&mut attached);
-            self.attach_wanted(&notebooks, &mut attached, &mut resting, &mut tasks)
-                .await;
+            self.attach_wanted(
+                &notebooks,
+                &mut attached,
+                &mut resting,
+                &mut tasks,
+                &mut serving,
+            )
+            .await;
         }
         for attached in attached.values() {
             attached.control.stop("the gateway stopped".into(), false);
         }
-        while let Some(ended) = tasks.join_next().await {
-            if let Ok(ended) = ended {
-                self.detached(ended, &mut attached, &mut resting);
-            }
+        while let Some(ended) = tasks.join_next_with_id().await {
+            let ended = ended_or_panicked(ended, &mut serving);
+            self.detached(ended, &mut attached, &mut resting);
         }
     }
 
@@ -374,8 +380,15 @@ impl Gateway {
 
     /// Stops the agents of notebooks gone from the catalog or no longer asking for us.
     fn stop_unwanted(&self, notebooks: &[NotebookInfo], attached: &HashMap<String, Attached>) {
+        if attached.is_empty() {
+            return;
+        }
+        let listed: HashMap<&str, &NotebookInfo> = notebooks
+            .iter()
+            .map(|info| (info.id.as_str(), info))
+            .collect();
         for (id, attached) in attached {
-            let why = match notebooks.iter().find(|info| &info.id == id) {
+            let why = match listed.get(id.as_str()) {
                 None => "the notebook is gone from the catalog".to_owned(),
                 Some(info) if !self.wants_us(info) => format!(
                     "the notebook no longer asks for a `{}` runtime",
@@ -396,17 +409,18 @@ impl Gateway {
         attached: &HashMap<String, Attached>,
         resting: &mut HashMap<String, Resting>,
     ) {
-        let wanted = |id: &str| {
-            notebooks
-                .iter()
-                .any(|info| info.id == id && self.wants_us(info))
-        };
-        resting.retain(|id, _| wanted(id));
+        let listed: HashSet<&str> = notebooks.iter().map(|info| info.id.as_str()).collect();
+        let wanted: HashSet<&str> = notebooks
+            .iter()
+            .filter(|info| self.wants_us(info))
+            .map(|info| info.id.as_str())
+            .collect();
+        resting.retain(|id, _| wanted.contains(id.as_str()));
         self.status.retain(|status| {
-            attached.contains_key(&status.notebook)
-                || wanted(&status.notebook)
-                || matches!(status.state, ServingState::Detached(_))
-                    && notebooks.iter().any(|info| info.id == status.notebook)
+            let id = status.notebook.as_str();
+            attached.contains_key(id)
+                || wanted.contains(id)
+                || matches!(status.state, ServingState::Detached(_)) && listed.contains(id)
         });
     }
 
@@ -442,6 +456,7 @@ impl Gateway {
         attached: &mut HashMap<String, Attached>,
         resting: &mut HashMap<String, Resting>,
         tasks: &mut JoinSet<Ended>,
+        serving: &mut HashMap<tokio::task::Id, String>,
     ) {
         let mut candidates: Vec<&NotebookInfo> = Vec::new();
         for info in notebooks.iter().filter(|info| self.wants_us(info)) {
@@ -479,7 +494,8 @@ impl Gateway {
             resting.remove(&info.id);
             let control = Arc::new(Control::default());
             self.status.set(&info.id, ServingState::Attaching, None);
-            tasks.spawn(serve(self.attachment(&info.id, request, control.clone())));
+            let task = tasks.spawn(serve(self.attachment(&info.id, request, control.clone())));
+            serving.insert(task.id(), info.id.clone());
             attached.insert(
                 info.id.clone(),
                 Attached {
@@ -582,6 +598,30 @@ impl Gateway {
                     served_elsewhere: displaced.then_some(Elsewhere::Unknown),
                 },
             );
+        }
+    }
+}
+
+/// How a notebook's task ended, even if it panicked (a handler's bug): its slot is freed
+/// and its status says so.
+fn ended_or_panicked(
+    ended: Result<(tokio::task::Id, Ended), tokio::task::JoinError>,
+    serving: &mut HashMap<tokio::task::Id, String>,
+) -> Ended {
+    match ended {
+        Ok((id, ended)) => {
+            serving.remove(&id);
+            ended
+        }
+        Err(error) => {
+            let notebook = serving.remove(&error.id()).unwrap_or_default();
+            tracing::error!(%notebook, %error, "a notebook's agent task failed");
+            Ended {
+                notebook,
+                reason: Err(format!("its agent task failed: {error}")),
+                rest_from: None,
+                worktree: None,
+            }
         }
     }
 }

@@ -685,3 +685,42 @@ async fn a_worktree_whose_directory_was_deleted_is_made_again() {
         "notebook/n\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notebook_whose_task_panicked_is_served_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqliteStore::open(dir.path().join("notebooks.db"), "unused").unwrap();
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let backends = Arc::new(move |_: Option<&Path>| {
+        // The embedder's factory has a bug the first time.
+        assert!(
+            !first.swap(false, std::sync::atomic::Ordering::SeqCst),
+            "a bug in the factory"
+        );
+        Ok(BackendsConfig::parse(BACKENDS, "backends.toml")
+            .map_err(|e| e.to_string())?
+            .build(None))
+    });
+    let gateway = Gateway::new(
+        Arc::new(catalog.clone()),
+        quick("shell"),
+        AgentOptions::new("gateway"),
+        Capabilities::code(),
+        backends,
+    );
+    let status = gateway.status();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(gateway.run(async {
+        let _ = stopped.await;
+    }));
+    let client = NotebookClient::new(catalog.notebook("n"), "alice");
+    client.request_runtime("shell", None).await.unwrap();
+    let done = run(&client, &catalog.notebook("n"), "echo served").await;
+    assert_eq!(text(&done), "served\n");
+    assert!(serving(&status, "n"), "{:?}", status.notebooks());
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .unwrap()
+        .unwrap();
+}
