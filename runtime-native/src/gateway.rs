@@ -104,9 +104,9 @@ pub struct NotebookStatus {
 pub enum ServingState {
     /// It asks for this runtime but every session slot is taken.
     Waiting,
-    /// Its worktree and backends are being made.
+    /// Its worktree and backends are being made, and its agent is starting.
     Attaching,
-    /// An agent serves it in this session.
+    /// An agent serves it in this session, active in the notebook's log.
     Serving(SessionId),
     /// The gateway served it and stopped, saying why ("idle for 10 min", "displaced by
     /// another runtime", "worktree kept: it has uncommitted changes").
@@ -694,17 +694,24 @@ async fn serve(attachment: Attachment) -> Ended {
         options.cancel_grace = options.cancel_grace.max(backends.cancel_grace());
     }
     let agent_store = store.clone();
+    // Serving once its session is active in the log, not before: until then another
+    // runtime starting is displaced by it, not the other way round.
+    let ready = {
+        let (status, notebook) = (status.clone(), notebook.clone());
+        let worktree = dir.map(|worktree| worktree.path().to_path_buf());
+        move |session: &runtime_core::SessionId| {
+            status.set(
+                &notebook,
+                ServingState::Serving(session.clone()),
+                worktree.clone(),
+            );
+        }
+    };
     let agent = match RuntimeAgent::new(store, TokioClock, capabilities, options) {
-        Ok(agent) => agent.on_execution(handler),
+        Ok(agent) => agent.on_execution(handler).on_ready(ready),
         Err(error) => return ended(Err(error.to_string()), None, None),
     };
-    let handle = agent.handle();
-    control.attach(handle.clone());
-    status.set(
-        &notebook,
-        ServingState::Serving(handle.session_id().clone()),
-        dir.map(|worktree| worktree.path().to_path_buf()),
-    );
+    control.attach(agent.handle());
     let reason = match &backends {
         Some(backends) => backends.warm_up_while(agent.run()).await,
         None => agent.run().await,
