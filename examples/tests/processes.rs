@@ -165,6 +165,15 @@ fn submit(store: &SqliteStore, source: &str) -> QueueId {
         .1
 }
 
+/// An entry's outputs as text, in order.
+fn outputs_text(entry: &runtime_core::QueueEntry) -> String {
+    entry
+        .outputs
+        .iter()
+        .map(|output| examples::stored_output_text(&output.kind))
+        .collect()
+}
+
 fn running(state: &NotebookState, queue_id: &QueueId) -> bool {
     state
         .entry(queue_id)
@@ -929,11 +938,7 @@ fn the_process_agent_runs_cells_as_jobs_and_stops_them_with_the_ladder() {
     let entry = state.entry(&ok).unwrap();
     assert_eq!(entry.state.status(), Some(CompletionStatus::Error));
     assert_eq!(entry.metadata["exitCode"], 3);
-    let text: String = entry
-        .outputs
-        .iter()
-        .map(|output| examples::stored_output_text(&output.kind))
-        .collect();
+    let text = outputs_text(entry);
     assert!(text.starts_with("hello from bash\n"), "{text}");
 
     let stubborn = submit(&store, "trap '' INT; echo ready; sleep 60");
@@ -1214,13 +1219,7 @@ fn a_second_signal_stops_the_process_agent_at_once_and_leaves_no_process_behind(
     let state = wait_for_state(&store, Duration::from_secs(20), |s| {
         running(s, &stubborn) && !s.entry(&stubborn).unwrap().outputs.is_empty()
     });
-    let said: String = state
-        .entry(&stubborn)
-        .unwrap()
-        .outputs
-        .iter()
-        .map(|output| examples::stored_output_text(&output.kind))
-        .collect();
+    let said = outputs_text(state.entry(&stubborn).unwrap());
     let pgid: i32 = said.trim().trim_start_matches("pid ").parse().unwrap();
     assert!(!live_members(pgid).is_empty());
 
@@ -1279,13 +1278,7 @@ fn waiting_for_input(state: &NotebookState, queue_id: &QueueId) -> bool {
 }
 
 fn stdout_of(state: &NotebookState, queue_id: &QueueId) -> String {
-    state
-        .entry(queue_id)
-        .unwrap()
-        .outputs
-        .iter()
-        .map(|o| examples::stored_output_text(&o.kind))
-        .collect()
+    state.entry(queue_id).map(outputs_text).unwrap()
 }
 
 /// The README's command (`--kernel python3`) serves real Python; the notebook client
@@ -1807,11 +1800,7 @@ fn a_job_backend_runs_a_managed_runtime_named_in_the_backends_file() {
     let asked = submit(&store, "what is a notebook?");
     let state = wait_for_state(&store, Duration::from_secs(30), |s| completed(s, &asked));
     let entry = state.entry(&asked).unwrap();
-    let text: String = entry
-        .outputs
-        .iter()
-        .map(|output| examples::stored_output_text(&output.kind))
-        .collect();
+    let text = outputs_text(entry);
     assert_eq!(
         entry.state.status(),
         Some(CompletionStatus::Success),

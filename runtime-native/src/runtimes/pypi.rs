@@ -197,7 +197,7 @@ impl RuntimeManager {
 
     /// The sha256 the index at `index` publishes for `pin`'s file, from the project's page.
     async fn published_sha256(&self, index: &str, pin: &Pin) -> Result<String, RuntimeError> {
-        let project = pin.name.to_ascii_lowercase().replace(['_', '.'], "-");
+        let project = normalized(&pin.name);
         let separator = if index.ends_with('/') { "" } else { "/" };
         let url = format!("{index}{separator}{project}/");
         let page = self
@@ -369,8 +369,12 @@ fn published_in(page: &str, file: &str) -> Option<String> {
 
 /// Whether two package names are the same (PEP 503: case, `-`, `_` and `.` alike).
 fn same_name(a: &str, b: &str) -> bool {
-    let normal = |name: &str| name.to_ascii_lowercase().replace(['_', '.'], "-");
-    normal(a) == normal(b)
+    normalized(a) == normalized(b)
+}
+
+/// A package name as the index's project pages are named (`pydantic_core`: `pydantic-core`).
+fn normalized(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
 #[cfg(test)]
