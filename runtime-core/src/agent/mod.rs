@@ -210,8 +210,9 @@ struct Shared {
     session_id: SessionId,
     status: Mutex<AgentStatus>,
     running: Mutex<Option<RunningExecution>>,
-    /// The log position through which the agent found nothing to run, while it waits.
-    quiet_through: Mutex<Option<Seq>>,
+    /// The log position through which the agent found nothing to run, while it waits;
+    /// [`NOT_QUIET`] otherwise. An atomic: the agent writes it at every turn of its loop.
+    quiet_through: AtomicU64,
     /// How many executions it has started.
     started: AtomicU64,
     shutdown: AtomicBool,
@@ -249,7 +250,7 @@ impl AgentHandle {
     /// stops. What a supervisor reads to stop an idle agent without losing a request: one
     /// committed after `seq` is not the agent's to have seen.
     pub fn quiet_through(&self) -> Option<Seq> {
-        *lock(&self.shared.quiet_through)
+        Some(self.shared.quiet_through.load(Ordering::SeqCst)).filter(|&seq| seq != NOT_QUIET)
     }
 
     /// How many executions the agent has started: a supervisor that saw it quiet twice
@@ -292,6 +293,9 @@ pub struct RunningExecution {
     pub started_at: Timestamp,
 }
 
+/// `Shared::quiet_through` while the agent is not quiet (no log reaches it).
+const NOT_QUIET: Seq = Seq::MAX;
+
 /// The value behind `mutex`, even if a panic poisoned it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -301,7 +305,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     fn set_quiet_through(&self, seq: Option<Seq>) {
-        *lock(&self.quiet_through) = seq;
+        self.quiet_through
+            .store(seq.unwrap_or(NOT_QUIET), Ordering::SeqCst);
     }
 
     fn started_one(&self) {
@@ -398,7 +403,7 @@ impl RuntimeAgent {
                 session_id,
                 status: Mutex::new(AgentStatus::Starting),
                 running: Mutex::new(None),
-                quiet_through: Mutex::new(None),
+                quiet_through: AtomicU64::new(NOT_QUIET),
                 started: AtomicU64::new(0),
                 shutdown: AtomicBool::new(false),
                 shutdown_detail: Mutex::new(None),
