@@ -1160,7 +1160,7 @@ fn a_lease_below_the_minimum_exits_2_naming_the_flag() {
     ]);
     assert_eq!(code, Some(2));
     assert!(
-        message.contains("--lease-secs") && message.contains("at least 100ms"),
+        message.contains("--lease-secs") && message.contains("at least 100 ms"),
         "{message}"
     );
 }

@@ -16,6 +16,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::maybe_send::{BoxFuture, MaybeSend, MaybeSync};
 
+/// A duration for people, in the unit `runtime_native::config::parse_duration` reads back:
+/// `"10 min"`, `"90 s"`, `"500 ms"`, `"250 µs"`. Integer arithmetic only: formatting
+/// floats would add their code to every build, the browser's included.
+///
+/// ```
+/// use std::time::Duration;
+/// use runtime_core::clock::format_duration;
+///
+/// assert_eq!(format_duration(Duration::from_secs(600)), "10 min");
+/// assert_eq!(format_duration(Duration::from_millis(1500)), "1500 ms");
+/// assert_eq!(format_duration(Duration::from_micros(250)), "250 µs");
+/// ```
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let nanos = duration.subsec_nanos();
+    if !nanos.is_multiple_of(1_000_000) {
+        format!("{} µs", duration.as_micros())
+    } else if nanos != 0 {
+        format!("{} ms", duration.as_millis())
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
 /// A point in time: milliseconds since the Unix epoch, as carried in event payloads.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

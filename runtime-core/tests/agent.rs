@@ -336,7 +336,7 @@ fn a_handler_that_ignores_cancel_is_dropped_after_the_grace_period() {
     let entry = wait_for(&mut sim, &store, &queue_id);
     assert_eq!(entry.state.status(), Some(CompletionStatus::Cancelled));
     assert!(
-        error_of(&entry).contains("did not stop within 50ms"),
+        error_of(&entry).contains("did not stop within 50 ms"),
         "{}",
         error_of(&entry)
     );
@@ -1149,7 +1149,7 @@ fn a_lease_shorter_than_the_minimum_is_refused() {
     };
     let refused = RuntimeAgent::new(store, ManualClock::default(), Capabilities::code(), hasty);
     let message = refused.err().unwrap().to_string();
-    assert!(message.contains("at least 100ms"), "{message}");
+    assert!(message.contains("at least 100 ms"), "{message}");
 }
 
 #[test]

@@ -64,7 +64,7 @@ fn timeout_cancels_the_inner_handler_and_ends_timed_out() {
     let entry = wait_for(&mut sim, &store, &queue_id);
     assert_eq!(
         ended(&entry),
-        (CompletionStatus::TimedOut, "timed out after 1s".into())
+        (CompletionStatus::TimedOut, "timed out after 1 s".into())
     );
     // The inner handler saw why it was stopped, and its last output is in.
     assert_eq!(describe(&entry.outputs), ["Stdout:stopping: TimedOut\n"]);

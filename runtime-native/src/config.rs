@@ -239,8 +239,9 @@ impl AgentArgs {
             return Err(ConfigError::Invalid {
                 setting: LEASE,
                 message: format!(
-                    "a {lease:?} lease is too short; it must last at least {:?}",
-                    AgentOptions::MIN_LEASE
+                    "a {} lease is too short; it must last at least {}",
+                    format_duration(lease),
+                    format_duration(AgentOptions::MIN_LEASE)
                 ),
             });
         }
@@ -248,8 +249,9 @@ impl AgentArgs {
             return Err(ConfigError::Invalid {
                 setting: RENEW,
                 message: format!(
-                    "renewing every {renew:?} is too often; renew at most every {:?}",
-                    AgentOptions::MIN_RENEW_INTERVAL
+                    "renewing every {} is too often; renew at most every {}",
+                    format_duration(renew),
+                    format_duration(AgentOptions::MIN_RENEW_INTERVAL)
                 ),
             });
         }
@@ -257,8 +259,10 @@ impl AgentArgs {
             return Err(ConfigError::Invalid {
                 setting: RENEW,
                 message: format!(
-                    "renewals every {renew:?} cannot keep a {lease:?} lease alive; renew more often \
-                     than the lease lasts (--lease-secs / RUNTIME_LEASE_SECS)"
+                    "renewals every {} cannot keep a {} lease alive; renew more often than the \
+                     lease lasts (--lease-secs / RUNTIME_LEASE_SECS)",
+                    format_duration(renew),
+                    format_duration(lease)
                 ),
             });
         }
@@ -443,25 +447,28 @@ pub fn init_logging(filter: &str) -> Result<(), ConfigError> {
 }
 
 /// A duration as people write one in files and flags: `"30s"`, `"500ms"`, `"2m"`, `"1h"`,
-/// or a bare number of seconds (`"1.5"`); more than zero and at most a year.
+/// `"250µs"`, or a bare number of seconds (`"1.5"`); more than zero and at most a year. It
+/// reads back what [`format_duration`] writes.
 ///
 /// ```
 /// use std::time::Duration;
-/// use runtime_native::config::parse_duration;
+/// use runtime_native::config::{format_duration, parse_duration};
 ///
 /// assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
 /// assert_eq!(parse_duration("0s"), None);
+/// for written in [Duration::from_secs(120), Duration::from_secs(90), Duration::from_millis(1500), Duration::from_micros(250)] {
+///     assert_eq!(parse_duration(&format_duration(written)), Some(written));
+/// }
 /// ```
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.trim().parse().ok()?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
+        "us" | "µs" => number / 1_000_000.0,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
         _ => return None,
@@ -471,23 +478,4 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
 }
 
-/// A duration for people, in the unit [`parse_duration`] reads back: `"10 min"`, `"90 s"`,
-/// `"500 ms"`.
-///
-/// ```
-/// use std::time::Duration;
-/// use runtime_native::config::format_duration;
-///
-/// assert_eq!(format_duration(Duration::from_secs(600)), "10 min");
-/// assert_eq!(format_duration(Duration::from_millis(1500)), "1500 ms");
-/// ```
-pub fn format_duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if duration.subsec_nanos() != 0 {
-        format!("{} ms", duration.as_millis())
-    } else if secs >= 60 && secs.is_multiple_of(60) {
-        format!("{} min", secs / 60)
-    } else {
-        format!("{secs} s")
-    }
-}
+pub use runtime_core::clock::format_duration;

@@ -175,7 +175,7 @@ async fn timeout_and_cancel_end_a_request_that_never_answers() {
         .await;
     assert_eq!(
         ended(&entry),
-        (CompletionStatus::TimedOut, "timed out after 300ms".into())
+        (CompletionStatus::TimedOut, "timed out after 300 ms".into())
     );
 
     let served = serve(Http::new(&url).unwrap());

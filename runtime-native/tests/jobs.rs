@@ -150,7 +150,7 @@ async fn max_runtime_ends_the_job_timed_out() {
     let (status, reason) = ended(&entry);
     assert_eq!(status, CompletionStatus::TimedOut);
     assert!(
-        reason.starts_with("timed out after 300ms; the process group stopped after SIGINT"),
+        reason.starts_with("timed out after 300 ms; the process group stopped after SIGINT"),
         "{reason}"
     );
     assert!(!group_exists(printed_pid(&text_of(&entry.outputs))));

@@ -53,12 +53,21 @@ fn from_page(key: &str) -> Option<Setting> {
 fn setting(options: &JsValue, key: &str) -> Option<Setting> {
     match from_app(options, key) {
         Some(value) => Some(Setting {
-            value: value
-                .as_string()
-                .unwrap_or_else(|| value.as_f64().map(|n| n.to_string()).unwrap_or_default()),
+            value: value.as_string().unwrap_or_else(|| number_text(&value)),
             source: format!("options.{key}"),
         }),
         None => from_page(key),
+    }
+}
+
+/// A JavaScript number as JavaScript prints it (`String(n)`); empty for anything else.
+fn number_text(value: &JsValue) -> String {
+    match value.as_f64() {
+        Some(n) => js_sys::Number::from(n)
+            .to_string_with_radix(10)
+            .map(String::from)
+            .unwrap_or_default(),
+        None => String::new(),
     }
 }
 
@@ -66,8 +75,11 @@ fn millis(options: &JsValue, key: &str) -> Result<Option<Duration>, String> {
     let Some(setting) = setting(options, key) else {
         return Ok(None);
     };
-    match setting.value.trim().parse::<f64>() {
-        Ok(ms) if ms > 0.0 && ms.is_finite() => Ok(Some(Duration::from_millis(ms as u64))),
+    // JavaScript's own number parsing and printing: Rust's would add their code to the
+    // module. `Number("")` is 0 and `Number("12px")` NaN, both refused below.
+    let ms = js_sys::Number::from(JsValue::from_str(setting.value.trim())).value_of();
+    match ms {
+        ms if ms > 0.0 && ms.is_finite() => Ok(Some(Duration::from_millis(ms as u64))),
         _ => Err(format!(
             "{} must be a positive number of milliseconds, got {:?}",
             setting.source, setting.value

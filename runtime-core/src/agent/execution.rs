@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::{FutureExt, pin_mut, select_biased};
 use tracing::Instrument;
 
-use crate::clock::{Clock, Timestamp, millis};
+use crate::clock::{Clock, Timestamp, format_duration, millis};
 use crate::context::{CancelReason, CancelSignal, ExecutionContext, OutputError, OutputSink};
 use crate::handler::{ExecutionError, ExecutionHandler, Outcome};
 use crate::maybe_send::BoxFuture;
@@ -169,8 +169,9 @@ fn settle(
             let reason = reason.unwrap_or(CancelReason::Requested);
             let (status, why) = cancelled(reason);
             let why = format!(
-                "{}; the handler did not stop within {grace:?} and was dropped",
-                why.unwrap_or_default()
+                "{}; the handler did not stop within {} and was dropped",
+                why.unwrap_or_default(),
+                format_duration(grace)
             );
             (status, Some(why))
         }
@@ -192,7 +193,7 @@ fn settle(
         ),
         (Some(Err(ExecutionError::TimedOut(after))), None) => (
             CompletionStatus::TimedOut,
-            Some(format!("timed out after {after:?}")),
+            Some(format!("timed out after {}", format_duration(after))),
         ),
         (Some(Err(error)), None) => fail(sink, &error),
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 
-use crate::clock::{Clock, Timestamp};
+use crate::clock::{Clock, Timestamp, format_duration};
 use crate::handler::ExecutionHandler;
 use crate::maybe_send::{MaybeSend, MaybeSync};
 use crate::schema::{
@@ -104,7 +104,7 @@ impl AgentOptions {
     /// use runtime_core::AgentOptions;
     ///
     /// let hasty = AgentOptions { lease_duration: Duration::from_micros(400), ..AgentOptions::new("alice") };
-    /// assert!(hasty.validate().unwrap_err().to_string().contains("at least 100ms"));
+    /// assert!(hasty.validate().unwrap_err().to_string().contains("at least 100 ms"));
     /// ```
     pub fn validate(&self) -> Result<(), AgentError> {
         if self.client_id.trim().is_empty() {
@@ -112,19 +112,19 @@ impl AgentOptions {
         }
         if self.lease_duration < Self::MIN_LEASE || self.renew_interval < Self::MIN_RENEW_INTERVAL {
             return Err(AgentError::InvalidOptions(format!(
-                "the lease ({:?}) must last at least {:?} and renewals ({:?}) come at least {:?} \
-                 apart",
-                self.lease_duration,
-                Self::MIN_LEASE,
-                self.renew_interval,
-                Self::MIN_RENEW_INTERVAL
+                "the lease ({}) must last at least {} and renewals ({}) come at least {} apart",
+                format_duration(self.lease_duration),
+                format_duration(Self::MIN_LEASE),
+                format_duration(self.renew_interval),
+                format_duration(Self::MIN_RENEW_INTERVAL)
             )));
         }
         if self.renew_interval.is_zero() || self.lease_duration <= self.renew_interval {
             return Err(AgentError::InvalidOptions(format!(
-                "lease_duration ({:?}) must be longer than renew_interval ({:?}), which must be \
+                "lease_duration ({}) must be longer than renew_interval ({}), which must be \
                  more than zero",
-                self.lease_duration, self.renew_interval
+                format_duration(self.lease_duration),
+                format_duration(self.renew_interval)
             )));
         }
         Ok(())

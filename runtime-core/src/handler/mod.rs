@@ -91,7 +91,7 @@ pub enum ExecutionError {
     #[error("cancelled")]
     Cancelled,
     /// The handler ran out of time; recorded as `timed_out`.
-    #[error("timed out after {0:?}")]
+    #[error("timed out after {}", crate::clock::format_duration(*.0))]
     TimedOut(Duration),
     /// The handler could not start (a program that does not exist, a service that refused
     /// the connection): nothing ran, so nothing had side effects. Recorded as `error`;

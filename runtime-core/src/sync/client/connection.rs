@@ -201,9 +201,12 @@ impl Connection {
                 message,
                 ..
             } => Err(Ended::Refused(message)),
-            other => Err(Ended::Lost(format!(
-                "unexpected answer to hello: {other:?}"
-            ))),
+            HubFrame::Error { message, .. } => {
+                Err(Ended::Lost(format!("the hub refused hello: {message}")))
+            }
+            _ => Err(Ended::Lost(
+                "the hub answered hello with another frame than welcome".to_owned(),
+            )),
         }
     }
 
