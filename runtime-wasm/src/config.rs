@@ -9,6 +9,8 @@ use runtime_core::{AgentOptions, SessionId};
 use tracing::Level;
 use wasm_bindgen::JsValue;
 
+use crate::error::number_text;
+
 /// The prefix of localStorage keys.
 pub(crate) const STORAGE_PREFIX: &str = "runtimeAgent.";
 
@@ -53,21 +55,12 @@ fn from_page(key: &str) -> Option<Setting> {
 fn setting(options: &JsValue, key: &str) -> Option<Setting> {
     match from_app(options, key) {
         Some(value) => Some(Setting {
-            value: value.as_string().unwrap_or_else(|| number_text(&value)),
+            value: value
+                .as_string()
+                .unwrap_or_else(|| value.as_f64().map(number_text).unwrap_or_default()),
             source: format!("options.{key}"),
         }),
         None => from_page(key),
-    }
-}
-
-/// A JavaScript number as JavaScript prints it (`String(n)`); empty for anything else.
-fn number_text(value: &JsValue) -> String {
-    match value.as_f64() {
-        Some(n) => js_sys::Number::from(n)
-            .to_string_with_radix(10)
-            .map(String::from)
-            .unwrap_or_default(),
-        None => String::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use js_sys::{Array, JSON};
 use runtime_core::{Event, NotebookState, QueueId, Seq};
 use wasm_bindgen::prelude::*;
 
-use crate::error::js_message;
+use crate::error::{js_message, number_text};
 use crate::js_store::event_from_js;
 
 /// Folds a notebook's log, as a store's `subscribe` delivers it, with the reducer the
@@ -47,7 +47,8 @@ impl JsNotebookView {
         // Number.MAX_SAFE_INTEGER: beyond it a JS number is not a whole sequence number.
         if !(1.0..=9_007_199_254_740_991.0).contains(&first_seq) || first_seq.fract() != 0.0 {
             return Err(JsError::new(&format!(
-                "firstSeq must be a sequence number (1, 2, ...), got {first_seq}"
+                "firstSeq must be a sequence number (1, 2, ...), got {}",
+                number_text(first_seq)
             )));
         }
         let first = first_seq as Seq;

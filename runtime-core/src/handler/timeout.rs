@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::{FutureExt, pin_mut, select_biased};
 
 use super::{ExecutionError, ExecutionHandler, Outcome};
-use crate::clock::Clock;
+use crate::clock::{Clock, format_duration};
 use crate::context::{CancelReason, ExecutionContext};
 
 /// Ends an execution that runs longer than `after` as `timed_out`.
@@ -65,13 +65,16 @@ impl<H: ExecutionHandler> ExecutionHandler for Timeout<H> {
             () = deadline => {}
         }
         scope.cancel(CancelReason::TimedOut);
-        tracing::info!(after = ?self.after, "timed out; stopping the handler");
+        tracing::info!(after = %format_duration(self.after), "timed out; stopping the handler");
         let grace = self.clock.sleep(self.grace).fuse();
         pin_mut!(grace);
         select_biased! {
             _ = run => {}
             () = grace => {
-                tracing::warn!(grace = ?self.grace, "the timed-out handler did not stop; dropped it");
+                tracing::warn!(
+                    grace = %format_duration(self.grace),
+                    "the timed-out handler did not stop; dropped it"
+                );
             }
         }
         if ctx.is_cancelled() {

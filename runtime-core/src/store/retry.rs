@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::{Batch, LogEntry, Store, StoreError, Subscription};
-use crate::clock::Clock;
+use crate::clock::{Clock, format_duration};
 use crate::state::{Seq, Snapshot, SnapshotKind};
 
 /// How [`Retrying`] retries.
@@ -72,13 +72,13 @@ impl Attempts {
         let first = *self.first_failure.get_or_insert(now);
         let failing_for = now.saturating_since(first);
         if failing_for + self.backoff > self.policy.give_up_after {
-            tracing::warn!(%error, ?failing_for, "{what} kept failing; giving up");
+            tracing::warn!(%error, failing_for = %format_duration(failing_for), "{what} kept failing; giving up");
             return None;
         }
         if failing_for.is_zero() {
-            tracing::warn!(%error, retry_in = ?self.backoff, "{what} failed; retrying");
+            tracing::warn!(%error, retry_in = %format_duration(self.backoff), "{what} failed; retrying");
         } else {
-            tracing::debug!(%error, retry_in = ?self.backoff, "{what} failed again; retrying");
+            tracing::debug!(%error, retry_in = %format_duration(self.backoff), "{what} failed again; retrying");
         }
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(self.policy.max_backoff);

@@ -15,7 +15,7 @@ use super::HubOptions;
 use super::command::{Command, Page, Query};
 use super::transport::{Socket, Transport};
 use super::watch::{ConnectionState, StatePublisher};
-use crate::clock::Clock;
+use crate::clock::{Clock, format_duration};
 use crate::state::Seq;
 use crate::store::{Batch, LogEntry, StoreError};
 use crate::sync::{BearerToken, ClientFrame, ErrorCode, HubFrame, PROTOCOL};
@@ -121,7 +121,7 @@ impl Connection {
                 Ended::Lost(error) => {
                     attempt = attempt.saturating_add(1);
                     let retry_in = self.backoff(attempt);
-                    tracing::info!(url = %self.url, %error, ?retry_in, "the hub connection is down; retrying");
+                    tracing::info!(url = %self.url, %error, retry_in = %format_duration(retry_in), "the hub connection is down; retrying");
                     self.state.set(ConnectionState::Reconnecting {
                         attempt,
                         retry_in,
