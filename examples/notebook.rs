@@ -26,9 +26,10 @@ use examples::AnyStore;
 use examples::answer::Question;
 use examples::{follow, output_text, status_word, stored_output_text};
 use runtime_core::{
-    CellDeleted, CellType, CompletionStatus, EntryState, Event, InputReplyError, InputRequest,
-    NotebookClient, NotebookState, NotebookWatcher, OutputId, OutputKind, QueueEntry, QueueId,
-    QueueStatus, SessionState, Store, StoreError, StreamName,
+    Catalog, CellDeleted, CellType, CompletionStatus, EntryState, Event, InputReplyError,
+    InputRequest, NotebookClient, NotebookRuntimeRequested, NotebookState, NotebookWatcher,
+    OutputId, OutputKind, QueueEntry, QueueId, QueueStatus, SessionState, Store, StoreError,
+    StreamName,
 };
 use runtime_native::TokioClock;
 use runtime_native::config::{CommonArgs, ConfigError, init_logging};
@@ -310,9 +311,16 @@ async fn main() -> ExitCode {
             answer(&store, &client, queue_id.into(), value, cli.json).await
         }
         // Status needs sessions and the queue, not outputs: a lean fold.
-        Command::Status => current(NotebookWatcher::resume_lean(&store).await, &store)
-            .await
-            .map(|state| status(&state, cli.json)),
+        Command::Status => {
+            match current(NotebookWatcher::resume_lean(&store).await, &store).await {
+                // A lean fold keeps no notebook metadata: the runtime asked for is the catalog's.
+                Ok(state) => {
+                    let asked = asked_runtime(&store, &config.notebook).await;
+                    Ok(status(&state, asked.as_ref(), cli.json))
+                }
+                Err(error) => Err(error),
+            }
+        }
         Command::Show => current(NotebookWatcher::resume(&store).await, &store)
             .await
             .map(|state| show(&state, cli.json)),
@@ -382,9 +390,19 @@ async fn run(
     leave_snapshot(store, state, resumed_at).await;
     if !json {
         match state.active_session() {
-            None => eprintln!(
-                "(no runtime is serving this notebook yet: the cell waits in the queue; start one with `cargo run --example echo-agent`)"
-            ),
+            None => match state.runtime_request() {
+                Some(asked) => eprintln!(
+                    "(no runtime is serving this notebook yet: the cell waits in the queue for the \
+                     `{}` runtime it asks for, which a gateway serving that type attaches to \
+                     (`process-agent --gateway --backend {}` on this store))",
+                    asked.runtime_type, asked.runtime_type
+                ),
+                None => eprintln!(
+                    "(no runtime is serving this notebook yet: the cell waits in the queue; start one \
+                     with `cargo run --example echo-agent`, or ask a gateway for one with \
+                     `notebook runtime TYPE`)"
+                ),
+            },
             Some(session) if !session.capabilities.covers(cell_type) => eprintln!(
                 "(the cell waits in the queue: no runtime here runs {} cells (the active runtime, {}, does not))",
                 cell_type.as_str(),
@@ -905,7 +923,13 @@ async fn leave_snapshot(store: &AnyStore, state: &NotebookState, resumed_at: u64
     let _ = store.save_snapshot(&state.snapshot()).await;
 }
 
-fn status(state: &NotebookState, json: bool) -> ExitCode {
+/// The runtime `notebook` asks for, as the store's catalog lists it.
+async fn asked_runtime(store: &AnyStore, notebook: &str) -> Option<NotebookRuntimeRequested> {
+    let listed = store.notebooks().await.ok()?;
+    listed.into_iter().find(|info| info.id == notebook)?.runtime
+}
+
+fn status(state: &NotebookState, asked: Option<&NotebookRuntimeRequested>, json: bool) -> ExitCode {
     let now = runtime_core::Clock::now(&TokioClock);
     if json {
         let sessions: Vec<_> = state
@@ -925,7 +949,7 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             .collect();
         out!(
             "{}",
-            json!({"type": "status", "sessions": sessions, "queue": queue})
+            json!({"type": "status", "runtimeRequested": asked, "sessions": sessions, "queue": queue})
         );
         return ExitCode::SUCCESS;
     }
@@ -948,6 +972,19 @@ fn status(state: &NotebookState, json: bool) -> ExitCode {
             );
         }
         None => out!("no active runtime"),
+    }
+    if let Some(asked) = asked {
+        let worktree = asked.worktree.as_ref().map_or(String::new(), |w| {
+            let branch = w
+                .branch
+                .as_deref()
+                .map_or(String::new(), |b| format!(" at {b}"));
+            format!(", in a worktree of {}{branch}", w.repository)
+        });
+        out!(
+            "asks for a {} runtime{worktree} (a gateway serving that type attaches to it)",
+            asked.runtime_type
+        );
     }
     let ended = state.sessions().iter().filter(|s| !s.is_active()).count();
     out!("{ended} ended session(s)");

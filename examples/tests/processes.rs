@@ -1712,6 +1712,14 @@ fn the_process_agent_as_a_gateway_serves_the_notebooks_that_ask_and_stops_them_o
     }
     let asked = in_notebook("three", &["runtime", "python"]);
     assert!(asked.status.success(), "{asked:?}");
+    // What a notebook asks for is in its status, whoever serves it (a lean fold keeps no
+    // notebook metadata: it comes from the catalog).
+    let shown = in_notebook("three", &["status"]);
+    let printed = String::from_utf8_lossy(&shown.stdout);
+    assert!(printed.contains("asks for a python runtime"), "{printed}");
+    let shown = in_notebook("three", &["--json", "status"]);
+    let line: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(line["runtimeRequested"]["runtimeType"], "python", "{line}");
     for notebook in ["one", "two"] {
         let ran = in_notebook(notebook, &["run", &format!("echo {notebook} ran in $0")]);
         assert!(ran.status.success(), "{ran:?}");
