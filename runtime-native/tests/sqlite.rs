@@ -611,3 +611,39 @@ async fn a_live_reader_gets_large_and_small_rows_in_order() {
         seen = entry.seq;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_gives_every_notebook_once_in_order_with_its_last_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("listing.db"), "b").unwrap();
+    assert!(
+        store.notebooks().unwrap().is_empty(),
+        "an empty file lists nothing"
+    );
+    // Ids next to each other in SQLite's order (a prefix, a space, a byte past ASCII), with
+    // different lengths, so stepping from one id to the next can skip or repeat none.
+    let ids = ["b", "a", "a b", "ab", "a\u{e9}", "", "zz"];
+    for (count, id) in ids.iter().enumerate() {
+        let notebook = store.notebook(id);
+        for n in 0..=count {
+            notebook.commit(vec![event(n + 1)]).await.unwrap();
+        }
+    }
+    let listed = store.notebooks().unwrap();
+    let mut expected: Vec<&str> = ids.to_vec();
+    expected.sort_unstable();
+    let got: Vec<&str> = listed.iter().map(|info| info.id.as_str()).collect();
+    assert_eq!(got, expected);
+    for info in &listed {
+        let position = ids.iter().position(|id| *id == info.id).unwrap();
+        assert_eq!(info.head, position as u64 + 1, "{:?}", info.id);
+        let notebook = store.notebook(&info.id);
+        let last = notebook.subscribe(info.head).next().await.unwrap().unwrap();
+        assert_eq!(
+            info.last_activity,
+            last.stamp.map(|stamp| stamp.at),
+            "the last entry's time, {:?}",
+            info.id
+        );
+    }
+}
