@@ -62,9 +62,9 @@ function show(section) {
 
 function signIn(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  watchOnly(new Set());
   hub = null;
   identity = null;
-  summaries.clear();
   page?.close();
   page = null;
   show("sign-in");
@@ -93,40 +93,59 @@ function runtimeWord(runtime) {
 
 // ---- the dashboard ----
 
-/** Live folds of the listed notebooks, by id, for their runtime and queue. */
+/**
+ * Live folds of the most recently active notebooks, by id, for their runtime and queue.
+ * Lean (no outputs, nothing of finished executions) and at most LIVE_SUMMARIES of them, so
+ * a hub with many notebooks costs the page little; the others show what the catalog says.
+ */
 const summaries = new Map();
+const LIVE_SUMMARIES = 50;
 let dashboardTimer = null;
 
 function summary(id) {
   let known = summaries.get(id);
   if (!known) {
-    const store = connect().notebook(id);
-    const view = new NotebookView();
-    known = { store, view };
-    store.subscribe(1, (events, firstSeq) => {
+    const view = new NotebookView({ lean: true });
+    const stop = connect().notebook(id).subscribe(1, (events, firstSeq) => {
       view.apply(events, firstSeq);
       if (!$("dashboard").hidden) renderDashboard();
     });
+    known = { view, stop };
     summaries.set(id, known);
   }
   return known.view.state();
 }
 
+/** Keeps live folds of `ids` only. */
+function watchOnly(ids) {
+  for (const [id, known] of summaries) {
+    if (!ids.has(id)) {
+      known.stop();
+      known.view.free();
+      summaries.delete(id);
+    }
+  }
+}
+
 let listed = [];
 
 function renderDashboard() {
-  const rows = listed.map((info) => {
-    const state = summary(info.id);
+  const recent = [...listed].sort((a, b) => (b.lastActivity ?? 0) - (a.lastActivity ?? 0));
+  const live = new Set(recent.slice(0, LIVE_SUMMARIES).map((info) => info.id));
+  watchOnly(live);
+  const rows = recent.map((info) => {
+    // Beyond the live ones, only the catalog's columns: open the notebook for the rest.
+    const state = live.has(info.id) ? summary(info.id) : null;
     const row = document.createElement("tr");
     row.dataset.notebook = info.id;
     const name = document.createElement("a");
     name.href = `#/notebook/${encodeURIComponent(info.id)}`;
     name.textContent = info.title ? `${info.title} (${info.id})` : info.id;
-    const cells = [name, describeRequest(info.runtime), runtimeWord(state.runtime),
-      String(state.queue.length), ago(info.lastActivity)];
+    const cells = [name, describeRequest(info.runtime), state ? runtimeWord(state.runtime) : "—",
+      state ? String(state.queue.length) : "—", ago(info.lastActivity)];
     row.replaceChildren(...cells.map((content, index) => {
       const cell = document.createElement("td");
-      if (index === 2) cell.className = `runtime ${content}`;
+      if (index === 2) cell.className = `runtime ${state ? content : "unwatched"}`;
       cell.append(content);
       return cell;
     }));

@@ -196,6 +196,31 @@ const overflow = await phone.evaluate(() => document.documentElement.scrollWidth
 if (overflow > 0) failures.push(`the phone page is ${overflow} px wider than the screen`);
 await phone.screenshot({ path: `${screenshots}-phone.png`, fullPage: true });
 
+// Many notebooks: the dashboard lists them all, most recent first, and folds only the 50
+// most recently active live (the others show the catalog's columns and a dash).
+for (let i = 0; i < 52; i++) {
+  const created = await fetch(`${base}notebooks`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${USER_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ title: `Many ${i}` }),
+  });
+  if (!created.ok) failures.push(`creating notebook ${i}: ${created.status}`);
+}
+const total = (await (await fetch(`${base}notebooks`, { headers: { authorization: `Bearer ${USER_TOKEN}` } })).json()).notebooks.length;
+await page.goto(base);
+await page.waitForFunction((total) => document.querySelectorAll("#notebooks tbody tr").length === total
+  && document.querySelectorAll("#notebooks tbody td.runtime:not(.unwatched)").length === 50, total, WAIT)
+  .catch(async (error) => {
+    const runtimes = await page.$$eval("#notebooks tbody td.runtime", (cells) => cells.map((cell) => cell.textContent));
+    failures.push(`the dashboard of ${total} notebooks: ${JSON.stringify(runtimes)}`);
+    throw error;
+  });
+// The last created is first, or second behind a notebook its gateway's renewals keep active.
+const topRows = await page.$$eval("#notebooks tbody tr", (rows) => rows.slice(0, 2)
+  .map((row) => [row.cells[0].textContent, row.cells[2].className]));
+const newest = topRows.find(([name]) => name.startsWith("Many 51"));
+if (!newest || newest[1].includes("unwatched")) failures.push(`the newest notebook, live, first: ${JSON.stringify(topRows)}`);
+
 await browser.close();
 gateway.kill("SIGINT");
 await new Promise((resolve) => gateway.on("exit", resolve));

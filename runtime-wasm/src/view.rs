@@ -2,12 +2,25 @@
 //! UI shows, so a page renders by the agents' own rules (fencing included) and keeps no
 //! second fold of its own.
 
-use js_sys::{Array, JSON};
+use js_sys::{Array, JSON, Reflect};
 use runtime_core::{Event, NotebookState, QueueId, Seq};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{js_message, number_text};
 use crate::js_store::event_from_js;
+
+#[wasm_bindgen(typescript_custom_section)]
+const VIEW_TYPES: &str = r#"
+/** Options of `new NotebookView(options)`. Every field is optional. */
+export interface NotebookViewOptions {
+  /**
+   * Fold as agents do: the runtime, the queue and statuses, but no outputs and nothing of
+   * an execution once it has finished, so memory stays small however long the log.
+   * Default false.
+   */
+  lean?: boolean;
+}
+"#;
 
 /// Folds a notebook's log, as a store's `subscribe` delivers it, with the reducer the
 /// agents use; `state()` is what a UI shows.
@@ -20,17 +33,34 @@ use crate::js_store::event_from_js;
 /// });
 /// ```
 #[wasm_bindgen(js_name = NotebookView)]
-#[derive(Default)]
 pub struct JsNotebookView {
     state: NotebookState,
 }
 
 #[wasm_bindgen(js_class = NotebookView)]
 impl JsNotebookView {
-    /// An empty notebook.
+    /// An empty notebook. With `{ lean: true }` the view folds as agents do: the same
+    /// runtime, queue and statuses, but no outputs and nothing of an execution once it has
+    /// finished, so memory stays small however long the log (what a dashboard of many
+    /// notebooks needs).
     #[wasm_bindgen(constructor)]
-    pub fn new() -> JsNotebookView {
-        JsNotebookView::default()
+    pub fn new(
+        #[wasm_bindgen(unchecked_optional_param_type = "NotebookViewOptions")] options: Option<
+            JsValue,
+        >,
+    ) -> JsNotebookView {
+        let lean = options
+            .filter(|options| options.is_object())
+            .and_then(|options| Reflect::get(&options, &"lean".into()).ok())
+            .and_then(|lean| lean.as_bool())
+            .unwrap_or(false);
+        JsNotebookView {
+            state: if lean {
+                NotebookState::lean()
+            } else {
+                NotebookState::new()
+            },
+        }
     }
 
     /// Folds in `events`, the first of which has sequence number `firstSeq` (as

@@ -142,6 +142,12 @@ export async function main(): Promise<void> {
   inputReply(created, "Ada", "me");
 }
 
+export function views(): NotebookView[] {
+  // @ts-expect-error: lean is a boolean.
+  new NotebookView({ lean: "yes" });
+  return [new NotebookView(), new NotebookView({}), new NotebookView({ lean: true })];
+}
+
 export function render(view: NotebookView): string[] {
   const state: NotebookViewState = view.state();
   const lines: string[] = [];

@@ -6,6 +6,9 @@ import init, { createBrowserRuntimeAgent, MemoryStore, NotebookView } from "runt
 await init();
 const store = new MemoryStore();
 const view = new NotebookView();
+// A lean view, as a dashboard keeps one per notebook: the runtime and the queue, no outputs.
+const lean = new NotebookView({ lean: true });
+store.subscribe(1, (events, firstSeq) => lean.apply(events, firstSeq));
 let deliveries = 0;
 store.subscribe(1, (events, firstSeq) => {
   view.apply(events, firstSeq);
@@ -37,6 +40,9 @@ store.commit([
 let state = await until("q1 to finish", (s) => s.cells[0]?.execution?.status === "success");
 assert.equal(state.runtime.sessionId, agent.sessionId);
 assert.equal(state.cells[0].executionCount, 1);
+const leanState = lean.state();
+assert.equal(leanState.runtime.sessionId, agent.sessionId);
+assert.deepEqual(leanState.cells.map((c) => c.outputs.length), [0], "a lean view keeps no outputs");
 assert.deepEqual(
   state.cells[0].outputs.map((o) => [o.outputType, o.text ?? o.data?.["text/plain"]]),
   [["stream", "thinking\n"], ["execute_result", "Echo: 1 + 1"]],
