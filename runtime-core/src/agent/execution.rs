@@ -191,10 +191,10 @@ fn settle(
             CompletionStatus::Cancelled,
             Some("cancelled by the handler".to_owned()),
         ),
-        (Some(Err(ExecutionError::TimedOut(after))), None) => (
-            CompletionStatus::TimedOut,
-            Some(format!("timed out after {}", format_duration(after))),
-        ),
+        // The reason is the error's own message, so both say it alike.
+        (Some(Err(error @ ExecutionError::TimedOut(_))), None) => {
+            (CompletionStatus::TimedOut, Some(error.to_string()))
+        }
         (Some(Err(error)), None) => fail(sink, &error),
     }
 }
