@@ -1720,6 +1720,48 @@ fn the_process_agent_as_a_gateway_serves_the_notebooks_that_ask_and_stops_them_o
     let shown = in_notebook("three", &["--json", "status"]);
     let line: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(line["runtimeRequested"]["runtimeType"], "python", "{line}");
+    // A cell run there waits, and `run` says for what (no gateway here serves python).
+    let mut waiting = home
+        .command("notebook")
+        .args([
+            "--client-id",
+            "bob",
+            "--notebook",
+            "three",
+            "run",
+            "print(1)",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = BufReader::new(waiting.stderr.take().unwrap());
+    let (lines, hint) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in said.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut heard = Vec::new();
+    while let Ok(line) = hint.recv_timeout(Duration::from_secs(60)) {
+        heard.push(line);
+        if heard
+            .last()
+            .unwrap()
+            .contains("`python` runtime it asks for")
+        {
+            break;
+        }
+    }
+    waiting.kill().unwrap();
+    let _ = waiting.wait();
+    assert!(
+        heard
+            .iter()
+            .any(|line| line.contains("`python` runtime it asks for")
+                && line.contains("process-agent --gateway --backend python")),
+        "{heard:?}"
+    );
     for notebook in ["one", "two"] {
         let ran = in_notebook(notebook, &["run", &format!("echo {notebook} ran in $0")]);
         assert!(ran.status.success(), "{ran:?}");
